@@ -1,0 +1,45 @@
+# RetailModel: `make demo` runs the whole story locally, `make test` runs every check.
+# Everything installs itself: uv (in a cache outside the repo), the locked venv, and the
+# Go-built local control plane (cached by version under $(CACHE)).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/retailmodel
+UV_VERSION := 0.13.8
+UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv lint typecheck unit test demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+venv: $(VENV)/.synced ## create the locked virtualenv
+
+lint: venv ## ruff, ruff format, import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: venv ## mypy --strict
+	$(BIN)/mypy
+
+unit: venv ## unit tests only (no cluster, no AWS stand-in)
+	$(BIN)/pytest tests/unit
+
+test: lint typecheck ## every check: lint, types and the whole test suite
+	$(BIN)/pytest
+
+clean: ## remove the venv and caches inside the repo (not the control-plane cache)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

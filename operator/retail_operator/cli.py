@@ -1,0 +1,50 @@
+"""``retailctl``: the one command that fronts training, serving, the operator and the local stack.
+
+Each command group lives beside the code it drives and is mounted here; this module only wires
+them together and turns failures into one clear line and a non-zero exit (no traceback unless
+``RETAILCTL_DEBUG=1``). Command modules import their heavy dependencies inside the commands, so
+``retailctl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+app = typer.Typer(
+    name="retailctl",
+    help="Run tabular ML models on Kubernetes: train, push, serve, operate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        sys.exit(stop.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("retailctl: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        if os.environ.get("RETAILCTL_DEBUG"):
+            raise
+        print(f"retailctl: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Print retailctl's version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("retailmodel"))

@@ -1,0 +1,3 @@
+"""Fixtures shared across the suite live in tests/support; this registers them."""
+
+pytest_plugins = ["tests.support.aws"]
