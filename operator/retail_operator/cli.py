@@ -14,6 +14,8 @@ import sys
 import click
 import typer
 
+from retail_operator.ecr.cli import ecr_app, image_app
+
 app = typer.Typer(
     name="retailctl",
     help="Run tabular ML models on Kubernetes: train, push, serve, operate.",
@@ -21,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(ecr_app, name="ecr")
+app.add_typer(image_app, name="image")
 
 
 def main() -> None:
