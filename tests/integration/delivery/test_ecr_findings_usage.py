@@ -1,0 +1,261 @@
+"""Scan findings and storage usage read from moto's ECR, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from retail_operator.ecr.findings import (
+    NOT_SCANNED,
+    ImageNotFoundError,
+    blocking_count,
+    read_scan,
+    wait_for_scan,
+)
+from retail_operator.ecr.usage import measure_usage
+from tests.integration.delivery.ecr_images import push_image, set_scan_result
+from tests.support.aws import MotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
+pytestmark = pytest.mark.aws
+
+REPOSITORY = "mlops/retail-api"
+RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def ecr(aws_env: MotoServer) -> ECRClient:
+    client = cast("ECRClient", aws_env.client("ecr"))
+    client.create_repository(repositoryName=REPOSITORY)
+    client.create_repository(repositoryName="mlops/train-model")
+    return client
+
+
+def finding(name: str, severity: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "severity": severity,
+        "uri": f"https://nvd.nist.gov/vuln/detail/{name}",
+        "attributes": [
+            {"key": "package_name", "value": "openssl"},
+            {"key": "package_version", "value": "3.0.1"},
+        ],
+    }
+
+
+def scan_result(tag: str, status: str, findings: list[dict[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for item in findings:
+        counts[item["severity"]] = counts.get(item["severity"], 0) + 1
+    return {
+        "registryId": "123456789012",
+        "repositoryName": REPOSITORY,
+        "imageId": {"imageTag": tag},
+        "imageScanStatus": {"status": status, "description": f"scan {status.lower()}"},
+        "imageScanFindings": {"findings": findings, "findingSeverityCounts": counts},
+    }
+
+
+def retailctl(moto: MotoServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RETAILCTL, *args],
+        env={**os.environ, **moto.env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient) -> None:
+    digest = push_image(ecr, REPOSITORY, "v20261129-abc1234", 1000)
+
+    report = read_scan(ecr, REPOSITORY, "v20261129-abc1234")
+
+    assert (report.status, report.digest, report.findings) == (NOT_SCANNED, digest, ())
+
+
+def test_findings_report_counts_and_only_serious_findings(
+    ecr: ECRClient, aws_env: MotoServer
+) -> None:
+    tag = "dev-abc1234"
+    push_image(ecr, REPOSITORY, tag, 1000)
+    ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+    set_scan_result(
+        aws_env,
+        scan_result(
+            tag,
+            "COMPLETE",
+            [
+                finding("CVE-2026-0003", "MEDIUM"),
+                finding("CVE-2026-0002", "HIGH"),
+                finding("CVE-2026-0001", "CRITICAL"),
+            ],
+        ),
+    )
+
+    report = read_scan(ecr, REPOSITORY, tag)
+
+    assert report.status == "COMPLETE"
+    assert dict(report.severity_counts) == {"MEDIUM": 1, "HIGH": 1, "CRITICAL": 1}
+    assert [(f.severity, f.name, f.package) for f in report.findings] == [
+        ("CRITICAL", "CVE-2026-0001", "openssl 3.0.1"),
+        ("HIGH", "CVE-2026-0002", "openssl 3.0.1"),
+    ]
+    assert blocking_count(report, "CRITICAL") == 1
+    assert blocking_count(report, "HIGH") == 2
+    assert blocking_count(report, "MEDIUM") == 3
+
+
+def test_wait_polls_until_the_scan_settles(ecr: ECRClient) -> None:
+    tag = "feature-x-abc1234"
+    push_image(ecr, REPOSITORY, tag, 1000)
+    seen: list[str] = []
+
+    def sleep(_seconds: float) -> None:
+        # The scan "finishes" while we wait: the next read must see its result.
+        ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+
+    report = wait_for_scan(
+        ecr,
+        REPOSITORY,
+        tag,
+        timeout_seconds=60,
+        progress=lambda r: seen.append(r.status),
+        sleep=sleep,
+        clock=lambda: 0.0,
+    )
+
+    assert seen == [NOT_SCANNED]
+    assert report.status == "COMPLETE"
+
+
+def test_wait_gives_up_at_the_deadline(ecr: ECRClient) -> None:
+    tag = "feature-y-abc1234"
+    push_image(ecr, REPOSITORY, tag, 1000)
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    report = wait_for_scan(
+        ecr,
+        REPOSITORY,
+        tag,
+        timeout_seconds=30,
+        poll_seconds=10,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+
+    assert report.status == NOT_SCANNED
+    assert now[0] == 30
+
+
+def test_missing_image_is_one_clear_error(ecr: ECRClient) -> None:
+    with pytest.raises(ImageNotFoundError, match="no image mlops/retail-api:nope"):
+        read_scan(ecr, REPOSITORY, "nope")
+
+
+def test_usage_counts_sizes_and_prices(ecr: ECRClient) -> None:
+    gib = 1024**3
+    push_image(ecr, REPOSITORY, "v1", 3 * gib)
+    push_image(ecr, REPOSITORY, "v2", 2 * gib)
+    push_image(ecr, "mlops/train-model", "v1", gib // 2)
+
+    usages = {u.name: u for u in measure_usage(ecr)}
+
+    assert set(usages) == {REPOSITORY, "mlops/train-model"}
+    assert (usages[REPOSITORY].image_count, usages[REPOSITORY].total_bytes) == (2, 5 * gib)
+    assert usages[REPOSITORY].monthly_cost == Decimal("0.50")
+    assert usages["mlops/train-model"].monthly_cost == Decimal("0.05")
+    (only,) = measure_usage(ecr, ["mlops/train-model"])
+    assert only.image_count == 1
+
+
+def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoServer) -> None:
+    tag = "v20261129-def5678"
+    push_image(ecr, REPOSITORY, tag, 1000)
+    ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+    set_scan_result(aws_env, scan_result(tag, "COMPLETE", [finding("CVE-2026-0009", "HIGH")]))
+
+    lenient = retailctl(
+        aws_env,
+        "ecr",
+        "findings",
+        "--repository",
+        REPOSITORY,
+        "--tag",
+        tag,
+        "--fail-on",
+        "CRITICAL",
+        "--json",
+    )
+    strict = retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag, "--fail-on", "HIGH"
+    )
+
+    assert lenient.returncode == 0, lenient.stderr
+    assert json.loads(lenient.stdout)["findings"][0]["name"] == "CVE-2026-0009"
+    assert strict.returncode == 1
+    assert "CVE-2026-0009" in strict.stdout
+    assert strict.stderr.strip().splitlines()[-1].endswith("1 finding(s) at or above HIGH")
+    assert "Traceback" not in strict.stderr
+
+
+def test_cli_findings_refuses_an_unscanned_image_when_gating(
+    ecr: ECRClient, aws_env: MotoServer
+) -> None:
+    push_image(ecr, REPOSITORY, "dev-0000000", 1000)
+
+    result = retailctl(
+        aws_env,
+        "ecr",
+        "findings",
+        "--repository",
+        REPOSITORY,
+        "--tag",
+        "dev-0000000",
+        "--fail-on",
+        "HIGH",
+    )
+
+    assert result.returncode == 1
+    assert "NOT_SCANNED, not COMPLETE" in result.stderr
+
+
+def test_cli_bootstrap_reports_then_says_no_changes(aws_env: MotoServer) -> None:
+    first = retailctl(aws_env, "ecr", "bootstrap")
+    second = retailctl(aws_env, "ecr", "bootstrap", "--config", "deploy/ecr/repositories.yaml")
+
+    assert first.returncode == 0, first.stderr
+    assert "mlops/retail-api: created; lifecycle policy set; repository policy set" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "mlops/retail-api: no changes" in second.stdout
+    assert "mlops/train-model: no changes" in second.stdout
+
+
+def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: MotoServer) -> None:
+    push_image(ecr, REPOSITORY, "v1", 1024**3)
+
+    result = retailctl(aws_env, "ecr", "usage", "--json")
+
+    assert result.returncode == 0, result.stderr
+    rows = {row["repository"]: row for row in json.loads(result.stdout)}
+    assert rows[REPOSITORY] == {
+        "repository": REPOSITORY,
+        "imageCount": 1,
+        "totalBytes": 1024**3,
+        "monthlyCostUSD": "0.10",
+    }
