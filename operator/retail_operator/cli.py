@@ -15,6 +15,7 @@ import click
 import typer
 
 from retail_operator.ecr.cli import ecr_app, image_app
+from retail_operator.localcluster.cli import app as cluster_app
 
 app = typer.Typer(
     name="retailctl",
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(ecr_app, name="ecr")
 app.add_typer(image_app, name="image")
+app.add_typer(cluster_app, name="cluster")
 
 
 def main() -> None:

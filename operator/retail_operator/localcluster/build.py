@@ -1,0 +1,310 @@
+"""Build the control plane's binaries from the Go module proxy, once per toolchain version.
+
+Three steps, each logged to ``<toolchain dir>/build.log``:
+
+* **kubernetes**: ``go install`` refuses ``k8s.io/kubernetes`` (its go.mod replaces the staging
+  modules with local folders), so a small wrapper module requires it and replaces every staging
+  module with its published ``v0.Y.Z`` twin; one ``go build`` then links kube-apiserver,
+  kube-controller-manager, kube-scheduler and kubectl, with the version ldflags the Kubernetes
+  release scripts set, so ``--version`` tells the truth.
+* **etcd**: a wrapper module around ``go.etcd.io/etcd/server/v3`` (its main package).
+* **kwok**: a plain ``go install``; its standard node and pod stages are copied from the same
+  module version next to the binaries (the kwok binary ships none built in).
+
+Binaries land in ``bin.partial`` and are renamed to ``bin`` (with a stamp) only when every step
+and a ``--version`` check passed, so a warm run is one stat of the stamp. A file lock keeps two
+builds (``make`` and a test session, say) from racing. Go's own build cache makes a rebuild
+after a version bump or a wiped cache fast.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TypedDict
+
+from retail_operator.localcluster.config import ClusterConfig, Toolchain
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok")
+# kwok's "fast" stages: nodes become Ready (and keep a lease), pods become Ready, Job pods
+# complete, deleted pods go away.
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+STAMP = ".complete.json"
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message names the step and the log to read."""
+
+
+class ModuleInfo(TypedDict, total=False):
+    """The fields of ``go mod download -json`` this module reads."""
+
+    Path: str
+    Version: str
+    Dir: str
+    GoMod: str
+    Time: str
+    Error: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a build step reports while it runs: packages compiled so far, out of at most N."""
+
+    step: str
+    compiled: int
+    total: int | None
+
+
+ProgressCallback = Callable[[Progress], None]
+# Called with (step, None) when a step starts and (step, seconds) when it has finished.
+StepCallback = Callable[[str, float | None], None]
+
+
+def is_built(config: ClusterConfig) -> bool:
+    """True when every binary of this toolchain is present and the build finished."""
+    stamp = config.bin_dir / STAMP
+    if not stamp.is_file() or not config.kwok_stages.is_file():
+        return False
+    return all(os.access(config.binary(name), os.X_OK) for name in BINARIES)
+
+
+def build(
+    config: ClusterConfig,
+    *,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+    on_step: StepCallback | None = None,
+) -> Path:
+    """Make sure the binaries exist, building them if needed; returns the bin folder."""
+    if is_built(config) and not force:
+        return config.bin_dir
+    if shutil.which("go") is None:
+        raise BuildError("the Go toolchain is not installed (need `go` on PATH to build)")
+    config.toolchain_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(config.toolchain_dir / ".build.lock"):
+        if is_built(config) and not force:  # another process built it while we waited
+            return config.bin_dir
+        _Builder(config, on_progress or (lambda _: None), on_step or (lambda _s, _t: None)).run()
+    return config.bin_dir
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class _Builder:
+    def __init__(
+        self, config: ClusterConfig, on_progress: ProgressCallback, on_step: StepCallback
+    ) -> None:
+        self.config = config
+        self.toolchain: Toolchain = config.toolchain
+        self.on_progress = on_progress
+        self.on_step = on_step
+        self.log_path = config.toolchain_dir / "build.log"
+        self.staging = config.toolchain_dir / "bin.partial"
+        self.src = config.toolchain_dir / "src"
+
+    def run(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        with self.log_path.open("w") as log:
+            self._timed("kubernetes", log, self._kubernetes)
+            self._timed("etcd", log, self._etcd)
+            self._timed("kwok", log, self._kwok)
+            self._timed("verify", log, self._verify)
+        stamp = {"toolchain": self.toolchain.key, "built_at": time.time()}
+        (self.staging / STAMP).write_text(json.dumps(stamp))
+        shutil.rmtree(self.config.bin_dir, ignore_errors=True)
+        self.staging.rename(self.config.bin_dir)
+
+    def _timed(self, step: str, log: IO[str], action: Callable[[str, IO[str]], None]) -> None:
+        started = time.monotonic()
+        self.on_step(step, None)
+        log.write(f"==> {step}\n")
+        log.flush()
+        action(step, log)
+        self.on_step(step, time.monotonic() - started)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _kubernetes(self, step: str, log: IO[str]) -> None:
+        version = self.toolchain.kubernetes
+        info = self._download(step, log, f"k8s.io/kubernetes@{version}")
+        upstream = Path(info["GoMod"]).read_text()
+        staging_modules = re.findall(r"^\s*(k8s\.io/\S+)\s*=>\s*\./staging/", upstream, re.M)
+        go_directive = re.search(r"^go\s+(\S+)", upstream, re.M)
+        lines = [
+            "module retailmodel.local/k8sbuild",
+            "",
+            f"go {go_directive.group(1) if go_directive else '1.26.0'}",
+            "",
+            f"require k8s.io/kubernetes {version}",
+            "",
+            *(f"replace {m} => {m} {self.toolchain.staging_version}" for m in staging_modules),
+        ]
+        packages = [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS]
+        module = self._wrapper_module(step, log, "kubernetes", "\n".join(lines), packages)
+        major, minor, _ = version.removeprefix("v").split(".")
+        values = {
+            "gitVersion": version,
+            "gitMajor": major,
+            "gitMinor": minor,
+            "gitTreeState": "clean",
+            # The release's own date, not today's: the same sources give the same binary.
+            "buildDate": info.get("Time", "1970-01-01T00:00:00Z"),
+        }
+        ldflags = ["-s", "-w"] + [
+            f"-X k8s.io/{package}.{key}={value}"
+            for package in ("component-base/version", "client-go/pkg/version")
+            for key, value in values.items()
+        ]
+        self._go_build(step, log, module, packages, " ".join(ldflags), f"{self.staging}/")
+
+    def _etcd(self, step: str, log: IO[str]) -> None:
+        lines = [
+            "module retailmodel.local/etcdbuild",
+            "",
+            "go 1.26.0",
+            "",
+            f"require go.etcd.io/etcd/server/v3 {self.toolchain.etcd}",
+        ]
+        packages = ["go.etcd.io/etcd/server/v3"]
+        module = self._wrapper_module(step, log, "etcd", "\n".join(lines), packages)
+        self._go_build(step, log, module, packages, "-s -w", str(self.staging / "etcd"))
+
+    def _kwok(self, step: str, log: IO[str]) -> None:
+        target = f"sigs.k8s.io/kwok/cmd/kwok@{self.toolchain.kwok}"
+        env = {**os.environ, "GOBIN": str(self.staging)}
+        self._go(step, log, ["install", "-v", target], cwd=self.config.toolchain_dir, env=env)
+        info = self._download(step, log, f"sigs.k8s.io/kwok@{self.toolchain.kwok}")
+        stages = [(Path(info["Dir"]) / name).read_text() for name in KWOK_STAGE_FILES]
+        partial = self.config.kwok_stages.with_suffix(".partial")
+        partial.write_text("\n---\n".join(stage.strip() for stage in stages) + "\n")
+        partial.rename(self.config.kwok_stages)
+
+    def _verify(self, step: str, log: IO[str]) -> None:
+        expected = {
+            "kube-apiserver": (["--version"], self.toolchain.kubernetes),
+            "kube-controller-manager": (["--version"], self.toolchain.kubernetes),
+            "kube-scheduler": (["--version"], self.toolchain.kubernetes),
+            "kubectl": (["version", "--client"], self.toolchain.kubernetes),
+            "etcd": (["--version"], self.toolchain.etcd.removeprefix("v")),
+            "kwok": (["--version"], self.toolchain.kwok),
+        }
+        for name, (args, version) in expected.items():
+            result = subprocess.run(
+                [str(self.staging / name), *args], capture_output=True, text=True, check=False
+            )
+            output = (result.stdout + result.stderr).strip()
+            log.write(f"{name} {' '.join(args)}: {output}\n")
+            if result.returncode != 0 or version not in output:
+                raise BuildError(
+                    f"{name} reports {output.splitlines()[0] if output else 'nothing'!r}, "
+                    f"expected {version}; see {self.log_path}"
+                )
+
+    # -- go plumbing -------------------------------------------------------------------
+
+    def _download(self, step: str, log: IO[str], module: str) -> ModuleInfo:
+        args = ["mod", "download", "-json", module]
+        info: ModuleInfo = json.loads(self._go_output(step, log, args, self.config.toolchain_dir))
+        if info.get("Error"):
+            raise BuildError(f"{step}: cannot download {module}: {info['Error']}")
+        return info
+
+    def _wrapper_module(
+        self, step: str, log: IO[str], name: str, go_mod: str, packages: list[str]
+    ) -> Path:
+        module = self.src / name
+        module.mkdir(parents=True, exist_ok=True)
+        (module / "go.mod").write_text(go_mod + "\n")
+        imports = "\n".join(f'\t_ "{package}"' for package in packages)
+        (module / "tools.go").write_text(
+            f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+        )
+        self._go(step, log, ["mod", "tidy"], module)
+        return module
+
+    def _go_build(
+        self, step: str, log: IO[str], module: Path, packages: list[str], ldflags: str, out: str
+    ) -> None:
+        template = "{{if not .Standard}}{{.ImportPath}}{{end}}"
+        listed = self._go_output(step, log, ["list", "-deps", "-f", template, *packages], module)
+        dependencies = {line for line in listed.splitlines() if line}
+        self._go(
+            step,
+            log,
+            ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", out, *packages],
+            module,
+            counted=dependencies,
+        )
+
+    def _go(
+        self,
+        step: str,
+        log: IO[str],
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        *,
+        counted: set[str] | None = None,
+    ) -> None:
+        """Run ``go ARGS``, streaming its output to the log and counting compiled packages.
+
+        With ``counted``, only lines naming one of those packages count (``go build -v`` prints
+        a package as it compiles it, so cached packages never show up); without, every line.
+        """
+        log.write(f"$ go {' '.join(args)}\n")
+        log.flush()
+        process = subprocess.Popen(
+            ["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert process.stdout is not None
+        total = len(counted) if counted is not None else None
+        compiled = 0
+        last = ""
+        for raw in process.stdout:
+            line = raw.decode(errors="replace")
+            log.write(line)
+            last = line.strip() or last
+            if counted is None or line.strip() in counted:
+                compiled += 1
+                self.on_progress(Progress(step, compiled, total))
+        log.flush()
+        if process.wait() != 0:
+            raise BuildError(f"{step}: `go {args[0]}` failed ({last}); see {self.log_path}")
+
+    def _go_output(self, step: str, log: IO[str], args: list[str], cwd: Path) -> str:
+        """Run ``go ARGS`` for its standard output (errors go to the log and the message)."""
+        log.write(f"$ go {' '.join(args)}\n")
+        result = subprocess.run(["go", *args], cwd=cwd, capture_output=True, text=True)
+        log.write(result.stderr)
+        log.flush()
+        if result.returncode != 0:
+            error = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            detail = error[-1] if error else "no output"
+            raise BuildError(f"{step}: `go {args[0]}` failed ({detail}); see {self.log_path}")
+        return result.stdout
