@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lint typecheck unit test demo clean
+.PHONY: help venv lint typecheck unit controlplane test demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,7 +38,10 @@ typecheck: venv ## mypy --strict
 unit: venv ## unit tests only (no cluster, no AWS stand-in)
 	$(BIN)/pytest tests/unit
 
-test: lint typecheck ## every check: lint, types and the whole test suite
+controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and kwok from the Go proxy
+	$(BIN)/retailctl cluster build
+
+test: lint typecheck controlplane ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
 
 clean: ## remove the venv and caches inside the repo (not the control-plane cache)
