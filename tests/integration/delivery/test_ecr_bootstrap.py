@@ -36,7 +36,11 @@ def test_first_run_creates_repositories_as_described(
 ) -> None:
     reports = bootstrap(ecr, config, ACCOUNT)
 
-    assert [r.name for r in reports] == ["mlops/retail-api", "mlops/train-model"]
+    assert [r.name for r in reports] == [
+        "mlops/retail-api",
+        "mlops/retail-operator",
+        "mlops/train-model",
+    ]
     assert all(r.created and not r.problems for r in reports)
     for wanted in config.repositories:
         (actual,) = ecr.describe_repositories(repositoryNames=[wanted.name])["repositories"]
@@ -60,6 +64,7 @@ def test_second_run_changes_nothing(ecr: ECRClient, config: RegistryConfig) -> N
 
     assert [(r.name, r.created, r.changes, r.problems) for r in reports] == [
         ("mlops/retail-api", False, (), ()),
+        ("mlops/retail-operator", False, (), ()),
         ("mlops/train-model", False, (), ()),
     ]
     after = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}

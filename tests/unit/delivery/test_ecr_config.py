@@ -29,7 +29,11 @@ def rules_by_prefix(name: str) -> dict[str, dict[str, Any]]:
 
 def test_shipped_repositories_are_immutable_scanned_and_encrypted() -> None:
     config = shipped()
-    assert {r.name for r in config.repositories} == {"mlops/retail-api", "mlops/train-model"}
+    assert {r.name for r in config.repositories} == {
+        "mlops/retail-api",
+        "mlops/retail-operator",
+        "mlops/train-model",
+    }
     for repository in config.repositories:
         assert repository.image_tag_mutability == "IMMUTABLE"
         assert repository.scan_on_push
