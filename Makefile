@@ -11,6 +11,11 @@ UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Delivery linters built from the Go module proxy into the cache, keyed by version.
+ACTIONLINT_VERSION := v1.7.12
+KUSTOMIZE_VERSION := v5.7.1
+ACTIONLINT := $(CACHE)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
+export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
 .PHONY: help venv lint typecheck unit controlplane test demo clean
 
@@ -27,15 +32,25 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 venv: $(VENV)/.synced ## create the locked virtualenv
 
-lint: venv ## ruff, ruff format, import contracts
+$(ACTIONLINT):
+	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+$(KUSTOMIZE):
+	GOBIN=$(dir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+lint: venv $(ACTIONLINT) $(KUSTOMIZE) ## ruff, ruff format, import contracts, hadolint, shellcheck, actionlint, kustomize
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile.serving Dockerfile.operator
+	$(BIN)/shellcheck scripts/*.sh
+	$(ACTIONLINT) .github/workflows/*.yaml
+	for overlay in deploy/overlays/*/; do $(KUSTOMIZE) build "$$overlay" >/dev/null; done
 
 typecheck: venv ## mypy --strict
 	$(BIN)/mypy
 
-unit: venv ## unit tests only (no cluster, no AWS stand-in)
+unit: venv $(KUSTOMIZE) ## unit tests only (no cluster, no AWS stand-in)
 	$(BIN)/pytest tests/unit
 
 controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and kwok from the Go proxy
