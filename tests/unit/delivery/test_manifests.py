@@ -1,0 +1,120 @@
+"""The rendered overlays: least-privilege RBAC, a restricted operator pod, IRSA, sync waves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.delivery.manifests import find, render
+
+OPERATOR_RULES = {
+    ("mlops.retail.io", "retailmodels"): {"get", "list", "watch", "patch"},
+    ("mlops.retail.io", "retailmodels/status"): {"get", "patch", "update"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "namespaces"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+}
+
+
+@pytest.fixture(scope="module", params=["local", "eks"])
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(request.param)
+
+
+@pytest.fixture(scope="module")
+def eks() -> list[dict[str, Any]]:
+    return render("eks")
+
+
+def wave(document: dict[str, Any]) -> str | None:
+    annotations: dict[str, str] = document["metadata"].get("annotations", {})
+    return annotations.get("argocd.argoproj.io/sync-wave")
+
+
+def test_cluster_role_grants_exactly_what_the_operator_needs(
+    rendered: list[dict[str, Any]],
+) -> None:
+    role = find(rendered, "ClusterRole", "retail-operator")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == OPERATOR_RULES
+
+
+def test_binding_names_the_operator_service_account(rendered: list[dict[str, Any]]) -> None:
+    binding = find(rendered, "ClusterRoleBinding", "retail-operator")
+    assert binding["roleRef"]["name"] == "retail-operator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "retail-operator", "namespace": "retailmodel-system"}
+    ]
+
+
+def test_operator_pod_is_restricted(rendered: list[dict[str, Any]]) -> None:
+    deployment = find(rendered, "Deployment", "retail-operator")
+    assert deployment["metadata"]["namespace"] == "retailmodel-system"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "retail-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    (volume,) = pod["volumes"]
+    assert volume["name"] == "tmp" and "emptyDir" in volume
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(
+    rendered: list[dict[str, Any]],
+) -> None:
+    namespace = find(rendered, "Namespace", "retailmodel-system")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_sync_waves_order_crd_then_operator_then_models(eks: list[dict[str, Any]]) -> None:
+    assert wave(find(eks, "CustomResourceDefinition", "retailmodels.mlops.retail.io")) == "-2"
+    operator_parts = {
+        "Namespace": "retailmodel-system",
+        "ServiceAccount": "retail-operator",
+        "ClusterRole": "retail-operator",
+        "ClusterRoleBinding": "retail-operator",
+        "Deployment": "retail-operator",
+    }
+    for kind, name in operator_parts.items():
+        assert wave(find(eks, kind, name)) == "-1", kind
+    model = find(eks, "RetailModel", "price-sensitivity")
+    assert wave(model) == "0"
+    options = model["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    assert "SkipDryRunOnMissingResource=true" in options
+
+
+def test_eks_overlay_wires_irsa_for_operator_and_predictor(eks: list[dict[str, Any]]) -> None:
+    operator = find(eks, "ServiceAccount", "retail-operator")
+    predictor = find(eks, "ServiceAccount", "retail-predictor")
+    role_arn = "eks.amazonaws.com/role-arn"
+    assert operator["metadata"]["annotations"][role_arn].startswith("arn:aws:iam::")
+    assert predictor["metadata"]["namespace"] == "retail"
+    assert predictor["metadata"]["annotations"][role_arn].startswith("arn:aws:iam::")
+    model = find(eks, "RetailModel", "price-sensitivity")
+    assert model["spec"]["serviceAccountName"] == "retail-predictor"
+    deployment = find(eks, "Deployment", "retail-operator")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert ".dkr.ecr." in image and "/mlops/retail-operator:" in image
+
+
+def test_local_overlay_has_no_custom_resources() -> None:
+    # A CR cannot be applied in the same request that creates its CRD.
+    assert all(d["kind"] != "RetailModel" for d in render("local"))
