@@ -1,0 +1,76 @@
+"""Status conditions in the metav1.Condition shape, and how they change without flapping.
+
+``merge`` keeps a condition's ``lastTransitionTime`` unless its status changed, so repeated
+reconciles of an unchanged world leave the status byte-for-byte the same; ``transitions`` says
+which conditions changed, which is what the operator turns into Kubernetes Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypedDict
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+IMAGE_SCAN_PASSED = "ImageScanPassed"
+MODEL_AVAILABLE = "ModelAvailable"
+AVAILABLE = "Available"
+READY = "Ready"
+ORDER = (IMAGE_SCAN_PASSED, MODEL_AVAILABLE, AVAILABLE, READY)
+
+
+class Condition(TypedDict):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A condition's desired content, before timestamps."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge(
+    existing: Iterable[Condition],
+    verdicts: Sequence[Verdict],
+    *,
+    generation: int,
+    now: str,
+) -> list[Condition]:
+    """The new conditions list: ``verdicts`` stamped, keeping unchanged transition times."""
+    previous = {c["type"]: c for c in existing}
+    merged: list[Condition] = []
+    for verdict in sorted(verdicts, key=lambda v: ORDER.index(v.type)):
+        old = previous.get(verdict.type)
+        changed = old is None or old["status"] != verdict.status
+        merged.append(
+            Condition(
+                type=verdict.type,
+                status=verdict.status,
+                reason=verdict.reason,
+                message=verdict.message,
+                lastTransitionTime=now if changed or old is None else old["lastTransitionTime"],
+                observedGeneration=generation,
+            )
+        )
+    return merged
+
+
+def transitions(existing: Iterable[Condition], merged: Iterable[Condition]) -> list[Condition]:
+    """Conditions whose status or reason differ from before: each deserves an Event."""
+    previous = {c["type"]: (c["status"], c["reason"]) for c in existing}
+    return [c for c in merged if previous.get(c["type"]) != (c["status"], c["reason"])]

@@ -1,0 +1,103 @@
+"""What the operator observes about the outside world, as plain immutable values.
+
+The AWS and Kubernetes adapters produce these; the pure decision modules (``scanpolicy``,
+``conditions``, ``rendering``) consume them. Keeping them here lets both sides depend on data
+rather than on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ScanState(StrEnum):
+    """ECR's scan statuses folded into what a rollout decision needs to know."""
+
+    COMPLETE = "COMPLETE"  # basic COMPLETE, enhanced ACTIVE: findings are authoritative
+    IN_PROGRESS = "IN_PROGRESS"  # IN_PROGRESS, PENDING: wait and look again
+    FAILED = "FAILED"  # FAILED, LIMIT_EXCEEDED
+    UNSUPPORTED = "UNSUPPORTED"  # UNSUPPORTED_IMAGE: the scanner cannot read this image
+    UNAVAILABLE = "UNAVAILABLE"  # SCAN_ELIGIBILITY_EXPIRED, FINDINGS_UNAVAILABLE, IMAGE_ARCHIVED
+    MISSING = "MISSING"  # no scan has ever run for this digest
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    severity: str
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """One image digest's scan, as ECR reports it."""
+
+    digest: str
+    state: ScanState
+    ecr_status: str  # ECR's own word for the status, for messages
+    description: str = ""
+    findings: tuple[Finding, ...] = ()
+    completed_at: str = ""
+
+
+@dataclass(frozen=True)
+class ModelObject:
+    """The HEAD of a model object in S3."""
+
+    etag: str
+    version_id: str
+    sha256: str  # from the object's ``sha256`` metadata; empty when absent
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """The parts of a live Deployment's spec and status that availability depends on."""
+
+    image: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    updated_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    total_replicas: int  # status.replicas: old and new pods together
+    available: bool  # the Deployment's own Available condition
+    available_message: str = ""
+    progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every desired pod runs the current template and is available; no old pods remain."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.replicas
+            and self.available_replicas == self.replicas
+            and self.total_replicas == self.replicas
+        )
+
+    @classmethod
+    def from_live(cls, deployment: dict[str, Any]) -> DeploymentState:
+        """Read a Deployment as returned by the API server."""
+        spec = deployment.get("spec", {})
+        status = deployment.get("status", {})
+        conditions = {c.get("type"): c for c in status.get("conditions", [])}
+        available = conditions.get("Available", {})
+        progressing = conditions.get("Progressing", {})
+        containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+        return cls(
+            image=str(containers[0].get("image", "")) if containers else "",
+            generation=int(deployment.get("metadata", {}).get("generation", 0)),
+            observed_generation=int(status.get("observedGeneration", 0)),
+            replicas=int(spec.get("replicas", 1)),
+            updated_replicas=int(status.get("updatedReplicas", 0)),
+            ready_replicas=int(status.get("readyReplicas", 0)),
+            available_replicas=int(status.get("availableReplicas", 0)),
+            total_replicas=int(status.get("replicas", 0)),
+            available=available.get("status") == "True",
+            available_message=str(available.get("message", "")),
+            progress_failed=progressing.get("reason") == "ProgressDeadlineExceeded",
+            labels=dict(deployment.get("metadata", {}).get("labels", {})),
+        )

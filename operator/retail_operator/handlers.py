@@ -1,0 +1,122 @@
+"""kopf handlers: the operator's thin face on the Kubernetes watch streams.
+
+Watch events for RetailModels feed the ``Scheduler``; watch events for the children feed the
+reconciler's cheap drift-and-availability path. No handler here stores progress in the objects
+and none needs a finalizer: owned children go by garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from retail_operator.aws.images import ImageInspector
+from retail_operator.aws.objects import ModelInspector
+from retail_operator.errors import OperatorError
+from retail_operator.kube import KubeApi, load_configuration
+from retail_operator.reconcile import Reconciler
+from retail_operator.rendering import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
+from retail_operator.scheduler import Scheduler
+from retail_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = OperatorSettings()
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING  # our own Events say what happened; not kopf's logs
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    kube = KubeApi(await load_configuration())
+    reconciler = Reconciler(
+        kube=kube,
+        images=ImageInspector(tag_ttl=config.tag_ttl_seconds, scan_ttl=config.scan_ttl_seconds),
+        models=ModelInspector(ttl=config.model_ttl_seconds),
+        emit=_post_event,
+        pending_seconds=config.pending_seconds,
+    )
+    scheduler = Scheduler(
+        reconciler, resync_seconds=config.resync_seconds, concurrency=config.concurrency
+    )
+    memo.kube = kube
+    memo.reconciler = reconciler
+    memo.scheduler = scheduler
+    memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.loop_task.cancel()
+    await memo.scheduler.stop()
+    await memo.kube.close()
+
+
+@kopf.on.probe(id="scheduler")
+def scheduler_alive(memo: kopf.Memo, **_: Any) -> bool:
+    return not memo.loop_task.done()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    scheduler: Scheduler = memo.scheduler
+    if type == "DELETED":
+        scheduler.forget(body.metadata["namespace"], body.metadata["name"])
+    else:
+        scheduler.observe(body)
+
+
+async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -> None:
+    owner = next(
+        (
+            ref
+            for ref in body.metadata.get("ownerReferences", [])
+            if ref.get("kind") == KIND and ref.get("controller")
+        ),
+        None,
+    )
+    if owner is None:
+        return
+    scheduler: Scheduler = memo.scheduler
+    key = (body.metadata["namespace"], owner["name"])
+    parent = scheduler.body(key)
+    if parent is None or parent["metadata"].get("uid") != owner.get("uid"):
+        return  # an orphan on its way to garbage collection, or not ours
+    if parent["metadata"].get("deletionTimestamp"):
+        return
+    live = None if type == "DELETED" else dict(body)
+    try:
+        status = await memo.reconciler.child_changed(parent, kind, live)
+    except OperatorError as error:
+        logger.warning("%s/%s: %s; the next resync will retry", *key, error)
+        scheduler.schedule(key, 5.0)
+        return
+    if status is not None:
+        scheduler.update_status(key, status)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+async def deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _child_event("Deployment", type, body, memo)
+
+
+@kopf.on.event("v1", "services", labels=CHILD_LABELS)
+async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _child_event("Service", type, body, memo)
+
+
+@kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)
+async def config_map_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _child_event("ConfigMap", type, body, memo)

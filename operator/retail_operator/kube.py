@@ -1,0 +1,139 @@
+"""A small async Kubernetes adapter: server-side apply, reads, status patches.
+
+Built on the official client's asyncio flavour (``kubernetes.aio``) for configuration and
+authentication (kubeconfig, exec plugins, in-cluster tokens that rotate), but it speaks JSON
+dicts rather than generated models: the operator applies documents it renders itself, and
+parsing every response into pydantic models would cost more than the reconcile. Failures are
+translated into the operator's error vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import config as kube_config
+from kubernetes.aio.client import ApiClient, Configuration
+from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.config.config_exception import ConfigException
+
+from retail_operator.errors import AccessDenied, PermanentError, TemporaryError
+
+FIELD_MANAGER = "retail-operator"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+_PATHS = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps/{name}",
+    ("v1", "Service"): "/api/v1/namespaces/{namespace}/services/{name}",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    (
+        "mlops.retail.io/v1alpha1",
+        "RetailModel",
+    ): "/apis/mlops.retail.io/v1alpha1/namespaces/{namespace}/retailmodels/{name}",
+}
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
+    return _PATHS[(api_version, kind)].format(namespace=namespace, name=name)
+
+
+async def load_configuration() -> Configuration:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    configuration = Configuration()
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except ConfigException:
+        await kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+class KubeApi:
+    """The handful of API calls the reconcile needs, with call counting for benchmarks."""
+
+    def __init__(self, configuration: Configuration) -> None:
+        self._client = ApiClient(configuration)
+        self.calls = 0
+
+    async def close(self) -> None:
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        self.calls += 1
+        try:
+            serialized = await self._client.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = await self._client.call_api(*serialized, _request_timeout=30)
+            data = await response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise _translate(error.status, error.body or str(error.reason), path) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise TemporaryError(
+                f"Kubernetes API unreachable: {type(error).__name__}",
+                reason="ApiUnavailable",
+                retry_after=3,
+            ) from None
+        if response.status == 404 and method == "GET":
+            return None
+        if not 200 <= response.status < 300:
+            raise _translate(response.status, data.decode(errors="replace"), path)
+        parsed: dict[str, Any] = json.loads(data)
+        return parsed
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        return await self._request("GET", object_path(api_version, kind, namespace, name))
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager, taking over conflicting fields."""
+        meta = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+        )
+        result = await self._request(
+            "PATCH",
+            path,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=manifest,
+            content_type=APPLY_PATCH,
+        )
+        assert result is not None
+        return result
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = object_path("mlops.retail.io/v1alpha1", "RetailModel", namespace, name)
+        await self._request(
+            "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
+        )
+
+
+def _translate(status: int | None, body: str, path: str) -> Exception:
+    message = body
+    try:
+        message = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        pass
+    if status == 403:
+        return AccessDenied(f"Kubernetes denied {path}: {message}")
+    if status in (409, 429) or status is None or status >= 500:
+        return TemporaryError(
+            f"Kubernetes API {status}: {message}", reason="ApiUnavailable", retry_after=2
+        )
+    return PermanentError(f"Kubernetes API {status} for {path}: {message}", reason="ApiRejected")

@@ -1,0 +1,270 @@
+"""One reconcile of one RetailModel: check, decide, apply, report.
+
+``Reconciler.reconcile`` runs the whole loop: resolve and judge the image (ECR), find the model
+(S3), choose what the children should run (``rollout``), server-side apply them (``kube``),
+and write the status and Events. ``Reconciler.child_changed`` is the cheap path taken when a
+child changes: revert drift on that child and refresh availability, with no AWS calls.
+Reconciles of one RetailModel never overlap (a lock per object); different ones run
+concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from retail_operator import conditions, rendering, rollout
+from retail_operator.aws.images import ImageInspector
+from retail_operator.aws.objects import ModelInspector
+from retail_operator.errors import OperatorError, TemporaryError
+from retail_operator.facts import DeploymentState, ScanReport
+from retail_operator.kube import KubeApi
+from retail_operator.rendering import Owner, Target
+from retail_operator.scanpolicy import evaluate_scan
+from retail_operator.spec import ModelSource, RetailModelSpec
+
+logger = logging.getLogger(__name__)
+
+# (involved object body, event type, reason, message)
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: dict[str, Any]  # the RetailModel's status as written
+    retry_after: float | None = None  # look again this soon (a scan running, AWS throttled)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """A RetailModel body, parsed once."""
+
+    owner: Owner
+    generation: int
+    spec: RetailModelSpec
+    status: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> _Subject:
+        meta = body["metadata"]
+        return cls(
+            owner=Owner(meta["name"], meta["namespace"], meta["uid"]),
+            generation=int(meta.get("generation", 1)),
+            spec=RetailModelSpec.from_body(body.get("spec", {})),
+            status=dict(body.get("status") or {}),
+        )
+
+    def deployed(self) -> Target | None:
+        image = self.status.get("deployedImage")
+        model = self.status.get("deployedModel")
+        if not image or not model:
+            return None
+        return Target(image=str(image), model=ModelSource.model_validate(model))
+
+
+def _failed_check(error: OperatorError) -> rollout.Check:
+    if isinstance(error, TemporaryError):
+        return rollout.Check("Unknown", error.reason, error.message, error.retry_after)
+    return rollout.Check("False", error.reason, error.message)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """An RFC 7386 merge patch turning ``old`` into ``new`` (removed keys become null)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
+@dataclass
+class Reconciler:
+    kube: KubeApi
+    images: ImageInspector
+    models: ModelInspector
+    emit: EventSink
+    pending_seconds: float = 5.0
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def _lock(self, owner: Owner) -> asyncio.Lock:
+        return self._locks.setdefault((owner.namespace, owner.name), asyncio.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop((namespace, name), None)
+
+    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        subject = _Subject.parse(body)
+        async with self._lock(subject.owner):
+            return await self._reconcile(body, subject)
+
+    async def _reconcile(self, body: Mapping[str, Any], subject: _Subject) -> Outcome:
+        spec = subject.spec
+        digest, report, image, counts = await self._check_image(subject)
+        model_object, model = await self._check_model(spec.model)
+        desired = Target(spec.image.pinned(digest), spec.model) if digest else None
+        previous = subject.deployed() or await self._live_target(subject.owner)
+        target = rollout.choose_target(desired, image, model, previous)
+
+        deployment: DeploymentState | None = None
+        if target is not None:
+            for manifest in rendering.render_children(spec, subject.owner, target):
+                live = await self.kube.apply(manifest)
+                if manifest["kind"] == "Deployment":
+                    deployment = DeploymentState.from_live(live)
+
+        verdicts = rollout.describe(
+            image=image,
+            model=model,
+            desired_image=desired.image if desired else None,
+            deployed=target,
+            deployment=deployment,
+            replicas=spec.replicas,
+        )
+        status: dict[str, Any] = {
+            "image": {
+                "tag": spec.image.tag,
+                "digest": digest,
+                "scanStatus": report.ecr_status if report else "",
+                "findingCounts": counts,
+                "scanCompletedAt": report.completed_at if report else "",
+            },
+            "model": {
+                "s3Uri": spec.model.s3_uri,
+                "etag": model_object.etag if model_object else "",
+                "versionId": model_object.version_id if model_object else "",
+                "sha256": model_object.sha256 if model_object else "",
+            },
+        }
+        if target is not None:
+            status["deployedImage"] = target.image
+            status["deployedModel"] = target.model.model_dump(by_alias=True)
+            if previous is not None and previous.image != target.image:
+                self.emit(body, "Normal", "RollingOut", f"Rolling out {target.image}")
+        written = await self._write_status(body, subject, verdicts, status)
+        retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
+        return Outcome(written, min(retry) if retry else None, verdicts[-1].reason)
+
+    async def _check_image(
+        self, subject: _Subject
+    ) -> tuple[str, ScanReport | None, rollout.Check, dict[str, int]]:
+        try:
+            digest = await self.images.digest(subject.spec.image)
+        except OperatorError as error:
+            return "", None, _failed_check(error), {}
+        try:
+            report = await self.images.scan(subject.spec.image, digest)
+        except OperatorError as error:
+            return digest, None, _failed_check(error), {}
+        decision = evaluate_scan(report, subject.spec.scan_policy)
+        check = rollout.Check(
+            "True" if decision.passed else "False",
+            decision.reason,
+            decision.message,
+            self.pending_seconds if decision.pending else None,
+        )
+        return digest, report, check, decision.counts
+
+    async def _check_model(self, source: ModelSource) -> tuple[Any, rollout.Check]:
+        try:
+            found = await self.models.head(source)
+        except OperatorError as error:
+            return None, _failed_check(error)
+        return found, rollout.check_model(source, found)
+
+    async def _live_target(self, owner: Owner) -> Target | None:
+        """What the children run now, read from them: recovers a crash between an apply and
+        the status write that would have recorded it."""
+        live = await self.kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+        config = await self.kube.get(
+            "v1", "ConfigMap", owner.namespace, rendering.config_map_name(owner)
+        )
+        if live is None or config is None:
+            return None
+        image = DeploymentState.from_live(live).image
+        document = config.get("data", {}).get(rendering.MODEL_SOURCE_FILE, "")
+        try:
+            source = ModelSource.model_validate_json(document)
+        except ValueError:
+            return None
+        return Target(image=image, model=source) if image else None
+
+    async def child_changed(
+        self, body: Mapping[str, Any], kind: str, live: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """A child changed or vanished: put back what we own and refresh availability."""
+        subject = _Subject.parse(body)
+        async with self._lock(subject.owner):
+            target = subject.deployed()
+            if target is None:
+                return None  # nothing rolled out yet: the RetailModel's own reconcile decides
+            wanted = next(
+                m
+                for m in rendering.render_children(subject.spec, subject.owner, target)
+                if m["kind"] == kind
+            )
+            if live is None or not rendering.is_subset(wanted, live):
+                live = await self.kube.apply(wanted)
+                self.emit(
+                    body,
+                    "Normal",
+                    "DriftReverted",
+                    f"{kind} {wanted['metadata']['name']} did not match the spec; re-applied",
+                )
+            if kind != "Deployment":
+                return None
+            previous = {c["type"]: c for c in subject.status.get("conditions", [])}
+            image, model = (
+                _check_from_condition(previous.get(t))
+                for t in (conditions.IMAGE_SCAN_PASSED, conditions.MODEL_AVAILABLE)
+            )
+            digest = subject.status.get("image", {}).get("digest", "")
+            verdicts = rollout.describe(
+                image=image,
+                model=model,
+                desired_image=subject.spec.image.pinned(digest) if digest else None,
+                deployed=target,
+                deployment=DeploymentState.from_live(dict(live)),
+                replicas=subject.spec.replicas,
+            )
+            status = {k: v for k, v in subject.status.items() if k != "conditions"}
+            return await self._write_status(body, subject, verdicts, status)
+
+    async def _write_status(
+        self,
+        body: Mapping[str, Any],
+        subject: _Subject,
+        verdicts: list[conditions.Verdict],
+        status: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Patch the status if anything changed, post Events for transitions; return it."""
+        old_conditions = subject.status.get("conditions", [])
+        merged = conditions.merge(
+            old_conditions, verdicts, generation=subject.generation, now=conditions.now_rfc3339()
+        )
+        new_status = {**status, "observedGeneration": subject.generation, "conditions": merged}
+        patch = merge_patch(subject.status, new_status)
+        if patch:
+            await self.kube.patch_status(subject.owner.namespace, subject.owner.name, patch)
+        for changed in conditions.transitions(old_conditions, merged):
+            if changed["type"] == conditions.AVAILABLE and changed["status"] != "True":
+                continue  # Ready carries the story; one Warning per decision is enough
+            kind = "Normal" if changed["status"] == "True" else "Warning"
+            if changed["reason"] in ("RolloutPending", "RolloutInProgress", "ScanInProgress"):
+                kind = "Normal"
+            self.emit(body, kind, changed["reason"], f"{changed['type']}: {changed['message']}")
+        return new_status
+
+
+def _check_from_condition(condition: Mapping[str, Any] | None) -> rollout.Check:
+    if condition is None:
+        return rollout.Check("Unknown", "NotChecked", "not checked yet")
+    return rollout.Check(condition["status"], condition["reason"], condition["message"])

@@ -1,0 +1,223 @@
+"""The child objects of a RetailModel, rendered as server-side-apply documents. Pure.
+
+Every document carries only the fields the operator owns, so applying it with one field
+manager and ``force`` reverts hand edits to those fields and leaves everything else (other
+controllers' fields, Argo CD's annotations) alone. Children are labelled with
+``mlops.retail.io/retailmodel`` and never with ``app.kubernetes.io/instance``, which Argo CD
+uses for its own tracking.
+
+A change of model changes only the ConfigMap, which the pods read as a mounted file on every
+poll: the pod template does not change, so no pod restarts; the predictor hot-reloads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from retail_operator.spec import ModelSource, RetailModelSpec
+
+GROUP = "mlops.retail.io"
+VERSION = "v1alpha1"
+PLURAL = "retailmodels"
+KIND = "RetailModel"
+OWNER_LABEL = f"{GROUP}/retailmodel"
+MANAGED_BY = "retail-operator"
+PREDICTOR_PORT = 8080
+MODEL_SOURCE_DIR = "/etc/retailmodel"
+MODEL_SOURCE_FILE = "model-source.json"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The RetailModel a set of children belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the children should run: an image pinned by digest and a model source."""
+
+    image: str
+    model: ModelSource
+
+
+def labels(owner: Owner) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "retail-predictor",
+        "app.kubernetes.io/component": "predictor",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        OWNER_LABEL: owner.name,
+    }
+
+
+def selector(owner: Owner) -> dict[str, str]:
+    return {OWNER_LABEL: owner.name}
+
+
+def config_map_name(owner: Owner) -> str:
+    return f"{owner.name}-model"
+
+
+def _metadata(owner: Owner, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner),
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def model_source_document(model: ModelSource) -> str:
+    """The file serving pods read on every poll to learn which object to serve."""
+    document = {"uri": model.s3_uri, "versionId": model.version_id, "sha256": model.sha256}
+    return json.dumps(document, sort_keys=True)
+
+
+def render_config_map(owner: Owner, target: Target) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(owner, config_map_name(owner)),
+        "data": {MODEL_SOURCE_FILE: model_source_document(target.model)},
+    }
+
+
+def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "predictor",
+        "image": target.image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "MODEL_SOURCE_FILE", "value": f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILE}"},
+            {"name": "MODEL_NAME", "value": owner.name},
+            {"name": "RELOAD_INTERVAL_SECONDS", "value": str(spec.reload_interval_seconds)},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "model-source", "mountPath": MODEL_SOURCE_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if spec.resources:
+        container["resources"] = {
+            kind: {name: str(quantity) for name, quantity in values.items()}
+            for kind, values in spec.resources.items()
+        }
+    return container
+
+
+def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Manifest:
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(spec, owner, target)],
+        "volumes": [
+            {"name": "model-source", "configMap": {"name": config_map_name(owner)}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector(owner)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(owner),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(PREDICTOR_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def render_service(owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def render_children(spec: RetailModelSpec, owner: Owner, target: Target) -> list[Manifest]:
+    """Every child, in the order to apply them (the ConfigMap before the pods that mount it)."""
+    return [
+        render_config_map(owner, target),
+        render_deployment(spec, owner, target),
+        render_service(owner),
+    ]
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field in ``desired`` has the same value in ``live`` (lists compared by
+    position). Used to skip an apply when a watched child still matches what we render."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and is_subset(value, live[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return bool(desired == live)

@@ -1,0 +1,26 @@
+"""The operator's settings: one pydantic-settings object, read once from the environment.
+
+AWS is configured by boto3's standard variables and chain (``AWS_REGION``,
+``AWS_ENDPOINT_URL``, IRSA); Kubernetes by the in-cluster config or ``KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RETAIL_OPERATOR_", frozen=True)
+
+    resync_seconds: float = Field(
+        60.0, gt=0, description="Re-check every RetailModel this often (new scans, new models)."
+    )
+    pending_seconds: float = Field(
+        5.0, gt=0, description="Re-check this soon while a scan is in progress."
+    )
+    concurrency: int = Field(32, ge=1, description="Reconciles running at once.")
+    tag_ttl_seconds: float = Field(15.0, ge=0, description="How long a tag→digest is trusted.")
+    scan_ttl_seconds: float = Field(60.0, ge=0, description="How long a finished scan is cached.")
+    model_ttl_seconds: float = Field(5.0, ge=0, description="How long an S3 HEAD is cached.")
+    liveness_port: int = Field(8080, ge=0, le=65535, description="0 disables /healthz.")
