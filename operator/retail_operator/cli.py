@@ -54,3 +54,17 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("retailmodel"))
+
+
+@app.command("operator")
+def operator_command(
+    namespace: str | None = typer.Option(
+        None, "--namespace", "-n", help="Watch one namespace (default: all namespaces)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every handler call."),
+) -> None:
+    """Run the RetailModel operator (kubeconfig or in-cluster credentials; AWS from the
+    standard variables, AWS_ENDPOINT_URL for a local stand-in)."""
+    from retail_operator.runner import run_operator
+
+    run_operator(namespace, verbose=verbose)
