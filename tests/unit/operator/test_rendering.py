@@ -1,0 +1,93 @@
+"""Rendered children: pinned digest, restricted pods, owner references, no Argo CD labels."""
+
+from __future__ import annotations
+
+import json
+
+from retail_operator.rendering import (
+    Owner,
+    Target,
+    is_subset,
+    render_children,
+    render_deployment,
+)
+from retail_operator.spec import ModelSource, RetailModelSpec
+
+REPO = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/mlops/retail-api"
+OWNER = Owner("prices", "retail", "uid-1")
+
+
+def spec(**extra: object) -> RetailModelSpec:
+    return RetailModelSpec.from_body(
+        {
+            "image": {"repository": REPO, "tag": "v1"},
+            "model": {"s3Uri": "s3://models/prices/model.ubj"},
+            **extra,
+        }
+    )
+
+
+def target(uri: str = "s3://models/prices/model.ubj") -> Target:
+    return Target(f"{REPO}@sha256:{'b' * 64}", ModelSource(s3_uri=uri))
+
+
+def test_children_are_owned_and_labelled_without_argo_tracking_label() -> None:
+    children = render_children(spec(), OWNER, target())
+    assert [c["kind"] for c in children] == ["ConfigMap", "Deployment", "Service"]
+    for child in children:
+        meta = child["metadata"]
+        assert meta["namespace"] == "retail"
+        assert meta["ownerReferences"][0]["uid"] == "uid-1"
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert "app.kubernetes.io/instance" not in meta["labels"]
+        assert meta["labels"]["mlops.retail.io/retailmodel"] == "prices"
+
+
+def test_deployment_runs_the_digest_with_a_restricted_pod() -> None:
+    deployment = render_deployment(
+        spec(
+            replicas=3,
+            resources={"limits": {"cpu": "1", "memory": "512Mi"}},
+            serviceAccountName="irsa",
+        ),
+        OWNER,
+        target(),
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"].endswith("@sha256:" + "b" * 64)
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
+    assert pod["serviceAccountName"] == "irsa"
+
+
+def test_a_model_change_touches_only_the_config_map() -> None:
+    before = render_children(spec(), OWNER, target("s3://models/prices/v1.ubj"))
+    after = render_children(spec(), OWNER, target("s3://models/prices/v2.ubj"))
+    assert before[1] == after[1] and before[2] == after[2]
+    assert before[0] != after[0]
+    source = json.loads(after[0]["data"]["model-source.json"])
+    assert source == {"uri": "s3://models/prices/v2.ubj", "versionId": "", "sha256": ""}
+
+
+def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
+    desired = render_deployment(spec(), OWNER, target())
+    live = json.loads(json.dumps(desired))
+    live["metadata"]["resourceVersion"] = "42"
+    live["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
+    live["spec"]["progressDeadlineSeconds"] = 600
+    assert is_subset(desired, live)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    assert not is_subset(desired, live)
+    live = json.loads(json.dumps(desired))
+    live["spec"]["replicas"] = 5
+    assert not is_subset(desired, live)

@@ -1,0 +1,117 @@
+"""What runs and how it is described: the blocked-image guarantee and the Ready summary."""
+
+from __future__ import annotations
+
+from retail_operator.conditions import Verdict
+from retail_operator.facts import DeploymentState, ModelObject
+from retail_operator.rendering import Target
+from retail_operator.rollout import Check, check_model, choose_target, describe
+from retail_operator.spec import ModelSource
+
+OLD = Target("repo@sha256:old", ModelSource(s3_uri="s3://b/m.ubj"))
+NEW = Target("repo@sha256:new", ModelSource(s3_uri="s3://b/m.ubj"))
+PASS = Check("True", "ScanClean", "clean")
+BLOCKED = Check("False", "VulnerabilitiesFound", "1 finding(s) at or above HIGH (HIGH: 1)")
+MODEL_OK = Check("True", "ModelFound", "s3://b/m.ubj")
+
+
+def deployment(image: str, *, ready: int = 2, replicas: int = 2, total: int = 2) -> DeploymentState:
+    return DeploymentState(
+        image=image,
+        generation=2,
+        observed_generation=2,
+        replicas=replicas,
+        updated_replicas=ready,
+        ready_replicas=ready,
+        available_replicas=ready,
+        total_replicas=total,
+        available=ready > 0,
+    )
+
+
+def test_passing_checks_choose_the_desired_target() -> None:
+    assert choose_target(NEW, PASS, MODEL_OK, OLD) == NEW
+
+
+def test_a_blocked_image_keeps_the_previous_target() -> None:
+    assert choose_target(NEW, BLOCKED, MODEL_OK, OLD) == OLD
+    assert choose_target(NEW, BLOCKED, MODEL_OK, None) is None
+
+
+def test_a_missing_model_keeps_the_previous_target() -> None:
+    missing = Check("False", "ModelNotFound", "no model")
+    assert choose_target(NEW, PASS, missing, OLD) == OLD
+
+
+def test_unknown_checks_never_roll_out() -> None:
+    throttled = Check("Unknown", "Throttled", "slow down", retry_after=10)
+    assert choose_target(NEW, throttled, MODEL_OK, OLD) == OLD
+
+
+def ready_of(verdicts: list[Verdict]) -> tuple[str, str]:
+    ready = verdicts[-1]
+    return ready.status, ready.reason
+
+
+def test_ready_when_rolled_out_and_available() -> None:
+    verdicts = describe(
+        image=PASS,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=NEW,
+        deployment=deployment(NEW.image),
+        replicas=2,
+    )
+    assert [v.type for v in verdicts] == ["ImageScanPassed", "ModelAvailable", "Available", "Ready"]
+    assert ready_of(verdicts) == ("True", "Ready")
+
+
+def test_rollout_in_progress_while_old_pods_remain() -> None:
+    verdicts = describe(
+        image=PASS,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=NEW,
+        deployment=deployment(NEW.image, ready=1, total=3),
+        replicas=2,
+    )
+    assert ready_of(verdicts) == ("False", "RolloutInProgress")
+
+
+def test_blocked_image_reports_reason_and_what_still_runs() -> None:
+    verdicts = describe(
+        image=BLOCKED,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=OLD,
+        deployment=deployment(OLD.image),
+        replicas=2,
+    )
+    status, reason = ready_of(verdicts)
+    assert (status, reason) == ("False", "VulnerabilitiesFound")
+    assert "still serving repo@sha256:old" in verdicts[-1].message
+    assert verdicts[2].status == "True"  # the old Deployment is still available
+
+
+def test_no_deployment_is_not_available() -> None:
+    verdicts = describe(
+        image=BLOCKED,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=None,
+        deployment=None,
+        replicas=1,
+    )
+    assert (verdicts[2].status, verdicts[2].reason) == ("False", "NotDeployed")
+
+
+def test_checksum_is_compared_when_pinned() -> None:
+    found = ModelObject(etag="e", version_id="v1", sha256="a" * 64)
+    assert check_model(ModelSource(s3_uri="s3://b/k"), found).passed
+    assert check_model(ModelSource(s3_uri="s3://b/k", sha256="a" * 64), found).passed
+    mismatch = check_model(ModelSource(s3_uri="s3://b/k", sha256="c" * 64), found)
+    assert (mismatch.status, mismatch.reason) == ("False", "ChecksumMismatch")
+    unverifiable = check_model(
+        ModelSource(s3_uri="s3://b/k", sha256="c" * 64), ModelObject("e", "", "")
+    )
+    assert unverifiable.reason == "ChecksumMismatch"
