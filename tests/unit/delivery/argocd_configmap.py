@@ -18,8 +18,9 @@ HEADER = """\
 # Generated from health.lua by `python -m tests.unit.delivery.argocd_configmap`: edit the Lua,
 # not this file (a test fails while they differ). Merge into Argo CD's argocd-cm, e.g.
 #   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file argocd-cm-health.yaml
-# Annotation-based tracking keeps Argo CD from adopting the operator's children, which carry
-# the RetailModel's labels but no tracking annotation.
+# Annotation-based tracking: Argo CD claims only objects carrying its tracking annotation, so the
+# operator's children (ownerReferences, own labels, never app.kubernetes.io/instance) are shown
+# under their RetailModel and never pruned or reported out of sync.
 apiVersion: v1
 kind: ConfigMap
 metadata:
