@@ -1,0 +1,118 @@
+"""The predictor's FastAPI application: wiring, lifespan (model polling) and request metrics.
+
+``create_app`` builds one app from ``ServingSettings``: the model registry, the inference
+engine and the metrics, shared by the routes (``routes``) through ``app.state.services``.
+The lifespan loads the model once before traffic is accepted (a failure leaves the app up
+but not ready) and then polls for new versions every ``reload_interval_seconds``, in a worker
+thread so that downloads and parsing never hold up the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from retail_serving import routes
+from retail_serving.inference import InferenceEngine
+from retail_serving.metrics import ServingMetrics
+from retail_serving.payloads import BatchParser
+from retail_serving.registry import ModelRegistry
+from retail_serving.services import Services
+from retail_serving.settings import ServingSettings
+from retail_serving.storage import open_source
+
+log = logging.getLogger("retail_serving")
+
+
+class RequestMetrics:
+    """Pure ASGI middleware (no per-request task or body copy) counting and timing requests."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            key = (path, scope["method"], status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(path, scope["method"], str(status)),
+                    self.metrics.latency.labels(path),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
+
+
+async def _poll_forever(registry: ModelRegistry, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(registry.poll)
+        except Exception:  # the poller must outlive any surprise; the model keeps serving
+            log.exception("model poll failed unexpectedly")
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    settings = settings or ServingSettings()  # read from the environment
+    metrics = ServingMetrics()
+    registry = ModelRegistry(
+        open_source(settings.model_uri, pinned_version_id=settings.model_version_id),
+        metrics,
+        pinned_sha256=settings.model_sha256,
+        require_recorded_sha256=settings.require_sha256_metadata,
+        nthread=settings.predict_threads,
+    )
+    engine = InferenceEngine(
+        metrics,
+        inline_max_rows=settings.inline_predict_max_rows,
+        microbatch=settings.microbatch,
+        microbatch_max_rows=settings.microbatch_max_rows,
+        microbatch_max_wait=settings.microbatch_max_wait_ms / 1000,
+    )
+    services = Services(settings, registry, engine, metrics, BatchParser(settings.max_batch_rows))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(registry.poll)
+        poller = asyncio.create_task(_poll_forever(registry, settings.reload_interval_seconds))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            engine.close()
+
+    app = FastAPI(
+        title="RetailModel predictor",
+        summary="Price-sensitivity predictions from a hot-reloaded XGBoost model.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    routes.install(app)
+    return app

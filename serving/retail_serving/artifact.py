@@ -1,0 +1,106 @@
+"""The model file: XGBoost's own JSON/UBJSON format with the schema inside (DESIGN.md contract).
+
+One file carries the booster and, as booster attributes, the feature schema, the category
+vocabularies and the model version, so a single PUT replaces a model atomically and no side
+file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
+(a pickle or joblib file is rejected without ever being unpickled: unpickling runs code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from retail_serving.encoding import Encoder
+from retail_serving.errors import ModelFormatError, SchemaError
+from retail_serving.model import Model
+from retail_serving.schema import FeatureSchema
+
+FORMAT_VERSION = "1"
+ATTR_FORMAT = "retail_format"
+ATTR_SCHEMA = "retail_schema"
+ATTR_VOCABULARIES = "retail_vocabularies"
+ATTR_VERSION = "retail_version"
+
+PICKLE_PROTOCOL_MARKER = 0x80
+ZLIB_MARKER = 0x78  # joblib's default compression
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def serialise(booster: Any, encoder: Encoder, version: str, *, as_json: bool = False) -> bytes:
+    """The model file's bytes: ``booster`` with schema, vocabularies and version attached."""
+    booster.set_attr(
+        **{
+            ATTR_FORMAT: FORMAT_VERSION,
+            ATTR_SCHEMA: encoder.schema.to_json(),
+            ATTR_VOCABULARIES: encoder.vocabularies_json(),
+            ATTR_VERSION: version,
+        }
+    )
+    return bytes(booster.save_raw("json" if as_json else "ubj"))
+
+
+def write(path: Path, booster: Any, encoder: Encoder, version: str) -> bytes:
+    """Write the model file; a ``.json`` suffix selects JSON, anything else UBJSON."""
+    data = serialise(booster, encoder, version, as_json=path.suffix.lower() == ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+    return data
+
+
+def _refuse_foreign_formats(data: bytes) -> None:
+    if not data:
+        raise ModelFormatError("model file is empty")
+    first = data[0]
+    if first == PICKLE_PROTOCOL_MARKER:
+        raise ModelFormatError(
+            "model file is a Python pickle; refusing to load it (unpickling runs code). "
+            "Save models with Booster.save_model('model.ubj') or retailctl train"
+        )
+    if first == ZLIB_MARKER:
+        raise ModelFormatError("model file looks like a compressed joblib/pickle; refusing it")
+    # Both UBJSON and JSON models are one top-level object, so they open with '{' (possibly
+    # after whitespace for JSON). XGBoost's legacy binary format and everything else do not.
+    if data.lstrip()[:1] != b"{":
+        raise ModelFormatError("model file is not an XGBoost JSON or UBJSON model")
+
+
+def load(data: bytes, *, nthread: int = 1) -> Model:
+    """Parse and validate model bytes; raises ``ModelRejected`` subclasses on any problem."""
+    _refuse_foreign_formats(data)
+    import xgboost
+
+    try:
+        booster = xgboost.Booster(model_file=bytearray(data))
+    except xgboost.core.XGBoostError as error:
+        summary = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise ModelFormatError(f"XGBoost cannot read the model: {summary}") from error
+    attributes: dict[str, str] = {
+        key: value for key, value in booster.attributes().items() if value is not None
+    }
+    missing = [
+        key
+        for key in (ATTR_FORMAT, ATTR_SCHEMA, ATTR_VOCABULARIES, ATTR_VERSION)
+        if key not in attributes
+    ]
+    if missing:
+        raise SchemaError(f"model lacks the embedded attributes {missing} (not made by retailctl?)")
+    if attributes[ATTR_FORMAT] != FORMAT_VERSION:
+        raise SchemaError(f"model file format {attributes[ATTR_FORMAT]!r} is not supported")
+    schema = FeatureSchema.from_json(attributes[ATTR_SCHEMA])
+    schema.require_compatible()
+    encoder = Encoder.from_json(schema, attributes[ATTR_VOCABULARIES])
+    booster.set_param({"nthread": nthread})
+    model = Model(booster, schema, encoder, attributes[ATTR_VERSION], sha256_hex(data))
+    model.smoke_test()
+    return model
+
+
+def read(path: Path, *, nthread: int = 1) -> Model:
+    return load(path.read_bytes(), nthread=nthread)

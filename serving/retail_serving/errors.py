@@ -1,0 +1,51 @@
+"""The predictor's error vocabulary, by meaning.
+
+``ModelRejected`` is permanent for the object version that caused it: the same bytes will
+never load, so the reloader does not retry them until the object changes. ``SourceUnavailable``
+is temporary (network, permissions, a missing object): the next poll tries again. Both keep the
+current model serving; the reloader counts them under their ``reason``.
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base of the predictor's own errors; ``reason`` is a short label for metrics."""
+
+    reason = "error"
+
+
+class ModelRejected(ServingError):
+    """These bytes are not a model this server will serve."""
+
+    reason = "rejected"
+
+
+class ModelFormatError(ModelRejected):
+    """Not an XGBoost JSON/UBJSON model (a pickle, garbage, a truncated upload)."""
+
+    reason = "format"
+
+
+class SchemaError(ModelRejected):
+    """The model's embedded schema or vocabularies are missing, malformed or incompatible."""
+
+    reason = "schema"
+
+
+class ChecksumMismatch(ModelRejected):
+    """The bytes' sha256 differs from the one recorded with the object (or pinned)."""
+
+    reason = "checksum"
+
+
+class SmokeTestFailed(ModelRejected):
+    """The model loaded but its test prediction was unusable."""
+
+    reason = "smoke_test"
+
+
+class SourceUnavailable(ServingError):
+    """The model object could not be read right now; worth trying again later."""
+
+    reason = "unavailable"

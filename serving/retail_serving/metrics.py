@@ -1,0 +1,91 @@
+"""Prometheus metrics of one predictor process, in a registry of its own.
+
+A registry per app (not the library's global one) keeps several apps in one process, as in the
+tests, from sharing counters. Request metrics are labelled by route template, never by raw
+path, so a client cannot inflate the label set.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "retail_http_requests",
+            "HTTP requests handled, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "retail_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_calls = Histogram(
+            "retail_model_call_rows",
+            "Rows per model call (micro-batches of single requests and explicit batches).",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "retail_model_info",
+            "The model being served (value 1), labelled by version and sha256.",
+            ["version", "sha256"],
+            registry=self.registry,
+        )
+        self.model_loaded_at = Gauge(
+            "retail_model_loaded_timestamp_seconds",
+            "Unix time the current model was loaded.",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "retail_model_reloads",
+            "Model load attempts by outcome (ok or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reload_failures = Counter(
+            "retail_model_reload_failures",
+            "Failed model load attempts by reason (format, schema, checksum, unavailable, ...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            "retail_model_poll_errors",
+            "Polls whose HEAD of the model object failed.",
+            registry=self.registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.reloads.labels(outcome)
+
+    def model_swapped(self, version: str, sha256: str, loaded_at: float) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version, sha256).set(1)
+        self.model_loaded_at.set(loaded_at)
+
+    def reload_failed(self, reason: str) -> None:
+        self.reloads.labels("failed").inc()
+        self.reload_failures.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

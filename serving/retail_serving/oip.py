@@ -1,0 +1,221 @@
+"""The Open Inference Protocol (KServe v2) shapes: request decoding, responses, metadata.
+
+``infer`` accepts the two input conventions clients of MLServer and KServe use:
+
+* one named input per feature, raw values (BYTES strings for categories, numbers for SPEND
+  and QUANTITY), shape ``[n]`` or ``[n, 1]``: MLServer's pandas-codec convention. The values
+  go through exactly the same rules as /predict.
+* a single FP32 (or FP64) tensor of shape ``[n, 8]`` holding already-encoded features in
+  schema order, as MLServer's XGBoost runtime takes them; the codes must be valid for the
+  model's vocabularies (0 is unknown).
+
+Problems are reported as 422 with the offending input named (``loc``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from retail_serving.encoding import Encoder, Matrix
+from retail_serving.model import Model, Probabilities
+from retail_serving.payloads import InvalidInput, validate_rows
+
+NUMERIC_TYPES = frozenset(
+    {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+    | {"FP16", "FP32", "FP64"}
+)
+TENSOR_TYPES = frozenset({"FP32", "FP64"})
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_PREDICTION = "prediction"
+OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_PREDICTION)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    matrix: Matrix
+    outputs: tuple[str, ...]
+
+
+def _fail(loc: list[str | int], message: str, kind: str = "value_error") -> InvalidInput:
+    return InvalidInput([{"loc": loc, "msg": message, "type": kind}])
+
+
+def _flatten(data: Any, loc: list[str | int]) -> list[Any]:
+    if not isinstance(data, list):
+        raise _fail(loc, "data must be a list")
+    if data and all(isinstance(item, list) for item in data):
+        return [value for item in data for value in item]
+    if any(isinstance(item, list) for item in data):
+        raise _fail(loc, "data mixes nested and flat values")
+    return data
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> Matrix:
+    loc: list[str | int] = ["inputs", 0]
+    shape = spec.get("shape")
+    width = len(encoder.schema.features)
+    if not (isinstance(shape, list) and len(shape) == 2 and shape[1] == width):
+        raise _fail([*loc, "shape"], f"a tensor input must have shape [n, {width}]")
+    rows = shape[0]
+    if not isinstance(rows, int) or not 1 <= rows <= max_rows:
+        raise _fail([*loc, "shape"], f"n must be between 1 and {max_rows}", "too_long")
+    values = _flatten(spec.get("data"), [*loc, "data"])
+    if len(values) != rows * width:
+        raise _fail([*loc, "data"], f"expected {rows * width} values for shape {shape}")
+    for index, value in enumerate(values):
+        if not _is_number(value):
+            raise _fail([*loc, "data", index], "must be a finite number")
+    matrix = np.asarray(values, dtype=np.float32).reshape(rows, width)
+    for column, (feature, limit) in enumerate(
+        zip(encoder.schema.features, encoder.category_limits(), strict=True)
+    ):
+        values_in_column = matrix[:, column]
+        if limit is None:
+            bad = ~np.isfinite(values_in_column) | (values_in_column <= 0)
+            message = "must be a finite number greater than 0"
+        else:
+            bad = (values_in_column != np.floor(values_in_column)) | (values_in_column < 0)
+            bad |= values_in_column >= limit
+            message = f"must be an integer code in [0, {limit - 1}]"
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise _fail([*loc, "data", row * width + column], f"{feature.name}: {message}")
+    return matrix
+
+
+def _decode_named(inputs: list[Any], encoder: Encoder, max_rows: int) -> Matrix:
+    schema = encoder.schema
+    columns: dict[str, list[Any]] = {}
+    for index, spec in enumerate(inputs):
+        loc: list[str | int] = ["inputs", index]
+        name = spec.get("name")
+        if name not in schema.names:
+            raise _fail([*loc, "name"], f"unknown input {name!r}; expected {list(schema.names)}")
+        if name in columns:
+            raise _fail([*loc, "name"], f"input {name!r} given twice")
+        feature = schema.features[schema.names.index(name)]
+        datatype = spec.get("datatype")
+        if feature.is_categorical and datatype != "BYTES":
+            raise _fail([*loc, "datatype"], f"{name} is categorical: datatype must be BYTES")
+        if not feature.is_categorical and datatype not in NUMERIC_TYPES:
+            raise _fail([*loc, "datatype"], f"{name} is numeric: datatype must be FP32, INT64…")
+        shape = spec.get("shape")
+        if not (isinstance(shape, list) and shape and len(shape) <= 2 and shape[1:] in ([], [1])):
+            raise _fail([*loc, "shape"], "shape must be [n] or [n, 1]")
+        values = _flatten(spec.get("data"), [*loc, "data"])
+        if len(values) != shape[0]:
+            raise _fail([*loc, "data"], f"expected {shape[0]} values for shape {shape}")
+        columns[name] = values
+    missing = [name for name in schema.names if name not in columns]
+    if missing:
+        raise _fail(["inputs"], f"missing inputs {missing}", "missing")
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1:
+        raise _fail(["inputs"], "all inputs must have the same number of rows")
+    rows = lengths.pop()
+    if not 1 <= rows <= max_rows:
+        raise _fail(["inputs"], f"n must be between 1 and {max_rows}", "too_long")
+    position = {name: index for index, name in enumerate(columns)}
+    validate_rows(
+        [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)],
+        lambda row, field: ["inputs", position.get(field, field), "data", row],
+    )
+    return encoder.encode_columns(columns)
+
+
+def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise _fail(["body"], f"invalid JSON: {error}", "json_invalid") from None
+    if not isinstance(payload, dict):
+        raise _fail(["body"], "must be a JSON object", "dict_type")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, dict) for i in inputs):
+        raise _fail(["inputs"], "must be a non-empty list of input tensors")
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise _fail(["id"], "must be a string")
+    outputs: tuple[str, ...] = OUTPUTS
+    if payload.get("outputs") is not None:
+        wanted = payload["outputs"]
+        names = [o.get("name") if isinstance(o, dict) else None for o in wanted or []]
+        unknown = [name for name in names if name not in OUTPUTS]
+        if not isinstance(wanted, list) or unknown or not names:
+            raise _fail(["outputs"], f"outputs must name some of {list(OUTPUTS)}")
+        outputs = tuple(name for name in OUTPUTS if name in names)
+    single = inputs[0]
+    if (
+        len(inputs) == 1
+        and single.get("datatype") in TENSOR_TYPES
+        and single.get("name") not in encoder.schema.names
+    ):
+        matrix = _decode_tensor(single, encoder, max_rows)
+    else:
+        matrix = _decode_named(inputs, encoder, max_rows)
+    return InferRequest(request_id, matrix, outputs)
+
+
+def infer_response(
+    model_name: str, model: Model, request: InferRequest, probabilities: Probabilities
+) -> dict[str, Any]:
+    rows, classes = probabilities.shape
+    outputs: list[dict[str, Any]] = []
+    if OUTPUT_PROBABILITIES in request.outputs:
+        outputs.append(
+            {
+                "name": OUTPUT_PROBABILITIES,
+                "datatype": "FP32",
+                "shape": [rows, classes],
+                "parameters": {"classes": list(model.classes)},
+                "data": probabilities.ravel().tolist(),
+            }
+        )
+    if OUTPUT_PREDICTION in request.outputs:
+        labels = [model.classes[i] for i in probabilities.argmax(axis=1).tolist()]
+        outputs.append(
+            {"name": OUTPUT_PREDICTION, "datatype": "BYTES", "shape": [rows], "data": labels}
+        )
+    response: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model.version,
+        "outputs": outputs,
+    }
+    if request.id is not None:
+        response["id"] = request.id
+    return response
+
+
+def model_metadata(model_name: str, model: Model) -> dict[str, Any]:
+    features = model.schema.features
+    return {
+        "name": model_name,
+        "versions": [model.version],
+        "platform": "xgboost",
+        "inputs": [
+            {"name": f.name, "datatype": "BYTES" if f.is_categorical else "FP64", "shape": [-1]}
+            for f in features
+        ],
+        "outputs": [
+            {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, len(model.classes)]},
+            {"name": OUTPUT_PREDICTION, "datatype": "BYTES", "shape": [-1]},
+        ],
+        "parameters": {
+            "classes": list(model.classes),
+            "encoded_tensor_input": {"datatype": "FP32", "shape": [-1, len(features)]},
+            "vocabularies": {
+                name: list(vocab.values) for name, vocab in model.encoder.vocabularies.items()
+            },
+            "unknown_code": 0,
+        },
+    }

@@ -1,0 +1,125 @@
+"""The model registry: holds the one model reference requests use, and reloads it safely.
+
+``poll`` runs one step of hot reload (DESIGN.md): HEAD the object; if ``reload.plan`` says
+so, download → verify sha256 → load (which smoke-tests) → swap the reference. The swap is a
+single attribute assignment, so a request sees either the old model or the new one, never a
+mix, and a request keeps the model it picked up for as long as it runs. Nothing is unloaded
+explicitly: the old model is freed when its last in-flight request lets go of it. Any failure
+leaves the current model in place. ``poll`` blocks (network, parsing); the app runs it in a
+worker thread so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from retail_serving import artifact, reload
+from retail_serving.errors import ModelRejected, ServingError
+from retail_serving.metrics import ServingMetrics
+from retail_serving.model import Model
+from retail_serving.storage import ModelSource, ObjectVersion
+
+log = logging.getLogger("retail_serving.reload")
+
+
+@dataclass(frozen=True, eq=False)
+class ServedModel:
+    """A model together with where it came from and when it was loaded."""
+
+    model: Model
+    source_uri: str
+    origin: ObjectVersion
+    loaded_at: datetime
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        source: ModelSource,
+        metrics: ServingMetrics,
+        *,
+        pinned_sha256: str | None = None,
+        require_recorded_sha256: bool = True,
+        nthread: int = 1,
+    ) -> None:
+        self.source = source
+        self.metrics = metrics
+        self.pinned_sha256 = pinned_sha256
+        self.require_recorded_sha256 = require_recorded_sha256
+        self.nthread = nthread
+        self.current: ServedModel | None = None
+        self.state = reload.ReloadState()
+        self.last_error: str | None = None  # why the newest object version is not served
+        self._poll_lock = threading.Lock()  # one poll at a time, whoever calls it
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    def poll(self) -> bool:
+        """One reload step; True when a new model was swapped in."""
+        with self._poll_lock:
+            try:
+                observed = self.source.head()
+            except ServingError as error:
+                self.metrics.poll_errors.inc()
+                self.state, news = reload.after_head(self.state, ok=False)
+                if news:
+                    log.warning("cannot check the model object: %s", error)
+                return False
+            self.state, news = reload.after_head(self.state, ok=True)
+            if news:
+                log.info("model object reachable again: %s", self.source.uri)
+            if reload.plan(self.state, observed) is reload.Action.KEEP:
+                return False
+            return self._load(observed)
+
+    def _load(self, observed: ObjectVersion) -> bool:
+        try:
+            data = self.source.fetch(observed)
+            digest = artifact.sha256_hex(data)
+            reload.verify(
+                digest,
+                observed,
+                pinned_sha256=self.pinned_sha256,
+                require_recorded=self.require_recorded_sha256 and self.source.records_sha256,
+            )
+            model = artifact.load(data, nthread=self.nthread)
+        except Exception as raised:  # whatever goes wrong, the current model keeps serving
+            error = (
+                raised
+                if isinstance(raised, ServingError)
+                else ModelRejected(f"unexpected error loading the model: {raised!r}")
+            )
+            self.metrics.reload_failed(error.reason)
+            self.last_error = f"{error.reason}: {error}"
+            self.state, news = reload.after_failure(self.state, observed, error)
+            if news:
+                log.error(
+                    "not loading %s (etag=%s version=%s): %s; still serving %s",
+                    self.source.uri,
+                    observed.etag,
+                    observed.version_id,
+                    error,
+                    self.current.model.version if self.current else "nothing",
+                )
+            return False
+        served = ServedModel(model, self.source.uri, observed, datetime.now(UTC))
+        previous = self.current
+        self.current = served  # the swap: one reference, atomically replaced
+        self.state = reload.after_success(self.state, observed)
+        self.last_error = None
+        self.metrics.reloads.labels("ok").inc()
+        self.metrics.model_swapped(model.version, model.sha256, time.time())
+        log.info(
+            "serving model %s (sha256 %s) from %s, replacing %s",
+            model.version,
+            model.sha256[:12],
+            self.source.uri,
+            previous.model.version if previous else "nothing",
+        )
+        return True

@@ -1,0 +1,39 @@
+"""The predictor's settings: one pydantic-settings object, read from the environment once.
+
+AWS settings are deliberately absent: boto3 reads the standard variables itself
+(``AWS_REGION``, ``AWS_ENDPOINT_URL``, credentials or IRSA's web identity), and this process
+never handles credentials directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, frozen=True, protected_namespaces=()
+    )
+
+    model_uri: str = Field(min_length=1, description="s3://bucket/key or a local path")
+    model_name: str = Field("price-sensitivity", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    model_version_id: str | None = Field(None, description="pin one S3 object version")
+    model_sha256: Sha256 | None = Field(None, description="refuse a model with another digest")
+    require_sha256_metadata: bool = Field(
+        True, description="refuse S3 objects uploaded without sha256 metadata"
+    )
+    reload_interval_seconds: float = Field(30.0, gt=0, le=86_400)
+
+    max_batch_rows: int = Field(10_000, ge=1, description="/predict/batch and v2 row cap")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    predict_threads: int = Field(1, ge=1, le=64, description="XGBoost threads per model call")
+    microbatch: bool = Field(True, description="coalesce concurrent single-row requests")
+    microbatch_max_rows: int = Field(256, ge=1, le=65_536)
+    microbatch_max_wait_ms: float = Field(1.0, ge=0, le=50)
+    # Batches above this many rows run in a worker thread instead of on the event loop.
+    inline_predict_max_rows: int = Field(64, ge=0)
