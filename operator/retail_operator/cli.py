@@ -16,6 +16,7 @@ import typer
 
 from retail_operator.ecr.cli import ecr_app, image_app
 from retail_operator.localcluster.cli import app as cluster_app
+from retail_serving.cli import model_app, register_serving_commands
 
 app = typer.Typer(
     name="retailctl",
@@ -27,6 +28,8 @@ app = typer.Typer(
 app.add_typer(ecr_app, name="ecr")
 app.add_typer(image_app, name="image")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(model_app, name="model")
+register_serving_commands(app)
 
 
 def main() -> None:
