@@ -1,3 +1,3 @@
 """Fixtures shared across the suite live in tests/support; this registers them."""
 
-pytest_plugins = ["tests.support.aws"]
+pytest_plugins = ["tests.support.aws", "tests.support.cluster", "tests.support.registry"]

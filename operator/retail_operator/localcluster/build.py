@@ -52,15 +52,22 @@ class BuildError(RuntimeError):
     """A build step failed; the message names the step and the log to read."""
 
 
+class ModuleOrigin(TypedDict, total=False):
+    Hash: str  # the git commit the version was tagged on
+
+
 class ModuleInfo(TypedDict, total=False):
     """The fields of ``go mod download -json`` this module reads."""
 
-    Path: str
-    Version: str
+    Info: str  # path of the proxy's .info file: the version's Time and Origin
     Dir: str
     GoMod: str
-    Time: str
     Error: str
+
+
+class VersionInfo(TypedDict, total=False):
+    Time: str
+    Origin: ModuleOrigin
 
 
 @dataclass(frozen=True)
@@ -168,13 +175,16 @@ class _Builder:
         packages = [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS]
         module = self._wrapper_module(step, log, "kubernetes", "\n".join(lines), packages)
         major, minor, _ = version.removeprefix("v").split(".")
+        release: VersionInfo = json.loads(Path(info["Info"]).read_text())
         values = {
             "gitVersion": version,
             "gitMajor": major,
             "gitMinor": minor,
+            # Known when the proxy reported the tag's commit; empty rather than a placeholder.
+            "gitCommit": release.get("Origin", {}).get("Hash", ""),
             "gitTreeState": "clean",
             # The release's own date, not today's: the same sources give the same binary.
-            "buildDate": info.get("Time", "1970-01-01T00:00:00Z"),
+            "buildDate": release.get("Time", "1970-01-01T00:00:00Z"),
         }
         ldflags = ["-s", "-w"] + [
             f"-X k8s.io/{package}.{key}={value}"

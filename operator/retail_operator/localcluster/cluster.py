@@ -116,11 +116,17 @@ def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
 
 
 def kubectl(
-    config: ClusterConfig, *args: str, stdin: str | None = None, check: bool = True
+    config: ClusterConfig,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    kubeconfig: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the cluster's own kubectl against it; with ``check``, a failure raises."""
+    """Run the cluster's own kubectl against it (as admin unless another ``kubeconfig`` is
+    given); with ``check``, a failure raises."""
+    credentials = kubeconfig or config.kubeconfig
     result = subprocess.run(
-        [str(config.binary("kubectl")), f"--kubeconfig={config.kubeconfig}", *args],
+        [str(config.binary("kubectl")), f"--kubeconfig={credentials}", *args],
         input=stdin,
         capture_output=True,
         text=True,

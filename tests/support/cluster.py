@@ -1,0 +1,182 @@
+"""The local Kubernetes control plane for tests that need a real API server.
+
+``local_cluster`` (session-scoped) builds or reuses the binaries, brings the cluster described
+by the environment up (``RETAILMODEL_CLUSTER_DIR`` / ``RETAILMODEL_CLUSTER_PORT_BASE``, the
+same one ``retailctl cluster up`` runs by default), reuses whatever already runs, and stops
+what test sessions started once the last concurrent session ends. ``private_cluster_config``
+describes a second, independent cluster (own folder, own free ports) for tests that must stop
+theirs.
+
+Tests reach the cluster over HTTPS like any client: with ``local_cluster.kubeconfig`` or the
+``local_cluster.kubectl`` helper (the cluster's own kubectl).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from retail_operator.localcluster import build, cluster
+from retail_operator.localcluster.config import ClusterConfig, Ports
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    config: ClusterConfig
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.config.kubeconfig
+
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against the cluster (as admin unless another ``kubeconfig`` is given);
+        with ``check``, a non-zero exit raises ``ClusterError`` with kubectl's message."""
+        return cluster.kubectl(self.config, *args, stdin=stdin, check=check, kubeconfig=kubeconfig)
+
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """A kubeconfig for the same cluster that authenticates with ``token`` only."""
+        document = yaml.safe_load(self.kubeconfig.read_text())
+        user = document["users"][0]
+        user["user"] = {"token": token}
+        path.write_text(yaml.safe_dump(document))
+        return path
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def apply(self, manifest: str, namespace: str | None = None) -> None:
+        scope = ("-n", namespace) if namespace else ()
+        self.kubectl("apply", *scope, "-f", "-", stdin=manifest)
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    config = ClusterConfig.from_env()
+    build.build(config)
+    with _sessions(config) as sessions:
+        sessions.join(cluster.up(config))
+    try:
+        yield LocalCluster(config)
+    finally:
+        with _sessions(config) as sessions:
+            if last_out := sessions.leave():
+                cluster.down(config, only=last_out)
+
+
+class _Sessions:
+    """Test sessions sharing the default cluster (several engineers, several pytest runs).
+
+    Each session registers its pid; components a session started are recorded as started by
+    tests. The last session to leave stops those, so no session pulls the cluster from under
+    another, and a cluster someone started by hand (``retailctl cluster up``) is left alone.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started_file = folder / "started-by-tests"
+
+    def join(self, started: tuple[str, ...]) -> None:
+        (self.folder / f"{os.getpid()}.session").touch()
+        if started:
+            known = set(self._started())
+            self.started_file.write_text("\n".join(sorted(known | set(started))))
+
+    def leave(self) -> tuple[str, ...]:
+        """Unregister; returns what to stop if this was the last live session."""
+        (self.folder / f"{os.getpid()}.session").unlink(missing_ok=True)
+        for session in self.folder.glob("*.session"):
+            if _alive(int(session.stem)):
+                return ()
+            session.unlink()
+        started = self._started()
+        self.started_file.unlink(missing_ok=True)
+        return started
+
+    def _started(self) -> tuple[str, ...]:
+        if not self.started_file.exists():
+            return ()
+        return tuple(self.started_file.read_text().split())
+
+
+@contextmanager
+def _sessions(config: ClusterConfig) -> Iterator[_Sessions]:
+    folder = config.run_dir / "test-sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _Sessions(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture
+def cluster_namespace(local_cluster: LocalCluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", name)
+    local_cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name)
+    try:
+        yield name
+    finally:
+        local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def free_port_base(count: int = 6) -> int:
+    """The first of ``count`` consecutive loopback ports that are free right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports found")
+
+
+@pytest.fixture
+def private_cluster_config(tmp_path: Path) -> ClusterConfig:
+    """A second cluster sharing the built binaries but nothing else (folder, ports)."""
+    shared = ClusterConfig.from_env()
+    return ClusterConfig(
+        cache_dir=shared.cache_dir,
+        cluster_dir=tmp_path / "cluster",
+        ports=Ports(free_port_base()),
+        toolchain=shared.toolchain,
+    )
