@@ -1,0 +1,164 @@
+"""The local overlay applied to the real local control plane, and the operator's exact rights.
+
+``kubectl apply -k deploy/overlays/local`` must create the CRD, namespace, RBAC and operator
+Deployment; the Deployment's pod must pass the namespace's "restricted" Pod Security admission;
+the sample RetailModel must pass the CRD's schema (server-side dry run). Then
+``kubectl auth can-i --as=<operator ServiceAccount>`` checks the operator can do exactly what
+it needs and nothing more: no Secrets, no deletes, no exec, no RBAC changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.support.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OPERATOR = "system:serviceaccount:retailmodel-system:retail-operator"
+NAMESPACE = "retailmodel-system"
+CRD = "retailmodels.mlops.retail.io"
+
+# (verb, resource, subresource) the operator needs, cluster-wide.
+NEEDED = [
+    *[(verb, "retailmodels.mlops.retail.io", "") for verb in ("get", "list", "watch", "patch")],
+    *[(verb, "retailmodels.mlops.retail.io", "status") for verb in ("get", "patch", "update")],
+    *[
+        (verb, resource, "")
+        for resource in ("deployments.apps", "services", "configmaps")
+        for verb in ("get", "list", "watch", "create", "patch")
+    ],
+    *[
+        (verb, resource, "")
+        for resource in ("events", "events.events.k8s.io")
+        for verb in ("create", "patch")
+    ],
+    ("list", "namespaces", ""),
+    ("watch", "namespaces", ""),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io", ""),
+]
+
+FORBIDDEN = [
+    ("get", "secrets", ""),
+    ("list", "secrets", ""),
+    ("watch", "secrets", ""),
+    ("create", "pods", "exec"),
+    ("get", "pods", ""),
+    ("delete", "deployments.apps", ""),
+    ("update", "deployments.apps", ""),
+    ("delete", "services", ""),
+    ("delete", "configmaps", ""),
+    ("create", "retailmodels.mlops.retail.io", ""),
+    ("delete", "retailmodels.mlops.retail.io", ""),
+    ("update", "retailmodels.mlops.retail.io", ""),
+    ("create", "namespaces", ""),
+    ("delete", "namespaces", ""),
+    ("get", "namespaces", ""),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("patch", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io", ""),
+    ("impersonate", "serviceaccounts", ""),
+    ("create", "serviceaccounts", "token"),
+    ("list", "nodes", ""),
+    ("get", "events", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def deployed(local_cluster: LocalCluster) -> LocalCluster:
+    local_cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=e2e-deploy",
+        "-k",
+        str(REPO_ROOT / "deploy" / "overlays" / "local"),
+    )
+    local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    return local_cluster
+
+
+def can_i(cluster: LocalCluster, verb: str, resource: str, subresource: str, *scope: str) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={OPERATOR}", *scope]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    result = cluster.kubectl(*args, check=False)
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, f"kubectl auth can-i said {answer!r}: {result.stderr}"
+    return answer == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource", "subresource"), NEEDED)
+def test_operator_can_do_what_it_needs(
+    deployed: LocalCluster, verb: str, resource: str, subresource: str
+) -> None:
+    assert can_i(deployed, verb, resource, subresource, "--all-namespaces")
+    assert can_i(deployed, verb, resource, subresource, "--namespace=retail")
+
+
+@pytest.mark.parametrize(("verb", "resource", "subresource"), FORBIDDEN)
+def test_operator_cannot_do_anything_else(
+    deployed: LocalCluster, verb: str, resource: str, subresource: str
+) -> None:
+    assert not can_i(deployed, verb, resource, subresource, f"--namespace={NAMESPACE}")
+    assert not can_i(deployed, verb, resource, subresource, "--namespace=retail")
+
+
+def test_granted_rules_list_nothing_beyond_the_cluster_role(deployed: LocalCluster) -> None:
+    listing = deployed.kubectl("auth", "can-i", "--list", f"--as={OPERATOR}").stdout
+    resources = {
+        line.split()[0] for line in listing.splitlines()[1:] if line and not line[0].isspace()
+    }
+    everyone = {
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+        "selfsubjectreviews.authentication.k8s.io",
+    }
+    ours = {
+        "retailmodels.mlops.retail.io",
+        "retailmodels.mlops.retail.io/status",
+        "deployments.apps",
+        "services",
+        "configmaps",
+        "events",
+        "events.events.k8s.io",
+        "namespaces",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    }
+    assert resources - everyone == ours
+
+
+def test_operator_pod_passes_restricted_pod_security(deployed: LocalCluster) -> None:
+    deployed.kubectl(
+        "rollout",
+        "status",
+        "deployment/retail-operator",
+        f"--namespace={NAMESPACE}",
+        "--timeout=180s",
+    )
+    pods = deployed.get_json(
+        "pods", f"--namespace={NAMESPACE}", "-l", "app.kubernetes.io/name=retail-operator"
+    )
+    (pod,) = pods["items"]
+    assert pod["spec"]["serviceAccountName"] == "retail-operator"
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+
+
+def test_sample_retail_model_passes_the_crd_schema(
+    deployed: LocalCluster, cluster_namespace: str
+) -> None:
+    sample = yaml.safe_load((REPO_ROOT / "deploy" / "samples" / "retailmodel.yaml").read_text())
+    sample["metadata"]["namespace"] = cluster_namespace
+    deployed.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(sample))
+
+    broken = {**sample, "spec": {**sample["spec"], "replicas": -1}}
+    result = deployed.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(broken), check=False
+    )
+    assert result.returncode != 0
+    assert "replicas" in result.stderr
