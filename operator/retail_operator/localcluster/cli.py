@@ -151,8 +151,8 @@ def status() -> None:
         health = "healthy" if item.healthy else ("unhealthy" if item.pid else "not running")
         table.add_row(item.name, str(item.pid or "-"), str(item.port), health, str(item.log))
     Console().print(table)
-    if not all(item.healthy for item in components):
-        raise typer.Exit(1)
+    if unhealthy := [item.name for item in components if not item.healthy]:
+        raise click.ClickException(f"not running or unhealthy: {', '.join(unhealthy)}")
     nodes = cluster.ready_nodes(config)
     typer.echo(f"Ready nodes: {len(nodes)} ({', '.join(nodes)})")
     typer.echo(f"KUBECONFIG={config.kubeconfig}")
