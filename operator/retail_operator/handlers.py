@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -17,7 +16,7 @@ import kopf
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError
-from retail_operator.kube import KubeApi, load_configuration
+from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from retail_operator.scheduler import Scheduler
@@ -27,31 +26,29 @@ logger = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
-def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
-
-
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorSettings()
     settings.peering.standalone = True
-    settings.posting.level = logging.WARNING  # our own Events say what happened; not kopf's logs
+    settings.posting.enabled = False  # our own Events say what happened, not kopf's log lines
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     kube = KubeApi(await load_configuration())
+    events = EventPoster(kube)
     reconciler = Reconciler(
         kube=kube,
         images=ImageInspector(tag_ttl=config.tag_ttl_seconds, scan_ttl=config.scan_ttl_seconds),
         models=ModelInspector(ttl=config.model_ttl_seconds),
-        emit=_post_event,
+        emit=events,
         pending_seconds=config.pending_seconds,
     )
     scheduler = Scheduler(
         reconciler, resync_seconds=config.resync_seconds, concurrency=config.concurrency
     )
     memo.kube = kube
+    memo.events = events
     memo.reconciler = reconciler
     memo.scheduler = scheduler
     memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
@@ -61,6 +58,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.loop_task.cancel()
     await memo.scheduler.stop()
+    await memo.events.drain()
     await memo.kube.close()
 
 

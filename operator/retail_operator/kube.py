@@ -9,7 +9,12 @@ translated into the operator's error vocabulary.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -18,7 +23,9 @@ from kubernetes.aio.client import ApiClient, Configuration
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.config.config_exception import ConfigException
 
-from retail_operator.errors import AccessDenied, PermanentError, TemporaryError
+from retail_operator.errors import AccessDenied, OperatorError, PermanentError, TemporaryError
+
+logger = logging.getLogger(__name__)
 
 FIELD_MANAGER = "retail-operator"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -122,6 +129,63 @@ class KubeApi:
         await self._request(
             "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
         )
+
+    async def post_event(
+        self, involved: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """Create a core/v1 Event about ``involved`` (a RetailModel body)."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", "mlops.retail.io/v1alpha1"),
+                "kind": involved.get("kind", "RetailModel"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": f"mlops.retail.io/{FIELD_MANAGER}",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+
+class EventPoster:
+    """Posts Events in the background: a slow or failing post (say, into a namespace being
+    deleted) never delays a reconcile or other Events, and is logged, not retried."""
+
+    def __init__(self, kube: KubeApi) -> None:
+        self._kube = kube
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.posted = 0
+
+    def __call__(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        task = asyncio.create_task(self._post(dict(involved), type_, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        try:
+            await self._kube.post_event(involved, type_, reason, message)
+            self.posted += 1
+        except OperatorError as error:
+            logger.info("event %s not posted: %s", reason, error)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _translate(status: int | None, body: str, path: str) -> Exception:

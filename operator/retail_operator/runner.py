@@ -17,6 +17,8 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
     settings = OperatorSettings()
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not verbose:  # kopf says "Handler … succeeded" for every watch event; keep warnings only
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = (
         f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     )

@@ -1,0 +1,216 @@
+"""The operator as it runs in production: its own process (``retailctl operator``), watching
+the real local API server and talking to moto over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.support.aws import free_port
+from tests.support.cluster import LocalCluster
+from tests.support.registry import AwsStandIn
+
+ROOT = Path(__file__).resolve().parents[3]
+REPOSITORY = "mlops/retail-api"
+BUCKET = "retail-models"
+
+
+@dataclass
+class OperatorProcess:
+    env: dict[str, str]
+    log: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> None:
+        retailctl = Path(sys.executable).with_name("retailctl")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(retailctl), "operator"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"operator exited; see {self.log}:\n{self.log.read_text()[-3000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"operator not healthy within 60 s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies mid-reconcile."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def crd_installed(local_cluster: LocalCluster) -> None:
+    local_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
+    local_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io", "--timeout=60s"
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    local_cluster: LocalCluster,
+    crd_installed: None,
+    aws_stand_in: AwsStandIn,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    port = free_port()
+    env = {
+        **os.environ,
+        **aws_stand_in.env(),
+        "KUBECONFIG": str(local_cluster.kubeconfig),
+        "RETAIL_OPERATOR_RESYNC_SECONDS": "2",
+        "RETAIL_OPERATOR_PENDING_SECONDS": "1",
+        "RETAIL_OPERATOR_TAG_TTL_SECONDS": "0.5",
+        "RETAIL_OPERATOR_SCAN_TTL_SECONDS": "0.5",
+        "RETAIL_OPERATOR_MODEL_TTL_SECONDS": "0.5",
+        "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
+    }
+    process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log", port)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass
+class Scenario:
+    """One test's world: a namespace, an image repository and a model bucket."""
+
+    cluster: LocalCluster
+    aws: AwsStandIn
+    namespace: str
+    operator: OperatorProcess
+
+    def model(self, key: str = "models/prices/model.ubj", body: bytes = b"model-v1") -> str:
+        self.aws.put_model(BUCKET, key, body)
+        return f"s3://{BUCKET}/{key}"
+
+    def image(
+        self, tag: str, findings: list[tuple[str, str]] | None = None, status: str = "COMPLETE"
+    ) -> str:
+        digest = self.aws.push_image(REPOSITORY, tag)
+        if status:
+            self.aws.set_scan(REPOSITORY, digest, status, findings)
+        return digest
+
+    def manifest(self, name: str, tag: str, model_uri: str, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "mlops.retail.io/v1alpha1",
+            "kind": "RetailModel",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "image": {"repository": self.aws.repository_uri(REPOSITORY), "tag": tag},
+                "model": {"s3Uri": model_uri},
+                "replicas": 2,
+                **spec,
+            },
+        }
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.cluster.apply(yaml.safe_dump(manifest), self.namespace)
+
+    def get(self, kind: str, name: str) -> Any:
+        result = self.cluster.kubectl(
+            "get", kind, name, "-n", self.namespace, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            return None
+        return yaml.safe_load(result.stdout)
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        """The condition, only if it speaks of the current generation of the spec."""
+        body = self.get("retailmodel", name) or {}
+        generation = body.get("metadata", {}).get("generation")
+        for condition in body.get("status", {}).get("conditions", []):
+            if condition["type"] == type_ and condition.get("observedGeneration") == generation:
+                return dict(condition)
+        return None
+
+    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(0.3)
+        raise AssertionError(
+            f"timed out waiting for {what}; last={last!r}\n--- operator log tail ---\n"
+            + self.operator.logs()[-4000:]
+        )
+
+    def wait_condition(
+        self, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 60
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            condition = self.condition(name, type_)
+            if (
+                condition
+                and condition["status"] == status
+                and (reason is None or condition["reason"] == reason)
+            ):
+                return condition
+            return None
+
+        return dict(self.wait_for(f"{name} {type_}={status} {reason or ''}", probe, timeout))
+
+    def deployment_image(self, name: str) -> str | None:
+        deployment = self.get("deployment", name)
+        if deployment is None:
+            return None
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        listing = self.cluster.get_json(
+            "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={name}"
+        )
+        return list(listing["items"])
+
+
+@pytest.fixture
+def scenario(
+    local_cluster: LocalCluster, aws_stand_in: AwsStandIn, operator: OperatorProcess
+) -> Iterator[Scenario]:
+    namespace = f"rm-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", namespace)
+    try:
+        yield Scenario(local_cluster, aws_stand_in, namespace, operator)
+    finally:
+        local_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

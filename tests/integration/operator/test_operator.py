@@ -1,0 +1,227 @@
+"""The operator end to end against the real API server and moto: gating, pinning, truthful
+status, drift, deletion and restarts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from tests.integration.operator.conftest import REPOSITORY, Scenario
+
+pytestmark = [pytest.mark.cluster, pytest.mark.aws]
+
+
+def test_clean_image_rolls_out_pinned_to_its_digest(scenario: Scenario) -> None:
+    digest = scenario.image("v1-clean")
+    model = scenario.model()
+    scenario.apply(scenario.manifest("prices", "v1-clean", model))
+
+    ready = scenario.wait_condition("prices", "Ready", "True", "Ready")
+    assert digest in ready["message"]
+    body = scenario.get("retailmodel", "prices")
+    repository = scenario.aws.repository_uri(REPOSITORY)
+    assert scenario.deployment_image("prices") == f"{repository}@{digest}"
+    assert body["status"]["deployedImage"] == f"{repository}@{digest}"
+    assert body["status"]["image"]["digest"] == digest
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+    assert body["status"]["model"]["sha256"]
+    deployment = scenario.get("deployment", "prices")
+    assert deployment["status"]["readyReplicas"] == 2
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    service = scenario.get("service", "prices")
+    assert service["spec"]["selector"] == {"mlops.retail.io/retailmodel": "prices"}
+    printed = scenario.cluster.kubectl("get", "rmodel", "prices", "-n", scenario.namespace).stdout
+    assert "True" in printed and "Ready" in printed and "v1-clean" in printed
+
+
+def test_blocking_findings_are_refused_with_counts(scenario: Scenario) -> None:
+    scenario.image("v1-vuln", findings=[("CVE-2024-0001", "CRITICAL"), ("CVE-2024-0002", "HIGH")])
+    scenario.apply(scenario.manifest("prices", "v1-vuln", scenario.model()))
+
+    scan = scenario.wait_condition("prices", "ImageScanPassed", "False", "VulnerabilitiesFound")
+    assert "CRITICAL: 1, HIGH: 1" in scan["message"]
+    assert "CVE-2024-0001" in scan["message"]
+    ready = scenario.wait_condition("prices", "Ready", "False", "VulnerabilitiesFound")
+    assert ready
+    assert scenario.get("deployment", "prices") is None
+    events = scenario.wait_for(
+        "a VulnerabilitiesFound event",
+        lambda: [e for e in scenario.events("prices") if e["reason"] == "VulnerabilitiesFound"],
+    )
+    assert events[0]["type"] == "Warning"
+    described = scenario.cluster.kubectl(
+        "describe", "rmodel", "prices", "-n", scenario.namespace
+    ).stdout
+    assert "VulnerabilitiesFound" in described and "CVE-2024-0001" in described
+
+
+def test_ignored_cve_passes(scenario: Scenario) -> None:
+    digest = scenario.image("v1-ignored", findings=[("CVE-9999-9999", "HIGH")])
+    manifest = scenario.manifest(
+        "prices", "v1-ignored", scenario.model(), scanPolicy={"ignoreCVEs": ["CVE-9999-9999"]}
+    )
+    scenario.apply(manifest)
+    scenario.wait_condition("prices", "Ready", "True")
+    scan = scenario.condition("prices", "ImageScanPassed")
+    assert scan is not None and "1 ignored by policy" in scan["message"]
+    assert str(scenario.deployment_image("prices")).endswith(digest)
+
+
+def test_scan_in_progress_waits_then_rolls_out(scenario: Scenario) -> None:
+    digest = scenario.image("v1-scanning", status="IN_PROGRESS")
+    scenario.apply(scenario.manifest("prices", "v1-scanning", scenario.model()))
+    scenario.wait_condition("prices", "ImageScanPassed", "False", "ScanInProgress")
+    time.sleep(2)  # several resyncs while the scan runs: still nothing deployed
+    assert scenario.get("deployment", "prices") is None
+
+    scenario.aws.set_scan(REPOSITORY, digest, "COMPLETE", [])
+    scenario.wait_condition("prices", "Ready", "True", timeout=30)
+    assert str(scenario.deployment_image("prices")).endswith(digest)
+
+
+def test_no_scan_blocks_when_required(scenario: Scenario) -> None:
+    scenario.image("v1-unscanned", status="")
+    scenario.apply(scenario.manifest("prices", "v1-unscanned", scenario.model()))
+    scenario.wait_condition("prices", "ImageScanPassed", "False", "ScanMissing")
+    assert scenario.get("deployment", "prices") is None
+
+
+def test_missing_model_and_missing_image_are_reported(scenario: Scenario) -> None:
+    scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("nomodel", "v1-clean", "s3://retail-models/models/absent.ubj"))
+    model = scenario.wait_condition("nomodel", "ModelAvailable", "False", "ModelNotFound")
+    assert "absent.ubj" in model["message"]
+    assert scenario.get("deployment", "nomodel") is None
+
+    scenario.apply(scenario.manifest("noimage", "no-such-tag", scenario.model()))
+    scenario.wait_condition("noimage", "ImageScanPassed", "False", "ImageNotFound")
+
+
+def test_checksum_mismatch_is_refused(scenario: Scenario) -> None:
+    scenario.image("v1-clean")
+    model = scenario.model()
+    manifest = scenario.manifest("prices", "v1-clean", model)
+    manifest["spec"]["model"]["sha256"] = "0" * 64
+    scenario.apply(manifest)
+    scenario.wait_condition("prices", "ModelAvailable", "False", "ChecksumMismatch")
+    assert scenario.get("deployment", "prices") is None
+
+
+def test_tag_changed_to_a_blocked_image_keeps_the_old_digest(scenario: Scenario) -> None:
+    good = scenario.image("v1-good")
+    scenario.apply(scenario.manifest("prices", "v1-good", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+    repository = scenario.aws.repository_uri(REPOSITORY)
+
+    scenario.image("v2-bad", findings=[("CVE-2024-0003", "CRITICAL")])
+    scenario.apply(scenario.manifest("prices", "v2-bad", scenario.model()))
+    ready = scenario.wait_condition("prices", "Ready", "False", "VulnerabilitiesFound")
+    assert f"still serving {repository}@{good}" in ready["message"]
+    time.sleep(3)  # resyncs come and go: the good image stays
+    assert scenario.deployment_image("prices") == f"{repository}@{good}"
+    body = scenario.get("retailmodel", "prices")
+    assert body["status"]["deployedImage"] == f"{repository}@{good}"
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+    available = scenario.condition("prices", "Available")
+    assert available is not None and available["status"] == "True"
+
+
+def test_a_model_change_does_not_touch_the_pod_template(scenario: Scenario) -> None:
+    scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model("models/a.ubj")))
+    scenario.wait_condition("prices", "Ready", "True")
+    before = scenario.get("deployment", "prices")
+
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model("models/b.ubj")))
+    scenario.wait_for(
+        "the ConfigMap to name the new model",
+        lambda: "models/b.ubj" in str(scenario.get("configmap", "prices-model")),
+    )
+    after = scenario.get("deployment", "prices")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+
+
+def test_hand_edits_are_reverted(scenario: Scenario) -> None:
+    digest = scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+
+    scenario.cluster.kubectl(
+        "set",
+        "image",
+        "deployment/prices",
+        "predictor=evil.example/miner:latest",
+        "-n",
+        scenario.namespace,
+    )
+    scenario.cluster.kubectl(
+        "patch",
+        "service",
+        "prices",
+        "-n",
+        scenario.namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"selector":{"mlops.retail.io/retailmodel":"hijacked"}}}',
+    )
+    scenario.wait_for(
+        "the Deployment image to be reverted",
+        lambda: str(scenario.deployment_image("prices")).endswith(digest),
+        timeout=30,
+    )
+    scenario.wait_for(
+        "the Service selector to be reverted",
+        lambda: (
+            scenario.get("service", "prices")["spec"]["selector"]
+            == {"mlops.retail.io/retailmodel": "prices"}
+        ),
+        timeout=30,
+    )
+    scenario.wait_for(
+        "a DriftReverted event",
+        lambda: [e for e in scenario.events("prices") if e["reason"] == "DriftReverted"],
+    )
+
+
+def test_deletion_garbage_collects_children_without_a_finalizer(scenario: Scenario) -> None:
+    scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+    body = scenario.get("retailmodel", "prices")
+    assert not body["metadata"].get("finalizers")
+
+    scenario.cluster.kubectl("delete", "rmodel", "prices", "-n", scenario.namespace)
+    scenario.wait_for(
+        "the children to be garbage-collected",
+        lambda: all(
+            scenario.get(kind, name) is None
+            for kind, name in (
+                ("deployment", "prices"),
+                ("service", "prices"),
+                ("configmap", "prices-model"),
+            )
+        ),
+        timeout=60,
+    )
+
+
+def test_operator_killed_and_restarted_converges_without_duplicates(scenario: Scenario) -> None:
+    scenario.image("v1-clean")
+    model = scenario.model()
+    for index in range(3):
+        scenario.apply(scenario.manifest(f"model-{index}", "v1-clean", model))
+    scenario.operator.kill()
+    try:
+        second = scenario.image("v2-clean")
+        for index in range(3):
+            scenario.apply(scenario.manifest(f"model-{index}", "v2-clean", model))
+    finally:
+        scenario.operator.start()
+    for index in range(3):
+        scenario.wait_condition(f"model-{index}", "Ready", "True", timeout=90)
+        assert str(scenario.deployment_image(f"model-{index}")).endswith(second)
+    deployments = scenario.cluster.get_json("deployments", "-n", scenario.namespace)["items"]
+    services = scenario.cluster.get_json("services", "-n", scenario.namespace)["items"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == ["model-0", "model-1", "model-2"]
+    assert len(services) == 3
