@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
-from retail_operator.ecr.config import DEFAULT_CONFIG, load_config
-from retail_operator.ecr.findings import SEVERITIES, ScanReport, blocking_count
 from retail_operator.ecr.tags import TagNameError, image_tag
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
+
+    from retail_operator.ecr.findings import ScanReport
+
+DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED", "NONE")
 
 ecr_app = typer.Typer(help="ECR as code: bootstrap repositories, read scan findings, usage.")
 image_app = typer.Typer(help="Image naming for builds.")
@@ -46,6 +49,7 @@ def bootstrap(
 ) -> None:
     """Create or correct the ECR repositories described in CONFIG (idempotent)."""
     from retail_operator.ecr.bootstrap import bootstrap as apply_config
+    from retail_operator.ecr.config import load_config
 
     registry = load_config(config)
     account_id = _account_id()
@@ -68,19 +72,24 @@ def findings(
     repository: Annotated[str, typer.Option(help="Repository name, e.g. mlops/retail-api.")],
     tag: Annotated[str, typer.Option(help="Image tag.")],
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for an unfinished scan to settle.", min=0)
+        float, typer.Option(help="Seconds to wait for a missing or running scan.", min=0)
     ] = 0,
     fail_on: Annotated[
         str | None,
         typer.Option(
             help="Exit non-zero unless the scan completed with no finding at or above this "
-            f"severity ({', '.join(SEVERITIES)})."
+            f"severity: {', '.join(SEVERITIES)} (the operator's scanPolicy rule; NONE only "
+            "requires a completed scan).",
         ),
+    ] = None,
+    ignore_cve: Annotated[
+        list[str] | None, typer.Option(help="A finding that never fails (repeatable).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Scan status, severity counts and the HIGH/CRITICAL findings of REPOSITORY:TAG."""
-    from retail_operator.ecr.findings import wait_for_scan
+    from retail_operator.ecr.findings import gate, wait_for_scan
+    from retail_operator.spec import Severity
 
     if fail_on is not None and fail_on.upper() not in SEVERITIES:
         raise typer.BadParameter(f"use one of {', '.join(SEVERITIES)}", param_hint="--fail-on")
@@ -89,20 +98,14 @@ def findings(
         repository,
         tag,
         timeout_seconds=wait,
-        progress=lambda r: typer.echo(
-            f"scan of {repository}:{tag} is {r.status}; waiting", err=True
-        ),
+        progress=lambda r: typer.echo(f"scan of {repository}:{tag}: {r.state}; waiting", err=True),
     )
     typer.echo(json.dumps(_report_json(report), indent=2) if as_json else _report_text(report))
     if fail_on is None:
         return
-    if report.status != "COMPLETE":
-        raise click.ClickException(f"scan of {repository}:{tag} is {report.status}, not COMPLETE")
-    blocking = blocking_count(report, fail_on.upper())
-    if blocking:
-        raise click.ClickException(
-            f"{repository}:{tag} has {blocking} finding(s) at or above {fail_on.upper()}"
-        )
+    decision = gate(report, Severity(fail_on.upper()), ignore_cve or ())
+    if not decision.passed:
+        raise click.ClickException(f"{repository}:{tag}: {decision.reason}: {decision.message}")
 
 
 @ecr_app.command()
@@ -160,30 +163,29 @@ def _report_json(report: ScanReport) -> dict[str, object]:
         "repository": report.repository,
         "tag": report.tag,
         "digest": report.digest,
-        "status": report.status,
-        "statusDescription": report.status_description,
+        "state": str(report.state),
+        "ecrStatus": report.ecr_status,
+        "description": report.description,
         "completedAt": report.completed_at.isoformat() if report.completed_at else None,
         "severityCounts": dict(report.severity_counts),
         "findings": [
             {"name": f.name, "severity": f.severity, "package": f.package, "uri": f.uri}
-            for f in report.findings
+            for f in report.serious
         ],
     }
 
 
 def _report_text(report: ScanReport) -> str:
     counts = ", ".join(
-        f"{severity}={report.severity_counts[severity]}"
-        for severity in SEVERITIES
-        if report.severity_counts.get(severity)
+        f"{severity}={count}" for severity, count in sorted(report.severity_counts.items()) if count
     )
     lines = [
         f"image:    {report.repository}:{report.tag} ({report.digest or 'digest unknown'})",
-        f"scan:     {report.status}"
-        + (f" ({report.status_description})" if report.status_description else ""),
+        f"scan:     {report.ecr_status}"
+        + (f" ({report.description})" if report.description else ""),
         f"findings: {counts or 'none'}",
     ]
     lines.extend(
-        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip() for f in report.findings
+        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip() for f in report.serious
     )
     return "\n".join(lines)

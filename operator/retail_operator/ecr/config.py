@@ -18,7 +18,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ACCOUNT_PLACEHOLDER = "${AWS_ACCOUNT_ID}"
-DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
 
 
 class ConfigError(ValueError):

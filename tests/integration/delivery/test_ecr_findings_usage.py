@@ -12,14 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from retail_operator.ecr.findings import (
-    NOT_SCANNED,
-    ImageNotFoundError,
-    blocking_count,
-    read_scan,
-    wait_for_scan,
-)
+from retail_operator.ecr.findings import ImageNotFoundError, gate, read_scan, wait_for_scan
 from retail_operator.ecr.usage import measure_usage
+from retail_operator.facts import ScanState
+from retail_operator.spec import Severity
 from tests.integration.delivery.ecr_images import push_image, set_scan_result
 from tests.support.aws import MotoServer
 
@@ -83,7 +79,8 @@ def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient) -> None:
 
     report = read_scan(ecr, REPOSITORY, "v20261129-abc1234")
 
-    assert (report.status, report.digest, report.findings) == (NOT_SCANNED, digest, ())
+    assert (report.state, report.digest, report.findings) == (ScanState.MISSING, digest, ())
+    assert gate(report, Severity.NONE).reason == "ScanMissing"
 
 
 def test_findings_report_counts_and_only_serious_findings(
@@ -107,15 +104,18 @@ def test_findings_report_counts_and_only_serious_findings(
 
     report = read_scan(ecr, REPOSITORY, tag)
 
-    assert report.status == "COMPLETE"
+    assert report.state is ScanState.COMPLETE
     assert dict(report.severity_counts) == {"MEDIUM": 1, "HIGH": 1, "CRITICAL": 1}
-    assert [(f.severity, f.name, f.package) for f in report.findings] == [
+    assert [(f.severity, f.name, f.package) for f in report.serious] == [
         ("CRITICAL", "CVE-2026-0001", "openssl 3.0.1"),
         ("HIGH", "CVE-2026-0002", "openssl 3.0.1"),
     ]
-    assert blocking_count(report, "CRITICAL") == 1
-    assert blocking_count(report, "HIGH") == 2
-    assert blocking_count(report, "MEDIUM") == 3
+    assert len(report.findings) == 3
+    assert not gate(report, Severity.CRITICAL).passed
+    assert "1 finding(s) at or above CRITICAL" in gate(report, Severity.CRITICAL).message
+    assert "2 finding(s) at or above HIGH" in gate(report, Severity.HIGH).message
+    assert not gate(report, Severity.MEDIUM).passed
+    assert gate(report, Severity.CRITICAL, ["CVE-2026-0001"]).passed
 
 
 def test_wait_polls_until_the_scan_settles(ecr: ECRClient) -> None:
@@ -132,13 +132,13 @@ def test_wait_polls_until_the_scan_settles(ecr: ECRClient) -> None:
         REPOSITORY,
         tag,
         timeout_seconds=60,
-        progress=lambda r: seen.append(r.status),
+        progress=lambda r: seen.append(r.state),
         sleep=sleep,
         clock=lambda: 0.0,
     )
 
-    assert seen == [NOT_SCANNED]
-    assert report.status == "COMPLETE"
+    assert seen == [ScanState.MISSING]
+    assert report.state is ScanState.COMPLETE
 
 
 def test_wait_gives_up_at_the_deadline(ecr: ECRClient) -> None:
@@ -159,7 +159,7 @@ def test_wait_gives_up_at_the_deadline(ecr: ECRClient) -> None:
         clock=lambda: now[0],
     )
 
-    assert report.status == NOT_SCANNED
+    assert report.state is ScanState.MISSING
     assert now[0] == 30
 
 
@@ -210,7 +210,9 @@ def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoSe
     assert json.loads(lenient.stdout)["findings"][0]["name"] == "CVE-2026-0009"
     assert strict.returncode == 1
     assert "CVE-2026-0009" in strict.stdout
-    assert strict.stderr.strip().splitlines()[-1].endswith("1 finding(s) at or above HIGH")
+    (error,) = strict.stderr.strip().splitlines()
+    assert "VulnerabilitiesFound: 1 finding(s) at or above HIGH" in error
+    assert error.endswith("CVE-2026-0009")
     assert "Traceback" not in strict.stderr
 
 
@@ -232,7 +234,7 @@ def test_cli_findings_refuses_an_unscanned_image_when_gating(
     )
 
     assert result.returncode == 1
-    assert "NOT_SCANNED, not COMPLETE" in result.stderr
+    assert "ScanMissing" in result.stderr
 
 
 def test_cli_bootstrap_reports_then_says_no_changes(aws_env: MotoServer) -> None:
