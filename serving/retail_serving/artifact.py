@@ -3,7 +3,9 @@
 One file carries the booster and, as booster attributes, the feature schema, the category
 vocabularies and the model version, so a single PUT replaces a model atomically and no side
 file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
-(a pickle or joblib file is rejected without ever being unpickled: unpickling runs code).
+(a pickle or joblib file is rejected without ever being unpickled: unpickling runs code), and
+checks the document's structure before XGBoost parses it, because XGBoost's parser can crash
+the process on a truncated file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from retail_serving import ubjson
 from retail_serving.encoding import Encoder
 from retail_serving.errors import ModelFormatError, SchemaError
 from retail_serving.model import Model
@@ -71,9 +76,22 @@ def _refuse_foreign_formats(data: bytes) -> None:
         raise ModelFormatError("model file is not an XGBoost JSON or UBJSON model")
 
 
+def _check_structure(data: bytes) -> None:
+    """Refuse malformed documents before XGBoost's parser sees them (it can crash on them)."""
+    _refuse_foreign_formats(data)
+    text = data.lstrip()
+    if text[1:2] in (b'"', b"}") or text[1:2].isspace():
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise ModelFormatError(f"model file is not valid JSON: {error}") from None
+    else:
+        ubjson.check(data)
+
+
 def load(data: bytes, *, nthread: int = 1) -> Model:
     """Parse and validate model bytes; raises ``ModelRejected`` subclasses on any problem."""
-    _refuse_foreign_formats(data)
+    _check_structure(data)
     import xgboost
 
     try:

@@ -1,0 +1,139 @@
+"""The registry's reload step: verify, load, swap; and keep the old model on any failure."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from retail_serving import artifact
+from retail_serving.errors import SourceUnavailable
+from retail_serving.metrics import ServingMetrics
+from retail_serving.registry import ModelRegistry
+from retail_serving.storage import ObjectVersion
+from retail_serving.training import TrainedModel
+
+
+class MemorySource:
+    """An S3-like object held in memory: each ``put`` is a new version."""
+
+    uri = "memory://model"
+    records_sha256 = True
+
+    def __init__(self) -> None:
+        self.versions: dict[str, bytes] = {}
+        self.current: ObjectVersion | None = None
+        self.down = False
+
+    def put(self, data: bytes, *, sha256: str | None = None) -> None:
+        version_id = f"v{len(self.versions) + 1}"
+        self.versions[version_id] = data
+        recorded = artifact.sha256_hex(data) if sha256 is None else sha256
+        self.current = ObjectVersion(f"etag-{version_id}", version_id, sha256=recorded)
+
+    def head(self) -> ObjectVersion:
+        if self.down or self.current is None:
+            raise SourceUnavailable("HEAD memory://model failed: unreachable")
+        return self.current
+
+    def fetch(self, version: ObjectVersion) -> bytes:
+        assert version.version_id is not None
+        return self.versions[version.version_id]
+
+
+def counter(metrics: ServingMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    return MemorySource()
+
+
+@pytest.fixture
+def metrics() -> ServingMetrics:
+    return ServingMetrics()
+
+
+def version_bytes(trained: TrainedModel, version: str) -> bytes:
+    return artifact.serialise(trained.booster, trained.encoder, version)
+
+
+def test_first_poll_loads_and_later_polls_swap_only_on_change(
+    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    registry = ModelRegistry(source, metrics)
+    assert not registry.poll() and not registry.ready  # nothing uploaded yet
+    source.put(version_bytes(trained, "one"))
+    assert registry.poll()
+    first = registry.current
+    assert first is not None and first.model.version == "one"
+    assert not registry.poll()
+    assert registry.current is first
+    source.put(version_bytes(trained, "two"))
+    assert registry.poll()
+    assert registry.current is not None and registry.current.model.version == "two"
+    assert registry.current.origin.version_id == "v2"
+    assert counter(metrics, "retail_model_reloads_total", outcome="ok") == 2
+    sha256 = registry.current.model.sha256
+    assert counter(metrics, "retail_model_info", version="two", sha256=sha256) == 1
+
+
+@pytest.mark.parametrize(
+    ("upload", "reason"),
+    [
+        (lambda good: (b"\x80\x05garbage", None), "format"),
+        (lambda good: (good, "0" * 64), "checksum"),
+        (lambda good: (good[: len(good) // 3], None), "format"),
+    ],
+)
+def test_a_bad_new_version_keeps_the_old_model_and_is_counted_and_logged_once(
+    source: MemorySource,
+    metrics: ServingMetrics,
+    trained: TrainedModel,
+    caplog: pytest.LogCaptureFixture,
+    upload: object,
+    reason: str,
+) -> None:
+    registry = ModelRegistry(source, metrics)
+    source.put(version_bytes(trained, "good"))
+    registry.poll()
+    data, recorded = upload(version_bytes(trained, "bad"))  # type: ignore[operator]
+    source.put(data, sha256=recorded)
+    with caplog.at_level(logging.ERROR, logger="retail_serving.reload"):
+        for _ in range(3):
+            assert not registry.poll()
+    assert registry.current is not None and registry.current.model.version == "good"
+    assert counter(metrics, "retail_model_reload_failures_total", reason=reason) == 1
+    assert len(caplog.records) == 1
+    assert registry.last_error is not None and registry.last_error.startswith(reason)
+
+
+def test_an_unreachable_source_keeps_serving_and_logs_once(
+    source: MemorySource,
+    metrics: ServingMetrics,
+    trained: TrainedModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ModelRegistry(source, metrics)
+    source.put(version_bytes(trained, "good"))
+    registry.poll()
+    source.down = True
+    with caplog.at_level(logging.WARNING, logger="retail_serving.reload"):
+        for _ in range(4):
+            registry.poll()
+    assert registry.ready
+    assert counter(metrics, "retail_model_poll_errors_total") == 4
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_pinned_digest_refuses_other_models(
+    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    good = version_bytes(trained, "pinned")
+    registry = ModelRegistry(source, metrics, pinned_sha256=artifact.sha256_hex(good))
+    source.put(version_bytes(trained, "other"))
+    assert not registry.poll() and not registry.ready
+    source.put(good)
+    assert registry.poll()
