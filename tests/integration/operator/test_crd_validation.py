@@ -1,0 +1,100 @@
+"""The API server rejects malformed RetailModels, naming the field: bad input never reaches the
+operator. No operator needed, only the CRD."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import pytest
+import yaml
+from tests.support.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+VALID: dict[str, Any] = {
+    "apiVersion": "mlops.retail.io/v1alpha1",
+    "kind": "RetailModel",
+    "metadata": {"name": "valid"},
+    "spec": {
+        "image": {
+            "repository": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/mlops/retail-api",
+            "tag": "v20241009-abc123",
+        },
+        "model": {"s3Uri": "s3://mlops-retail-forecast-models/models/model.ubj"},
+    },
+}
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    """VALID with ``path`` (dotted) set to ``value``; the value ``...`` deletes the field."""
+    document = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = document
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is ...:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return document
+
+
+MALFORMED = [
+    ("spec.image", ..., "spec.image: Required value"),
+    ("spec.image.tag", ..., "spec.image.tag: Required value"),
+    ("spec.model.s3Uri", ..., "spec.model.s3Uri: Required value"),
+    ("spec.image.repository", "docker.io/library/nginx", "spec.image.repository"),
+    ("spec.image.tag", "has space", "spec.image.tag"),
+    ("spec.model.s3Uri", "https://bucket/key", "spec.model.s3Uri"),
+    ("spec.model.sha256", "not-a-digest", "spec.model.sha256"),
+    ("spec.replicas", -1, "spec.replicas"),
+    ("spec.replicas", 1000, "spec.replicas"),
+    ("spec.replicas", "two", "spec.replicas"),
+    ("spec.reloadIntervalSeconds", 1, "spec.reloadIntervalSeconds"),
+    ("spec.scanPolicy", {"blockSeverity": "SEVERE"}, "spec.scanPolicy.blockSeverity"),
+    ("spec.scanPolicy", {"requireScan": "yes"}, "spec.scanPolicy.requireScan"),
+    ("spec.scanPolicy", {"ignoreCVEs": "CVE-1"}, "spec.scanPolicy.ignoreCVEs"),
+    ("spec.resources", {"limits": {"cpu": "lots"}}, "spec.resources.limits.cpu"),
+    ("spec.serviceAccountName", "Not_A_Name", "spec.serviceAccountName"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"), MALFORMED, ids=[m[0] + "=" + repr(m[1])[:20] for m in MALFORMED]
+)
+def test_malformed_spec_is_rejected_naming_the_field(
+    local_cluster: LocalCluster, crd_installed: None, path: str, value: Any, named: str
+) -> None:
+    document = mutate(path, value)
+    document["metadata"]["name"] = f"bad-{uuid.uuid4().hex[:6]}"
+    result = local_cluster.kubectl(
+        "create", "-n", "default", "-f", "-", stdin=yaml.safe_dump(document), check=False
+    )
+    assert result.returncode != 0, f"accepted: {document['spec']}"
+    assert "is invalid" in result.stderr
+    assert named in result.stderr
+
+
+def test_valid_spec_is_accepted_with_defaults(
+    local_cluster: LocalCluster, crd_installed: None
+) -> None:
+    document = copy.deepcopy(VALID)
+    document["metadata"]["name"] = f"ok-{uuid.uuid4().hex[:6]}"
+    created = yaml.safe_load(
+        local_cluster.kubectl(
+            "create",
+            "-n",
+            "default",
+            "--dry-run=server",
+            "-o",
+            "yaml",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(document),
+        ).stdout
+    )
+    spec = created["spec"]
+    assert spec["replicas"] == 1 and spec["reloadIntervalSeconds"] == 30
+    assert spec["scanPolicy"] == {"blockSeverity": "HIGH", "requireScan": True}
