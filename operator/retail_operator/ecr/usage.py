@@ -19,6 +19,10 @@ PRICE_PER_GB_MONTH = Decimal("0.10")
 BYTES_PER_GB = 1024**3
 
 
+class RepositoryNotFoundError(LookupError):
+    """A repository asked about does not exist."""
+
+
 @dataclass(frozen=True)
 class RepositoryUsage:
     name: str
@@ -39,10 +43,14 @@ def measure_usage(client: ECRClient, names: Iterable[str] = ()) -> list[Reposito
     for name in wanted:
         count = 0
         size = 0
-        for page in client.get_paginator("describe_images").paginate(repositoryName=name):
-            for image in page["imageDetails"]:
-                count += 1
-                size += image.get("imageSizeInBytes", 0)
+        pages = client.get_paginator("describe_images").paginate(repositoryName=name)
+        try:
+            for page in pages:
+                for image in page["imageDetails"]:
+                    count += 1
+                    size += image.get("imageSizeInBytes", 0)
+        except client.exceptions.RepositoryNotFoundException as error:
+            raise RepositoryNotFoundError(f"no repository {name} in ECR") from error
         usages.append(RepositoryUsage(name, count, size))
     return usages
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from retail_operator.ecr.findings import ImageNotFoundError, gate, read_scan, wait_for_scan
-from retail_operator.ecr.usage import measure_usage
+from retail_operator.ecr.usage import RepositoryNotFoundError, measure_usage
 from retail_operator.facts import ScanState
 from retail_operator.spec import Severity
 from tests.integration.delivery.ecr_images import push_image, set_scan_result
@@ -182,6 +182,41 @@ def test_usage_counts_sizes_and_prices(ecr: ECRClient) -> None:
     assert usages["mlops/train-model"].monthly_cost == Decimal("0.05")
     (only,) = measure_usage(ecr, ["mlops/train-model"])
     assert only.image_count == 1
+
+
+def test_unknown_repository_is_one_clear_error(ecr: ECRClient) -> None:
+    with pytest.raises(RepositoryNotFoundError, match="no repository mlops/absent in ECR"):
+        measure_usage(ecr, ["mlops/absent"])
+
+
+def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoServer) -> None:
+    tag = "v20261129-e000001"
+    push_image(ecr, REPOSITORY, tag, 1000)
+    ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+    result = scan_result(tag, "ACTIVE", [])
+    result["imageScanFindings"] = {
+        "enhancedFindings": [
+            {
+                "severity": "CRITICAL",
+                "title": "CVE-2026-7777 - zlib",
+                "packageVulnerabilityDetails": {
+                    "vulnerabilityId": "CVE-2026-7777",
+                    "sourceUrl": "https://nvd.nist.gov/vuln/detail/CVE-2026-7777",
+                    "vulnerablePackages": [{"name": "zlib", "version": "1.2.13"}],
+                },
+            }
+        ],
+        "findingSeverityCounts": {"CRITICAL": 1},
+    }
+    set_scan_result(aws_env, result)
+
+    report = read_scan(ecr, REPOSITORY, tag)
+
+    assert report.state is ScanState.COMPLETE  # enhanced scanning's ACTIVE
+    assert [(f.name, f.package, f.uri) for f in report.serious] == [
+        ("CVE-2026-7777", "zlib 1.2.13", "https://nvd.nist.gov/vuln/detail/CVE-2026-7777")
+    ]
+    assert gate(report, Severity.HIGH).reason == "VulnerabilitiesFound"
 
 
 def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoServer) -> None:
