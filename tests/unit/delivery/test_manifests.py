@@ -95,6 +95,8 @@ def test_sync_waves_order_crd_then_operator_then_models(eks: list[dict[str, Any]
     }
     for kind, name in operator_parts.items():
         assert wave(find(eks, kind, name)) == "-1", kind
+    assert wave(find(eks, "Namespace", "retail")) == "-1"
+    assert wave(find(eks, "ServiceAccount", "retail-predictor")) == "-1"
     model = find(eks, "RetailModel", "price-sensitivity")
     assert wave(model) == "0"
     options = model["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
@@ -115,6 +117,19 @@ def test_eks_overlay_wires_irsa_for_operator_and_predictor(eks: list[dict[str, A
     assert ".dkr.ecr." in image and "/mlops/retail-operator:" in image
 
 
-def test_local_overlay_has_no_custom_resources() -> None:
-    # A CR cannot be applied in the same request that creates its CRD.
-    assert all(d["kind"] != "RetailModel" for d in render("local"))
+def test_predictors_get_their_namespace_and_service_account(
+    rendered: list[dict[str, Any]],
+) -> None:
+    namespace = find(rendered, "Namespace", "retail")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    account = find(rendered, "ServiceAccount", "retail-predictor")
+    assert account["metadata"]["namespace"] == "retail"
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_local_overlay_has_no_custom_resources_nor_aws_identities() -> None:
+    # A CR cannot be applied in the same request that creates its CRD; IRSA is EKS-only.
+    local = render("local")
+    assert all(d["kind"] != "RetailModel" for d in local)
+    for account in (d for d in local if d["kind"] == "ServiceAccount"):
+        assert "eks.amazonaws.com/role-arn" not in account["metadata"].get("annotations", {})
