@@ -43,7 +43,7 @@ class InferRequest:
 
 
 def _fail(loc: list[str | int], message: str, kind: str = "value_error") -> InvalidInput:
-    return InvalidInput([{"loc": loc, "msg": message, "type": kind}])
+    return InvalidInput([{"loc": loc, "msg": message, "type": kind}], too_large=kind == "too_long")
 
 
 def _flatten(data: Any, loc: list[str | int]) -> list[Any]:

@@ -1,0 +1,150 @@
+"""The HTTP surface of the predictor, in process, serving a model from a local file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from retail_serving.app import create_app
+from retail_serving.model import Model
+from retail_serving.payloads import EXAMPLE
+from retail_serving.schema import FEATURE_NAMES
+from retail_serving.settings import ServingSettings
+
+
+def client_for(model_uri: Path, **settings: Any) -> TestClient:
+    app = create_app(ServingSettings(model_uri=str(model_uri), max_batch_rows=50, **settings))
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(tmp_path: Path, model_bytes: bytes) -> Iterator[TestClient]:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    with client_for(tmp_path / "model.ubj") as test_client:
+        yield test_client
+
+
+def test_liveness_readiness_and_model_info(client: TestClient, model: Model) -> None:
+    assert client.get("/health").status_code == 200
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/ready").status_code == 200
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    info = client.get("/model/info").json()
+    assert info["version"] == model.version and info["sha256"] == model.sha256
+    assert [f["name"] for f in info["features"]] == list(FEATURE_NAMES)
+    assert info["classes"] == ["Low", "Medium", "High"]
+    assert info["source_uri"].endswith("model.ubj") and info["loaded_at"]
+
+
+def test_without_a_model_the_server_lives_but_is_not_ready(tmp_path: Path) -> None:
+    with client_for(tmp_path / "absent.ubj") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 503
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.post("/predict", json=EXAMPLE).status_code == 503
+
+
+def test_predict_matches_the_model(client: TestClient, model: Model) -> None:
+    response = client.post("/predict", json=EXAMPLE)
+    assert response.status_code == 200
+    body = response.json()
+    expected = model.predict_proba(model.encoder.encode_rows([EXAMPLE]))[0]
+    assert list(body["probability"]) == ["Low", "Medium", "High"]
+    assert list(body["probability"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    assert body["prediction"] == model.classes[int(expected.argmax())]
+    assert body["confidence"] == max(body["probability"].values())
+    assert body["model_version"] == model.version
+
+
+def test_batch_equals_singles_including_unseen_categories(client: TestClient) -> None:
+    rows = [EXAMPLE, {**EXAMPLE, "STORE_REGION": "Atlantis", "PROD_CODE_20": "DEP77777"}]
+    batch = client.post("/predict/batch", json=rows).json()
+    assert batch["count"] == 2
+    assert batch["predictions"] == [client.post("/predict", json=row).json() for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/predict", {**EXAMPLE, "SPEND": -1}, "SPEND"),
+        ("/predict", {**EXAMPLE, "STORE_FORMAT": "HUGE"}, "STORE_FORMAT"),
+        ("/predict/batch", [EXAMPLE, {**EXAMPLE, "QUANTITY": None}], "QUANTITY"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(
+    client: TestClient, path: str, payload: Any, field: str
+) -> None:
+    response = client.post(path, json=payload)
+    assert response.status_code == 422
+    assert field in response.json()["detail"][0]["loc"]
+
+
+def test_nan_is_422_not_500(client: TestClient) -> None:
+    body = b'{"BASKET_SIZE":"M","SPEND":NaN}'
+    response = client.post("/predict", content=body)
+    assert response.status_code == 422
+    assert ["body", "SPEND"] in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_batch_over_the_row_cap_is_413(client: TestClient) -> None:
+    assert client.post("/predict/batch", json=[EXAMPLE] * 51).status_code == 413
+    assert client.post("/predict/batch", json=[EXAMPLE] * 50).status_code == 200
+
+
+def test_an_oversized_body_is_413(tmp_path: Path, model_bytes: bytes) -> None:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    with client_for(tmp_path / "model.ubj", max_body_bytes=2048) as client:
+        response = client.post("/predict", content=b" " * 4096)
+        assert response.status_code == 413
+
+
+def test_v2_metadata_infer_and_unknown_model(client: TestClient, model: Model) -> None:
+    metadata = client.get("/v2/models/price-sensitivity").json()
+    assert metadata["versions"] == [model.version]
+    assert [i["name"] for i in metadata["inputs"]] == list(FEATURE_NAMES)
+    assert client.get("/v2/models/other").status_code == 404
+    inputs = [
+        {
+            "name": name,
+            "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            "shape": [1],
+            "data": [value],
+        }
+        for name, value in EXAMPLE.items()
+    ]
+    answer = client.post("/v2/models/price-sensitivity/infer", json={"inputs": inputs}).json()
+    single = client.post("/predict", json=EXAMPLE).json()
+    probabilities = answer["outputs"][0]["data"]
+    assert probabilities == pytest.approx(list(single["probability"].values()), abs=1e-6)
+    tensor = {
+        "name": "input-0",
+        "datatype": "FP32",
+        "shape": [1, 8],
+        "data": model.encoder.encode_row(EXAMPLE),
+    }
+    encoded = client.post("/v2/models/price-sensitivity/infer", json={"inputs": [tensor]}).json()
+    assert encoded["outputs"][0]["data"] == pytest.approx(probabilities, abs=1e-6)
+    bad = client.post("/v2/models/price-sensitivity/infer", json={"inputs": inputs[:3]})
+    assert bad.status_code == 422 and "QUANTITY" in bad.json()["error"]
+
+
+def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Model) -> None:
+    client.post("/predict", json=EXAMPLE)
+    client.post("/predict", json={})
+    text = client.get("/metrics").text
+    assert 'retail_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
+    assert 'retail_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
+    assert f'retail_model_info{{sha256="{model.sha256}",version="{model.version}"}} 1.0' in text
+    assert 'retail_model_reloads_total{outcome="ok"} 1.0' in text
+
+
+def test_the_try_it_page_and_openapi_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<textarea" in page.text and "BASKET_SIZE" in page.text
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "SPEND" in body["schema"]["properties"]

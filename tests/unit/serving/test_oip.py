@@ -1,0 +1,122 @@
+"""Open Inference Protocol decoding: named per-feature inputs and one encoded FP32 tensor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from retail_serving import oip
+from retail_serving.encoding import UNKNOWN_CODE
+from retail_serving.model import Model
+from retail_serving.payloads import EXAMPLE, InvalidInput
+from retail_serving.schema import FEATURE_NAMES
+
+
+def named_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "datatype": "BYTES" if isinstance(rows[0][name], str) else "FP64",
+            "shape": [len(rows), 1],
+            "data": [[row[name]] for row in rows],
+        }
+        for name in FEATURE_NAMES
+    ]
+
+
+def decode(payload: dict[str, Any], model: Model, max_rows: int = 100) -> oip.InferRequest:
+    return oip.decode_infer(orjson.dumps(payload), model.encoder, max_rows)
+
+
+def test_named_inputs_encode_like_predict(model: Model) -> None:
+    rows = [dict(EXAMPLE), {**EXAMPLE, "PROD_CODE_30": "G99999"}]
+    request = decode({"id": "r1", "inputs": named_inputs(rows)}, model)
+    assert request.id == "r1"
+    assert request.outputs == oip.OUTPUTS
+    np.testing.assert_array_equal(request.matrix, model.encoder.encode_rows(rows))
+    assert request.matrix[1, FEATURE_NAMES.index("PROD_CODE_30")] == UNKNOWN_CODE
+
+
+def test_an_encoded_tensor_is_taken_as_is(model: Model) -> None:
+    encoded = model.encoder.encode_rows([EXAMPLE, EXAMPLE])
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [2, 8], "data": encoded.tolist()}
+    request = decode({"inputs": [tensor], "outputs": [{"name": "prediction"}]}, model)
+    np.testing.assert_array_equal(request.matrix, encoded)
+    assert request.outputs == ("prediction",)
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"datatype": "FP64", "data": [[1.0], [1.0]]}, ["inputs", 0, "datatype"]),
+        ({"shape": [2, 2]}, ["inputs", 0, "shape"]),
+        ({"data": [["M"]]}, ["inputs", 0, "data"]),
+        ({"name": "BASKET_COLOUR"}, ["inputs", 0, "name"]),
+    ],
+)
+def test_bad_named_inputs_are_located(change: dict[str, Any], loc: list[Any], model: Model) -> None:
+    inputs = named_inputs([EXAMPLE, EXAMPLE])
+    inputs[0] |= change
+    with pytest.raises(InvalidInput) as caught:
+        decode({"inputs": inputs}, model)
+    assert caught.value.errors[0]["loc"] == loc
+
+
+def test_bad_values_in_named_inputs_follow_predict_rules(model: Model) -> None:
+    inputs = named_inputs([EXAMPLE, {**EXAMPLE, "SPEND": -2.0}])
+    with pytest.raises(InvalidInput) as caught:
+        decode({"inputs": inputs}, model)
+    spend = FEATURE_NAMES.index("SPEND")
+    assert caught.value.errors[0]["loc"] == ["inputs", spend, "data", 1]
+
+
+def test_a_missing_feature_is_named(model: Model) -> None:
+    inputs = named_inputs([EXAMPLE])[:-1]
+    with pytest.raises(InvalidInput, match="PROD_CODE_30"):
+        decode({"inputs": inputs}, model)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1, 1, 1, 1, 20, 3, 1, 1000], "PROD_CODE_30"),
+        ([1, 1.5, 1, 1, 20, 3, 1, 1], "BASKET_TYPE"),
+        ([1, 1, 1, 1, -20, 3, 1, 1], "SPEND"),
+        ([1, 1, 1, 1, 20, "3", 1, 1], "finite number"),
+        ([1, 1, 1, 1, 20, 3, 1], "expected 8 values"),
+    ],
+)
+def test_bad_tensors_are_refused(data: list[Any], message: str, model: Model) -> None:
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [1, 8], "data": data}
+    with pytest.raises(InvalidInput, match=message):
+        decode({"inputs": [tensor]}, model)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[], {"inputs": []}, {"inputs": "x"}, {"inputs": [1]}, {"inputs": [], "id": 3}],
+)
+def test_malformed_requests_are_refused(payload: Any, model: Model) -> None:
+    with pytest.raises(InvalidInput):
+        decode(payload, model)
+
+
+def test_too_many_rows_is_too_large(model: Model) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode({"inputs": named_inputs([EXAMPLE] * 5)}, model, max_rows=4)
+    assert caught.value.errors[0]["type"] == "too_long"
+
+
+def test_infer_response_carries_probabilities_and_labels(model: Model) -> None:
+    request = decode({"id": "x", "inputs": named_inputs([EXAMPLE])}, model)
+    probabilities = model.predict_proba(request.matrix)
+    response = oip.infer_response("price-sensitivity", model, request, probabilities)
+    assert response["id"] == "x" and response["model_version"] == model.version
+    by_name = {output["name"]: output for output in response["outputs"]}
+    assert by_name["probabilities"]["shape"] == [1, 3]
+    assert by_name["probabilities"]["data"] == pytest.approx(probabilities.ravel().tolist())
+    winner = model.classes[int(probabilities.argmax())]
+    assert by_name["prediction"]["data"] == [winner]
