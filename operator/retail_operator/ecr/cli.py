@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from retail_operator.ecr.findings import ScanReport
 
 DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED", "NONE")
 
 ecr_app = typer.Typer(help="ECR as code: bootstrap repositories, read scan findings, usage.")
 image_app = typer.Typer(help="Image naming for builds.")
@@ -78,8 +77,8 @@ def findings(
         str | None,
         typer.Option(
             help="Exit non-zero unless the scan completed with no finding at or above this "
-            f"severity: {', '.join(SEVERITIES)} (the operator's scanPolicy rule; NONE only "
-            "requires a completed scan).",
+            "severity: CRITICAL, HIGH, MEDIUM, LOW, … (the operator's scanPolicy rule; NONE "
+            "only requires a completed scan).",
         ),
     ] = None,
     ignore_cve: Annotated[
@@ -91,8 +90,11 @@ def findings(
     from retail_operator.ecr.findings import gate, wait_for_scan
     from retail_operator.spec import Severity
 
-    if fail_on is not None and fail_on.upper() not in SEVERITIES:
-        raise typer.BadParameter(f"use one of {', '.join(SEVERITIES)}", param_hint="--fail-on")
+    try:
+        threshold = Severity(fail_on.upper()) if fail_on is not None else None
+    except ValueError:
+        choices = ", ".join(Severity)
+        raise typer.BadParameter(f"use one of {choices}", param_hint="--fail-on") from None
     report = wait_for_scan(
         _ecr_client(),
         repository,
@@ -101,9 +103,9 @@ def findings(
         progress=lambda r: typer.echo(f"scan of {repository}:{tag}: {r.state}; waiting", err=True),
     )
     typer.echo(json.dumps(_report_json(report), indent=2) if as_json else _report_text(report))
-    if fail_on is None:
+    if threshold is None:
         return
-    decision = gate(report, Severity(fail_on.upper()), ignore_cve or ())
+    decision = gate(report, threshold, ignore_cve or ())
     if not decision.passed:
         raise click.ClickException(f"{repository}:{tag}: {decision.reason}: {decision.message}")
 
