@@ -208,7 +208,8 @@ class _Builder:
     def _kwok(self, step: str, log: IO[str]) -> None:
         target = f"sigs.k8s.io/kwok/cmd/kwok@{self.toolchain.kwok}"
         env = {**os.environ, "GOBIN": str(self.staging)}
-        self._go(step, log, ["install", "-v", target], cwd=self.config.toolchain_dir, env=env)
+        install = ["install", "-v", target]
+        self._go(step, log, install, cwd=self.config.toolchain_dir, env=env, progress=True)
         info = self._download(step, log, f"sigs.k8s.io/kwok@{self.toolchain.kwok}")
         stages = [(Path(info["Dir"]) / name).read_text() for name in KWOK_STAGE_FILES]
         partial = self.config.kwok_stages.with_suffix(".partial")
@@ -269,6 +270,7 @@ class _Builder:
             log,
             ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", out, *packages],
             module,
+            progress=True,
             counted=dependencies,
         )
 
@@ -280,12 +282,14 @@ class _Builder:
         cwd: Path,
         env: dict[str, str] | None = None,
         *,
+        progress: bool = False,
         counted: set[str] | None = None,
     ) -> None:
-        """Run ``go ARGS``, streaming its output to the log and counting compiled packages.
+        """Run ``go ARGS``, streaming its output to the log; with ``progress``, count compiled
+        packages (``-v`` prints each as it compiles it; cached ones never show up).
 
-        With ``counted``, only lines naming one of those packages count (``go build -v`` prints
-        a package as it compiles it, so cached packages never show up); without, every line.
+        With ``counted``, only lines naming one of those packages count; without, every line
+        but go's own messages (``go: downloading …``).
         """
         log.write(f"$ go {' '.join(args)}\n")
         log.flush()
@@ -299,8 +303,10 @@ class _Builder:
         for raw in process.stdout:
             line = raw.decode(errors="replace")
             log.write(line)
-            last = line.strip() or last
-            if counted is None or line.strip() in counted:
+            name = line.strip()
+            last = name or last
+            is_package = name in counted if counted is not None else not name.startswith("go: ")
+            if progress and name and is_package:
                 compiled += 1
                 self.on_progress(Progress(step, compiled, total))
         log.flush()
