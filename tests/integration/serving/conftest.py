@@ -1,0 +1,148 @@
+"""Real predictor processes (``retailctl serve`` under uvicorn) for the serving integration tests.
+
+Each ``PredictorProcess`` is a child process reached over HTTP on a free port, exactly as a
+client or kubelet would reach it; when it serves from S3 it talks to the moto server over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from retail_serving import artifact, training
+from tests.support.aws import REGION, MotoServer, free_port
+
+TRAINING_ROWS = 2_000
+STARTUP_SECONDS = 120
+RELOAD_INTERVAL = "0.2"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until true; fail the test (saying what never happened) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class PredictorProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10)
+
+    def post(self, path: str, payload: Any) -> httpx.Response:
+        return httpx.post(self.url + path, json=payload, timeout=10)
+
+    def info(self) -> dict[str, Any]:
+        response = self.get("/model/info")
+        return response.json() if response.status_code == 200 else {}
+
+    def metric(self, name: str, **labels: str) -> float:
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(wanted if labels else name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def serving(self, version: str) -> bool:
+        return self.info().get("version") == version
+
+
+@pytest.fixture
+def start_predictor(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
+    started: list[PredictorProcess] = []
+
+    def start(model_uri: str, env: dict[str, str] | None = None) -> PredictorProcess:
+        port = free_port()
+        log = tmp_path / f"predictor-{port}.log"
+        retailctl = Path(sys.executable).with_name("retailctl")
+        child_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
+            **(env or {}),
+        }
+        process = subprocess.Popen(
+            [str(retailctl), "serve", "--model-uri", model_uri, "--port", str(port)],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=child_env,
+        )
+        predictor = PredictorProcess(process, f"http://127.0.0.1:{port}", log)
+        started.append(predictor)
+
+        def up() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"predictor exited early:\n{log.read_text()}")
+            try:
+                return predictor.get("/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, "the predictor to answer /health", STARTUP_SECONDS)
+        return predictor
+
+    yield start
+    for predictor in started:
+        predictor.process.terminate()
+        try:
+            predictor.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            predictor.process.kill()
+
+
+@pytest.fixture(scope="session")
+def trained() -> training.TrainedModel:
+    return training.train(TRAINING_ROWS, seed=21)
+
+
+@pytest.fixture(scope="session")
+def model_version(trained: training.TrainedModel) -> Callable[[str], bytes]:
+    """Model files that differ only in their embedded version (so each is a new object)."""
+
+    def make(version: str) -> bytes:
+        return artifact.serialise(trained.booster, trained.encoder, version)
+
+    return make
+
+
+@dataclass(frozen=True)
+class VersionedBucket:
+    moto: MotoServer
+    name: str
+    key: str = "models/retail-price-sensitivity/model.ubj"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.name}/{self.key}"
+
+    def put(self, data: bytes, *, sha256: str | None = None) -> str:
+        """Upload raw bytes (bypassing the CLI's checks) with the given sha256 metadata."""
+        digest = artifact.sha256_hex(data) if sha256 is None else sha256
+        response = self.moto.client("s3").put_object(  # type: ignore[attr-defined]
+            Bucket=self.name, Key=self.key, Body=data, Metadata={"sha256": digest}
+        )
+        return str(response["VersionId"])
+
+
+@pytest.fixture
+def bucket(aws_env: MotoServer) -> VersionedBucket:
+    name = "mlops-retail-forecast-models"
+    s3: Any = aws_env.client("s3")
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return VersionedBucket(aws_env, name)
