@@ -1,3 +1,8 @@
 """Fixtures shared across the suite live in tests/support; this registers them."""
 
-pytest_plugins = ["tests.support.aws", "tests.support.cluster", "tests.support.registry"]
+pytest_plugins = [
+    "tests.support.aws",
+    "tests.support.cluster",
+    "tests.support.registry",
+    "tests.support.faults",
+]

@@ -149,7 +149,7 @@ class Reconciler:
             status["deployedModel"] = target.model.model_dump(by_alias=True)
             if previous is not None and previous.image != target.image:
                 self.emit(body, "Normal", "RollingOut", f"Rolling out {target.image}")
-        written = await self._write_status(body, subject, verdicts, status)
+        written = await self._write_status(body, subject, verdicts, status, subject.generation)
         retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
         return Outcome(written, min(retry) if retry else None, verdicts[-1].reason)
 
@@ -236,7 +236,10 @@ class Reconciler:
                 replicas=subject.spec.replicas,
             )
             status = {k: v for k, v in subject.status.items() if k != "conditions"}
-            return await self._write_status(body, subject, verdicts, status)
+            # Only the full reconcile may claim a new generation as observed: this path has
+            # looked at nothing but the child, so it speaks for the generation last reconciled.
+            observed = int(subject.status.get("observedGeneration", 0))
+            return await self._write_status(body, subject, verdicts, status, observed)
 
     async def _write_status(
         self,
@@ -244,13 +247,14 @@ class Reconciler:
         subject: _Subject,
         verdicts: list[conditions.Verdict],
         status: dict[str, Any],
+        generation: int,
     ) -> dict[str, Any]:
         """Patch the status if anything changed, post Events for transitions; return it."""
         old_conditions = subject.status.get("conditions", [])
         merged = conditions.merge(
-            old_conditions, verdicts, generation=subject.generation, now=conditions.now_rfc3339()
+            old_conditions, verdicts, generation=generation, now=conditions.now_rfc3339()
         )
-        new_status = {**status, "observedGeneration": subject.generation, "conditions": merged}
+        new_status = {**status, "observedGeneration": generation, "conditions": merged}
         patch = merge_patch(subject.status, new_status)
         if patch:
             await self.kube.patch_status(subject.owner.namespace, subject.owner.name, patch)

@@ -10,6 +10,7 @@ moto's backend).
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import uuid
 from collections.abc import Iterator
@@ -122,6 +123,7 @@ class AwsStandIn(MotoServer):
 
 @pytest.fixture(scope="session")
 def aws_stand_in() -> Iterator[AwsStandIn]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -1,8 +1,8 @@
 """boto3 clients for the operator, one per service and region, shared across threads.
 
 Credentials come from boto3's default chain (IRSA on EKS); ``AWS_ENDPOINT_URL`` points every
-client at a local stand-in such as moto's server. Retries use botocore's adaptive mode, which
-backs off on throttling before our own retry logic ever sees an error.
+client at a local stand-in such as moto's server. botocore's standard retry mode backs off on
+throttling a few times; past that, the error becomes a condition and a later reconcile retries.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _RETRIES = Config(
-    retries={"mode": "adaptive", "max_attempts": 6},
+    retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=5,
     read_timeout=15,
     max_pool_connections=32,

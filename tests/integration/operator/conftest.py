@@ -19,6 +19,7 @@ import pytest
 import yaml
 from tests.support.aws import free_port
 from tests.support.cluster import LocalCluster
+from tests.support.faults import FaultProxy
 from tests.support.registry import AwsStandIn
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,12 +88,14 @@ def operator(
     local_cluster: LocalCluster,
     crd_installed: None,
     aws_stand_in: AwsStandIn,
+    fault_proxy: FaultProxy,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     port = free_port()
     env = {
         **os.environ,
         **aws_stand_in.env(),
+        "AWS_ENDPOINT_URL": fault_proxy.endpoint,  # moto, behind a proxy tests can break
         "KUBECONFIG": str(local_cluster.kubeconfig),
         "RETAIL_OPERATOR_RESYNC_SECONDS": "2",
         "RETAIL_OPERATOR_PENDING_SECONDS": "1",
