@@ -59,10 +59,19 @@ class Encoder:
     schema: FeatureSchema
     vocabularies: Mapping[str, Vocabulary]
 
+    _plan: tuple[tuple[str, dict[str, int] | None], ...] = field(
+        init=False, repr=False, compare=False
+    )  # per column: feature name and value → code (None for numeric), for encode_row
+
     def __post_init__(self) -> None:
         for feature in self.schema.features:
             if feature.is_categorical and feature.name not in self.vocabularies:
                 raise SchemaError(f"model has no vocabulary for categorical {feature.name}")
+        plan = tuple(
+            (f.name, self.vocabularies[f.name].codes if f.is_categorical else None)
+            for f in self.schema.features
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @classmethod
     def fit(cls, schema: FeatureSchema, columns: Mapping[str, Sequence[str]]) -> Encoder:
@@ -79,10 +88,8 @@ class Encoder:
     def encode_row(self, row: Mapping[str, Any]) -> list[float]:
         """One row as a list of floats in schema order (the micro-batcher stacks these)."""
         return [
-            float(self.vocabularies[f.name].code(row[f.name]))
-            if f.is_categorical
-            else float(row[f.name])
-            for f in self.schema.features
+            float(row[name]) if codes is None else float(codes.get(row[name], UNKNOWN_CODE))
+            for name, codes in self._plan
         ]
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> Matrix:

@@ -1,13 +1,23 @@
 """A loaded model in memory: the booster with the schema and encoder it was trained with.
 
-``Model`` is immutable once built and safe to share between threads (XGBoost's
-``inplace_predict`` is thread-safe), so the registry can hand the same instance to any number
-of concurrent requests while a reload prepares the next one.
+``Model`` is immutable once built and safe to share between threads (XGBoost's in-place
+prediction is thread-safe), so the registry can hand the same instance to any number of
+concurrent requests while a reload prepares the next one.
+
+Predictions go straight to XGBoost's C entry point for in-place dense prediction, the one
+``Booster.inplace_predict`` ends up calling. For a small batch, ``inplace_predict`` spends
+most of its time in Python, checking whether the input is Arrow, pandas, polars, cuDF… before
+it gets there; calling it directly cuts a single-row call to about a third (measured with
+xgboost 3.2). ``tests/unit/serving/test_model.py`` checks both give identical answers, and if
+the entry point is ever missing we fall back to ``inplace_predict``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ctypes
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +28,59 @@ from retail_serving.errors import SmokeTestFailed
 from retail_serving.schema import FeatureSchema
 
 Probabilities = npt.NDArray[np.float32]
+Predict = Callable[[Matrix], Probabilities]
+
+_PREDICT_CONFIG = json.dumps(
+    {
+        "type": 0,  # probabilities, not margins
+        "training": False,
+        "iteration_begin": 0,
+        "iteration_end": 0,
+        "missing": float("nan"),
+        "strict_shape": True,  # always (rows, classes)
+        "cache_id": 0,
+    }
+).encode()
+# numpy's array interface (v3) for a C-contiguous float32 matrix: pointer, rows, columns.
+_ARRAY_INTERFACE = b'{"data":[%d,false],"shape":[%d,%d],"strides":null,"typestr":"<f4","version":3}'
+
+
+def dense_predictor(booster: Any) -> Predict:
+    """A function computing class probabilities for a float32 matrix with ``booster``."""
+    try:
+        from xgboost.core import _LIB, _check_call
+    except ImportError:  # pragma: no cover - only if xgboost reorganises its internals
+
+        def through_python(matrix: Matrix) -> Probabilities:
+            output = booster.inplace_predict(matrix, validate_features=False, strict_shape=True)
+            return np.asarray(output, dtype=np.float32)
+
+        return through_python
+
+    def predict(matrix: Matrix) -> Probabilities:
+        data = np.ascontiguousarray(matrix, dtype=np.float32)
+        rows, columns = data.shape
+        interface = _ARRAY_INTERFACE % (data.ctypes.data, rows, columns)
+        shape = ctypes.POINTER(ctypes.c_uint64)()  # xgboost's bst_ulong
+        dimensions = ctypes.c_uint64()
+        output = ctypes.POINTER(ctypes.c_float)()
+        _check_call(
+            _LIB.XGBoosterPredictFromDense(
+                booster.handle,
+                interface,
+                _PREDICT_CONFIG,
+                ctypes.c_void_p(),
+                ctypes.byref(shape),
+                ctypes.byref(dimensions),
+                ctypes.byref(output),
+            )
+        )
+        result_shape = tuple(int(shape[i]) for i in range(dimensions.value))
+        # The buffer belongs to XGBoost and is reused by this thread's next call: copy it now.
+        probabilities: Probabilities = np.ctypeslib.as_array(output, shape=result_shape).copy()
+        return probabilities
+
+    return predict
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +92,10 @@ class Model:
     encoder: Encoder
     version: str
     sha256: str
+    _predict: Predict = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_predict", dense_predictor(self.booster))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -36,10 +103,12 @@ class Model:
 
     def predict_proba(self, matrix: Matrix) -> Probabilities:
         """Class probabilities, one row per input row, columns in ``classes`` order."""
-        output = self.booster.inplace_predict(matrix, validate_features=False)
-        probabilities: Probabilities = np.asarray(output, dtype=np.float32).reshape(
-            len(matrix), len(self.classes)
-        )
+        probabilities = self._predict(matrix)
+        if probabilities.shape != (len(matrix), len(self.classes)):
+            raise ValueError(
+                f"model answered shape {probabilities.shape} for {len(matrix)} rows "
+                f"and {len(self.classes)} classes"
+            )
         return probabilities
 
     def smoke_test(self) -> None:

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from retail_serving import oip
 from retail_serving.metrics import CONTENT_TYPE
 from retail_serving.page import PAGE
-from retail_serving.payloads import ROW, ROWS, InvalidInput, parse_one, prediction, rounded
+from retail_serving.payloads import ROW, ROWS, InvalidInput, parse_one, prediction, predictions
 from retail_serving.registry import ServedModel
 from retail_serving.services import Services
 
@@ -136,7 +136,7 @@ def install(app: FastAPI) -> None:
         rows = context.batch_parser.parse(await read_body(request))
         model = served(request).model
         probabilities = await context.engine.predict_matrix(model, model.encoder.encode_rows(rows))
-        answers = [prediction(row, model.classes, model.version) for row in rounded(probabilities)]
+        answers = predictions(probabilities, model.classes, model.version)
         return json_response({"predictions": answers, "count": len(answers)})
 
     @app.get("/model/info", summary="The model being served and where it came from")
