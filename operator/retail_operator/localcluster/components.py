@@ -93,10 +93,20 @@ def components(config: ClusterConfig) -> tuple[Component, ...]:
             f"--etcd-servers={etcd_client}",
             f"--bind-address={loopback}",
             f"--advertise-address={loopback}",
+            # Endpoints may not hold a loopback address, and no pod here could reach one: the
+            # `kubernetes` Service is kept without endpoints instead of failing to sync them.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={ports.apiserver}",
             f"--tls-cert-file={p.apiserver.cert}",
             f"--tls-private-key-file={p.apiserver.key}",
             f"--client-ca-file={p.ca.cert}",
+            f"--requestheader-client-ca-file={p.ca.cert}",
+            f"--requestheader-allowed-names={identities.FRONT_PROXY.user}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p.client(identities.FRONT_PROXY).cert}",
+            f"--proxy-client-key-file={p.client(identities.FRONT_PROXY).key}",
             "--authorization-mode=Node,RBAC",
             # Added to the default plugins (which already include ServiceAccount).
             "--enable-admission-plugins=NodeRestriction,ServiceAccount",

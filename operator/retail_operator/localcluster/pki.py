@@ -44,7 +44,11 @@ SCHEDULER = Identity("kube-scheduler", "system:kube-scheduler")
 # kwok plays every kubelet at once (node status, leases, pod status across all nodes), which no
 # per-node identity allows; it runs as a cluster administrator, as kwokctl's clusters do.
 KWOK = Identity("kwok", "kwok-controller", ("system:masters",))
-CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+# The API server's identity when it proxies to aggregated API servers (metrics-server, …), and
+# the name those servers and the delegated authentication of the controller manager and the
+# scheduler accept request headers from.
+FRONT_PROXY = Identity("front-proxy-client", "front-proxy-client")
+CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, FRONT_PROXY)
 
 
 @dataclass(frozen=True)
