@@ -1,0 +1,113 @@
+"""What every benchmark shares: folders, CPU pinning, ports, waiting, results and progress.
+
+The machine has two cores: servers run on ``SERVER_CPU`` and load generators on ``LOAD_CPU``
+(``taskset``), so a server never competes with the client that measures it. Results go to
+``bench/results/<name>.json``; ``bench.report`` turns them into RESULTS.md and the charts.
+Peers and scratch files live in a cache outside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+CACHE = Path(os.environ.get("RETAILMODEL_CACHE") or Path.home() / ".cache" / "retailmodel")
+BENCH_CACHE = CACHE / "bench"
+VENV_BIN = Path(sys.executable).parent
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+
+def step(message: str) -> None:
+    """One progress line, timestamped, flushed at once (benchmarks run for minutes)."""
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def pinned(cpu: str, command: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *command]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers 200 (raising if ``process`` dies or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def post_json(url: str, body: bytes) -> Any:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def ensure_apt_tool(binary: str, package: str) -> str:
+    """The path of ``binary``, installing its Debian package first if it is missing."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    step(f"installing {package} from Debian")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
+    found = shutil.which(binary)
+    if not found:
+        raise RuntimeError(f"{package} installed but {binary} is not on PATH")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_average": os.getloadavg()}
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    document = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), **result}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    step(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def read_result(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
