@@ -67,6 +67,17 @@ def scheduler_alive(memo: kopf.Memo, **_: Any) -> bool:
     return not memo.loop_task.done()
 
 
+@kopf.on.probe(id="calls")
+def api_calls(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+    """Calls made so far, on /healthz (kopf caches probes for 10 s): for the scale benchmark."""
+    reconciler: Reconciler = memo.reconciler
+    return {
+        "kubernetes": memo.kube.calls,
+        "ecr": reconciler.images.calls,
+        "s3": reconciler.models.calls,
+    }
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     scheduler: Scheduler = memo.scheduler
