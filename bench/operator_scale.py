@@ -1,0 +1,429 @@
+"""Operator at scale: 100, 500 and 1,000 RetailModels on a real local control plane.
+
+``python -m bench.operator_scale [--scales 100,500,1000]``
+
+For each scale, on a fresh cluster of its own (own folder and ports, never the shared test
+cluster) with moto's server as AWS (five images, one model object per RetailModel):
+
+1. Baseline: the same ConfigMaps, Deployments and Services the operator would render, applied
+   directly by a plain async client (server-side apply, 32 at a time) as fast as the API
+   server accepts them; timed until all are created and until every Deployment is Available.
+2. Operator: ``retailctl operator`` is started, N RetailModels are applied (32 at a time), and
+   independent watches time when each one's Deployment appears, when its status is written
+   (``observedGeneration``) and when it is Ready. Then 20 more are applied one at a time, for
+   the apply → Deployment latency of a single RetailModel on a loaded operator. Peak RSS is
+   the operator process's VmHWM; API and AWS calls are the operator's own counters (the
+   ``calls`` probe on /healthz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from bench.common import BENCH_CACHE, ROOT, VENV_BIN, free_port, machine, step, wait_http
+from bench.common import write_result as save
+from bench.kubeclient import Kube, Recorder, follow
+from retail_operator.localcluster import build, cluster
+from retail_operator.localcluster.components import CLIENT_BURST, CLIENT_QPS
+from retail_operator.localcluster.config import ClusterConfig, Ports
+from retail_operator.rendering import OWNER_LABEL, Owner, Target, render_children
+from retail_operator.spec import RetailModelSpec
+
+WORK = BENCH_CACHE / "operator"
+REGION = "ap-southeast-1"
+ACCOUNT = "123456789012"  # moto's default account
+REPOSITORY = "mlops/retail-api"
+BUCKET = "bench-models"
+IMAGES = 5
+CONCURRENCY = 32
+SINGLES = 20
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIARETAILBENCHKEY00",
+    "AWS_SECRET_ACCESS_KEY": "retail-bench-not-a-secret",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+PATHS = {
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps/{name}",
+    "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "RetailModel": "/apis/mlops.retail.io/v1alpha1/namespaces/{ns}/retailmodels/{name}",
+}
+
+
+def _port_base() -> int:
+    """Six consecutive free loopback ports for the benchmark's own cluster."""
+    for base in range(27443, 60000, 17):
+        try:
+            for port in range(base, base + 6):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no six consecutive free ports")
+
+
+def fresh_cluster() -> ClusterConfig:
+    shared = ClusterConfig.from_env()
+    folder = WORK / "cluster"
+    config = ClusterConfig(shared.cache_dir, folder, Ports(_port_base()), shared.toolchain)
+    cluster.down(config)
+    shutil.rmtree(folder, ignore_errors=True)
+    build.build(config)
+    step(f"starting a private cluster in {folder} (API server on port {config.ports.apiserver})")
+    cluster.up(config, notify=lambda line: step(f"  {line}"))
+    cluster.kubectl(config, "apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
+    cluster.kubectl(
+        config, "wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io"
+    )
+    for namespace in ("baseline", "operator"):
+        cluster.kubectl(config, "create", "namespace", namespace)
+        cluster.kubectl(config, "wait", "--for=create", "serviceaccount/default", "-n", namespace)
+    return config
+
+
+class Aws:
+    """moto's server in its own process, with the images and model objects the run needs."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        WORK.mkdir(parents=True, exist_ok=True)
+        with (WORK / "moto.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.endpoint}/moto-api/", 60, self.process)
+
+    def env(self) -> dict[str, str]:
+        return {**AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def push_images(self) -> dict[str, str]:
+        """``IMAGES`` tags, each a distinct digest, scanned (moto: one HIGH CVE-9999-9999)."""
+        ecr = self.client("ecr")
+        ecr.create_repository(repositoryName=REPOSITORY)
+        digests = {}
+        for index in range(IMAGES):
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {
+                        "mediaType": "application/vnd.docker.container.image.v1+json",
+                        "size": 100,
+                        "digest": "sha256:" + hashlib.sha256(b"config%d" % index).hexdigest(),
+                    },
+                    "layers": [],
+                }
+            )
+            digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+            tag = f"v{index}"
+            ecr.put_image(
+                repositoryName=REPOSITORY,
+                imageManifest=manifest,
+                imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json",
+                imageTag=tag,
+                imageDigest=digest,
+            )
+            ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageDigest": digest})
+            digests[tag] = digest
+        return digests
+
+    def put_models(self, keys: list[str]) -> None:
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+        def put(key: str) -> None:
+            body = key.encode()
+            digest = hashlib.sha256(body).hexdigest()
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": digest})
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, keys))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+def spec_for(index: int) -> dict[str, Any]:
+    return {
+        "image": {
+            "repository": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}",
+            "tag": f"v{index % IMAGES}",
+        },
+        "model": {"s3Uri": f"s3://{BUCKET}/models/rm-{index:05d}/model.ubj"},
+        "replicas": 1,
+        "scanPolicy": {"ignoreCVEs": ["CVE-9999-9999"]},
+    }
+
+
+def retail_model(index: int, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlops.retail.io/v1alpha1",
+        "kind": "RetailModel",
+        "metadata": {"name": f"rm-{index:05d}", "namespace": namespace},
+        "spec": spec_for(index),
+    }
+
+
+def baseline_objects(index: int, digests: dict[str, str]) -> list[dict[str, Any]]:
+    """What the operator renders for RetailModel ``index``, without the owner reference."""
+    spec = RetailModelSpec.from_body(spec_for(index))
+    owner = Owner(f"rm-{index:05d}", "baseline", "00000000-0000-0000-0000-000000000000")
+    target = Target(spec.image.pinned(digests[spec.image.tag]), spec.model)
+    documents = render_children(spec, owner, target)
+    for document in documents:
+        document["metadata"].pop("ownerReferences", None)
+    return documents
+
+
+def _path(document: dict[str, Any]) -> str:
+    meta = document["metadata"]
+    return PATHS[document["kind"]].format(ns=meta["namespace"], name=meta["name"])
+
+
+def _available(deployment: dict[str, Any]) -> bool:
+    conditions = deployment.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+async def _bounded(jobs: list[Any]) -> None:
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: Any) -> None:
+        async with slots:
+            await job
+
+    await asyncio.gather(*(one(job) for job in jobs))
+
+
+async def run_baseline(config: ClusterConfig, count: int, digests: dict[str, str]) -> dict:
+    names = {f"rm-{i:05d}" for i in range(count)}
+    async with Kube(config.kubeconfig, WORK / "client") as kube:
+        listed = await kube.get("/apis/apps/v1/namespaces/baseline/deployments")
+        start = time.monotonic()
+        available = Recorder(names, start)
+        watcher = asyncio.create_task(
+            follow(
+                kube,
+                "/apis/apps/v1/namespaces/baseline/deployments",
+                listed["metadata"]["resourceVersion"],
+                [(available, lambda d: d["metadata"]["name"] if _available(d) else None)],
+            )
+        )
+        documents = [doc for i in range(count) for doc in baseline_objects(i, digests)]
+        await _bounded([kube.apply(_path(doc), doc) for doc in documents])
+        created = time.monotonic() - start
+        step(f"  baseline: {len(documents):,} objects created in {created:.1f} s")
+        try:
+            await asyncio.wait_for(available.done.wait(), timeout=900)
+        finally:
+            watcher.cancel()
+        step(f"  baseline: all {count:,} Deployments Available after {available.last:.1f} s")
+        return {
+            "objects": len(documents),
+            "api_calls": kube.calls,
+            "created_seconds": created,
+            "available_seconds": available.last,
+        }
+
+
+def _status_written(body: dict[str, Any]) -> str | None:
+    meta, status = body["metadata"], body.get("status") or {}
+    if status.get("observedGeneration") == meta.get("generation") and status.get("conditions"):
+        return str(meta["name"])
+    return None
+
+
+def _ready(body: dict[str, Any]) -> str | None:
+    conditions = (body.get("status") or {}).get("conditions", [])
+    if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        return str(body["metadata"]["name"])
+    return None
+
+
+def _owner(deployment: dict[str, Any]) -> str | None:
+    label = deployment["metadata"].get("labels", {}).get(OWNER_LABEL)
+    return str(label) if label else None
+
+
+class OperatorProcess:
+    def __init__(self, config: ClusterConfig, aws: Aws) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            **aws.env(),
+            "KUBECONFIG": str(config.kubeconfig),
+            "RETAIL_OPERATOR_RESYNC_SECONDS": "600",  # no periodic work inside the measurement
+            "RETAIL_OPERATOR_LIVENESS_PORT": str(self.port),
+        }
+        with (WORK / "operator.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "retailctl"), "operator"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"http://127.0.0.1:{self.port}/healthz", 60, self.process)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def calls(self) -> dict[str, int]:
+        time.sleep(11)  # kopf caches probe results for 10 s
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as r:
+            found: dict[str, int] = json.loads(r.read())["calls"]
+        return found
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
+    names = {f"rm-{i:05d}" for i in range(count)}
+    singles = [count + i for i in range(SINGLES)]
+    everyone = names | {f"rm-{i:05d}" for i in singles}
+    async with Kube(config.kubeconfig, WORK / "client") as kube:
+        rms = "/apis/mlops.retail.io/v1alpha1/namespaces/operator/retailmodels"
+        deployments = "/apis/apps/v1/namespaces/operator/deployments"
+        rm_version = (await kube.get(rms))["metadata"]["resourceVersion"]
+        deploy_version = (await kube.get(deployments))["metadata"]["resourceVersion"]
+        start = time.monotonic()
+        created = Recorder(everyone, start)
+        written = Recorder(names, start)
+        ready = Recorder(names, start)
+        watchers = [
+            asyncio.create_task(follow(kube, rms, rm_version, [(written, _status_written)])),
+            asyncio.create_task(follow(kube, rms, rm_version, [(ready, _ready)])),
+            asyncio.create_task(follow(kube, deployments, deploy_version, [(created, _owner)])),
+        ]
+        applied: dict[str, float] = {}
+
+        async def apply(index: int) -> None:
+            document = retail_model(index, "operator")
+            applied[document["metadata"]["name"]] = time.monotonic() - start
+            await kube.apply(_path(document), document)
+
+        try:
+            await _bounded([apply(i) for i in range(count)])
+            applied_all = time.monotonic() - start
+            step(f"  operator: {count:,} RetailModels applied in {applied_all:.1f} s")
+            await asyncio.wait_for(written.done.wait(), timeout=900)
+            converged = max(written.last, max(created.times[n] for n in names))
+            step(f"  operator: Deployments applied and status written after {converged:.1f} s")
+            await asyncio.wait_for(ready.done.wait(), timeout=900)
+            step(f"  operator: all Ready after {ready.last:.1f} s")
+            single_latencies = []
+            for index in singles:
+                name = f"rm-{index:05d}"
+                await apply(index)
+                deadline = time.monotonic() + 30
+                while name not in created.times and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                if name in created.times:
+                    single_latencies.append(created.times[name] - applied[name])
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+    burst = sorted(created.times[n] - applied[n] for n in names if n in created.times)
+    return {
+        "applied_seconds": applied_all,
+        "converged_seconds": converged,
+        "ready_seconds": ready.last,
+        "burst_latency_p50": statistics.median(burst),
+        "burst_latency_p95": burst[int(0.95 * (len(burst) - 1))],
+        "single_latencies": single_latencies,
+        "single_latency_p95": sorted(single_latencies)[int(0.95 * (len(single_latencies) - 1))]
+        if single_latencies
+        else float("nan"),
+        "single_timeouts": SINGLES - len(single_latencies),
+    }
+
+
+def one_scale(count: int) -> dict[str, Any]:
+    step(f"scale {count:,}: fresh cluster and AWS stand-in")
+    config = fresh_cluster()
+    aws = Aws()
+    operator: OperatorProcess | None = None
+    try:
+        digests = aws.push_images()
+        aws.put_models([f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
+        baseline = asyncio.run(run_baseline(config, count, digests))
+        operator = OperatorProcess(config, aws)
+        measured = asyncio.run(run_operator(config, count))
+        measured["calls"] = operator.calls()
+        measured["peak_rss_mb"] = operator.peak_rss_mb()
+        step(
+            f"  operator: peak RSS {measured['peak_rss_mb']:.0f} MB, calls {measured['calls']}, "
+            f"single apply→Deployment p95 {measured['single_latency_p95'] * 1000:.0f} ms"
+        )
+    finally:
+        if operator is not None:
+            operator.stop()
+        aws.stop()
+        cluster.down(config)
+    return {"count": count, "images": IMAGES, "baseline": baseline, "operator": measured}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default="100,500,1000")
+    args = parser.parse_args()
+    scales = [one_scale(int(n)) for n in args.scales.split(",")]
+    save(
+        "operator_scale",
+        {
+            "settings": {
+                "concurrency": CONCURRENCY,
+                "images": IMAGES,
+                "control_plane_client_qps": CLIENT_QPS,
+                "control_plane_client_burst": CLIENT_BURST,
+            },
+            "machine": machine(),
+            "scales": scales,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
