@@ -33,6 +33,32 @@ TENSOR_TYPES = frozenset({"FP32", "FP64"})
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_PREDICTION = "prediction"
 OUTPUTS = (OUTPUT_PROBABILITIES, OUTPUT_PREDICTION)
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype", "data"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "datatype": {"type": "string", "examples": ["BYTES", "FP32", "FP64"]},
+                    "data": {"type": "array"},
+                },
+            },
+        },
+        "outputs": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"name": {"enum": list(OUTPUTS)}}},
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -76,20 +102,22 @@ def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> Mat
         if not _is_number(value):
             raise _fail([*loc, "data", index], "must be a finite number")
     matrix = np.asarray(values, dtype=np.float32).reshape(rows, width)
-    for column, (feature, limit) in enumerate(
-        zip(encoder.schema.features, encoder.category_limits(), strict=True)
-    ):
-        values_in_column = matrix[:, column]
-        if limit is None:
-            bad = ~np.isfinite(values_in_column) | (values_in_column <= 0)
-            message = "must be a finite number greater than 0"
-        else:
-            bad = (values_in_column != np.floor(values_in_column)) | (values_in_column < 0)
-            bad |= values_in_column >= limit
-            message = f"must be an integer code in [0, {limit - 1}]"
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise _fail([*loc, "data", row * width + column], f"{feature.name}: {message}")
+    limits = encoder.code_limits  # per column: number of codes, or +inf for numeric columns
+    numeric = np.isinf(limits)
+    bad = np.where(
+        numeric,
+        ~np.isfinite(matrix) | (matrix <= 0),
+        (matrix != np.floor(matrix)) | (matrix < 0) | (matrix >= limits),
+    )
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        feature = encoder.schema.features[column]
+        message = (
+            "must be a finite number greater than 0"
+            if numeric[column]
+            else f"must be an integer code in [0, {int(limits[column]) - 1}]"
+        )
+        raise _fail([*loc, "data", row * width + column], f"{feature.name}: {message}")
     return matrix
 
 

@@ -145,6 +145,10 @@ def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Mo
 def test_the_try_it_page_and_openapi_are_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "<textarea" in page.text and "BASKET_SIZE" in page.text
-    schema = client.get("/openapi.json").json()
-    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    paths = client.get("/openapi.json").json()["paths"]
+    body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert "SPEND" in body["schema"]["properties"]
+    batch = paths["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert batch["schema"]["maxItems"] == 50
+    assert "inputs" in str(paths["/v2/models/{name}/infer"]["post"]["requestBody"])
+    assert {"/health", "/ready", "/model/info", "/v2/health/ready"} <= set(paths)
