@@ -2,9 +2,9 @@
 
 Two paths lead to the model:
 
-* ``predict_matrix`` for requests that bring many rows: one vectorised call, on the event loop
-  when it is tiny, otherwise in a worker thread (XGBoost releases the GIL while it predicts,
-  so the loop keeps parsing other requests meanwhile).
+* ``predict_matrix`` for requests that bring many rows: one vectorised call in a worker thread
+  (XGBoost releases the GIL while it predicts, so the loop keeps parsing other requests
+  meanwhile), or on the event loop when it has at most ``inline_max_rows`` rows.
 * ``predict_row`` for single-row requests, through adaptive micro-batching: rows that arrive
   together are stacked into one model call. An idle server answers a lone request on the next
   loop tick, with no added wait. While a call is running, newly arrived rows queue up and go
