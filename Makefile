@@ -17,7 +17,7 @@ KUSTOMIZE_VERSION := v5.7.1
 ACTIONLINT := $(CACHE)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
-.PHONY: help venv lint typecheck unit controlplane test demo clean
+.PHONY: help venv lint typecheck unit controlplane test demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,11 @@ controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and k
 
 test: lint typecheck controlplane ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
+
+bench: venv controlplane ## side-by-side benchmarks (about 30 min) → bench/RESULTS.md and charts
+	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.operator_scale
+	$(BIN)/python -m bench.report
 
 clean: ## remove the venv and caches inside the repo (not the control-plane cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
