@@ -36,7 +36,16 @@ from typing import Any
 
 import boto3
 
-from bench.common import BENCH_CACHE, ROOT, VENV_BIN, free_port, machine, step, wait_http
+from bench.common import (
+    BENCH_CACHE,
+    RESULTS_DIR,
+    ROOT,
+    VENV_BIN,
+    free_port,
+    machine,
+    step,
+    wait_http,
+)
 from bench.common import write_result as save
 from bench.kubeclient import Kube, Recorder, follow
 from retail_operator.localcluster import build, cluster
@@ -298,6 +307,21 @@ class OperatorProcess:
             )
         wait_http(f"http://127.0.0.1:{self.port}/healthz", 60, self.process)
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def profile(self, seconds: float) -> subprocess.Popen[bytes]:
+        """py-spy samples the operator for ``seconds``; stacks go to bench/results."""
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            [str(VENV_BIN / "py-spy"), "record", "--pid", str(self.process.pid)]
+            + ["--duration", f"{seconds:.0f}", "--rate", "100", "--nonblocking"]
+            + ["--format", "raw", "--output", str(RESULTS_DIR / "profile-operator.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -380,7 +404,7 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
     }
 
 
-def one_scale(count: int) -> dict[str, Any]:
+def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
     step(f"scale {count:,}: fresh cluster and AWS stand-in")
     config = fresh_cluster()
     aws = Aws()
@@ -390,11 +414,16 @@ def one_scale(count: int) -> dict[str, Any]:
         aws.put_models([f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
         baseline = asyncio.run(run_baseline(config, count, digests))
         operator = OperatorProcess(config, aws)
+        profiler = operator.profile(profile_seconds) if profile_seconds else None
         measured = asyncio.run(run_operator(config, count))
+        if profiler is not None:
+            profiler.wait()
         measured["calls"] = operator.calls()
+        measured["cpu_seconds"] = operator.cpu_seconds()
         measured["peak_rss_mb"] = operator.peak_rss_mb()
         step(
-            f"  operator: peak RSS {measured['peak_rss_mb']:.0f} MB, calls {measured['calls']}, "
+            f"  operator: peak RSS {measured['peak_rss_mb']:.0f} MB, "
+            f"CPU {measured['cpu_seconds']:.0f} s, calls {measured['calls']}, "
             f"single apply→Deployment p95 {measured['single_latency_p95'] * 1000:.0f} ms"
         )
     finally:
@@ -408,8 +437,11 @@ def one_scale(count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="100,500,1000")
+    parser.add_argument(
+        "--profile", type=float, default=0, help="py-spy the operator for this many seconds"
+    )
     args = parser.parse_args()
-    scales = [one_scale(int(n)) for n in args.scales.split(",")]
+    scales = [one_scale(int(n), args.profile) for n in args.scales.split(",")]
     save(
         "operator_scale",
         {

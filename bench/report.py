@@ -1,0 +1,353 @@
+"""Turns ``bench/results/*.json`` into ``bench/RESULTS.md`` and one PNG chart per benchmark.
+
+``python -m bench.report``. Every target of issue 7 is stated with the measured ratio and a
+verdict computed from the figures; ``bench/notes.md`` (written by hand after a run: why a
+target is missed and what would meet it) is appended as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.common import ROOT, read_result  # noqa: E402
+
+BENCH = ROOT / "bench"
+PEERS = ("mlserver", "mlserver-batching", "kserve")
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    wanted: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def _run(runs: list[dict[str, Any]], server: str, route: str, connections: int) -> dict[str, Any]:
+    for run in runs:
+        if (run["server"], run["route"], run["connections"]) == (server, route, connections):
+            return run
+    raise KeyError((server, route, connections))
+
+
+def _best_peer(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
+    peers = [_run(runs, name, "v2", connections) for name in PEERS]
+    return max(peers, key=lambda run: run["requests_per_second"])
+
+
+def serving_single(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    runs = result["runs"]
+    lines = [
+        "### Single-row requests (server on one core, wrk on the other)",
+        "",
+        "| server | route | connections | requests/s | p50 ms | p99 ms | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in sorted(runs, key=lambda r: (r["connections"], r["server"] != "retailmodel")):
+        lines.append(
+            f"| {run['server']} | {run['route']} | {run['connections']} | "
+            f"{run['requests_per_second']:,.0f} | {run['p50_ms']:.1f} | {run['p99_ms']:.1f} | "
+            f"{run['failed']} |"
+        )
+    sizes = result.get("retail_batch_sizes") or {}
+    if sizes:
+        lines += [
+            "",
+            f"RetailModel's micro-batcher: {sizes['model_calls']:,.0f} model calls for "
+            f"{sizes['rows']:,.0f} rows over the whole run "
+            f"({sizes['mean_rows_per_call']:.1f} rows per call on average).",
+        ]
+    targets = []
+    best16 = _best_peer(runs, 16)
+    for route, label in (("v2", "/v2/models/{name}/infer"), ("predict", "/predict")):
+        ours = _run(runs, "retailmodel", route, 16)
+        ratio = ours["requests_per_second"] / best16["requests_per_second"]
+        targets.append(
+            Target(
+                f"single-row `{label}` at 16 connections: requests/s vs best peer "
+                f"({best16['server']})",
+                "≥ 2.5×",
+                f"{ratio:.2f}× ({ours['requests_per_second']:,.0f} vs "
+                f"{best16['requests_per_second']:,.0f})",
+                ratio >= 2.5,
+            )
+        )
+        targets.append(
+            Target(
+                f"single-row `{label}` at 16 connections: p99 vs best peer's",
+                "no worse",
+                f"{ours['p99_ms']:.1f} ms vs {best16['p99_ms']:.1f} ms",
+                ours["p99_ms"] <= best16["p99_ms"],
+            )
+        )
+    best64 = _best_peer(runs, 64)
+    for route, label in (("v2", "/v2/models/{name}/infer"), ("predict", "/predict")):
+        ours = _run(runs, "retailmodel", route, 64)
+        ratio = ours["requests_per_second"] / best64["requests_per_second"]
+        targets.append(
+            Target(
+                f"single-row `{label}` at 64 connections (micro-batching on by default): "
+                f"requests/s vs best peer ({best64['server']})",
+                "≥ 4×",
+                f"{ratio:.2f}× ({ours['requests_per_second']:,.0f} vs "
+                f"{best64['requests_per_second']:,.0f})",
+                ratio >= 4.0,
+            )
+        )
+    chart_single(runs)
+    return lines, targets
+
+
+def chart_single(runs: list[dict[str, Any]]) -> None:
+    labels = ["retailmodel /predict", "retailmodel v2", "mlserver", "mlserver-batching", "kserve"]
+    keys = [("retailmodel", "predict")] + [("retailmodel", "v2")] + [(p, "v2") for p in PEERS]
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    width = 0.38
+    for offset, connections in ((-width / 2, 16), (width / 2, 64)):
+        values = [_run(runs, s, r, connections)["requests_per_second"] for s, r in keys]
+        bars = axes.bar(
+            [i + offset for i in range(len(keys))], values, width, label=f"c={connections}"
+        )
+        axes.bar_label(bars, fmt="{:,.0f}", fontsize=7)
+    axes.set_xticks(range(len(keys)), labels, fontsize=8)
+    axes.set_ylabel("single-row requests/s (one server core)")
+    axes.set_title("Single-row inference: RetailModel vs MLServer and KServe (same run)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(BENCH / "serving_single.png", dpi=110)
+    plt.close(figure)
+
+
+def serving_batch(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    server, ceiling = result["server"], result["ceiling"]
+    ratio = server["rows_per_second"] / ceiling["rows_per_second"]
+    lines = [
+        f"### /predict/batch with {result['rows']:,} rows",
+        "",
+        "| what | rows/s | notes |",
+        "|---|---:|---|",
+        f"| `/predict/batch` over HTTP (wrk, 2 connections) | {server['rows_per_second']:,.0f} | "
+        f"p99 {server['p99_ms']:.1f} ms per request |",
+        f"| `inplace_predict` in-process, {ceiling['threads']} thread | "
+        f"{ceiling['rows_per_second']:,.0f} | {ceiling['us_per_call'] / 1000:.1f} ms per call |",
+    ]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    bars = axes.bar(
+        ["/predict/batch (HTTP)", "inplace_predict (in-process)"],
+        [server["rows_per_second"], ceiling["rows_per_second"]],
+        color=["tab:blue", "tab:gray"],
+    )
+    axes.bar_label(bars, fmt="{:,.0f}")
+    axes.set_ylabel("rows/s (one core)")
+    axes.set_title(f"Batches of {result['rows']:,} rows: {ratio:.0%} of the ceiling")
+    figure.tight_layout()
+    figure.savefig(BENCH / "serving_batch.png", dpi=110)
+    plt.close(figure)
+    return lines, [
+        Target(
+            f"`/predict/batch` with {result['rows']:,} rows: rows/s vs in-process "
+            "`inplace_predict` (same thread count)",
+            "≥ 75%",
+            f"{ratio:.0%}",
+            ratio >= 0.75,
+        )
+    ]
+
+
+def serving_reload(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    steady, loaded = result["steady"], result["reloading"]
+    ratio = loaded["p99_ms"] / steady["p99_ms"]
+    lines = [
+        "### Hot reloads under load (`/predict`, 16 connections)",
+        "",
+        "| run | reloads | requests | requests/s | p50 ms | p99 ms | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, run, reloads in (("steady", steady, 0), ("reloading", loaded, result["reloads"])):
+        lines.append(
+            f"| {label} | {reloads:.0f} | {run['requests']:,} | "
+            f"{run['requests_per_second']:,.0f} | {run['p50_ms']:.1f} | "
+            f"{run['p99_ms']:.1f} | {run['failed']} |"
+        )
+    figure, axes = plt.subplots(figsize=(6, 4))
+    names = ["p50", "p90", "p99"]
+    for offset, label, run in ((-0.2, "steady", steady), (0.2, "20 reloads", loaded)):
+        values = [run[f"{n}_ms"] for n in names]
+        axes.bar([i + offset for i in range(3)], values, 0.4, label=label)
+    axes.set_xticks(range(3), names)
+    axes.set_ylabel("latency, ms")
+    axes.set_title(f"Hot reloads under load: {loaded['failed']} failed requests")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(BENCH / "serving_reload.png", dpi=110)
+    plt.close(figure)
+    return lines, [
+        Target(
+            f"{result['reloads']:.0f} hot reloads under load: failed requests",
+            "0",
+            str(loaded["failed"]),
+            loaded["failed"] == 0 and result["reloads"] >= 20,
+        ),
+        Target(
+            "hot reloads under load: p99 vs steady p99",
+            "≤ 2×",
+            f"{ratio:.2f}× ({loaded['p99_ms']:.1f} ms vs {steady['p99_ms']:.1f} ms)",
+            ratio <= 2.0,
+        ),
+    ]
+
+
+def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    settings = result["settings"]
+    lines = [
+        "### Operator at scale (local control plane, moto as AWS, "
+        f"{settings['images']} distinct images)",
+        "",
+        "| RetailModels | baseline: objects created s | operator: Deployments applied + status "
+        "written s | ratio | baseline: all Available s | operator: all Ready s | ratio | "
+        "peak RSS MB | Kubernetes calls | ECR calls | S3 calls | single apply→Deployment p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    targets: list[Target] = []
+    for scale in result["scales"]:
+        base, ours = scale["baseline"], scale["operator"]
+        converge = ours["converged_seconds"] / base["created_seconds"]
+        ready = ours["ready_seconds"] / base["available_seconds"]
+        calls = ours["calls"]
+        lines.append(
+            f"| {scale['count']:,} | {base['created_seconds']:.1f} | "
+            f"{ours['converged_seconds']:.1f} | {converge:.2f}× | "
+            f"{base['available_seconds']:.1f} | {ours['ready_seconds']:.1f} | {ready:.2f}× | "
+            f"{ours['peak_rss_mb']:.0f} | {calls['kubernetes']:,} | {calls['ecr']:,} | "
+            f"{calls['s3']:,} | {ours['single_latency_p95'] * 1000:.0f} |"
+        )
+        if scale["count"] == max(s["count"] for s in result["scales"]):
+            targets += [
+                Target(
+                    f"{scale['count']:,} RetailModels: converge (Deployments applied, status "
+                    "written) vs baseline creating the same objects",
+                    "≤ 2×",
+                    f"{converge:.2f}×",
+                    converge <= 2.0,
+                ),
+                Target(
+                    f"{scale['count']:,} RetailModels: all Ready vs baseline all Available",
+                    "≤ 2×",
+                    f"{ready:.2f}×",
+                    ready <= 2.0,
+                ),
+                Target(
+                    f"{scale['count']:,} RetailModels: operator peak RSS",
+                    "≤ 300 MB",
+                    f"{ours['peak_rss_mb']:.0f} MB",
+                    ours["peak_rss_mb"] <= 300,
+                ),
+                Target(
+                    "single RetailModel apply → Deployment created (p95, "
+                    f"{len(ours['single_latencies'])} applies on a loaded operator)",
+                    "≤ 1 s",
+                    f"{ours['single_latency_p95'] * 1000:.0f} ms",
+                    ours["single_latency_p95"] <= 1.0,
+                ),
+                Target(
+                    "ECR look-ups scale with distinct digests, not RetailModels",
+                    f"O({settings['images']} digests)",
+                    f"{calls['ecr']} ECR calls for {scale['count'] + 20:,} RetailModels",
+                    calls["ecr"] <= 4 * settings["images"],
+                ),
+            ]
+    chart_operator(result)
+    return lines, targets
+
+
+def chart_operator(result: dict[str, Any]) -> None:
+    scales = result["scales"]
+    counts = [s["count"] for s in scales]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    series = (
+        ("baseline: objects created", [s["baseline"]["created_seconds"] for s in scales], "--"),
+        ("operator: applied + status", [s["operator"]["converged_seconds"] for s in scales], "-"),
+        ("baseline: all Available", [s["baseline"]["available_seconds"] for s in scales], "--"),
+        ("operator: all Ready", [s["operator"]["ready_seconds"] for s in scales], "-"),
+    )
+    for label, values, style in series:
+        left.plot(counts, values, style, marker="o", label=label)
+    left.set_xlabel("RetailModels")
+    left.set_ylabel("seconds from first apply")
+    left.set_title("Convergence vs a plain client (same cluster)")
+    left.legend(fontsize=8)
+    right.plot(counts, [s["operator"]["peak_rss_mb"] for s in scales], marker="o")
+    right.axhline(300, color="tab:red", linestyle=":", label="target 300 MB")
+    right.set_xlabel("RetailModels")
+    right.set_ylabel("operator peak RSS, MB")
+    right.set_ylim(bottom=0)
+    right.set_title("Operator memory")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(BENCH / "operator_scale.png", dpi=110)
+    plt.close(figure)
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[met]
+
+
+def main() -> None:
+    sections: list[str] = []
+    targets: list[Target] = []
+    machines: list[str] = []
+    for name, render in (
+        ("serving_single", serving_single),
+        ("serving_batch", serving_batch),
+        ("serving_reload", serving_reload),
+        ("operator_scale", operator_scale),
+    ):
+        result = read_result(name)
+        if result is None:
+            sections += [f"### {name}", "", "Not run yet.", ""]
+            continue
+        lines, found = render(result)
+        sections += [
+            *lines,
+            "",
+            f"Chart: `bench/{name}.png`. Finished {result['finished_at']}.",
+            "",
+        ]
+        targets += found
+        load = result["machine"]["load_average"]
+        machines.append(f"{name}: load average {load[0]:.1f} at the end")
+    text = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python -m bench.report`); do not edit by hand — the analysis",
+        "lives in `bench/notes.md`, appended below. Every comparison is a ratio measured in",
+        "the same run on the same machine (2 shared cores: servers on core 0, load generators",
+        "on core 1).",
+        "",
+        "## Targets (issue 7)",
+        "",
+        "| target | wanted | measured | verdict |",
+        "|---|---|---|---|",
+        *[f"| {t.what} | {t.wanted} | {t.measured} | {_verdict(t.met)} |" for t in targets],
+        "",
+        "## Measurements",
+        "",
+        *sections,
+        "Machine: " + "; ".join(machines) + ".",
+        "",
+    ]
+    notes = BENCH / "notes.md"
+    if notes.exists():
+        text += [notes.read_text()]
+    (BENCH / "RESULTS.md").write_text("\n".join(text))
+    print("\n".join(text[: 12 + len(targets)]))
+
+
+if __name__ == "__main__":
+    main()
