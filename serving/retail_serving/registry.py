@@ -21,7 +21,8 @@ from retail_serving import artifact, reload
 from retail_serving.errors import ModelRejected, ServingError
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
-from retail_serving.storage import ModelSource, ObjectVersion
+from retail_serving.storage import ModelSource
+from retail_serving.versions import ObjectVersion
 
 log = logging.getLogger("retail_serving.reload")
 

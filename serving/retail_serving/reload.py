@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from retail_serving.errors import ChecksumMismatch, ModelRejected, ServingError
-from retail_serving.storage import ObjectVersion
+from retail_serving.versions import ObjectVersion
 
 
 class Action(Enum):

@@ -15,25 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from retail_serving.artifact import sha256_hex
 from retail_serving.errors import SourceUnavailable
+from retail_serving.versions import ObjectVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SHA256_METADATA_KEY = "sha256"
-
-
-@dataclass(frozen=True)
-class ObjectVersion:
-    """What a HEAD says about the model object; ``sha256`` is the digest recorded at upload."""
-
-    etag: str | None
-    version_id: str | None
-    sha256: str | None = None
-
-    @property
-    def identity(self) -> tuple[str | None, str | None]:
-        """Two heads with the same identity describe the same bytes."""
-        return (self.version_id, self.etag)
 
 
 class ModelSource(Protocol):

@@ -10,8 +10,8 @@ from retail_serving import artifact
 from retail_serving.errors import SourceUnavailable
 from retail_serving.metrics import ServingMetrics
 from retail_serving.registry import ModelRegistry
-from retail_serving.storage import ObjectVersion
 from retail_serving.training import TrainedModel
+from retail_serving.versions import ObjectVersion
 
 
 class MemorySource:

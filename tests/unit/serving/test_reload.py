@@ -7,7 +7,7 @@ import pytest
 from retail_serving import reload
 from retail_serving.errors import ChecksumMismatch, ModelFormatError, SourceUnavailable
 from retail_serving.reload import Action, ReloadState
-from retail_serving.storage import ObjectVersion
+from retail_serving.versions import ObjectVersion
 
 V1 = ObjectVersion(etag="e1", version_id="v1", sha256="a" * 64)
 V2 = ObjectVersion(etag="e2", version_id="v2", sha256="b" * 64)
