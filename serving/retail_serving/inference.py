@@ -49,14 +49,20 @@ class InferenceEngine:
         self.microbatch = microbatch
         self.max_rows = microbatch_max_rows
         self.max_wait = microbatch_max_wait
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+        self._executor = self._new_executor()
         self._pending: list[_Pending] = []
         self._running = False  # a micro-batch model call is in flight
         self._timer: asyncio.Handle | None = None
         self._expected = 1  # rows the last micro-batch carried: how much company to wait for
 
+    @staticmethod
+    def _new_executor() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+
     def close(self) -> None:
+        """Finish running model calls and release the threads (the engine stays usable)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = self._new_executor()
 
     async def predict_matrix(self, model: Model, matrix: Matrix) -> Probabilities:
         self.metrics.model_calls.observe(len(matrix))

@@ -152,3 +152,14 @@ def test_the_try_it_page_and_openapi_are_served(client: TestClient) -> None:
     assert batch["schema"]["maxItems"] == 50
     assert "inputs" in str(paths["/v2/models/{name}/infer"]["post"]["requestBody"])
     assert {"/health", "/ready", "/model/info", "/v2/health/ready"} <= set(paths)
+
+
+def test_the_app_serves_batches_again_after_a_restart_of_its_lifespan(
+    tmp_path: Path, model_bytes: bytes
+) -> None:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    app = create_app(ServingSettings(model_uri=str(tmp_path / "model.ubj")))
+    for _ in range(2):  # the worker threads used to be gone after the first shutdown
+        with TestClient(app) as client:
+            response = client.post("/predict/batch", json=[EXAMPLE] * 3)
+            assert response.status_code == 200 and response.json()["count"] == 3
