@@ -151,7 +151,18 @@ def test_no_request_fails_during_several_reloads(
                     if version:
                         versions_seen.add(version)
 
+    def readiness() -> None:
+        with httpx.Client(base_url=predictor.url, timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    outcome = f"ready {http.get('/ready').status_code}"
+                except httpx.HTTPError as error:
+                    outcome = f"ready {type(error).__name__}"
+                with lock:
+                    outcomes[outcome] += 1
+
     workers = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    workers.append(threading.Thread(target=readiness))
     for worker in workers:
         worker.start()
     try:
@@ -164,7 +175,7 @@ def test_no_request_fails_during_several_reloads(
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
-    assert set(outcomes) == {"200"}, outcomes
+    assert set(outcomes) == {"200", "ready 200"}, outcomes  # readiness never dropped either
     assert outcomes["200"] > 30
     assert versions_seen == {"r0", "r1", "r2", "r3"}
     assert predictor.metric("retail_model_reloads_total", outcome="ok") == 4
