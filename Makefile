@@ -59,6 +59,9 @@ controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and k
 test: lint typecheck controlplane ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
 
+demo: venv controlplane ## the whole story on the local default (control plane, moto, operator, predictor)
+	$(BIN)/retailctl demo
+
 bench: venv controlplane ## side-by-side benchmarks (about 30 min) → bench/RESULTS.md and charts
 	$(BIN)/python -m bench.serving
 	$(BIN)/python -m bench.operator_scale

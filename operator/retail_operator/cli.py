@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import click
 import typer
@@ -61,13 +63,35 @@ def version() -> None:
 
 @app.command("operator")
 def operator_command(
-    namespace: str | None = typer.Option(
-        None, "--namespace", "-n", help="Watch one namespace (default: all namespaces)."
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every handler call."),
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Watch one namespace (default: all namespaces)."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every handler call.")
+    ] = False,
 ) -> None:
-    """Run the RetailModel operator (kubeconfig or in-cluster credentials; AWS from the
-    standard variables, AWS_ENDPOINT_URL for a local stand-in)."""
+    """Run the RetailModel operator.
+
+    Kubernetes credentials come from the in-cluster config or KUBECONFIG; AWS from the standard
+    variables and IRSA, with AWS_ENDPOINT_URL pointing at a local stand-in.
+    """
     from retail_operator.runner import run_operator
 
     run_operator(namespace, verbose=verbose)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where models and logs go (default: ./.demo).")
+    ] = None,
+) -> None:
+    """Run the whole story locally, step by step, then shut down.
+
+    Control plane, AWS stand-in, ECR as code, training, the operator, a RetailModel, a
+    predictor, a hot reload and a refused image.
+    """
+    from retail_operator.demo import run_demo
+
+    run_demo(workdir)

@@ -20,7 +20,8 @@ import yaml
 from tests.support.aws import free_port
 from tests.support.cluster import LocalCluster
 from tests.support.faults import FaultProxy
-from tests.support.registry import AwsStandIn
+
+from retail_operator.standin import AwsStandIn
 
 ROOT = Path(__file__).resolve().parents[3]
 REPOSITORY = "mlops/retail-api"
