@@ -26,7 +26,6 @@ from retail_serving.payloads import BatchParser
 from retail_serving.registry import ModelRegistry
 from retail_serving.services import Services
 from retail_serving.settings import ServingSettings
-from retail_serving.storage import open_source
 
 log = logging.getLogger("retail_serving")
 
@@ -82,9 +81,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     settings = settings or ServingSettings()  # read from the environment
     metrics = ServingMetrics()
     registry = ModelRegistry(
-        open_source(settings.model_uri, pinned_version_id=settings.model_version_id),
+        settings.locator(),
         metrics,
-        pinned_sha256=settings.model_sha256,
         require_recorded_sha256=settings.require_sha256_metadata,
         nthread=settings.predict_threads,
     )

@@ -14,15 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from retail_serving import artifact, reload
 from retail_serving.errors import ModelRejected, ServingError
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
-from retail_serving.storage import ModelSource
-from retail_serving.versions import ObjectVersion
+from retail_serving.storage import ModelSource, open_source
+from retail_serving.versions import ModelLocation, ObjectVersion
 
 log = logging.getLogger("retail_serving.reload")
 
@@ -40,22 +41,34 @@ class ServedModel:
 class ModelRegistry:
     def __init__(
         self,
-        source: ModelSource,
+        locate: Callable[[], ModelLocation],
         metrics: ServingMetrics,
         *,
-        pinned_sha256: str | None = None,
+        connect: Callable[[ModelLocation], ModelSource] = open_source,
         require_recorded_sha256: bool = True,
         nthread: int = 1,
     ) -> None:
-        self.source = source
+        self.locate = locate  # asked on every poll: the location may change at run time
+        self.connect = connect
         self.metrics = metrics
-        self.pinned_sha256 = pinned_sha256
         self.require_recorded_sha256 = require_recorded_sha256
         self.nthread = nthread
         self.current: ServedModel | None = None
         self.state = reload.ReloadState()
         self.last_error: str | None = None  # why the newest object version is not served
         self._poll_lock = threading.Lock()  # one poll at a time, whoever calls it
+        self._source: tuple[tuple[str, str | None], ModelSource] | None = None
+
+    def _source_for(self, location: ModelLocation) -> ModelSource:
+        """One source (and S3 client) per URI and version pin, kept across polls."""
+        key = (location.uri, location.version_id)
+        if self._source is None or self._source[0] != key:
+            self._source = (key, self.connect(location))
+        return self._source[1]
+
+    def _observe(self) -> ObjectVersion:
+        location = self.locate()
+        return replace(self._source_for(location).head(), location=location)
 
     @property
     def ready(self) -> bool:
@@ -65,7 +78,7 @@ class ModelRegistry:
         """One reload step; True when a new model was swapped in."""
         with self._poll_lock:
             try:
-                observed = self.source.head()
+                observed = self._observe()
             except ServingError as error:
                 self.metrics.poll_errors.inc()
                 self.state, news = reload.after_head(self.state, ok=False)
@@ -74,20 +87,22 @@ class ModelRegistry:
                 return False
             self.state, news = reload.after_head(self.state, ok=True)
             if news:
-                log.info("model object reachable again: %s", self.source.uri)
+                log.info("model object reachable again")
             if reload.plan(self.state, observed) is reload.Action.KEEP:
                 return False
             return self._load(observed)
 
     def _load(self, observed: ObjectVersion) -> bool:
+        assert observed.location is not None  # set by _observe
+        uri = observed.location.uri
         try:
-            data = self.source.fetch(observed)
+            source = self._source_for(observed.location)
+            data = source.fetch(observed)
             digest = artifact.sha256_hex(data)
             reload.verify(
                 digest,
                 observed,
-                pinned_sha256=self.pinned_sha256,
-                require_recorded=self.require_recorded_sha256 and self.source.records_sha256,
+                require_recorded=self.require_recorded_sha256 and source.records_sha256,
             )
             model = artifact.load(data, nthread=self.nthread)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving
@@ -102,14 +117,14 @@ class ModelRegistry:
             if news:
                 log.error(
                     "not loading %s (etag=%s version=%s): %s; still serving %s",
-                    self.source.uri,
+                    uri,
                     observed.etag,
                     observed.version_id,
                     error,
                     self.current.model.version if self.current else "nothing",
                 )
             return False
-        served = ServedModel(model, self.source.uri, observed, datetime.now(UTC))
+        served = ServedModel(model, uri, observed, datetime.now(UTC))
         previous = self.current
         self.current = served  # the swap: one reference, atomically replaced
         self.state = reload.after_success(self.state, observed)
@@ -120,7 +135,7 @@ class ModelRegistry:
             "serving model %s (sha256 %s) from %s, replacing %s",
             model.version,
             model.sha256[:12],
-            self.source.uri,
+            uri,
             previous.model.version if previous else "nothing",
         )
         return True

@@ -4,7 +4,8 @@ Given what the server is serving and what a HEAD of the model object just said, 
 decides whether to load; ``after_success`` / ``after_failure`` give the next state and whether
 the event is news worth a log line. The rules:
 
-* the version being served is never loaded again;
+* the version being served is never loaded again; a change of location (another URI, another
+  pinned version or digest) counts as a new version;
 * a version that was rejected (bad bytes, checksum mismatch, failed smoke test) is not retried
   until the object changes, because the same bytes fail the same way;
 * a temporary failure (S3 unreachable, access denied) is retried on every poll, but logged
@@ -66,14 +67,10 @@ def after_head(state: ReloadState, *, ok: bool) -> tuple[ReloadState, bool]:
     return replace(state, head_failing=not ok), news
 
 
-def verify(
-    digest: str,
-    observed: ObjectVersion,
-    *,
-    pinned_sha256: str | None,
-    require_recorded: bool,
-) -> None:
-    """Refuse bytes whose sha256 differs from the pin or from the digest recorded at upload."""
+def verify(digest: str, observed: ObjectVersion, *, require_recorded: bool) -> None:
+    """Refuse bytes whose sha256 differs from the location's pin or from the digest recorded
+    at upload."""
+    pinned_sha256 = observed.location.sha256 if observed.location else None
     if pinned_sha256 and digest != pinned_sha256.lower():
         raise ChecksumMismatch(f"sha256 {digest} differs from the pinned {pinned_sha256}")
     if observed.sha256 is None:

@@ -1,5 +1,9 @@
 """The predictor's settings: one pydantic-settings object, read from the environment once.
 
+The model's location comes either from ``MODEL_URI`` (with optional ``MODEL_VERSION_ID`` and
+``MODEL_SHA256`` pins) or from ``MODEL_SOURCE_FILE``, a small JSON document the operator mounts
+from a ConfigMap and the registry re-reads on every poll, so pins change without a restart.
+
 AWS settings are deliberately absent: boto3 reads the standard variables itself
 (``AWS_REGION``, ``AWS_ENDPOINT_URL``, credentials or IRSA's web identity), and this process
 never handles credentials directly.
@@ -7,10 +11,16 @@ never handles credentials directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retail_serving.storage import check_uri, read_location_file
+from retail_serving.versions import ModelLocation
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
@@ -20,10 +30,13 @@ class ServingSettings(BaseSettings):
         env_prefix="", case_sensitive=False, frozen=True, protected_namespaces=()
     )
 
-    model_uri: str = Field(min_length=1, description="s3://bucket/key or a local path")
-    model_name: str = Field("price-sensitivity", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    model_uri: str | None = Field(None, description="s3://bucket/key or a local path")
     model_version_id: str | None = Field(None, description="pin one S3 object version")
     model_sha256: Sha256 | None = Field(None, description="refuse a model with another digest")
+    model_source_file: Path | None = Field(
+        None, description='JSON {"uri", "versionId", "sha256"}, re-read on every poll'
+    )
+    model_name: str = Field("price-sensitivity", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     require_sha256_metadata: bool = Field(
         True, description="refuse S3 objects uploaded without sha256 metadata"
     )
@@ -39,3 +52,29 @@ class ServingSettings(BaseSettings):
     # 0 (always a thread) measured best even on one pinned core: the loop keeps parsing the
     # next micro-batch while XGBoost (which releases the GIL) computes this one.
     inline_predict_max_rows: int = Field(0, ge=0)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            check_uri(uri)
+        return uri
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ServingSettings:
+        if (self.model_uri is None) == (self.model_source_file is None):
+            raise ValueError("set exactly one of MODEL_URI and MODEL_SOURCE_FILE")
+        if self.model_source_file is not None and (self.model_version_id or self.model_sha256):
+            raise ValueError("with MODEL_SOURCE_FILE, pins belong in that file")
+        return self
+
+    def locator(self) -> Callable[[], ModelLocation]:
+        """What the registry asks on every poll for the model's location."""
+        if self.model_source_file is not None:
+            return partial(read_location_file, self.model_source_file)
+        assert self.model_uri is not None  # _one_location
+        return constant(ModelLocation(self.model_uri, self.model_version_id, self.model_sha256))
+
+
+def constant(location: ModelLocation) -> Callable[[], ModelLocation]:
+    return lambda: location

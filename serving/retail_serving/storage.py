@@ -9,13 +9,14 @@ upload can never hand us a mix of old metadata and new bytes). boto3 picks up cr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from retail_serving.artifact import sha256_hex
 from retail_serving.errors import SourceUnavailable
-from retail_serving.versions import ObjectVersion
+from retail_serving.versions import ModelLocation, ObjectVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -138,13 +139,44 @@ class FileSource:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
 
 
-def open_source(uri: str, *, pinned_version_id: str | None = None) -> ModelSource:
-    """``s3://bucket/key`` → S3, ``file://path`` or a plain path → local file."""
+def check_uri(uri: str) -> None:
+    """Raise ``ValueError`` unless ``uri`` is ``s3://bucket/key``, ``file://path`` or a path."""
     if uri.startswith("s3://"):
-        return S3Source(S3Location.parse(uri), pinned_version_id=pinned_version_id)
-    if pinned_version_id:
-        raise ValueError("a version pin needs an s3:// model URI")
-    return FileSource(Path(uri.removeprefix("file://")))
+        S3Location.parse(uri)
+    elif not uri.removeprefix("file://"):
+        raise ValueError("the model URI is empty")
+
+
+def open_source(location: ModelLocation) -> ModelSource:
+    """``s3://bucket/key`` → S3, ``file://path`` or a plain path → local file."""
+    try:
+        check_uri(location.uri)
+    except ValueError as error:
+        raise SourceUnavailable(f"invalid model location: {error}") from None
+    if location.uri.startswith("s3://"):
+        return S3Source(S3Location.parse(location.uri), pinned_version_id=location.version_id)
+    if location.version_id:
+        raise SourceUnavailable("invalid model location: a version pin needs an s3:// URI")
+    return FileSource(Path(location.uri.removeprefix("file://")))
+
+
+def read_location_file(path: Path) -> ModelLocation:
+    """The location described by a JSON file ``{"uri", "versionId", "sha256"}`` (what the
+    operator mounts from a ConfigMap); empty strings mean "not pinned". Re-read on every poll,
+    so a new pin reaches running pods without a restart."""
+    try:
+        document: Any = json.loads(path.read_text())
+    except OSError as error:
+        raise SourceUnavailable(f"cannot read model source file {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise SourceUnavailable(f"model source file {path} is not JSON: {error}") from None
+    fields = document if isinstance(document, dict) else {}
+    uri, version_id, sha256 = (fields.get(key) or None for key in ("uri", "versionId", "sha256"))
+    if not isinstance(uri, str) or not all(
+        value is None or isinstance(value, str) for value in (version_id, sha256)
+    ):
+        raise SourceUnavailable(f"model source file {path} needs a string 'uri'")
+    return ModelLocation(uri, version_id, sha256)
 
 
 @dataclass(frozen=True)

@@ -67,17 +67,18 @@ class PredictorProcess:
 def start_predictor(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
     started: list[PredictorProcess] = []
 
-    def start(model_uri: str, env: dict[str, str] | None = None) -> PredictorProcess:
+    def start(model_uri: str | None, env: dict[str, str] | None = None) -> PredictorProcess:
         port = free_port()
         log = tmp_path / f"predictor-{port}.log"
         retailctl = Path(sys.executable).with_name("retailctl")
         child_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
             "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
             **(env or {}),
         }
+        location = [] if model_uri is None else ["--model-uri", model_uri]
         process = subprocess.Popen(
-            [str(retailctl), "serve", "--model-uri", model_uri, "--port", str(port)],
+            [str(retailctl), "serve", *location, "--port", str(port)],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             env=child_env,

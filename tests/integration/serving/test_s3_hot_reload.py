@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -179,3 +180,20 @@ def test_no_request_fails_during_several_reloads(
     assert outcomes["200"] > 30
     assert versions_seen == {"r0", "r1", "r2", "r3"}
     assert predictor.metric("retail_model_reloads_total", outcome="ok") == 4
+
+
+def test_a_source_file_pin_rolls_back_without_a_restart(
+    tmp_path: Path, bucket: VersionedBucket, model_version: Versions, start_predictor: Start
+) -> None:
+    """The operator's way: a mounted JSON file names the object and pins; pods re-read it."""
+    first = bucket.put(model_version("first"))
+    source_file = tmp_path / "model-source.json"
+    source_file.write_text(json.dumps({"uri": bucket.uri, "versionId": "", "sha256": ""}))
+    env = bucket.moto.env() | {"MODEL_SOURCE_FILE": str(source_file)}
+    predictor = start_predictor(None, env)
+    wait_for(lambda: predictor.serving("first"), "the first model")
+    bucket.put(model_version("second"))
+    wait_for(lambda: predictor.serving("second"), "the newest object version")
+    source_file.write_text(json.dumps({"uri": bucket.uri, "versionId": first, "sha256": ""}))
+    wait_for(lambda: predictor.serving("first"), "the pinned older version")
+    assert predictor.info()["version_id"] == first

@@ -23,3 +23,10 @@ def model_bytes(trained: training.TrainedModel) -> bytes:
 @pytest.fixture(scope="session")
 def model(model_bytes: bytes) -> Model:
     return artifact.load(model_bytes)
+
+
+@pytest.fixture(autouse=True)
+def _no_serving_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the environment: start every test from a clean one."""
+    for name in ("MODEL_URI", "MODEL_SOURCE_FILE", "MODEL_VERSION_ID", "MODEL_SHA256"):
+        monkeypatch.delenv(name, raising=False)

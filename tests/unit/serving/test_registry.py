@@ -11,7 +11,7 @@ from retail_serving.errors import SourceUnavailable
 from retail_serving.metrics import ServingMetrics
 from retail_serving.registry import ModelRegistry
 from retail_serving.training import TrainedModel
-from retail_serving.versions import ObjectVersion
+from retail_serving.versions import ModelLocation, ObjectVersion
 
 
 class MemorySource:
@@ -56,6 +56,13 @@ def metrics() -> ServingMetrics:
     return ServingMetrics()
 
 
+def registry_for(
+    source: MemorySource, metrics: ServingMetrics, location: ModelLocation | None = None
+) -> ModelRegistry:
+    where = location or ModelLocation(source.uri)
+    return ModelRegistry(lambda: where, metrics, connect=lambda _: source)
+
+
 def version_bytes(trained: TrainedModel, version: str) -> bytes:
     return artifact.serialise(trained.booster, trained.encoder, version)
 
@@ -63,7 +70,7 @@ def version_bytes(trained: TrainedModel, version: str) -> bytes:
 def test_first_poll_loads_and_later_polls_swap_only_on_change(
     source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
-    registry = ModelRegistry(source, metrics)
+    registry = registry_for(source, metrics)
     assert not registry.poll() and not registry.ready  # nothing uploaded yet
     source.put(version_bytes(trained, "one"))
     assert registry.poll()
@@ -96,7 +103,7 @@ def test_a_bad_new_version_keeps_the_old_model_and_is_counted_and_logged_once(
     upload: object,
     reason: str,
 ) -> None:
-    registry = ModelRegistry(source, metrics)
+    registry = registry_for(source, metrics)
     source.put(version_bytes(trained, "good"))
     registry.poll()
     data, recorded = upload(version_bytes(trained, "bad"))  # type: ignore[operator]
@@ -116,7 +123,7 @@ def test_an_unreachable_source_keeps_serving_and_logs_once(
     trained: TrainedModel,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    registry = ModelRegistry(source, metrics)
+    registry = registry_for(source, metrics)
     source.put(version_bytes(trained, "good"))
     registry.poll()
     source.down = True
@@ -132,8 +139,41 @@ def test_a_pinned_digest_refuses_other_models(
     source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
     good = version_bytes(trained, "pinned")
-    registry = ModelRegistry(source, metrics, pinned_sha256=artifact.sha256_hex(good))
+    pinned = ModelLocation(source.uri, sha256=artifact.sha256_hex(good))
+    registry = registry_for(source, metrics, pinned)
     source.put(version_bytes(trained, "other"))
     assert not registry.poll() and not registry.ready
     source.put(good)
     assert registry.poll()
+
+
+def test_a_changed_location_is_a_new_version_even_for_the_same_object(
+    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    where = [ModelLocation(source.uri)]
+    registry = ModelRegistry(lambda: where[0], metrics, connect=lambda _: source)
+    source.put(version_bytes(trained, "one"))
+    assert registry.poll()
+    where[0] = ModelLocation(source.uri, sha256="f" * 64)  # a new pin the model fails
+    assert not registry.poll()
+    assert registry.current is not None and registry.current.model.version == "one"
+    assert counter(metrics, "retail_model_reload_failures_total", reason="checksum") == 1
+    assert registry.current.origin.location == ModelLocation(source.uri)
+
+
+def test_one_source_per_uri_and_version_pin(metrics: ServingMetrics) -> None:
+    connected: list[ModelLocation] = []
+    where = [ModelLocation("s3://b/k")]
+
+    def connect(location: ModelLocation) -> MemorySource:
+        connected.append(location)
+        return MemorySource()
+
+    registry = ModelRegistry(lambda: where[0], metrics, connect=connect)
+    registry.poll()
+    registry.poll()
+    where[0] = ModelLocation("s3://b/k", sha256="a" * 64)  # same object, same source
+    registry.poll()
+    where[0] = ModelLocation("s3://b/k", version_id="v7")
+    registry.poll()
+    assert connected == [ModelLocation("s3://b/k"), ModelLocation("s3://b/k", version_id="v7")]

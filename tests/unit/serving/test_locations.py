@@ -1,0 +1,71 @@
+"""Where the model comes from: MODEL_URI with pins, or a source file re-read on every poll."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from retail_serving.errors import SourceUnavailable
+from retail_serving.settings import ServingSettings
+from retail_serving.storage import FileSource, S3Location, open_source, read_location_file
+from retail_serving.versions import ModelLocation
+
+
+def test_a_source_file_is_read_afresh_and_empty_pins_mean_none(tmp_path: Path) -> None:
+    path = tmp_path / "model-source.json"
+    path.write_text(json.dumps({"uri": "s3://b/m.ubj", "versionId": "", "sha256": ""}))
+    assert read_location_file(path) == ModelLocation("s3://b/m.ubj")
+    path.write_text(json.dumps({"uri": "s3://b/m.ubj", "versionId": "v3", "sha256": "ab" * 32}))
+    assert read_location_file(path) == ModelLocation("s3://b/m.ubj", "v3", "ab" * 32)
+
+
+@pytest.mark.parametrize("text", [None, "not json", "[]", '{"versionId": "v1"}', '{"uri": 3}'])
+def test_a_missing_or_malformed_source_file_is_temporarily_unavailable(
+    tmp_path: Path, text: str | None
+) -> None:
+    path = tmp_path / "model-source.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SourceUnavailable):
+        read_location_file(path)
+
+
+def test_settings_take_exactly_one_location(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        ServingSettings()
+    source_file = tmp_path / "s.json"
+    with pytest.raises(ValidationError, match="exactly one"):
+        ServingSettings(model_uri="m.ubj", model_source_file=source_file)
+    with pytest.raises(ValidationError, match="pins belong"):
+        ServingSettings(model_source_file=source_file, model_version_id="v1")
+    with pytest.raises(ValidationError, match="bucket and a key"):
+        ServingSettings(model_uri="s3://bucket-only")
+
+
+def test_settings_locate_a_pinned_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_URI", "s3://b/k.ubj")
+    monkeypatch.setenv("MODEL_VERSION_ID", "v9")
+    monkeypatch.setenv("MODEL_SHA256", "C" * 64)
+    assert ServingSettings().locator()() == ModelLocation("s3://b/k.ubj", "v9", "C" * 64)
+
+
+def test_settings_locate_through_the_source_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    locate = ServingSettings(model_source_file=path).locator()
+    path.write_text(json.dumps({"uri": "/models/a.ubj"}))
+    assert locate() == ModelLocation("/models/a.ubj")
+    path.write_text(json.dumps({"uri": "/models/b.ubj"}))
+    assert locate() == ModelLocation("/models/b.ubj")
+
+
+def test_locations_open_the_right_source(tmp_path: Path) -> None:
+    assert isinstance(open_source(ModelLocation(str(tmp_path / "m.ubj"))), FileSource)
+    assert open_source(ModelLocation("file:///models/m.ubj")).uri == "/models/m.ubj"
+    with pytest.raises(SourceUnavailable, match="version pin"):
+        open_source(ModelLocation("/models/m.ubj", version_id="v1"))
+    with pytest.raises(SourceUnavailable, match="invalid"):
+        open_source(ModelLocation("s3://"))
+    assert S3Location.parse("s3://b/a/b/c.ubj") == S3Location("b", "a/b/c.ubj")
