@@ -85,38 +85,43 @@ class Demo:
         console.print()
         console.print(Panel(why, title=f"[bold]Step {self.step_number}. {title}", expand=False))
 
-    def run(self, *argv: str, show: bool = True, check: bool = True) -> str:
+    def run(
+        self, *argv: str, show: bool = True, check: bool = True, stdin: str = "", as_typed: str = ""
+    ) -> str:
+        """Run a command and show it as the reader would type it (``as_typed``, else argv);
+        ``retailctl`` is this installation's."""
         if show:
-            console.print(f"[bold cyan]$ {' '.join(argv)}")
+            console.print(f"[bold cyan]$ {as_typed or ' '.join(argv)}")
         command = [self.retailctl, *argv[1:]] if argv[0] == "retailctl" else list(argv)
         result = subprocess.run(
-            command, env=self.env, capture_output=True, text=True, timeout=900, check=False
-        )
-        output = (result.stdout + result.stderr).rstrip()
-        if show and output:
-            console.print(output, markup=False)
-        if check and result.returncode != 0:
-            raise DemoError(f"{' '.join(argv)} failed (exit {result.returncode})")
-        return result.stdout
-
-    def kubectl(self, *args: str, show: bool = True, check: bool = True, stdin: str = "") -> str:
-        if show:
-            console.print(f"[bold cyan]$ kubectl {' '.join(args)}")
-        result = subprocess.run(
-            [self.retailctl, "cluster", "kubectl", "--", *args],
+            command,
             env=self.env,
             input=stdin,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=900,
             check=False,
         )
         output = (result.stdout + result.stderr).rstrip()
         if show and output:
             console.print(output, markup=False)
         if check and result.returncode != 0:
-            raise DemoError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+            last = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            raise DemoError(f"{as_typed or ' '.join(argv)} failed: {last[0]}")
         return result.stdout
+
+    def kubectl(self, *args: str, show: bool = True, check: bool = True, stdin: str = "") -> str:
+        return self.run(
+            "retailctl",
+            "cluster",
+            "kubectl",
+            "--",
+            *args,
+            show=show,
+            check=check,
+            stdin=stdin,
+            as_typed=f"kubectl {' '.join(args)}",
+        )
 
     def background(self, name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         console.print(f"[bold cyan]$ {' '.join(argv)} &[/]  [dim](log: {log})")

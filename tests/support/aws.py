@@ -8,7 +8,6 @@ state between tests that need a clean account.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-REGION = "ap-southeast-1"
-# Fake, clearly-not-real credentials: moto accepts any; tests grep outputs for these to prove
-# no credential ever leaks into logs, status or responses.
-ACCESS_KEY = "AKIARETAILTESTKEY000"
-SECRET_KEY = "retail-test-secret-key-do-not-leak-0000"
+from retail_operator.standin import ACCESS_KEY, REGION, SECRET_KEY, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "MotoServer", "free_port"]
 
 
 @dataclass(frozen=True)
