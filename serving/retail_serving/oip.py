@@ -72,6 +72,11 @@ def _fail(loc: list[str | int], message: str, kind: str = "value_error") -> Inva
     return InvalidInput([{"loc": loc, "msg": message, "type": kind}], too_large=kind == "too_long")
 
 
+def _text(value: Any) -> str | None:
+    """A field that must be a string, or None (never an unhashable surprise)."""
+    return value if isinstance(value, str) else None
+
+
 def _flatten(data: Any, loc: list[str | int]) -> list[Any]:
     if not isinstance(data, list):
         raise _fail(loc, "data must be a list")
@@ -126,13 +131,13 @@ def _decode_named(inputs: list[Any], encoder: Encoder, max_rows: int) -> Matrix:
     columns: dict[str, list[Any]] = {}
     for index, spec in enumerate(inputs):
         loc: list[str | int] = ["inputs", index]
-        name = spec.get("name")
+        name = _text(spec.get("name"))
         if name not in schema.names:
             raise _fail([*loc, "name"], f"unknown input {name!r}; expected {list(schema.names)}")
         if name in columns:
             raise _fail([*loc, "name"], f"input {name!r} given twice")
         feature = schema.features[schema.names.index(name)]
-        datatype = spec.get("datatype")
+        datatype = _text(spec.get("datatype"))
         if feature.is_categorical and datatype != "BYTES":
             raise _fail([*loc, "datatype"], f"{name} is categorical: datatype must be BYTES")
         if not feature.is_categorical and datatype not in NUMERIC_TYPES:
@@ -177,16 +182,16 @@ def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
     outputs: tuple[str, ...] = OUTPUTS
     if payload.get("outputs") is not None:
         wanted = payload["outputs"]
-        names = [o.get("name") if isinstance(o, dict) else None for o in wanted or []]
-        unknown = [name for name in names if name not in OUTPUTS]
-        if not isinstance(wanted, list) or unknown or not names:
+        wanted = wanted if isinstance(wanted, list) else []
+        names = [_text(o.get("name")) if isinstance(o, dict) else None for o in wanted]
+        if not names or any(name not in OUTPUTS for name in names):
             raise _fail(["outputs"], f"outputs must name some of {list(OUTPUTS)}")
         outputs = tuple(name for name in OUTPUTS if name in names)
     single = inputs[0]
     if (
         len(inputs) == 1
-        and single.get("datatype") in TENSOR_TYPES
-        and single.get("name") not in encoder.schema.names
+        and _text(single.get("datatype")) in TENSOR_TYPES
+        and _text(single.get("name")) not in encoder.schema.names
     ):
         matrix = _decode_tensor(single, encoder, max_rows)
     else:

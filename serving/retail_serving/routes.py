@@ -231,6 +231,7 @@ def _document_prediction_routes(app: FastAPI) -> None:
 
     row = ROW.json_schema()
     limit = services_of(app).settings.max_batch_rows
+    model_name = services_of(app).settings.model_name
     paths = {
         "/predict": {"post": operation("Predict one basket's price sensitivity", row)},
         "/predict/batch": {
@@ -243,7 +244,12 @@ def _document_prediction_routes(app: FastAPI) -> None:
             "post": {
                 **operation("Open Inference Protocol inference", oip.REQUEST_SCHEMA),
                 "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": [model_name]},
+                    }
                 ],
             }
         },

@@ -120,3 +120,20 @@ def test_infer_response_carries_probabilities_and_labels(model: Model) -> None:
     assert by_name["probabilities"]["data"] == pytest.approx(probabilities.ravel().tolist())
     winner = model.classes[int(probabilities.argmax())]
     assert by_name["prediction"]["data"] == [winner]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"inputs": [{"name": ["x"], "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
+        {"inputs": [{"name": "input-0", "datatype": ["FP32"], "shape": [1, 8], "data": []}]},
+        {"inputs": [{"name": "BASKET_SIZE", "datatype": {}, "shape": [1], "data": ["M"]}]},
+        {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": "x", "data": 1}]},
+        {"inputs": [{}], "outputs": 0.5},
+        {"inputs": [{}], "outputs": [{"name": ["probabilities"]}]},
+    ],
+)
+def test_wrongly_typed_fields_are_invalid_input_not_a_crash(payload: Any, model: Model) -> None:
+    # Found by fuzzing the OpenAPI schema: these used to raise TypeError (a 500).
+    with pytest.raises(InvalidInput):
+        decode(payload, model)
