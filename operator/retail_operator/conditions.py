@@ -2,7 +2,7 @@
 
 ``merge`` keeps a condition's ``lastTransitionTime`` unless its status changed, so repeated
 reconciles of an unchanged world leave the status byte-for-byte the same; ``transitions`` says
-which conditions changed, which is what the operator turns into Kubernetes Events.
+which conditions changed, and ``announcements`` which of those changes become Kubernetes Events.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ MODEL_AVAILABLE = "ModelAvailable"
 AVAILABLE = "Available"
 READY = "Ready"
 ORDER = (IMAGE_SCAN_PASSED, MODEL_AVAILABLE, AVAILABLE, READY)
+# Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
+PROGRESS_REASONS = frozenset({"RolloutPending", "RolloutInProgress", "ScanInProgress"})
 
 
 class Condition(TypedDict):
@@ -28,6 +30,15 @@ class Condition(TypedDict):
     message: str
     lastTransitionTime: str
     observedGeneration: int
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A Kubernetes Event to post about a RetailModel."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -74,3 +85,25 @@ def transitions(existing: Iterable[Condition], merged: Iterable[Condition]) -> l
     """Conditions whose status or reason differ from before: each deserves an Event."""
     previous = {c["type"]: (c["status"], c["reason"]) for c in existing}
     return [c for c in merged if previous.get(c["type"]) != (c["status"], c["reason"])]
+
+
+def announcements(existing: Iterable[Condition], merged: Iterable[Condition]) -> list[Announcement]:
+    """The Events a change of conditions deserves.
+
+    Every problem is a Warning; progress and the summary (Ready) are Normal. A check that
+    passes (ScanClean, ModelFound) or a Deployment becoming available is not announced on its
+    own: Ready's transition tells that story, and ``kubectl describe`` still shows every
+    condition. Each Event is an API write: five per RetailModel took about a quarter of the
+    control plane's CPU while a thousand rolled out (bench/RESULTS.md).
+    """
+    announced = []
+    for changed in transitions(existing, merged):
+        good = changed["status"] == "True"
+        if changed["type"] == AVAILABLE or (good and changed["type"] != READY):
+            continue
+        kind: Literal["Normal", "Warning"] = (
+            "Normal" if good or changed["reason"] in PROGRESS_REASONS else "Warning"
+        )
+        message = f"{changed['type']}: {changed['message']}"
+        announced.append(Announcement(kind, changed["reason"], message))
+    return announced

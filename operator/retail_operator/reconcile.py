@@ -258,13 +258,8 @@ class Reconciler:
         patch = merge_patch(subject.status, new_status)
         if patch:
             await self.kube.patch_status(subject.owner.namespace, subject.owner.name, patch)
-        for changed in conditions.transitions(old_conditions, merged):
-            if changed["type"] == conditions.AVAILABLE and changed["status"] != "True":
-                continue  # Ready carries the story; one Warning per decision is enough
-            kind = "Normal" if changed["status"] == "True" else "Warning"
-            if changed["reason"] in ("RolloutPending", "RolloutInProgress", "ScanInProgress"):
-                kind = "Normal"
-            self.emit(body, kind, changed["reason"], f"{changed['type']}: {changed['message']}")
+        for event in conditions.announcements(old_conditions, merged):
+            self.emit(body, event.type, event.reason, event.message)
         return new_status
 
 

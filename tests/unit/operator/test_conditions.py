@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from retail_operator.conditions import READY, Verdict, merge, transitions
+from retail_operator.conditions import (
+    AVAILABLE,
+    IMAGE_SCAN_PASSED,
+    MODEL_AVAILABLE,
+    READY,
+    Condition,
+    Verdict,
+    announcements,
+    merge,
+    transitions,
+)
 
 
 def test_new_conditions_are_stamped_and_ordered() -> None:
@@ -51,3 +61,49 @@ def test_transitions_report_status_or_reason_changes_only() -> None:
         old, [Verdict(READY, "False", "VulnerabilitiesFound", "c")], generation=1, now="T2"
     )
     assert [c["reason"] for c in transitions(old, reason)] == ["VulnerabilitiesFound"]
+
+
+def _conditions(*verdicts: Verdict) -> list[Condition]:
+    return merge([], list(verdicts), generation=1, now="T")
+
+
+def test_a_clean_rollout_is_announced_by_ready_alone() -> None:
+    first = _conditions(
+        Verdict(IMAGE_SCAN_PASSED, "True", "ScanClean", "clean"),
+        Verdict(MODEL_AVAILABLE, "True", "ModelFound", "found"),
+        Verdict(AVAILABLE, "False", "RolloutInProgress", "0/1"),
+        Verdict(READY, "False", "RolloutInProgress", "rolling out"),
+    )
+    started = announcements([], first)
+    assert [(e.type, e.reason) for e in started] == [("Normal", "RolloutInProgress")]
+    assert started[0].message == "Ready: rolling out"
+    done = merge(
+        first,
+        [
+            Verdict(IMAGE_SCAN_PASSED, "True", "ScanClean", "clean"),
+            Verdict(MODEL_AVAILABLE, "True", "ModelFound", "found"),
+            Verdict(AVAILABLE, "True", "MinimumReplicasAvailable", "1/1"),
+            Verdict(READY, "True", "RolledOut", "serving"),
+        ],
+        generation=1,
+        now="T2",
+    )
+    assert [(e.type, e.reason) for e in announcements(first, done)] == [("Normal", "RolledOut")]
+
+
+def test_problems_are_warnings_and_pending_scans_are_progress() -> None:
+    blocked = _conditions(
+        Verdict(IMAGE_SCAN_PASSED, "False", "VulnerabilitiesFound", "CVE-1 HIGH"),
+        Verdict(MODEL_AVAILABLE, "Unknown", "Throttled", "slow down"),
+        Verdict(AVAILABLE, "False", "NotDeployed", "nothing yet"),
+        Verdict(READY, "False", "VulnerabilitiesFound", "blocked"),
+    )
+    assert [(e.type, e.reason) for e in announcements([], blocked)] == [
+        ("Warning", "VulnerabilitiesFound"),
+        ("Warning", "Throttled"),
+        ("Warning", "VulnerabilitiesFound"),
+    ]
+    scanning = _conditions(Verdict(IMAGE_SCAN_PASSED, "Unknown", "ScanInProgress", "wait"))
+    assert [(e.type, e.reason) for e in announcements([], scanning)] == [
+        ("Normal", "ScanInProgress")
+    ]
