@@ -126,10 +126,15 @@ class Scenario:
         self.aws.put_model(BUCKET, key, body)
         return f"s3://{BUCKET}/{key}"
 
+    def tag(self, tag: str) -> str:
+        """Tags are per test: every test shares one moto registry, and moto lets a pushed tag
+        stay on an older image."""
+        return f"{tag}.{self.namespace}"
+
     def image(
         self, tag: str, findings: list[tuple[str, str]] | None = None, status: str = "COMPLETE"
     ) -> str:
-        digest = self.aws.push_image(REPOSITORY, tag)
+        digest = self.aws.push_image(REPOSITORY, self.tag(tag))
         if status:
             self.aws.set_scan(REPOSITORY, digest, status, findings)
         return digest
@@ -140,7 +145,7 @@ class Scenario:
             "kind": "RetailModel",
             "metadata": {"name": name, "namespace": self.namespace},
             "spec": {
-                "image": {"repository": self.aws.repository_uri(REPOSITORY), "tag": tag},
+                "image": {"repository": self.aws.repository_uri(REPOSITORY), "tag": self.tag(tag)},
                 "model": {"s3Uri": model_uri},
                 "replicas": 2,
                 **spec,
