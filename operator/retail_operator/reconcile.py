@@ -20,7 +20,7 @@ from retail_operator import conditions, rendering, rollout
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError, TemporaryError
-from retail_operator.facts import DeploymentState, ScanReport
+from retail_operator.facts import DeploymentState, ModelObject, ScanReport
 from retail_operator.kube import KubeApi
 from retail_operator.rendering import Owner, Target
 from retail_operator.scanpolicy import evaluate_scan
@@ -173,7 +173,7 @@ class Reconciler:
         )
         return digest, report, check, decision.counts
 
-    async def _check_model(self, source: ModelSource) -> tuple[Any, rollout.Check]:
+    async def _check_model(self, source: ModelSource) -> tuple[ModelObject | None, rollout.Check]:
         try:
             found = await self.models.head(source)
         except OperatorError as error:
