@@ -1,7 +1,8 @@
 """The predictor's FastAPI application: wiring, lifespan (model polling) and request metrics.
 
 ``create_app`` builds one app from ``ServingSettings``: the model registry, the inference
-engine and the metrics, shared by the routes (``routes``) through ``app.state.services``.
+engine and the metrics, shared by the routes (``routes``, ``hotpath``) through
+``app.state.services``. Request metrics wrap everything, including the prediction fast path.
 The lifespan loads the model once before traffic is accepted (a failure leaves the app up
 but not ready) and then polls for new versions every ``reload_interval_seconds``, in a worker
 thread so that downloads and parsing never hold up the event loop.
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retail_serving import routes
+from retail_serving.hotpath import FastPath
 from retail_serving.inference import InferenceEngine
 from retail_serving.metrics import ServingMetrics
 from retail_serving.payloads import BatchParser
@@ -77,7 +79,9 @@ async def _poll_forever(registry: ModelRegistry, interval: float) -> None:
             log.exception("model poll failed unexpectedly")
 
 
-def create_app(settings: ServingSettings | None = None) -> FastAPI:
+def create_app(settings: ServingSettings | None = None) -> ASGIApp:
+    """The predictor as an ASGI app: request metrics, then the prediction fast path, then
+    the FastAPI app with every route."""
     settings = settings or ServingSettings()  # read from the environment
     metrics = ServingMetrics()
     registry = ModelRegistry(
@@ -111,6 +115,5 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    app.add_middleware(RequestMetrics, metrics=metrics)
     routes.install(app)
-    return app
+    return RequestMetrics(FastPath(app, services), metrics)

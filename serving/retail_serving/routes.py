@@ -1,52 +1,36 @@
-"""The predictor's HTTP routes (DESIGN.md predictor table) and the mapping of errors to HTTP.
+"""The predictor's HTTP routes (DESIGN.md predictor table) on the FastAPI app.
 
-The three prediction routes are plain Starlette routes: they read the raw body, validate it
-with pydantic-core directly and answer with orjson-encoded bytes. FastAPI's parameter solving,
-body parsing and response encoding cost about a third of a single-row request (measured), so
-the hot path skips them; their schemas are added to the OpenAPI document by hand
-(``_document_prediction_routes``). Domain errors (``InvalidInput``, ``NoModel``) become HTTP
-errors here and nowhere else.
+The three prediction routes live in ``hotpath`` (plain Starlette routes, also reached directly
+by ``hotpath.FastPath``); this module adds them to the app, describes them in the OpenAPI
+document by hand (``_document_prediction_routes``: FastAPI only documents its own routes), and
+defines the other routes. Domain errors become HTTP answers through ``hotpath.error_answer``,
+here and in the fast path alike, and nowhere else.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from retail_serving import oip
+from retail_serving.hotpath import (
+    HOT_ROUTES,
+    BodyTooLarge,
+    ClientGone,
+    NoModel,
+    UnknownModel,
+    error_answer,
+    served,
+    v2_model,
+)
 from retail_serving.metrics import CONTENT_TYPE
 from retail_serving.page import PAGE
-from retail_serving.payloads import ROW, InvalidInput, parse_one, prediction, predictions
-from retail_serving.registry import ServedModel
+from retail_serving.payloads import ROW, InvalidInput
 from retail_serving.services import Services
-
-
-class NoModel(Exception):
-    """No verified model is loaded yet."""
-
-
-class UnknownModel(Exception):
-    """A v2 route named a model this server does not serve."""
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class PlainRoute(Route):
-    """A Starlette route that, like FastAPI's own, records itself in the scope, so the metrics
-    middleware can label requests by its path template."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self
-        await super().handle(scope, receive, send)
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -62,64 +46,18 @@ def services(request: Request) -> Services:
     return services_of(request.app)
 
 
-def served(request: Request) -> ServedModel:
-    current = services(request).registry.current
-    if current is None:
-        raise NoModel
-    return current
-
-
-async def read_body(request: Request) -> bytes:
-    limit = services(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _v2_model(request: Request, name: str) -> ServedModel:
-    if name != services(request).settings.model_name:
-        raise UnknownModel(name)
-    return served(request)
-
-
 def install(app: FastAPI) -> None:
     """Add every route and error handler to ``app``; the prediction routes come first."""
-    app.router.routes.extend(
-        [
-            PlainRoute("/predict", predict, methods=["POST"]),
-            PlainRoute("/predict/batch", predict_batch, methods=["POST"]),
-            PlainRoute("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-        ]
-    )
+    app.router.routes.extend(HOT_ROUTES)
     _document_prediction_routes(app)
 
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(request: Request, error: InvalidInput) -> Response:
-        status = 413 if error.too_large else 422
-        if request.url.path.startswith("/v2/"):
-            return json_response({"error": str(error), "detail": error.errors}, status)
-        return json_response({"detail": error.errors}, status)
+    async def domain_error(request: Request, error: Exception) -> Response:
+        mapped = error_answer(error, request.url.path, services(request))
+        assert mapped is not None  # registered for domain errors only
+        return json_response(mapped[1], mapped[0])
 
-    @app.exception_handler(NoModel)
-    async def no_model(request: Request, error: NoModel) -> Response:
-        return json_response({"detail": "no verified model is loaded yet"}, 503)
-
-    @app.exception_handler(UnknownModel)
-    async def unknown_model(request: Request, error: UnknownModel) -> Response:
-        return json_response({"error": f"model {error} is not served here"}, 404)
-
-    @app.exception_handler(BodyTooLarge)
-    async def body_too_large(request: Request, error: BodyTooLarge) -> Response:
-        limit = services(request).settings.max_body_bytes
-        return json_response({"detail": f"request body exceeds {limit} bytes"}, 413)
+    for error_type in (InvalidInput, NoModel, UnknownModel, BodyTooLarge, ClientGone):
+        app.add_exception_handler(error_type, domain_error)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home() -> HTMLResponse:
@@ -139,7 +77,7 @@ def install(app: FastAPI) -> None:
     @app.get("/model/info", summary="The model being served and where it came from")
     async def model_info(request: Request) -> Response:
         context = services(request)
-        current = served(request)
+        current = served(context)
         model = current.model
         return json_response(
             {
@@ -174,44 +112,12 @@ def install(app: FastAPI) -> None:
 
     @app.get("/v2/models/{name}", summary="Open Inference Protocol model metadata")
     async def v2_metadata(request: Request, name: str) -> Response:
-        return json_response(oip.model_metadata(name, _v2_model(request, name).model))
+        return json_response(oip.model_metadata(name, v2_model(services(request), name).model))
 
     @app.get("/v2/models/{name}/ready", summary="Open Inference Protocol model readiness")
     async def v2_model_ready(request: Request, name: str) -> Response:
-        _v2_model(request, name)
+        v2_model(services(request), name)
         return json_response({"name": name, "ready": True})
-
-
-async def predict(request: Request) -> Response:
-    row = parse_one(await read_body(request))
-    model = served(request).model
-    probabilities = await services(request).engine.predict_row(model, model.encoder.encode_row(row))
-    return json_response(
-        prediction([round(p, 6) for p in probabilities], model.classes, model.version)
-    )
-
-
-async def predict_batch(request: Request) -> Response:
-    context = services(request)
-    rows = context.batch_parser.parse(await read_body(request))
-    model = served(request).model
-    probabilities = await context.engine.predict_matrix(model, model.encoder.encode_rows(rows))
-    answers = predictions(probabilities, model.classes, model.version)
-    return json_response({"predictions": answers, "count": len(answers)})
-
-
-async def v2_infer(request: Request) -> Response:
-    context = services(request)
-    name = request.path_params["name"]
-    model = _v2_model(request, name).model
-    body = await read_body(request)
-    decoded = oip.decode_infer(body, model.encoder, context.settings.max_batch_rows)
-    if len(decoded.matrix) == 1:
-        row = await context.engine.predict_row(model, decoded.matrix[0].tolist())
-        probabilities = np.asarray([row], dtype=np.float32)
-    else:
-        probabilities = await context.engine.predict_matrix(model, decoded.matrix)
-    return json_response(oip.infer_response(name, model, decoded, probabilities))
 
 
 def _document_prediction_routes(app: FastAPI) -> None:

@@ -163,3 +163,24 @@ def test_the_app_serves_batches_again_after_a_restart_of_its_lifespan(
         with TestClient(app) as client:
             response = client.post("/predict/batch", json=[EXAMPLE] * 3)
             assert response.status_code == 200 and response.json()["count"] == 3
+
+
+def test_the_fast_path_and_the_app_routes_answer_alike(tmp_path: Path, model_bytes: bytes) -> None:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    outer = create_app(ServingSettings(model_uri=str(tmp_path / "model.ubj")))
+    inner = outer.app.app  # type: ignore[attr-defined]  # metrics → fast path → FastAPI
+    requests: list[tuple[str, Any]] = [
+        ("/predict", EXAMPLE),
+        ("/predict", {**EXAMPLE, "SPEND": "x"}),
+        ("/predict/batch", [EXAMPLE, {**EXAMPLE, "STORE_REGION": "new"}]),
+        ("/v2/models/price-sensitivity/infer", {"inputs": []}),
+        ("/v2/models/elsewhere/infer", {"inputs": []}),
+    ]
+    with TestClient(outer) as fast, TestClient(inner) as routed:
+        for path, payload in requests:
+            one, other = fast.post(path, json=payload), routed.post(path, json=payload)
+            assert (one.status_code, one.json()) == (other.status_code, other.json()), path
+        assert fast.get("/predict").status_code == 405
+        text = fast.get("/metrics").text
+    assert 'route="/predict",status="200"' in text
+    assert 'route="/v2/models/{name}/infer",status="404"' in text
