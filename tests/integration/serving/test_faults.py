@@ -1,0 +1,203 @@
+"""Predictor faults: S3 unreachable or throttling during a reload, and objects that must never be
+served (truncated, the wrong feature schema).
+
+Each test runs ``retailctl serve`` as its own process against moto over HTTP, with
+``AWS_ENDPOINT_URL`` pointing at a fault-injecting proxy (``tests.support.faults``) in front of
+moto. In every case the old model keeps serving, ``/ready`` stays 200, the failure is counted in
+``/metrics`` and logged once however many polls repeat it, and the next good object is served.
+(A corrupt object and a sha256 mismatch: ``test_s3_hot_reload``.)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from retail_serving import artifact
+from retail_serving.payloads import EXAMPLE
+from tests.support.faults import FaultProxy, Rule, s3_error
+
+from .conftest import PredictorProcess, VersionedBucket, wait_for
+
+pytestmark = pytest.mark.aws
+
+Start = Callable[..., PredictorProcess]
+Versions = Callable[[str], bytes]
+QUIET_POLLS = 5  # polls watched after a failure to prove it is not logged again
+
+
+class CountingProxy(FaultProxy):
+    """The fault proxy, also counting the requests it forwards (by method): a HEAD is a poll."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.forwarded: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    def forward(
+        self, method: str, path: str, headers: object, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self._count_lock:
+            self.forwarded[method] += 1
+        return super().forward(method, path, headers, body)
+
+    def polls(self) -> int:
+        with self._count_lock:
+            return self.forwarded["HEAD"]
+
+
+@pytest.fixture
+def proxy(bucket: VersionedBucket) -> Iterator[CountingProxy]:
+    counting = CountingProxy(bucket.moto.endpoint)
+    try:
+        yield counting
+    finally:
+        counting.close()
+
+
+@pytest.fixture
+def served_good(
+    bucket: VersionedBucket, proxy: CountingProxy, model_version: Versions, start_predictor: Start
+) -> PredictorProcess:
+    """A predictor reaching moto through the proxy, serving model ``good``."""
+    bucket.put(model_version("good"))
+    through_proxy = bucket.moto.env() | {"AWS_ENDPOINT_URL": proxy.endpoint}
+    predictor = start_predictor(bucket.uri, through_proxy)
+    wait_for(lambda: predictor.serving("good"), "the good model")
+    return predictor
+
+
+def still_serving_good(predictor: PredictorProcess) -> None:
+    assert predictor.serving("good")
+    assert predictor.get("/ready").status_code == 200
+    assert predictor.post("/predict", EXAMPLE).json()["model_version"] == "good"
+
+
+def log_lines(predictor: PredictorProcess, marker: str) -> list[str]:
+    return [line for line in predictor.log.read_text().splitlines() if marker in line]
+
+
+@dataclass(frozen=True)
+class TemporaryFault:
+    """An S3 failure that lasts a while; the predictor retries it on every poll."""
+
+    rules: Callable[[str], list[Rule]]  # given the object's path
+    counter: tuple[str, dict[str, str]]  # the /metrics counter that counts each failed poll
+    logged: str  # what the one log line says
+    recovered: str | None = None  # the one log line when S3 answers again
+
+
+TEMPORARY_FAULTS = {
+    "S3 unreachable": TemporaryFault(
+        lambda path: [Rule(0, path_prefix=path, drop=True)],
+        ("retail_model_poll_errors_total", {}),
+        "cannot check the model object",
+        "model object reachable again",
+    ),
+    "S3 unreachable mid-download": TemporaryFault(
+        lambda path: [Rule(0, method="GET", path_prefix=path, drop=True)],
+        ("retail_model_reload_failures_total", {"reason": "unavailable"}),
+        "not loading",
+    ),
+    "S3 throttles HEAD (503 SlowDown)": TemporaryFault(
+        lambda path: [s3_error("HEAD", path, "SlowDown", 503)],
+        ("retail_model_poll_errors_total", {}),
+        "cannot check the model object",
+        "model object reachable again",
+    ),
+    "S3 throttles GET (503 SlowDown)": TemporaryFault(
+        lambda path: [s3_error("GET", path, "SlowDown", 503)],
+        ("retail_model_reload_failures_total", {"reason": "unavailable"}),
+        "SlowDown",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", TEMPORARY_FAULTS.values(), ids=TEMPORARY_FAULTS.keys())
+def test_a_temporary_s3_fault_keeps_the_old_model_and_is_logged_once(
+    fault: TemporaryFault,
+    bucket: VersionedBucket,
+    proxy: CountingProxy,
+    served_good: PredictorProcess,
+    model_version: Versions,
+) -> None:
+    predictor = served_good
+    metric, labels = fault.counter
+    before = predictor.metric(metric, **labels)
+    rules = [proxy.inject(rule) for rule in fault.rules(f"/{bucket.name}/{bucket.key}")]
+    bucket.put(model_version("next"))  # straight to moto: only the predictor's calls fail
+
+    # Counted on every failed poll, retried on every poll, logged once.
+    wait_for(
+        lambda: predictor.metric(metric, **labels) >= before + 3,
+        f"three failed polls counted in {metric}",
+    )
+    assert sum(rule.hits for rule in rules) >= 3
+    still_serving_good(predictor)
+    assert len(log_lines(predictor, fault.logged)) == 1, predictor.log.read_text()
+
+    proxy.clear()
+    wait_for(lambda: predictor.serving("next"), "the next good object once S3 answers again")
+    assert predictor.get("/ready").status_code == 200
+    if fault.recovered:
+        assert len(log_lines(predictor, fault.recovered)) == 1
+    assert len(log_lines(predictor, fault.logged)) == 1  # and nothing more about the fault
+
+
+def truncated(good: bytes) -> bytes:
+    return good[: len(good) // 2]
+
+
+def wrong_feature_schema(good: bytes) -> bytes:
+    """A well-formed model trained on other columns (``SPEND`` renamed ``SPEND_GBP``)."""
+    import xgboost
+
+    booster = xgboost.Booster(model_file=bytearray(good))
+    schema = json.loads(booster.attr(artifact.ATTR_SCHEMA) or "{}")
+    for feature in schema["features"]:
+        if feature["name"] == "SPEND":
+            feature["name"] = "SPEND_GBP"
+    booster.set_attr(**{artifact.ATTR_SCHEMA: json.dumps(schema)})
+    return bytes(booster.save_raw("ubj"))
+
+
+REJECTED = {
+    "truncated object": (truncated, "format", "not valid"),
+    "wrong feature schema": (wrong_feature_schema, "schema", "SPEND_GBP"),
+}
+
+
+@pytest.mark.parametrize(("spoil", "reason", "says"), REJECTED.values(), ids=REJECTED.keys())
+def test_an_object_that_is_not_servable_is_refused_once_and_not_retried(
+    spoil: Callable[[bytes], bytes],
+    reason: str,
+    says: str,
+    bucket: VersionedBucket,
+    proxy: CountingProxy,
+    served_good: PredictorProcess,
+    model_version: Versions,
+) -> None:
+    predictor = served_good
+    bad = spoil(model_version("bad"))
+    bucket.put(bad)  # with its own, correct, sha256: only its content is wrong
+    failures = ("retail_model_reload_failures_total", {"reason": reason})
+    wait_for(lambda: predictor.metric(failures[0], **failures[1]) == 1, f"a {reason} refusal")
+    downloads = proxy.forwarded["GET"]
+
+    polls = proxy.polls()
+    wait_for(lambda: proxy.polls() >= polls + QUIET_POLLS, f"{QUIET_POLLS} more polls")
+    assert proxy.forwarded["GET"] == downloads  # the same bytes are not fetched again
+    assert predictor.metric(failures[0], **failures[1]) == 1
+    still_serving_good(predictor)
+    assert predictor.info()["last_reload_error"].startswith(reason)
+    refusals = log_lines(predictor, "not loading")
+    assert len(refusals) == 1 and says in refusals[0], predictor.log.read_text()
+
+    bucket.put(model_version("next"))
+    wait_for(lambda: predictor.serving("next"), "the next good object")
+    assert predictor.info()["last_reload_error"] is None
