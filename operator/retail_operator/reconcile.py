@@ -108,10 +108,13 @@ class Reconciler:
 
     async def _reconcile(self, body: Mapping[str, Any], subject: _Subject) -> Outcome:
         spec = subject.spec
-        digest, report, image, counts = await self._check_image(subject)
-        model_object, model = await self._check_model(spec.model)
+        (digest, report, image, counts), (model_object, model) = await asyncio.gather(
+            self._check_image(subject), self._check_model(spec.model)
+        )
         desired = Target(spec.image.pinned(digest), spec.model) if digest else None
-        previous = subject.deployed() or await self._live_target(subject.owner)
+        previous = subject.deployed()
+        if previous is None and not (image.passed and model.passed):
+            previous = await self._live_target(subject.owner)
         target = rollout.choose_target(desired, image, model, previous)
 
         deployment: DeploymentState | None = None
