@@ -62,7 +62,7 @@ class Encoder:
     _plan: tuple[tuple[str, dict[str, int] | None], ...] = field(
         init=False, repr=False, compare=False
     )  # per column: feature name and value → code (None for numeric), for encode_row
-    _limits: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    _limits: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for feature in self.schema.features:
@@ -73,11 +73,11 @@ class Encoder:
             for f in self.schema.features
         )
         object.__setattr__(self, "_plan", plan)
-        limits = [
-            self.vocabularies[f.name].size if f.is_categorical else np.inf
+        limits = tuple(
+            self.vocabularies[f.name].size if f.is_categorical else None
             for f in self.schema.features
-        ]
-        object.__setattr__(self, "_limits", np.asarray(limits, dtype=np.float32))
+        )
+        object.__setattr__(self, "_limits", limits)
 
     @classmethod
     def fit(cls, schema: FeatureSchema, columns: Mapping[str, Sequence[str]]) -> Encoder:
@@ -119,8 +119,8 @@ class Encoder:
         return matrix
 
     @property
-    def code_limits(self) -> npt.NDArray[np.float32]:
-        """Per column, the number of valid codes (+inf for numeric columns)."""
+    def code_limits(self) -> tuple[int | None, ...]:
+        """Per column, the number of valid codes (None for numeric columns)."""
         return self._limits
 
     def vocabularies_json(self) -> str:
