@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import yaml
 
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "retail-bench"
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def _ssl_context(kubeconfig: Path, scratch: Path) -> tuple[str, ssl.SSLContext]:
@@ -91,6 +94,22 @@ class Kube:
                 raise RuntimeError(f"GET {path}: {response.status} {body[:300]}")
             result: dict[str, Any] = json.loads(body)
             return result
+
+    async def request_counts(self) -> Counter[str]:
+        """The API server's own count of requests so far, by verb and resource."""
+        async with self.session.get(self.server + "/metrics") as response:
+            text = await response.text()
+        counts: Counter[str] = Counter()
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels_text, _, value = line.rpartition(" ")
+            labels = dict(_LABEL.findall(labels_text))
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += "/" + labels["subresource"]
+            counts[f"{labels.get('verb', '?')} {resource}"] += int(float(value))
+        return counts
 
     async def watch(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
         """Watch events from ``resource_version`` on, reconnecting when the server ends one."""

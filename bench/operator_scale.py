@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from bench.common import (
 )
 from bench.common import write_result as save
 from bench.kubeclient import Kube, Recorder, follow
+from bench.profile import summarise
 from retail_operator.localcluster import build, cluster
 from retail_operator.localcluster.components import CLIENT_BURST, CLIENT_QPS
 from retail_operator.localcluster.config import ClusterConfig, Ports
@@ -55,6 +57,7 @@ from retail_operator.rendering import OWNER_LABEL, Owner, Target, render_childre
 from retail_operator.spec import RetailModelSpec
 
 WORK = BENCH_CACHE / "operator"
+PROFILE = BENCH_CACHE / "profiles" / "operator.txt"
 REGION = "ap-southeast-1"
 ACCOUNT = "123456789012"  # moto's default account
 REPOSITORY = "mlops/retail-api"
@@ -241,6 +244,7 @@ async def run_baseline(config: ClusterConfig, count: int, digests: dict[str, str
     names = {f"rm-{i:05d}" for i in range(count)}
     async with Kube(config.kubeconfig, WORK / "client") as kube:
         listed = await kube.get("/apis/apps/v1/namespaces/baseline/deployments")
+        before = await kube.request_counts()
         start = time.monotonic()
         available = Recorder(names, start)
         watcher = asyncio.create_task(
@@ -260,12 +264,47 @@ async def run_baseline(config: ClusterConfig, count: int, digests: dict[str, str
         finally:
             watcher.cancel()
         step(f"  baseline: all {count:,} Deployments Available after {available.last:.1f} s")
+        server_requests = _difference(await kube.request_counts(), before)
         return {
+            "server_requests": server_requests,
             "objects": len(documents),
             "api_calls": kube.calls,
             "created_seconds": created,
             "available_seconds": available.last,
         }
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each process spent between ``start`` and ``stop``: where the time went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {
+            name: round(_cpu_seconds(pid) - self._start[name], 2) for name, pid in self.pids.items()
+        }
+
+
+def _component_pids(config: ClusterConfig, aws: Aws) -> dict[str, int]:
+    pids = {c.name: c.pid for c in cluster.status(config) if c.pid is not None}
+    return {**pids, "moto": aws.process.pid}
+
+
+def _difference(after: Counter[str], before: Counter[str]) -> dict[str, int]:
+    """Requests the API server served between two readings, busiest first (watches and
+    reads of the benchmark's own watches are small and the same in both phases)."""
+    grown = after - before
+    return dict(grown.most_common())
 
 
 def _status_written(body: dict[str, Any]) -> str | None:
@@ -312,12 +351,12 @@ class OperatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def profile(self, seconds: float) -> subprocess.Popen[bytes]:
-        """py-spy samples the operator for ``seconds``; stacks go to bench/results."""
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        """py-spy samples the operator for ``seconds`` (raw stacks in the cache)."""
+        PROFILE.parent.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
             [str(VENV_BIN / "py-spy"), "record", "--pid", str(self.process.pid)]
             + ["--duration", f"{seconds:.0f}", "--rate", "100", "--nonblocking"]
-            + ["--format", "raw", "--output", str(RESULTS_DIR / "profile-operator.txt")],
+            + ["--format", "raw", "--output", str(PROFILE)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -352,13 +391,15 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
         deployments = "/apis/apps/v1/namespaces/operator/deployments"
         rm_version = (await kube.get(rms))["metadata"]["resourceVersion"]
         deploy_version = (await kube.get(deployments))["metadata"]["resourceVersion"]
+        before = await kube.request_counts()
         start = time.monotonic()
         created = Recorder(everyone, start)
         written = Recorder(names, start)
         ready = Recorder(names, start)
         watchers = [
-            asyncio.create_task(follow(kube, rms, rm_version, [(written, _status_written)])),
-            asyncio.create_task(follow(kube, rms, rm_version, [(ready, _ready)])),
+            asyncio.create_task(
+                follow(kube, rms, rm_version, [(written, _status_written), (ready, _ready)])
+            ),
             asyncio.create_task(follow(kube, deployments, deploy_version, [(created, _owner)])),
         ]
         applied: dict[str, float] = {}
@@ -377,6 +418,7 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
             step(f"  operator: Deployments applied and status written after {converged:.1f} s")
             await asyncio.wait_for(ready.done.wait(), timeout=900)
             step(f"  operator: all Ready after {ready.last:.1f} s")
+            server_requests = _difference(await kube.request_counts(), before)
             single_latencies = []
             for index in singles:
                 name = f"rm-{index:05d}"
@@ -391,6 +433,7 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
                 watcher.cancel()
     burst = sorted(created.times[n] - applied[n] for n in names if n in created.times)
     return {
+        "server_requests": server_requests,
         "applied_seconds": applied_all,
         "converged_seconds": converged,
         "ready_seconds": ready.last,
@@ -412,12 +455,18 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
     try:
         digests = aws.push_images()
         aws.put_models([f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
+        meter = CpuMeter(_component_pids(config, aws))
         baseline = asyncio.run(run_baseline(config, count, digests))
+        baseline["cpu_seconds"] = meter.stop()
         operator = OperatorProcess(config, aws)
+        meter = CpuMeter({**_component_pids(config, aws), "operator": operator.process.pid})
         profiler = operator.profile(profile_seconds) if profile_seconds else None
         measured = asyncio.run(run_operator(config, count))
+        measured["cpu_by_process"] = meter.stop()
         if profiler is not None:
             profiler.wait()
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            (RESULTS_DIR / "profile-operator.txt").write_text(summarise(PROFILE) + "\n")
         measured["calls"] = operator.calls()
         measured["cpu_seconds"] = operator.cpu_seconds()
         measured["peak_rss_mb"] = operator.peak_rss_mb()

@@ -4,8 +4,8 @@
 
 The server runs on the server core, wrk and py-spy on the load core. py-spy's collapsed
 stacks are summarised as the share of samples in which each function is on the stack
-(inclusive) and at the top of it (self); the raw stacks are kept next to the results for a
-flame graph (``bench/results/profile-<route>.txt``).
+(inclusive) and at the top of it (self); the summary goes to ``bench/results/profile-<route>.txt``,
+the raw stacks (for a flame graph) stay in the cache.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ BODIES = {"predict": "predict", "v2": "v2_tensor", "batch": "batch"}
 
 
 def summarise(stacks: Path, top: int = 25) -> str:
+    """Inclusive and self shares of samples; the trunk every sample shares (entry points,
+    the event loop's run_forever) is left out of the inclusive list as it says nothing."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -44,7 +46,8 @@ def summarise(stacks: Path, top: int = 25) -> str:
             inclusive[frame] += count
         own[frames[-1]] += count
     lines = [f"{total} samples", "", "inclusive  self  function (file:line)"]
-    for frame, count in inclusive.most_common(top):
+    branches = [(f, c) for f, c in inclusive.most_common() if c < 0.5 * total]
+    for frame, count in branches[:top]:
         lines.append(f"{100 * count / total:8.1f}% {100 * own[frame] / total:5.1f}%  {frame}")
     lines += ["", "top of stack (self time)"]
     for frame, count in own.most_common(top):
@@ -61,7 +64,8 @@ def main() -> None:
     model = train(1)
     bodies = write_bodies(model)
     server = retailmodel(model)
-    stacks = RESULTS_DIR / f"profile-{args.route}.txt"
+    stacks = BENCH_CACHE / "profiles" / f"{args.route}.txt"
+    stacks.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     try:
         server.start(BENCH_CACHE / "profile")
@@ -91,7 +95,7 @@ def main() -> None:
     finally:
         server.stop()
     summary = summarise(stacks)
-    (RESULTS_DIR / f"profile-{args.route}-summary.txt").write_text(summary + "\n")
+    (RESULTS_DIR / f"profile-{args.route}.txt").write_text(summary + "\n")
     print(summary)
 
 
