@@ -84,6 +84,9 @@ def serve(
         )
         raise click.ClickException(f"invalid serving settings: {problems}") from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    # botocore's debug log prints each request's headers: the access key ID and the session
+    # token (IRSA's temporary credentials). Credentials never reach the log, at any level.
+    logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
     uvicorn.run(
         create_app(settings),
         host=host,
