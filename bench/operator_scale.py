@@ -63,7 +63,10 @@ ACCOUNT = "123456789012"  # moto's default account
 REPOSITORY = "mlops/retail-api"
 BUCKET = "bench-models"
 IMAGES = 5
-CONCURRENCY = 32
+CONCURRENCY = 32  # the baseline client's requests in flight
+# Reconciles in flight (default 32): each makes about six API calls one after another, so
+# keeping as many requests in flight as the baseline takes several times its concurrency.
+OPERATOR_CONCURRENCY = 128
 SINGLES = 20
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIARETAILBENCHKEY00",
@@ -334,6 +337,7 @@ class OperatorProcess:
             **aws.env(),
             "KUBECONFIG": str(config.kubeconfig),
             "RETAIL_OPERATOR_RESYNC_SECONDS": "600",  # no periodic work inside the measurement
+            "RETAIL_OPERATOR_CONCURRENCY": str(OPERATOR_CONCURRENCY),
             "RETAIL_OPERATOR_LIVENESS_PORT": str(self.port),
         }
         with (WORK / "operator.log").open("wb") as log:
@@ -496,6 +500,7 @@ def main() -> None:
         {
             "settings": {
                 "concurrency": CONCURRENCY,
+                "operator_concurrency": OPERATOR_CONCURRENCY,
                 "images": IMAGES,
                 "control_plane_client_qps": CLIENT_QPS,
                 "control_plane_client_burst": CLIENT_BURST,
