@@ -262,8 +262,58 @@ def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
                     calls["ecr"] <= 4 * settings["images"],
                 ),
             ]
+    largest = max(result["scales"], key=lambda s: s["count"])
+    lines += _where_time_went(largest)
+    lines += [
+        "",
+        f"Settings: the baseline keeps {settings['concurrency']} requests in flight; the "
+        f"operator runs {settings.get('operator_concurrency', 32)} reconciles at once "
+        "(`RETAIL_OPERATOR_CONCURRENCY`). Control plane: controller-manager and scheduler "
+        f"client QPS {settings['control_plane_client_qps']}, burst "
+        f"{settings['control_plane_client_burst']} (`localcluster/components.py`).",
+    ]
     chart_operator(result)
     return lines, targets
+
+
+def _where_time_went(scale: dict[str, Any]) -> list[str]:
+    base, ours = scale["baseline"], scale["operator"]
+    if "cpu_seconds" not in base or "cpu_by_process" not in ours:
+        return []
+    names = sorted(set(base["cpu_seconds"]) | set(ours["cpu_by_process"]))
+    lines = [
+        "",
+        f"Where the CPU went at {scale['count']:,} RetailModels (CPU seconds per process "
+        "during each phase; the operator phase includes the 20 single applies):",
+        "",
+        "| process | baseline phase | operator phase |",
+        "|---|---:|---:|",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {base['cpu_seconds'].get(name, 0):.1f} | "
+            f"{ours['cpu_by_process'].get(name, 0):.1f} |"
+        )
+    totals = sum(base["cpu_seconds"].values()), sum(ours["cpu_by_process"].values())
+    lines.append(f"| **total** | **{totals[0]:.1f}** | **{totals[1]:.1f}** |")
+    requests = sorted(
+        set(base["server_requests"]) | set(ours["server_requests"]),
+        key=lambda k: -(ours["server_requests"].get(k, 0)),
+    )
+    lines += [
+        "",
+        "API server requests during each phase (all clients: controllers, scheduler, kwok, "
+        "the operator, the benchmark's own client and watches):",
+        "",
+        "| request | baseline phase | operator phase |",
+        "|---|---:|---:|",
+    ]
+    for key in requests[:16]:
+        lines.append(
+            f"| {key} | {base['server_requests'].get(key, 0):,} | "
+            f"{ours['server_requests'].get(key, 0):,} |"
+        )
+    return lines
 
 
 def chart_operator(result: dict[str, Any]) -> None:
@@ -281,6 +331,7 @@ def chart_operator(result: dict[str, Any]) -> None:
     left.set_xlabel("RetailModels")
     left.set_ylabel("seconds from first apply")
     left.set_title("Convergence vs a plain client (same cluster)")
+    left.set_ylim(bottom=0)
     left.legend(fontsize=8)
     right.plot(counts, [s["operator"]["peak_rss_mb"] for s in scales], marker="o")
     right.axhline(300, color="tab:red", linestyle=":", label="target 300 MB")
