@@ -12,24 +12,17 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from retail_serving.payloads import EXAMPLE
-from tests.support.aws import ACCESS_KEY, SECRET_KEY, free_port
+from tests.support.aws import ACCESS_KEY, SECRET_KEY
 from tests.support.faults import FaultProxy, s3_error
 
-from .conftest import (
-    RELOAD_INTERVAL,
-    STARTUP_SECONDS,
-    PredictorProcess,
-    VersionedBucket,
-    wait_for,
-)
+from .conftest import PredictorProcess, VersionedBucket, wait_for
+from .launcher import launch, stop
 
 Start = Callable[..., PredictorProcess]
 SESSION_TOKEN = "retail-test-session-token-do-not-leak-0000"
@@ -57,59 +50,30 @@ def private_mounts() -> list[str]:
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
-    """``retailctl serve``, optionally with a read-only root filesystem (``tmpdir`` writable)
-    and another log level; ``start_predictor`` (conftest) offers neither."""
-    processes: list[subprocess.Popen[bytes]] = []
+def start(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
+    """``launcher.launch``, with a read-only root filesystem where ``read_only_except`` (the
+    one writable directory, the predictor's TMPDIR) is given."""
+    started: list[PredictorProcess] = []
 
-    def start(
+    def run(
         model_uri: str,
         env: dict[str, str],
         *,
         read_only_except: Path | None = None,
         log_level: str = "info",
     ) -> PredictorProcess:
-        port = free_port()
-        log = tmp_path / f"predictor-{port}.log"
-        retailctl = Path(sys.executable).with_name("retailctl")
-        command = [str(retailctl), "serve", "--model-uri", model_uri, "--port", str(port)]
-        command += ["--log-level", log_level]
-        child_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
-            "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
-            **env,
-        }
+        prefix: tuple[str, ...] = ()
         if read_only_except is not None:
-            child_env["TMPDIR"] = str(read_only_except)
-            command = [*private_mounts(), "sh", "-c", READ_ONLY_ROOT, "sh", *command]
-        process = subprocess.Popen(
-            command,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=child_env,
-            cwd=tmp_path,  # read-only too, when the root is
-        )
-        processes.append(process)
-        predictor = PredictorProcess(process, f"http://127.0.0.1:{port}", log)
-
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"predictor exited early:\n{log.read_text()}")
-            try:
-                return predictor.get("/health").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, "the predictor to answer /health", STARTUP_SECONDS)
+            env = env | {"TMPDIR": str(read_only_except)}
+            prefix = (*private_mounts(), "sh", "-c", READ_ONLY_ROOT, "sh")
+        log = tmp_path / f"predictor-{len(started)}.log"
+        predictor = launch(model_uri, log, env, prefix=prefix, log_level=log_level, cwd=tmp_path)
+        started.append(predictor)
         return predictor
 
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    yield run
+    for predictor in started:
+        stop(predictor)
 
 
 @pytest.mark.aws
@@ -117,12 +81,12 @@ def test_the_predictor_serves_and_hot_reloads_on_a_read_only_root_filesystem(
     tmp_path: Path,
     bucket: VersionedBucket,
     model_version: Versions,
-    launch: Callable[..., PredictorProcess],
+    start: Callable[..., PredictorProcess],
 ) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     bucket.put(model_version("one"))
-    predictor = launch(bucket.uri, bucket.moto.env(), read_only_except=tmpdir)
+    predictor = start(bucket.uri, bucket.moto.env(), read_only_except=tmpdir)
     wait_for(lambda: predictor.serving("one"), "model one")
     assert predictor.post("/predict", EXAMPLE).json()["model_version"] == "one"
     assert predictor.post("/predict/batch", [EXAMPLE] * 50).json()["count"] == 50
@@ -150,7 +114,7 @@ def test_no_credential_appears_in_logs_answers_or_metrics(
     log_level: str,
     bucket: VersionedBucket,
     model_version: Versions,
-    launch: Callable[..., PredictorProcess],
+    start: Callable[..., PredictorProcess],
 ) -> None:
     """Planted, distinctive credentials (with a session token, as IRSA gives); every failure
     path the predictor logs is exercised, at the production log level and at debug."""
@@ -162,7 +126,7 @@ def test_no_credential_appears_in_logs_answers_or_metrics(
             "AWS_SESSION_TOKEN": SESSION_TOKEN,
         }
         assert env["AWS_ACCESS_KEY_ID"] == ACCESS_KEY and env["AWS_SECRET_ACCESS_KEY"] == SECRET_KEY
-        predictor = launch(bucket.uri, env, log_level=log_level)
+        predictor = start(bucket.uri, env, log_level=log_level)
         wait_for(lambda: predictor.serving("good"), "the good model")
         path = f"/{bucket.name}/{bucket.key}"
 
