@@ -111,3 +111,19 @@ def test_matrices_small_and_large_get_one_call(rows: int) -> None:
     subject.close()
     assert model.calls == [rows]
     assert result[:, 0].tolist() == matrix[:, 0].tolist()
+
+
+def test_closed_loop_clients_are_answered_in_full_calls() -> None:
+    model = RecordingModel()
+    subject = engine(wait=5.0)
+
+    async def client(x: float) -> None:
+        for _ in range(3):  # closed loop: ask again as soon as answered
+            await subject.predict_row(as_model(model), [x] + [0.0] * 7)
+
+    async def run() -> None:
+        await asyncio.gather(*(client(float(x)) for x in range(8)))
+
+    asyncio.run(run())
+    subject.close()
+    assert model.calls == [8, 8, 8]
