@@ -170,11 +170,11 @@ def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
     if request_id is not None and not isinstance(request_id, str):
         raise _fail(["id"], "must be a string")
     outputs: tuple[str, ...] = OUTPUTS
-    if payload.get("outputs") is not None:
-        wanted = payload["outputs"]
-        wanted = wanted if isinstance(wanted, list) else []
-        names = [_text(o.get("name")) if isinstance(o, dict) else None for o in wanted]
-        if not names or any(name not in OUTPUTS for name in names):
+    wanted = payload.get("outputs")
+    if wanted not in (None, []):  # none asked for means all of them
+        listed = wanted if isinstance(wanted, list) else [None]
+        names = [_text(o.get("name")) if isinstance(o, dict) else None for o in listed]
+        if any(name not in OUTPUTS for name in names):
             raise _fail(["outputs"], f"outputs must name some of {list(OUTPUTS)}")
         outputs = tuple(name for name in OUTPUTS if name in names)
     single = inputs[0]

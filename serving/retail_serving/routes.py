@@ -32,6 +32,9 @@ from retail_serving.page import PAGE
 from retail_serving.payloads import ROW, InvalidInput
 from retail_serving.services import Services
 
+NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "No verified model loaded yet"}}
+UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {404: {"description": "Not the served model"}}
+
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code, media_type="application/json")
@@ -67,14 +70,16 @@ def install(app: FastAPI) -> None:
     async def health() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/ready", summary="Readiness: 200 only while a verified model is loaded")
+    @app.get("/ready", summary="Readiness: 200 only with a verified model", responses=NOT_READY)
     async def ready(request: Request) -> Response:
         current = services(request).registry.current
         if current is None:
             return json_response({"ready": False}, 503)
         return json_response({"ready": True, "model_version": current.model.version})
 
-    @app.get("/model/info", summary="The model being served and where it came from")
+    @app.get(
+        "/model/info", summary="The model being served and where it came from", responses=NOT_READY
+    )
     async def model_info(request: Request) -> Response:
         context = services(request)
         current = served(context)
@@ -105,16 +110,24 @@ def install(app: FastAPI) -> None:
     async def v2_live() -> Response:
         return json_response({"live": True})
 
-    @app.get("/v2/health/ready", summary="Open Inference Protocol readiness")
+    @app.get("/v2/health/ready", summary="Open Inference Protocol readiness", responses=NOT_READY)
     async def v2_ready(request: Request) -> Response:
         is_ready = services(request).registry.ready
         return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
-    @app.get("/v2/models/{name}", summary="Open Inference Protocol model metadata")
+    @app.get(
+        "/v2/models/{name}",
+        summary="Open Inference Protocol model metadata",
+        responses=NOT_READY | UNKNOWN_MODEL,
+    )
     async def v2_metadata(request: Request, name: str) -> Response:
         return json_response(oip.model_metadata(name, v2_model(services(request), name).model))
 
-    @app.get("/v2/models/{name}/ready", summary="Open Inference Protocol model readiness")
+    @app.get(
+        "/v2/models/{name}/ready",
+        summary="Open Inference Protocol model readiness",
+        responses=NOT_READY | UNKNOWN_MODEL,
+    )
     async def v2_model_ready(request: Request, name: str) -> Response:
         v2_model(services(request), name)
         return json_response({"name": name, "ready": True})
@@ -123,15 +136,19 @@ def install(app: FastAPI) -> None:
 def _document_prediction_routes(app: FastAPI) -> None:
     """Add the plain-Starlette prediction routes to the generated OpenAPI document."""
 
-    def operation(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
+    def operation(
+        summary: str, schema: dict[str, Any], more: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {
             "summary": summary,
             "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
             "responses": {
-                "200": {"description": "Predictions"},
+                "200": {"description": "Predictions", "content": {"application/json": {}}},
+                "400": {"description": "The client went away mid-body"},
                 "413": {"description": "Too many rows or too large a body"},
                 "422": {"description": "Invalid input; `loc` names the field"},
                 "503": {"description": "No verified model loaded yet"},
+                **(more or {}),
             },
         }
 
@@ -143,12 +160,22 @@ def _document_prediction_routes(app: FastAPI) -> None:
         "/predict/batch": {
             "post": operation(
                 "Predict many baskets in one vectorised model call",
-                {"type": "array", "items": row, "minItems": 1, "maxItems": limit},
+                {
+                    "type": "array",
+                    "items": row,
+                    "minItems": 1,
+                    # Not maxItems: over the cap is a 413 (too large), not a schema violation.
+                    "description": f"At most {limit} rows; more is answered with 413.",
+                },
             )
         },
         "/v2/models/{name}/infer": {
             "post": {
-                **operation("Open Inference Protocol inference", oip.REQUEST_SCHEMA),
+                **operation(
+                    "Open Inference Protocol inference",
+                    oip.REQUEST_SCHEMA,
+                    {"404": {"description": "Not the served model"}},
+                ),
                 "parameters": [
                     {
                         "name": "name",

@@ -137,3 +137,8 @@ def test_wrongly_typed_fields_are_invalid_input_not_a_crash(payload: Any, model:
     # Found by fuzzing the OpenAPI schema: these used to raise TypeError (a 500).
     with pytest.raises(InvalidInput):
         decode(payload, model)
+
+
+def test_an_empty_outputs_list_asks_for_every_output(model: Model) -> None:
+    request = decode({"inputs": named_inputs([EXAMPLE]), "outputs": []}, model)
+    assert request.outputs == oip.OUTPUTS
