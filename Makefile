@@ -17,7 +17,7 @@ KUSTOMIZE_VERSION := v5.7.1
 ACTIONLINT := $(CACHE)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
-.PHONY: help venv lint audit typecheck unit controlplane test demo clean bench
+.PHONY: help venv lint audit typecheck unit controlplane test soak demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and k
 
 test: lint typecheck controlplane ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
+
+soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
+	$(BIN)/pytest -m soak tests/integration/serving
 
 demo: venv controlplane ## the whole story on the local default (control plane, moto, operator, predictor)
 	$(BIN)/retailctl demo
