@@ -73,7 +73,7 @@ test: lint typecheck controlplane ## every check: lint, types and the whole test
 	$(BIN)/pytest
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
-	$(BIN)/pytest -m soak tests/integration/serving
+	$(BIN)/pytest -m soak -s tests/integration/serving
 
 demo: venv controlplane ## the whole story on the local default (control plane, moto, operator, predictor)
 	$(BIN)/retailctl demo

@@ -59,6 +59,7 @@ def proxy(bucket: VersionedBucket) -> Iterator[CountingProxy]:
         counting.close()
 
 
+@pytest.mark.timeout(SOAK_SECONDS + 300)  # the suite's 600 s limit is for ordinary tests
 def test_a_long_run_of_reloads_and_faults_loses_nothing(
     bucket: VersionedBucket, proxy: CountingProxy, model_version: Versions, start_predictor: Start
 ) -> None:
