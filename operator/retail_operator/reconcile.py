@@ -119,10 +119,7 @@ class Reconciler:
 
         deployment: DeploymentState | None = None
         if target is not None:
-            for manifest in rendering.render_children(spec, subject.owner, target):
-                live = await self.kube.apply(manifest)
-                if manifest["kind"] == "Deployment":
-                    deployment = DeploymentState.from_live(live)
+            deployment = await self._apply_children(spec, subject.owner, target)
 
         verdicts = rollout.describe(
             image=image,
@@ -155,6 +152,24 @@ class Reconciler:
         written = await self._write_status(body, subject, verdicts, status, subject.generation)
         retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
         return Outcome(written, min(retry) if retry else None, verdicts[-1].reason)
+
+    async def _apply_children(
+        self, spec: RetailModelSpec, owner: Owner, target: Target
+    ) -> DeploymentState:
+        """Apply the children: the Service alongside the ConfigMap then the Deployment (which
+        mounts the ConfigMap, so it goes second). A new Service waits longest at the API server
+        (it allocates a cluster IP): applied after the others, it held each reconcile for
+        seconds when many RetailModels rolled out at once (bench/RESULTS.md)."""
+        documents = {m["kind"]: m for m in rendering.render_children(spec, owner, target)}
+
+        async def config_then_deployment() -> dict[str, Any]:
+            await self.kube.apply(documents["ConfigMap"])
+            return await self.kube.apply(documents["Deployment"])
+
+        applied: tuple[dict[str, Any], dict[str, Any]] = await asyncio.gather(
+            config_then_deployment(), self.kube.apply(documents["Service"])
+        )
+        return DeploymentState.from_live(applied[0])
 
     async def _check_image(
         self, subject: _Subject
