@@ -79,7 +79,9 @@ def api_calls(memo: kopf.Memo, **_: Any) -> dict[str, int]:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # async, so kopf runs it on the event loop: kopf runs plain functions in a worker thread,
+    # and the Scheduler (its heap, its asyncio.Event) belongs to the loop.
     scheduler: Scheduler = memo.scheduler
     if type == "DELETED":
         scheduler.forget(body.metadata["namespace"], body.metadata["name"])
