@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -26,11 +27,29 @@ logger = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base. Every handler here is an event handler, which never sees a diff, yet kopf
+    deep-copies each body on every watch event to build one: about a tenth of the operator's
+    CPU while a thousand RetailModels rolled out (docs/performance.md)."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorSettings()
     settings.peering.standalone = True
     settings.posting.enabled = False  # our own Events say what happened, not kopf's log lines
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
