@@ -96,10 +96,32 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu_model": model, "load_average": os.getloadavg()}
 
 
+def git_commit() -> str:
+    """The commit the measured code came from (with ``+dirty`` for local changes)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "serving", "operator"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (sha or "unknown") + ("+dirty" if dirty else "")
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    document = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), **result}
+    document = {
+        "benchmark": name,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "commit": git_commit(),
+        **result,
+    }
     path.write_text(json.dumps(document, indent=2) + "\n")
     step(f"wrote {path.relative_to(ROOT)}")
     return path

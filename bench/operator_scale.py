@@ -43,6 +43,7 @@ from bench.common import (
     ROOT,
     VENV_BIN,
     free_port,
+    git_commit,
     machine,
     step,
     wait_http,
@@ -470,7 +471,8 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
         if profiler is not None:
             profiler.wait()
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            (RESULTS_DIR / "profile-operator.txt").write_text(summarise(PROFILE) + "\n")
+            header = f"py-spy of the operator at commit {git_commit()}, {count:,} RetailModels\n"
+            (RESULTS_DIR / "profile-operator.txt").write_text(header + summarise(PROFILE) + "\n")
         measured["calls"] = operator.calls()
         measured["cpu_seconds"] = operator.cpu_seconds()
         measured["peak_rss_mb"] = operator.peak_rss_mb()

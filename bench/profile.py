@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import wrk
-from bench.common import BENCH_CACHE, LOAD_CPU, RESULTS_DIR, VENV_BIN, pinned, step
+from bench.common import BENCH_CACHE, LOAD_CPU, RESULTS_DIR, VENV_BIN, git_commit, pinned, step
 from bench.servers import retailmodel
 from bench.serving import train, write_bodies
 
@@ -94,7 +94,10 @@ def main() -> None:
         load.join()
     finally:
         server.stop()
-    summary = summarise(stacks)
+    summary = (
+        f"py-spy of the predictor at commit {git_commit()}: {ROUTES[args.route]}, "
+        f"{args.connections} connections, {args.seconds:.0f} s\n" + summarise(stacks)
+    )
     (RESULTS_DIR / f"profile-{args.route}.txt").write_text(summary + "\n")
     print(summary)
 
