@@ -367,7 +367,8 @@ def main() -> None:
         sections += [
             *lines,
             "",
-            f"Chart: `bench/{name}.png`. Finished {result['finished_at']}.",
+            f"Chart: `bench/{name}.png`. Commit {result.get('commit', '?')}, finished "
+            f"{result['finished_at'][:19]} UTC.",
             "",
         ]
         targets += found
