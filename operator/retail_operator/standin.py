@@ -28,6 +28,17 @@ ACCESS_KEY = "AKIARETAILTESTKEY000"
 SECRET_KEY = "retail-test-secret-key-do-not-leak-0000"
 
 
+def stand_in_env(endpoint: str) -> dict[str, str]:
+    """Environment for a process that should use the stand-in at ``endpoint`` as AWS."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,14 +62,7 @@ class AwsStandIn:
         self._server.stop()
 
     def env(self) -> dict[str, str]:
-        """Environment for a process that should use this stand-in as AWS."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-        }
+        return stand_in_env(self.endpoint)
 
     def client(self, service: str) -> Any:
         import boto3

@@ -1,10 +1,10 @@
 """Deterministic feature encoding: category vocabularies and rows → float32 matrices.
 
 Every categorical value maps to a small integer code through a vocabulary stored in the model
-file, never through Python's ``hash()`` (salted per process, so two replicas would disagree).
-Code 0 is reserved for "unknown": values the model never saw in training. Training replaces a
-small share of known values with it (``training``), so the model has learned what to do with
-an unknown value rather than falling down an arbitrary branch.
+file, never through Python's built-in string hashing (salted per process, so two replicas would
+disagree). Code 0 is reserved for "unknown": values the model never saw in training. Training
+replaces a small share of known values with it (``training``), so the model has learned what to
+do with an unknown value rather than falling down an arbitrary branch.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from retail_operator.standin import ACCESS_KEY, REGION, SECRET_KEY, free_port
+from retail_operator.standin import ACCESS_KEY, REGION, SECRET_KEY, free_port, stand_in_env
 
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "MotoServer", "free_port"]
 
@@ -30,13 +30,7 @@ class MotoServer:
 
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this stand-in."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-        }
+        return stand_in_env(self.endpoint)
 
     def client(self, service: str) -> object:
         return boto3.client(
