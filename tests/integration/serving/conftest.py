@@ -63,47 +63,74 @@ class PredictorProcess:
         return self.info().get("version") == version
 
 
+def launch(
+    model_uri: str | None,
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    prefix: tuple[str, ...] = (),
+    log_level: str = "info",
+    cwd: Path | None = None,
+) -> PredictorProcess:
+    """A predictor answering /health; its output goes to ``log``. Stop it with ``stop``.
+    ``prefix`` wraps the command (e.g. a private mount namespace); without ``model_uri`` the
+    settings come from ``env`` alone."""
+    port = free_port()
+    retailctl = Path(sys.executable).with_name("retailctl")
+    location = [] if model_uri is None else ["--model-uri", model_uri]
+    command = [str(retailctl), "serve", *location, "--port", str(port)]
+    child_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
+        "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [*prefix, *command, "--log-level", log_level],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=child_env,
+        cwd=cwd,
+    )
+    predictor = PredictorProcess(process, f"http://127.0.0.1:{port}", log)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"predictor exited early:\n{log.read_text()}")
+        try:
+            return predictor.get("/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, "the predictor to answer /health", STARTUP_SECONDS)
+    except BaseException:
+        stop(predictor)
+        raise
+    return predictor
+
+
+def stop(predictor: PredictorProcess) -> None:
+    predictor.process.terminate()
+    try:
+        predictor.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        predictor.process.kill()
+        predictor.process.wait(timeout=15)
+
+
 @pytest.fixture
 def start_predictor(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
     started: list[PredictorProcess] = []
 
     def start(model_uri: str | None, env: dict[str, str] | None = None) -> PredictorProcess:
-        port = free_port()
-        log = tmp_path / f"predictor-{port}.log"
-        retailctl = Path(sys.executable).with_name("retailctl")
-        child_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
-            "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
-            **(env or {}),
-        }
-        location = [] if model_uri is None else ["--model-uri", model_uri]
-        process = subprocess.Popen(
-            [str(retailctl), "serve", *location, "--port", str(port)],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=child_env,
-        )
-        predictor = PredictorProcess(process, f"http://127.0.0.1:{port}", log)
+        log = tmp_path / f"predictor-{len(started)}.log"
+        predictor = launch(model_uri, log, env)
         started.append(predictor)
-
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"predictor exited early:\n{log.read_text()}")
-            try:
-                return predictor.get("/health").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, "the predictor to answer /health", STARTUP_SECONDS)
         return predictor
 
     yield start
     for predictor in started:
-        predictor.process.terminate()
-        try:
-            predictor.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            predictor.process.kill()
+        stop(predictor)
 
 
 @pytest.fixture(scope="session")

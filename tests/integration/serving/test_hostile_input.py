@@ -22,8 +22,7 @@ from schemathesis.core.result import Err
 from retail_serving import artifact, training
 from retail_serving.payloads import EXAMPLE
 
-from .conftest import PredictorProcess
-from .launcher import launch, stop
+from .conftest import PredictorProcess, launch, stop
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_ROWS = 100

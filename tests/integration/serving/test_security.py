@@ -21,8 +21,7 @@ from retail_serving.payloads import EXAMPLE
 from tests.support.aws import ACCESS_KEY, SECRET_KEY
 from tests.support.faults import FaultProxy, s3_error
 
-from .conftest import PredictorProcess, VersionedBucket, wait_for
-from .launcher import launch, stop
+from .conftest import PredictorProcess, VersionedBucket, launch, stop, wait_for
 
 Start = Callable[..., PredictorProcess]
 SESSION_TOKEN = "retail-test-session-token-do-not-leak-0000"
