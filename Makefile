@@ -27,7 +27,7 @@ $(UV):
 	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --all-extras
 	touch $@
 
 venv: $(VENV)/.synced ## create the locked virtualenv

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retail_serving import artifact
-from retail_serving.dataset import generate
+from retail_training.dataset import generate
 
 
 def batch_matrix(model_path: Path, rows: int) -> np.ndarray:  # type: ignore[type-arg]

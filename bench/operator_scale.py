@@ -51,11 +51,11 @@ from bench.common import (
 from bench.common import write_result as save
 from bench.kubeclient import Kube, Recorder, follow
 from bench.profile import summarise
-from retail_operator.localcluster import build, cluster
-from retail_operator.localcluster.components import CLIENT_BURST, CLIENT_QPS
-from retail_operator.localcluster.config import ClusterConfig, Ports
 from retail_operator.rendering import OWNER_LABEL, Owner, Target, render_children
 from retail_operator.spec import RetailModelSpec
+from retail_tools.cluster import build, cluster
+from retail_tools.cluster.components import CLIENT_BURST, CLIENT_QPS
+from retail_tools.cluster.config import ClusterConfig, Ports
 
 WORK = BENCH_CACHE / "operator"
 PROFILE = BENCH_CACHE / "profiles" / "operator.txt"

@@ -82,8 +82,8 @@ def peer_copy(model_path: Path) -> Path:
 def write_bodies(model_path: Path) -> dict[str, Path]:
     """The request bodies: one row three ways, and a 1,000-row batch."""
     from retail_serving import artifact
-    from retail_serving.dataset import generate
     from retail_serving.payloads import EXAMPLE
+    from retail_training.dataset import generate
 
     model = artifact.read(model_path)
     encoded = model.encoder.encode_row(EXAMPLE)

@@ -1,7 +1,8 @@
-"""RetailModel's Kubernetes operator.
+"""RetailModel's Kubernetes operator: the runtime only.
 
-The kopf handlers (``handlers``) drive the reconcile logic (``reconcile``), which relies on pure
-decisions and rendering (``scanpolicy``, ``conditions``, ``rendering``) and on thin adapters for
-AWS and Kubernetes (``aws``, ``kube``). ``localcluster`` builds and runs a real local control plane
-for the demo and the tests; ``cli`` is the ``retailctl`` command that fronts everything.
+The entry point (``runner``, ``python -m retail_operator``) starts kopf; its handlers
+(``handlers``) and scheduling (``scheduler``) drive one reconcile (``reconcile``), which relies
+on pure decisions and rendering (``rollout``, ``scanpolicy``, ``conditions``, ``rendering``)
+and on thin adapters for AWS and Kubernetes (``aws``, ``kube``). What the pods are told crosses
+through ``retail_contract``; nothing here imports the predictor or the tooling.
 """

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
 from retail_operator import conditions, rendering, rollout
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
@@ -24,7 +25,7 @@ from retail_operator.facts import DeploymentState, ModelObject, ScanReport
 from retail_operator.kube import KubeApi
 from retail_operator.rendering import Owner, Target
 from retail_operator.scanpolicy import evaluate_scan
-from retail_operator.spec import ModelSource, RetailModelSpec
+from retail_operator.spec import ModelSpec, RetailModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class _Subject:
         model = self.status.get("deployedModel")
         if not image or not model:
             return None
-        return Target(image=str(image), model=ModelSource.model_validate(model))
+        return Target(image=str(image), model=ModelSpec.model_validate(model))
 
 
 def _failed_check(error: OperatorError) -> rollout.Check:
@@ -191,7 +192,7 @@ class Reconciler:
         )
         return digest, report, check, decision.counts
 
-    async def _check_model(self, source: ModelSource) -> tuple[ModelObject | None, rollout.Check]:
+    async def _check_model(self, source: ModelSpec) -> tuple[ModelObject | None, rollout.Check]:
         try:
             found = await self.models.head(source)
         except OperatorError as error:
@@ -208,12 +209,17 @@ class Reconciler:
         if live is None or config is None:
             return None
         image = DeploymentState.from_live(live).image
-        document = config.get("data", {}).get(rendering.MODEL_SOURCE_FILE, "")
+        document = config.get("data", {}).get(MODEL_SOURCE_FILE, "")
         try:
-            source = ModelSource.model_validate_json(document)
+            source = ModelSource.from_json(document)
         except ValueError:
+            logger.warning(
+                "%s/%s: the model-source ConfigMap is not readable; not recovering from it",
+                owner.namespace,
+                owner.name,
+            )
             return None
-        return Target(image=image, model=source) if image else None
+        return Target(image=image, model=ModelSpec.from_source(source)) if image else None
 
     async def child_changed(
         self, body: Mapping[str, Any], kind: str, live: Mapping[str, Any] | None

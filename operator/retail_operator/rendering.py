@@ -12,11 +12,12 @@ poll: the pod template does not change, so no pod restarts; the predictor hot-re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from retail_operator.spec import ModelSource, RetailModelSpec
+from retail_contract import env
+from retail_contract.source import MODEL_SOURCE_DIR, MODEL_SOURCE_FILE, MODEL_SOURCE_PATH
+from retail_operator.spec import ModelSpec, RetailModelSpec
 
 GROUP = "mlops.retail.io"
 VERSION = "v1alpha1"
@@ -25,8 +26,6 @@ KIND = "RetailModel"
 OWNER_LABEL = f"{GROUP}/retailmodel"
 MANAGED_BY = "retail-operator"
 PREDICTOR_PORT = 8080
-MODEL_SOURCE_DIR = "/etc/retailmodel"
-MODEL_SOURCE_FILE = "model-source.json"
 
 Manifest = dict[str, Any]
 
@@ -55,7 +54,7 @@ class Target:
     """What the children should run: an image pinned by digest and a model source."""
 
     image: str
-    model: ModelSource
+    model: ModelSpec
 
 
 def labels(owner: Owner) -> dict[str, str]:
@@ -84,18 +83,12 @@ def _metadata(owner: Owner, name: str) -> dict[str, Any]:
     }
 
 
-def model_source_document(model: ModelSource) -> str:
-    """The file serving pods read on every poll to learn which object to serve."""
-    document = {"uri": model.s3_uri, "versionId": model.version_id, "sha256": model.sha256}
-    return json.dumps(document, sort_keys=True)
-
-
 def render_config_map(owner: Owner, target: Target) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(owner, config_map_name(owner)),
-        "data": {MODEL_SOURCE_FILE: model_source_document(target.model)},
+        "data": {MODEL_SOURCE_FILE: target.model.source().to_json()},
     }
 
 
@@ -106,9 +99,9 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
         "env": [
-            {"name": "MODEL_SOURCE_FILE", "value": f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILE}"},
-            {"name": "MODEL_NAME", "value": owner.name},
-            {"name": "RELOAD_INTERVAL_SECONDS", "value": str(spec.reload_interval_seconds)},
+            {"name": env.MODEL_SOURCE_FILE, "value": MODEL_SOURCE_PATH},
+            {"name": env.MODEL_NAME, "value": owner.name},
+            {"name": env.RELOAD_INTERVAL_SECONDS, "value": str(spec.reload_interval_seconds)},
             {"name": "TMPDIR", "value": "/tmp"},
         ],
         "livenessProbe": {

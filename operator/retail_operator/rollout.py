@@ -19,7 +19,7 @@ from retail_operator.conditions import (
 )
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.rendering import Target
-from retail_operator.spec import ModelSource
+from retail_operator.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Check:
         return Verdict(condition_type, self.status, self.reason, self.message)
 
 
-def check_model(source: ModelSource, found: ModelObject) -> Check:
+def check_model(source: ModelSpec, found: ModelObject) -> Check:
     """Compare a found object with the spec's pinned sha256, when there is one."""
     where = source.s3_uri + (f"?versionId={found.version_id}" if found.version_id else "")
     if source.sha256:

@@ -1,9 +1,12 @@
-"""``retailctl operator``: run the kopf operator in this process, as it runs in a pod."""
+"""Run the kopf operator in this process: ``python -m retail_operator`` in the image,
+``retailctl operator`` for people. The operator's only entry point."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import kopf
 
@@ -30,3 +33,12 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
             liveness_endpoint=liveness,
         )
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m retail_operator [--namespace NS] [--verbose]``."""
+    parser = argparse.ArgumentParser(prog="python -m retail_operator", description=__doc__)
+    parser.add_argument("--namespace", "-n", help="watch one namespace (default: all)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every handler call")
+    arguments = parser.parse_args(argv)
+    run_operator(arguments.namespace, verbose=arguments.verbose)

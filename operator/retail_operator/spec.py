@@ -1,7 +1,8 @@
 """The RetailModel spec as typed, immutable values, parsed from a custom resource's body.
 
 The CRD's OpenAPI schema already rejects malformed specs at the API server; this parser only
-adds typing and a few derived values (the ECR registry/region/name, the S3 bucket/key).
+adds typing and a few derived values (the ECR registry/region/name, the S3 bucket/key), and
+turns ``spec.model`` into the model-source document the pods read (``retail_contract``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from retail_contract.source import ModelSource, S3Uri
+
 _ECR_URI = re.compile(
     r"^(?P<registry>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<name>.+)$"
 )
-_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 
 class Severity(StrEnum):
@@ -66,26 +68,26 @@ class ImageRef(_Spec):
         return f"{self.repository}@{digest}"
 
 
-class ModelSource(_Spec):
-    """Where serving pods load the model from; also what they are configured with."""
+class ModelSpec(_Spec):
+    """``spec.model``: the S3 object serving pods load, optionally pinned (empty = unpinned)."""
 
     s3_uri: str
     version_id: str = ""
     sha256: str = ""
 
-    def _parts(self) -> re.Match[str]:
-        match = _S3_URI.match(self.s3_uri)
-        if match is None:
-            raise ValueError(f"not an S3 URI: {self.s3_uri}")
-        return match
-
     @property
-    def bucket(self) -> str:
-        return self._parts()["bucket"]
+    def location(self) -> S3Uri:
+        return S3Uri.parse(self.s3_uri)
 
-    @property
-    def key(self) -> str:
-        return self._parts()["key"]
+    def source(self) -> ModelSource:
+        """The model-source document the predictor pods are configured with."""
+        return ModelSource(self.s3_uri, self.version_id or None, self.sha256 or None)
+
+    @classmethod
+    def from_source(cls, source: ModelSource) -> ModelSpec:
+        return cls(
+            s3_uri=source.uri, version_id=source.version_id or "", sha256=source.sha256 or ""
+        )
 
 
 class ScanPolicy(_Spec):
@@ -96,7 +98,7 @@ class ScanPolicy(_Spec):
 
 class RetailModelSpec(_Spec):
     image: ImageRef
-    model: ModelSource
+    model: ModelSpec
     replicas: int = 1
     reload_interval_seconds: int = 30
     scan_policy: ScanPolicy = ScanPolicy()

@@ -1,4 +1,6 @@
-"""RetailModel's predictor: the model format, features, training and the hot-reloading FastAPI app.
+"""RetailModel's predictor: the model format, features, the FastAPI app and hot reload.
 
-This package never imports ``retail_operator``: a serving image needs nothing of the operator.
+``python -m retail_serving`` (``server``) is its one entry point. It never imports the
+operator or the tooling, so the serving image carries only this package and the shared
+``retail_contract``.
 """

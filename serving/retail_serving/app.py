@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from retail_contract.source import ModelSource
 from retail_serving import routes
 from retail_serving.hotpath import FastPath
 from retail_serving.inference import InferenceEngine
@@ -28,6 +30,7 @@ from retail_serving.payloads import BatchParser
 from retail_serving.registry import ModelRegistry
 from retail_serving.services import Services
 from retail_serving.settings import ServingSettings
+from retail_serving.storage import read_source_file
 
 log = logging.getLogger("retail_serving")
 
@@ -79,13 +82,23 @@ async def _poll_forever(registry: ModelRegistry, interval: float) -> None:
             log.exception("model poll failed unexpectedly")
 
 
+def locator(settings: ServingSettings) -> Callable[[], ModelSource]:
+    """What the registry asks on every poll for the model's source: the mounted document
+    (re-read each time, so pins change at run time) or the fixed ``MODEL_URI``."""
+    if settings.model_source_file is not None:
+        return partial(read_source_file, settings.model_source_file)
+    assert settings.model_uri is not None  # ServingSettings requires exactly one of the two
+    fixed = ModelSource(settings.model_uri, settings.model_version_id, settings.model_sha256)
+    return lambda: fixed
+
+
 def create_app(settings: ServingSettings | None = None) -> ASGIApp:
     """The predictor as an ASGI app: request metrics, then the prediction fast path, then
     the FastAPI app with every route."""
     settings = settings or ServingSettings()  # read from the environment
     metrics = ServingMetrics()
     registry = ModelRegistry(
-        settings.locator(),
+        locator(settings),
         metrics,
         require_recorded_sha256=settings.require_sha256_metadata,
         nthread=settings.predict_threads,

@@ -1,4 +1,4 @@
-"""The model file: XGBoost's own JSON/UBJSON format with the schema inside (DESIGN.md contract).
+"""The model file: XGBoost's own JSON/UBJSON format with the schema inside (docs/serving.md).
 
 One file carries the booster and, as booster attributes, the feature schema, the category
 vocabularies and the model version, so a single PUT replaces a model atomically and no side

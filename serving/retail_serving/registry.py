@@ -1,6 +1,6 @@
 """The model registry: holds the one model reference requests use, and reloads it safely.
 
-``poll`` runs one step of hot reload (DESIGN.md): HEAD the object; if ``reload.plan`` says
+``poll`` runs one step of hot reload: HEAD the object; if ``reload.plan`` says
 so, download → verify sha256 → load (which smoke-tests) → swap the reference. The swap is a
 single attribute assignment, so a request sees either the old model or the new one, never a
 mix, and a request keeps the model it picked up for as long as it runs. Nothing is unloaded
@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from retail_contract.source import ModelSource
 from retail_serving import artifact, reload
 from retail_serving.errors import ModelRejected, ServingError
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
-from retail_serving.storage import ModelSource, open_source
-from retail_serving.versions import ModelLocation, ObjectVersion
+from retail_serving.storage import ObjectStore, open_store
+from retail_serving.versions import ObjectVersion
 
 log = logging.getLogger("retail_serving.reload")
 
@@ -41,10 +42,10 @@ class ServedModel:
 class ModelRegistry:
     def __init__(
         self,
-        locate: Callable[[], ModelLocation],
+        locate: Callable[[], ModelSource],
         metrics: ServingMetrics,
         *,
-        connect: Callable[[ModelLocation], ModelSource] = open_source,
+        connect: Callable[[ModelSource], ObjectStore] = open_store,
         require_recorded_sha256: bool = True,
         nthread: int = 1,
     ) -> None:
@@ -57,18 +58,18 @@ class ModelRegistry:
         self.state = reload.ReloadState()
         self.last_error: str | None = None  # why the newest object version is not served
         self._poll_lock = threading.Lock()  # one poll at a time, whoever calls it
-        self._source: tuple[tuple[str, str | None], ModelSource] | None = None
+        self._store: tuple[tuple[str, str | None], ObjectStore] | None = None
 
-    def _source_for(self, location: ModelLocation) -> ModelSource:
-        """One source (and S3 client) per URI and version pin, kept across polls."""
+    def _store_for(self, location: ModelSource) -> ObjectStore:
+        """One store (and S3 client) per URI and version pin, kept across polls."""
         key = (location.uri, location.version_id)
-        if self._source is None or self._source[0] != key:
-            self._source = (key, self.connect(location))
-        return self._source[1]
+        if self._store is None or self._store[0] != key:
+            self._store = (key, self.connect(location))
+        return self._store[1]
 
     def _observe(self) -> ObjectVersion:
         location = self.locate()
-        return replace(self._source_for(location).head(), location=location)
+        return replace(self._store_for(location).head(), location=location)
 
     @property
     def ready(self) -> bool:
@@ -96,13 +97,13 @@ class ModelRegistry:
         assert observed.location is not None  # set by _observe
         uri = observed.location.uri
         try:
-            source = self._source_for(observed.location)
-            data = source.fetch(observed)
+            store = self._store_for(observed.location)
+            data = store.fetch(observed)
             digest = artifact.sha256_hex(data)
             reload.verify(
                 digest,
                 observed,
-                require_recorded=self.require_recorded_sha256 and source.records_sha256,
+                require_recorded=self.require_recorded_sha256 and store.records_sha256,
             )
             model = artifact.load(data, nthread=self.nthread)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving

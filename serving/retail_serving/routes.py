@@ -1,4 +1,4 @@
-"""The predictor's HTTP routes (DESIGN.md predictor table) on the FastAPI app.
+"""The predictor's HTTP routes (docs/serving.md lists them) on the FastAPI app.
 
 The three prediction routes live in ``hotpath`` (plain Starlette routes, also reached directly
 by ``hotpath.FastPath``); this module adds them to the app, describes them in the OpenAPI

@@ -1,8 +1,10 @@
 """The predictor's settings: one pydantic-settings object, read from the environment once.
 
 The model's location comes either from ``MODEL_URI`` (with optional ``MODEL_VERSION_ID`` and
-``MODEL_SHA256`` pins) or from ``MODEL_SOURCE_FILE``, a small JSON document the operator mounts
-from a ConfigMap and the registry re-reads on every poll, so pins change without a restart.
+``MODEL_SHA256`` pins) or from ``MODEL_SOURCE_FILE``, the model-source document the operator mounts
+from a ConfigMap (``retail_contract.source``), re-read on every poll, so pins change without a
+restart. The operator sets the variables named in ``retail_contract.env``. Values only: the app
+factory turns them into a registry and an engine.
 
 AWS settings are deliberately absent: boto3 reads the standard variables itself
 (``AWS_REGION``, ``AWS_ENDPOINT_URL``, credentials or IRSA's web identity), and this process
@@ -11,16 +13,13 @@ never handles credentials directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retail_serving.storage import check_uri, read_location_file
-from retail_serving.versions import ModelLocation
+from retail_contract.source import S3Uri
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
@@ -57,7 +56,10 @@ class ServingSettings(BaseSettings):
     @classmethod
     def _known_scheme(cls, uri: str | None) -> str | None:
         if uri is not None:
-            check_uri(uri)
+            if uri.startswith("s3://"):
+                S3Uri.parse(uri)
+            elif not uri.removeprefix("file://"):
+                raise ValueError("the model URI is empty")
         return uri
 
     @model_validator(mode="after")
@@ -67,14 +69,3 @@ class ServingSettings(BaseSettings):
         if self.model_source_file is not None and (self.model_version_id or self.model_sha256):
             raise ValueError("with MODEL_SOURCE_FILE, pins belong in that file")
         return self
-
-    def locator(self) -> Callable[[], ModelLocation]:
-        """What the registry asks on every poll for the model's location."""
-        if self.model_source_file is not None:
-            return partial(read_location_file, self.model_source_file)
-        assert self.model_uri is not None  # _one_location
-        return constant(ModelLocation(self.model_uri, self.model_version_id, self.model_sha256))
-
-
-def constant(location: ModelLocation) -> Callable[[], ModelLocation]:
-    return lambda: location

@@ -9,47 +9,28 @@ upload can never hand us a mix of old metadata and new bytes). boto3 picks up cr
 
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from retail_serving.artifact import sha256_hex
+from retail_contract.source import SHA256_METADATA_KEY, ModelSource, S3Uri
 from retail_serving.errors import SourceUnavailable
-from retail_serving.versions import ModelLocation, ObjectVersion
+from retail_serving.versions import ObjectVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-SHA256_METADATA_KEY = "sha256"
 
+class ObjectStore(Protocol):
+    """Where one model's bytes are read from: an S3 object or a local file."""
 
-class ModelSource(Protocol):
     uri: str
     records_sha256: bool  # whether ``head`` can report the digest recorded at upload
 
     def head(self) -> ObjectVersion: ...
 
     def fetch(self, version: ObjectVersion) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    key: str
-
-    @classmethod
-    def parse(cls, uri: str) -> S3Location:
-        if not uri.startswith("s3://"):
-            raise ValueError(f"not an s3:// URI: {uri!r}")
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        if not bucket or not key:
-            raise ValueError(f"S3 URI needs a bucket and a key: {uri!r}")
-        return cls(bucket, key)
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 def s3_client() -> S3Client:
@@ -76,10 +57,10 @@ def _version_id(response: Any) -> str | None:
     return None if version_id in (None, "null") else str(version_id)
 
 
-class S3Source:
+class S3Store:
     """A model object in S3, optionally pinned to one object version."""
 
-    def __init__(self, location: S3Location, *, pinned_version_id: str | None = None) -> None:
+    def __init__(self, location: S3Uri, *, pinned_version_id: str | None = None) -> None:
         self.location = location
         self.pinned_version_id = pinned_version_id
         self.uri = location.uri
@@ -117,7 +98,7 @@ class S3Source:
             raise _unavailable("GET", self.uri, error) from error
 
 
-class FileSource:
+class FileStore:
     """A model file on local disk; its version is its size and modification time."""
 
     def __init__(self, path: Path) -> None:
@@ -139,44 +120,34 @@ class FileSource:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
 
 
-def check_uri(uri: str) -> None:
-    """Raise ``ValueError`` unless ``uri`` is ``s3://bucket/key``, ``file://path`` or a path."""
-    if uri.startswith("s3://"):
-        S3Location.parse(uri)
-    elif not uri.removeprefix("file://"):
-        raise ValueError("the model URI is empty")
-
-
-def open_source(location: ModelLocation) -> ModelSource:
-    """``s3://bucket/key`` → S3, ``file://path`` or a plain path → local file."""
-    try:
-        check_uri(location.uri)
-    except ValueError as error:
-        raise SourceUnavailable(f"invalid model location: {error}") from None
-    if location.uri.startswith("s3://"):
-        return S3Source(S3Location.parse(location.uri), pinned_version_id=location.version_id)
-    if location.version_id:
+def open_store(source: ModelSource) -> ObjectStore:
+    """``s3://bucket/key`` → S3, ``file://path`` or a plain path → local file. The URI is
+    parsed here, once per change of source (the registry keeps the store across polls)."""
+    if source.uri.startswith("s3://"):
+        try:
+            location = S3Uri.parse(source.uri)
+        except ValueError as error:
+            raise SourceUnavailable(f"invalid model location: {error}") from None
+        return S3Store(location, pinned_version_id=source.version_id)
+    if not source.uri.removeprefix("file://"):
+        raise SourceUnavailable("invalid model location: the model URI is empty")
+    if source.version_id:
         raise SourceUnavailable("invalid model location: a version pin needs an s3:// URI")
-    return FileSource(Path(location.uri.removeprefix("file://")))
+    return FileStore(Path(source.uri.removeprefix("file://")))
 
 
-def read_location_file(path: Path) -> ModelLocation:
-    """The location described by a JSON file ``{"uri", "versionId", "sha256"}`` (what the
-    operator mounts from a ConfigMap); empty strings mean "not pinned". Re-read on every poll,
-    so a new pin reaches running pods without a restart."""
+def read_source_file(path: Path) -> ModelSource:
+    """The model source in the document the operator mounts from a ConfigMap
+    (``retail_contract.source``). Re-read on every poll, so a new pin reaches running pods
+    without a restart."""
     try:
-        document: Any = json.loads(path.read_text())
+        text = path.read_text()
     except OSError as error:
         raise SourceUnavailable(f"cannot read model source file {path}: {error.strerror}") from None
+    try:
+        return ModelSource.from_json(text)
     except ValueError as error:
-        raise SourceUnavailable(f"model source file {path} is not JSON: {error}") from None
-    fields = document if isinstance(document, dict) else {}
-    uri, version_id, sha256 = (fields.get(key) or None for key in ("uri", "versionId", "sha256"))
-    if not isinstance(uri, str) or not all(
-        value is None or isinstance(value, str) for value in (version_id, sha256)
-    ):
-        raise SourceUnavailable(f"model source file {path} needs a string 'uri'")
-    return ModelLocation(uri, version_id, sha256)
+        raise SourceUnavailable(f"model source file {path} is not valid: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -187,11 +158,11 @@ class Upload:
     sha256: str
 
 
-def upload(data: bytes, location: S3Location, *, content_type: str) -> Upload:
+def upload(data: bytes, location: S3Uri, *, content_type: str) -> Upload:
     """PUT a model file with its sha256 recorded as object metadata."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    digest = sha256_hex(data)
+    digest = hashlib.sha256(data).hexdigest()
     try:
         response = s3_client().put_object(
             Bucket=location.bucket,

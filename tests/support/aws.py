@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from retail_operator.standin import ACCESS_KEY, REGION, SECRET_KEY, free_port, stand_in_env
+from retail_tools.standin import ACCESS_KEY, REGION, SECRET_KEY, free_port, stand_in_env
 
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "MotoServer", "free_port"]
 

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from retail_operator.localcluster import build, cluster
-from retail_operator.localcluster.config import ClusterConfig, Ports
+from retail_tools.cluster import build, cluster
+from retail_tools.cluster.config import ClusterConfig, Ports
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from retail_operator.standin import AwsStandIn
+from retail_tools.standin import AwsStandIn
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 

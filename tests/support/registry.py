@@ -1,5 +1,5 @@
 """An in-process moto server for tests that must steer ECR's scan results over time
-(``retail_operator.standin``: push an image, finish a scan with chosen findings)."""
+(``retail_tools.standin``: push an image, finish a scan with chosen findings)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from retail_operator.standin import AwsStandIn
+from retail_tools.standin import AwsStandIn
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from retail_operator.aws import clients
 from retail_operator.cache import TtlCache
 from retail_operator.errors import AccessDenied, ModelNotFound
 from retail_operator.facts import ModelObject
-from retail_operator.spec import ModelSource
+from retail_operator.spec import ModelSpec
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"})
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
@@ -26,14 +26,15 @@ class ModelInspector:
         self._heads: TtlCache[tuple[str, str], ModelObject] = TtlCache(lambda _: ttl)
         self.calls = 0
 
-    async def head(self, source: ModelSource) -> ModelObject:
+    async def head(self, source: ModelSpec) -> ModelObject:
         return await self._heads.get(
             (source.s3_uri, source.version_id), lambda: asyncio.to_thread(self._head, source)
         )
 
-    def _head(self, source: ModelSource) -> ModelObject:
+    def _head(self, source: ModelSpec) -> ModelObject:
         self.calls += 1
-        kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+        location = source.location
+        kwargs: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key}
         if source.version_id:
             kwargs["VersionId"] = source.version_id
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_operator.localcluster.cluster import ClusterError
+from retail_tools.cluster.cluster import ClusterError
 from tests.support.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster

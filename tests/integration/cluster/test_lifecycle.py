@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_operator.localcluster import build, cluster, processes
-from retail_operator.localcluster.config import ClusterConfig
+from retail_tools.cluster import build, cluster, processes
+from retail_tools.cluster.config import ClusterConfig
 
 pytestmark = pytest.mark.cluster
 

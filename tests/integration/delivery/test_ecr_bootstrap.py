@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from retail_operator.ecr.bootstrap import bootstrap
-from retail_operator.ecr.config import RegistryConfig, load_config
+from retail_tools.ecr.bootstrap import bootstrap
+from retail_tools.ecr.config import RegistryConfig, load_config
 from tests.support.aws import MotoServer
 
 if TYPE_CHECKING:

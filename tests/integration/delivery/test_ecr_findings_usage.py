@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from retail_operator.ecr.findings import ImageNotFoundError, gate, read_scan, wait_for_scan
-from retail_operator.ecr.usage import RepositoryNotFoundError, measure_usage
 from retail_operator.facts import ScanState
 from retail_operator.spec import Severity
+from retail_tools.ecr.findings import ImageNotFoundError, gate, read_scan, wait_for_scan
+from retail_tools.ecr.usage import RepositoryNotFoundError, measure_usage
 from tests.integration.delivery.ecr_images import push_image, set_scan_result
 from tests.support.aws import MotoServer
 

@@ -21,7 +21,7 @@ from tests.support.aws import free_port
 from tests.support.cluster import LocalCluster
 from tests.support.faults import FaultProxy
 
-from retail_operator.standin import AwsStandIn
+from retail_tools.standin import AwsStandIn
 
 ROOT = Path(__file__).resolve().parents[3]
 REPOSITORY = "mlops/retail-api"

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.operator.conftest import BUCKET, REPOSITORY, Scenario
 from tests.support.faults import FaultProxy, ecr_error, s3_error
 
-from retail_operator.localcluster import cluster
+from retail_tools.cluster import cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
 

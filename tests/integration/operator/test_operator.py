@@ -225,3 +225,32 @@ def test_operator_killed_and_restarted_converges_without_duplicates(scenario: Sc
     services = scenario.cluster.get_json("services", "-n", scenario.namespace)["items"]
     assert sorted(d["metadata"]["name"] for d in deployments) == ["model-0", "model-1", "model-2"]
     assert len(services) == 3
+
+
+def test_a_lost_status_is_recovered_from_the_children(scenario: Scenario) -> None:
+    """A crash between the child apply and the status write leaves children the status does
+    not record. With the status gone and a blocked tag waiting, the restarted operator must
+    read what runs from the children, keep it, and say so."""
+    good = scenario.image("v1-good")
+    model = scenario.model()
+    scenario.apply(scenario.manifest("prices", "v1-good", model))
+    scenario.wait_condition("prices", "Ready", "True")
+    running = f"{scenario.aws.repository_uri(REPOSITORY)}@{good}"
+    scenario.operator.stop()
+    try:
+        scenario.cluster.kubectl(
+            "patch", "retailmodel", "prices", "-n", scenario.namespace,
+            "--subresource=status", "--type=merge", "-p", '{"status": null}',
+        )  # fmt: skip
+        assert not scenario.get("retailmodel", "prices").get("status")
+        scenario.image("v2-bad", findings=[("CVE-2024-0003", "CRITICAL")])
+        scenario.apply(scenario.manifest("prices", "v2-bad", model))
+    finally:
+        scenario.operator.start()
+
+    ready = scenario.wait_condition("prices", "Ready", "False", "VulnerabilitiesFound")
+    assert f"still serving {running}" in ready["message"]
+    status = scenario.get("retailmodel", "prices")["status"]
+    assert status["deployedImage"] == running
+    assert status["deployedModel"] == {"s3Uri": model, "versionId": "", "sha256": ""}
+    assert scenario.deployment_image("prices") == running

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from retail_serving import artifact, training
+from retail_serving import artifact
+from retail_training import training
 from tests.support.aws import REGION, MotoServer, free_port
 
 TRAINING_ROWS = 2_000

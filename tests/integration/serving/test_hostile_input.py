@@ -19,8 +19,9 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 
-from retail_serving import artifact, training
+from retail_serving import artifact
 from retail_serving.payloads import EXAMPLE
+from retail_training import training
 
 from .conftest import PredictorProcess, launch, stop
 

@@ -42,6 +42,23 @@ def test_build_stage_installs_exactly_the_lock_without_dev_tools(dockerfile: str
     assert "UV_PROJECT_ENVIRONMENT=/opt/venv" in build
 
 
+@pytest.mark.parametrize(
+    ("dockerfile", "extra", "package", "other"),
+    [
+        ("Dockerfile.serving", "serving", "serving/retail_serving", "retail_operator"),
+        ("Dockerfile.operator", "operator", "operator/retail_operator", "retail_serving"),
+    ],
+)
+def test_each_image_installs_only_its_own_extra_and_code(
+    dockerfile: str, extra: str, package: str, other: str
+) -> None:
+    build = stages(dockerfile)[0]
+    assert re.findall(r"--extra (\S+)", build) == [extra]
+    copied = re.findall(r"^COPY (\S+)/ ", build, flags=re.M)
+    assert copied == ["contract/retail_contract", package]
+    assert other not in build and "retail_tools" not in build
+
+
 def test_final_stage_is_non_root_and_read_only_root_ready(dockerfile: str) -> None:
     final = stages(dockerfile)[-1]
     users = re.findall(r"^USER (\S+)$", final, flags=re.M)
@@ -49,6 +66,7 @@ def test_final_stage_is_non_root_and_read_only_root_ready(dockerfile: str) -> No
     for setting in ("PYTHONDONTWRITEBYTECODE=1", "TMPDIR=/tmp", "HOME=/tmp"):
         assert setting in final
     assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert "COPY --from=build /opt/app /opt/app" in final
     # Nothing installed in the final stage: no package manager runs, so no compilers or curl.
     assert not re.search(r"^RUN ", final, flags=re.M)
 
@@ -56,11 +74,12 @@ def test_final_stage_is_non_root_and_read_only_root_ready(dockerfile: str) -> No
 def test_commands() -> None:
     serving = stages("Dockerfile.serving")[-1]
     operator = stages("Dockerfile.operator")[-1]
-    assert re.search(r'^CMD \["retailctl", "serve"', serving, flags=re.M)
-    assert 'CMD ["retailctl", "operator"]' in operator
-    healthcheck = re.search(r"^HEALTHCHECK (?:.*\\\n)*.*", serving, flags=re.M)
-    assert healthcheck and "urllib.request" in healthcheck.group(0)
-    assert "/health" in healthcheck.group(0)
+    assert re.search(r'^CMD \["python3", "-m", "retail_serving"', serving, flags=re.M)
+    assert 'CMD ["python3", "-m", "retail_operator"]' in operator
+    for final, path in ((serving, "/health'"), (operator, "/healthz'")):
+        healthcheck = re.search(r"^HEALTHCHECK (?:.*\\\n)*.*", final, flags=re.M)
+        assert healthcheck and "urllib.request" in healthcheck.group(0)
+        assert path in healthcheck.group(0)
 
 
 def test_hadolint_is_clean(dockerfile: str) -> None:
@@ -77,6 +96,7 @@ def test_build_context_excludes_everything_but_the_sources() -> None:
         "!pyproject.toml",
         "!uv.lock",
         "!README.md",
-        "!operator/",
-        "!serving/",
+        "!contract/retail_contract/",
+        "!operator/retail_operator/",
+        "!serving/retail_serving/",
     }

@@ -11,7 +11,7 @@ from retail_operator.rendering import (
     render_children,
     render_deployment,
 )
-from retail_operator.spec import ModelSource, RetailModelSpec
+from retail_operator.spec import ModelSpec, RetailModelSpec
 
 REPO = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/mlops/retail-api"
 OWNER = Owner("prices", "retail", "uid-1")
@@ -28,7 +28,7 @@ def spec(**extra: object) -> RetailModelSpec:
 
 
 def target(uri: str = "s3://models/prices/model.ubj") -> Target:
-    return Target(f"{REPO}@sha256:{'b' * 64}", ModelSource(s3_uri=uri))
+    return Target(f"{REPO}@sha256:{'b' * 64}", ModelSpec(s3_uri=uri))
 
 
 def test_children_are_owned_and_labelled_without_argo_tracking_label() -> None:

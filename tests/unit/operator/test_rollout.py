@@ -6,10 +6,10 @@ from retail_operator.conditions import Verdict
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.rendering import Target
 from retail_operator.rollout import Check, check_model, choose_target, describe
-from retail_operator.spec import ModelSource
+from retail_operator.spec import ModelSpec
 
-OLD = Target("repo@sha256:old", ModelSource(s3_uri="s3://b/m.ubj"))
-NEW = Target("repo@sha256:new", ModelSource(s3_uri="s3://b/m.ubj"))
+OLD = Target("repo@sha256:old", ModelSpec(s3_uri="s3://b/m.ubj"))
+NEW = Target("repo@sha256:new", ModelSpec(s3_uri="s3://b/m.ubj"))
 PASS = Check("True", "ScanClean", "clean")
 BLOCKED = Check("False", "VulnerabilitiesFound", "1 finding(s) at or above HIGH (HIGH: 1)")
 MODEL_OK = Check("True", "ModelFound", "s3://b/m.ubj")
@@ -107,11 +107,11 @@ def test_no_deployment_is_not_available() -> None:
 
 def test_checksum_is_compared_when_pinned() -> None:
     found = ModelObject(etag="e", version_id="v1", sha256="a" * 64)
-    assert check_model(ModelSource(s3_uri="s3://b/k"), found).passed
-    assert check_model(ModelSource(s3_uri="s3://b/k", sha256="a" * 64), found).passed
-    mismatch = check_model(ModelSource(s3_uri="s3://b/k", sha256="c" * 64), found)
+    assert check_model(ModelSpec(s3_uri="s3://b/k"), found).passed
+    assert check_model(ModelSpec(s3_uri="s3://b/k", sha256="a" * 64), found).passed
+    mismatch = check_model(ModelSpec(s3_uri="s3://b/k", sha256="c" * 64), found)
     assert (mismatch.status, mismatch.reason) == ("False", "ChecksumMismatch")
     unverifiable = check_model(
-        ModelSource(s3_uri="s3://b/k", sha256="c" * 64), ModelObject("e", "", "")
+        ModelSpec(s3_uri="s3://b/k", sha256="c" * 64), ModelObject("e", "", "")
     )
     assert unverifiable.reason == "ChecksumMismatch"

@@ -1,28 +1,8 @@
-"""A small model trained once per session for the serving unit tests."""
+"""The serving unit tests start from an environment without predictor settings."""
 
 from __future__ import annotations
 
 import pytest
-
-from retail_serving import artifact, training
-from retail_serving.model import Model
-
-TRAINING_ROWS = 2_000
-
-
-@pytest.fixture(scope="session")
-def trained() -> training.TrainedModel:
-    return training.train(TRAINING_ROWS, seed=11)
-
-
-@pytest.fixture(scope="session")
-def model_bytes(trained: training.TrainedModel) -> bytes:
-    return artifact.serialise(trained.booster, trained.encoder, trained.version)
-
-
-@pytest.fixture(scope="session")
-def model(model_bytes: bytes) -> Model:
-    return artifact.load(model_bytes)
 
 
 @pytest.fixture(autouse=True)

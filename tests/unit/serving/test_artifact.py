@@ -12,7 +12,7 @@ from retail_serving import artifact
 from retail_serving.errors import ModelFormatError, SchemaError
 from retail_serving.model import Model
 from retail_serving.payloads import EXAMPLE
-from retail_serving.training import TrainedModel
+from retail_training.training import TrainedModel
 
 
 def test_ubj_and_json_files_load_to_the_same_predictions(

@@ -9,7 +9,7 @@ from retail_serving.encoding import UNKNOWN_CODE, Encoder, Vocabulary
 from retail_serving.errors import SchemaError
 from retail_serving.payloads import EXAMPLE
 from retail_serving.schema import FEATURE_NAMES, FeatureSchema
-from retail_serving.training import TrainedModel
+from retail_training.training import TrainedModel
 
 
 def test_vocabulary_codes_follow_sorted_values_regardless_of_arrival_order() -> None:

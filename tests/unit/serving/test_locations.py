@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from retail_contract.source import ModelSource, S3Uri
+from retail_serving.app import locator
 from retail_serving.errors import SourceUnavailable
 from retail_serving.settings import ServingSettings
-from retail_serving.storage import FileSource, S3Location, open_source, read_location_file
-from retail_serving.versions import ModelLocation
+from retail_serving.storage import FileStore, open_store, read_source_file
 
 
 def test_a_source_file_is_read_afresh_and_empty_pins_mean_none(tmp_path: Path) -> None:
     path = tmp_path / "model-source.json"
     path.write_text(json.dumps({"uri": "s3://b/m.ubj", "versionId": "", "sha256": ""}))
-    assert read_location_file(path) == ModelLocation("s3://b/m.ubj")
+    assert read_source_file(path) == ModelSource("s3://b/m.ubj")
     path.write_text(json.dumps({"uri": "s3://b/m.ubj", "versionId": "v3", "sha256": "ab" * 32}))
-    assert read_location_file(path) == ModelLocation("s3://b/m.ubj", "v3", "ab" * 32)
+    assert read_source_file(path) == ModelSource("s3://b/m.ubj", "v3", "ab" * 32)
 
 
 @pytest.mark.parametrize("text", [None, "not json", "[]", '{"versionId": "v1"}', '{"uri": 3}'])
@@ -30,7 +31,7 @@ def test_a_missing_or_malformed_source_file_is_temporarily_unavailable(
     if text is not None:
         path.write_text(text)
     with pytest.raises(SourceUnavailable):
-        read_location_file(path)
+        read_source_file(path)
 
 
 def test_settings_take_exactly_one_location(tmp_path: Path) -> None:
@@ -49,23 +50,23 @@ def test_settings_locate_a_pinned_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_URI", "s3://b/k.ubj")
     monkeypatch.setenv("MODEL_VERSION_ID", "v9")
     monkeypatch.setenv("MODEL_SHA256", "C" * 64)
-    assert ServingSettings().locator()() == ModelLocation("s3://b/k.ubj", "v9", "C" * 64)
+    assert locator(ServingSettings())() == ModelSource("s3://b/k.ubj", "v9", "C" * 64)
 
 
 def test_settings_locate_through_the_source_file(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    locate = ServingSettings(model_source_file=path).locator()
+    locate = locator(ServingSettings(model_source_file=path))
     path.write_text(json.dumps({"uri": "/models/a.ubj"}))
-    assert locate() == ModelLocation("/models/a.ubj")
+    assert locate() == ModelSource("/models/a.ubj")
     path.write_text(json.dumps({"uri": "/models/b.ubj"}))
-    assert locate() == ModelLocation("/models/b.ubj")
+    assert locate() == ModelSource("/models/b.ubj")
 
 
 def test_locations_open_the_right_source(tmp_path: Path) -> None:
-    assert isinstance(open_source(ModelLocation(str(tmp_path / "m.ubj"))), FileSource)
-    assert open_source(ModelLocation("file:///models/m.ubj")).uri == "/models/m.ubj"
+    assert isinstance(open_store(ModelSource(str(tmp_path / "m.ubj"))), FileStore)
+    assert open_store(ModelSource("file:///models/m.ubj")).uri == "/models/m.ubj"
     with pytest.raises(SourceUnavailable, match="version pin"):
-        open_source(ModelLocation("/models/m.ubj", version_id="v1"))
+        open_store(ModelSource("/models/m.ubj", version_id="v1"))
     with pytest.raises(SourceUnavailable, match="invalid"):
-        open_source(ModelLocation("s3://"))
-    assert S3Location.parse("s3://b/a/b/c.ubj") == S3Location("b", "a/b/c.ubj")
+        open_store(ModelSource("s3://"))
+    assert S3Uri.parse("s3://b/a/b/c.ubj") == S3Uri("b", "a/b/c.ubj")

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from retail_serving.dataset import generate
 from retail_serving.model import Model
+from retail_training.dataset import generate
 
 
 @pytest.mark.parametrize("rows", [1, 2, 63, 64, 65, 1_000])

@@ -6,15 +6,16 @@ import logging
 
 import pytest
 
+from retail_contract.source import ModelSource
 from retail_serving import artifact
 from retail_serving.errors import SourceUnavailable
 from retail_serving.metrics import ServingMetrics
 from retail_serving.registry import ModelRegistry
-from retail_serving.training import TrainedModel
-from retail_serving.versions import ModelLocation, ObjectVersion
+from retail_serving.versions import ObjectVersion
+from retail_training.training import TrainedModel
 
 
-class MemorySource:
+class MemoryStore:
     """An S3-like object held in memory: each ``put`` is a new version."""
 
     uri = "memory://model"
@@ -47,8 +48,8 @@ def counter(metrics: ServingMetrics, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def source() -> MemorySource:
-    return MemorySource()
+def source() -> MemoryStore:
+    return MemoryStore()
 
 
 @pytest.fixture
@@ -57,9 +58,9 @@ def metrics() -> ServingMetrics:
 
 
 def registry_for(
-    source: MemorySource, metrics: ServingMetrics, location: ModelLocation | None = None
+    source: MemoryStore, metrics: ServingMetrics, location: ModelSource | None = None
 ) -> ModelRegistry:
-    where = location or ModelLocation(source.uri)
+    where = location or ModelSource(source.uri)
     return ModelRegistry(lambda: where, metrics, connect=lambda _: source)
 
 
@@ -68,7 +69,7 @@ def version_bytes(trained: TrainedModel, version: str) -> bytes:
 
 
 def test_first_poll_loads_and_later_polls_swap_only_on_change(
-    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
     registry = registry_for(source, metrics)
     assert not registry.poll() and not registry.ready  # nothing uploaded yet
@@ -96,7 +97,7 @@ def test_first_poll_loads_and_later_polls_swap_only_on_change(
     ],
 )
 def test_a_bad_new_version_keeps_the_old_model_and_is_counted_and_logged_once(
-    source: MemorySource,
+    source: MemoryStore,
     metrics: ServingMetrics,
     trained: TrainedModel,
     caplog: pytest.LogCaptureFixture,
@@ -118,7 +119,7 @@ def test_a_bad_new_version_keeps_the_old_model_and_is_counted_and_logged_once(
 
 
 def test_an_unreachable_source_keeps_serving_and_logs_once(
-    source: MemorySource,
+    source: MemoryStore,
     metrics: ServingMetrics,
     trained: TrainedModel,
     caplog: pytest.LogCaptureFixture,
@@ -136,10 +137,10 @@ def test_an_unreachable_source_keeps_serving_and_logs_once(
 
 
 def test_a_pinned_digest_refuses_other_models(
-    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
     good = version_bytes(trained, "pinned")
-    pinned = ModelLocation(source.uri, sha256=artifact.sha256_hex(good))
+    pinned = ModelSource(source.uri, sha256=artifact.sha256_hex(good))
     registry = registry_for(source, metrics, pinned)
     source.put(version_bytes(trained, "other"))
     assert not registry.poll() and not registry.ready
@@ -148,32 +149,32 @@ def test_a_pinned_digest_refuses_other_models(
 
 
 def test_a_changed_location_is_a_new_version_even_for_the_same_object(
-    source: MemorySource, metrics: ServingMetrics, trained: TrainedModel
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
-    where = [ModelLocation(source.uri)]
+    where = [ModelSource(source.uri)]
     registry = ModelRegistry(lambda: where[0], metrics, connect=lambda _: source)
     source.put(version_bytes(trained, "one"))
     assert registry.poll()
-    where[0] = ModelLocation(source.uri, sha256="f" * 64)  # a new pin the model fails
+    where[0] = ModelSource(source.uri, sha256="f" * 64)  # a new pin the model fails
     assert not registry.poll()
     assert registry.current is not None and registry.current.model.version == "one"
     assert counter(metrics, "retail_model_reload_failures_total", reason="checksum") == 1
-    assert registry.current.origin.location == ModelLocation(source.uri)
+    assert registry.current.origin.location == ModelSource(source.uri)
 
 
 def test_one_source_per_uri_and_version_pin(metrics: ServingMetrics) -> None:
-    connected: list[ModelLocation] = []
-    where = [ModelLocation("s3://b/k")]
+    connected: list[ModelSource] = []
+    where = [ModelSource("s3://b/k")]
 
-    def connect(location: ModelLocation) -> MemorySource:
+    def connect(location: ModelSource) -> MemoryStore:
         connected.append(location)
-        return MemorySource()
+        return MemoryStore()
 
     registry = ModelRegistry(lambda: where[0], metrics, connect=connect)
     registry.poll()
     registry.poll()
-    where[0] = ModelLocation("s3://b/k", sha256="a" * 64)  # same object, same source
+    where[0] = ModelSource("s3://b/k", sha256="a" * 64)  # same object, same source
     registry.poll()
-    where[0] = ModelLocation("s3://b/k", version_id="v7")
+    where[0] = ModelSource("s3://b/k", version_id="v7")
     registry.poll()
-    assert connected == [ModelLocation("s3://b/k"), ModelLocation("s3://b/k", version_id="v7")]
+    assert connected == [ModelSource("s3://b/k"), ModelSource("s3://b/k", version_id="v7")]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from retail_contract.source import ModelSource
 from retail_serving import reload
 from retail_serving.errors import ChecksumMismatch, ModelFormatError, SourceUnavailable
 from retail_serving.reload import Action, ReloadState
-from retail_serving.versions import ModelLocation, ObjectVersion
+from retail_serving.versions import ObjectVersion
 
 V1 = ObjectVersion(etag="e1", version_id="v1", sha256="a" * 64)
 V2 = ObjectVersion(etag="e2", version_id="v2", sha256="b" * 64)
@@ -60,7 +61,7 @@ def test_head_failures_are_news_only_when_they_start_and_when_they_end() -> None
 
 def test_verify_accepts_the_recorded_digest_in_any_case() -> None:
     reload.verify("a" * 64, V1, require_recorded=True)
-    pinned_upper = ModelLocation("s3://b/k", None, "A" * 64)
+    pinned_upper = ModelSource("s3://b/k", None, "A" * 64)
     upper = ObjectVersion("e", None, sha256="A" * 64, location=pinned_upper)
     reload.verify("a" * 64, upper, require_recorded=True)
 
@@ -68,7 +69,7 @@ def test_verify_accepts_the_recorded_digest_in_any_case() -> None:
 def test_verify_refuses_a_mismatch_a_wrong_pin_and_a_missing_record() -> None:
     with pytest.raises(ChecksumMismatch, match="recorded"):
         reload.verify("c" * 64, V1, require_recorded=True)
-    pinned = ObjectVersion("e1", "v1", "a" * 64, location=ModelLocation("s3://b/k", None, "d" * 64))
+    pinned = ObjectVersion("e1", "v1", "a" * 64, location=ModelSource("s3://b/k", None, "d" * 64))
     with pytest.raises(ChecksumMismatch, match="pinned"):
         reload.verify("a" * 64, pinned, require_recorded=True)
     unrecorded = ObjectVersion(etag="e", version_id=None)
@@ -78,8 +79,8 @@ def test_verify_refuses_a_mismatch_a_wrong_pin_and_a_missing_record() -> None:
 
 
 def test_a_new_pin_on_the_same_object_is_a_change() -> None:
-    here = ObjectVersion("e1", "v1", location=ModelLocation("s3://b/k"))
+    here = ObjectVersion("e1", "v1", location=ModelSource("s3://b/k"))
     state = reload.after_success(ReloadState(), here)
-    pinned = ObjectVersion("e1", "v1", location=ModelLocation("s3://b/k", sha256="a" * 64))
+    pinned = ObjectVersion("e1", "v1", location=ModelSource("s3://b/k", sha256="a" * 64))
     assert reload.plan(state, here) is Action.KEEP
     assert reload.plan(state, pinned) is Action.LOAD

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from retail_operator.ecr.tags import MAX_TAG_LENGTH, TAG_PATTERN, TagNameError, image_tag
+from retail_tools.ecr.tags import MAX_TAG_LENGTH, TAG_PATTERN, TagNameError, image_tag
 
 SHA = "3f9c2b7e1d4a5b6c7d8e9f00112233445566778899"[:40]
 DAY = date(2026, 11, 29)

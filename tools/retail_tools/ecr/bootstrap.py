@@ -1,6 +1,6 @@
 """Make ECR repositories match their description, idempotently, correcting drift.
 
-For each repository in a :class:`~retail_operator.ecr.config.RegistryConfig`, ``bootstrap``
+For each repository in a :class:`~retail_tools.ecr.config.RegistryConfig`, ``bootstrap``
 creates it if missing, then compares every managed setting with what ECR reports and writes
 only what differs. It returns, per repository, the list of changes made, so a second run on an
 unchanged registry reports nothing. Encryption cannot be changed on an existing repository: a
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from retail_operator.ecr.config import RegistryConfig, RepositoryConfig
+from retail_tools.ecr.config import RegistryConfig, RepositoryConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from retail_operator.localcluster import pki as identities
-from retail_operator.localcluster.config import FAKE_NODE_ANNOTATION, ClusterConfig
-from retail_operator.localcluster.kubeconfig import write_kubeconfig
-from retail_operator.localcluster.pki import Pki
+from retail_tools.cluster import pki as identities
+from retail_tools.cluster.config import FAKE_NODE_ANNOTATION, ClusterConfig
+from retail_tools.cluster.kubeconfig import write_kubeconfig
+from retail_tools.cluster.pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.0.0.1/16"  # kwok hands out pod IPs from here: room for 65k fake pods

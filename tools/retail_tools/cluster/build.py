@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypedDict
 
-from retail_operator.localcluster.config import ClusterConfig, Toolchain
+from retail_tools.cluster.config import ClusterConfig, Toolchain
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok")

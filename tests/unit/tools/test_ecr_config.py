@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from retail_operator.ecr.config import ConfigError, RegistryConfig, load_config
+from retail_tools.ecr.config import ConfigError, RegistryConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = REPO_ROOT / "deploy" / "ecr" / "repositories.yaml"

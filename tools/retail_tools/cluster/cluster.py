@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_operator.localcluster import processes
-from retail_operator.localcluster.build import is_built
-from retail_operator.localcluster.components import (
+from retail_tools.cluster import processes
+from retail_tools.cluster.build import is_built
+from retail_tools.cluster.components import (
     Component,
     Probe,
     components,
@@ -29,8 +29,8 @@ from retail_operator.localcluster.components import (
     log_path,
     write_component_files,
 )
-from retail_operator.localcluster.config import FAKE_NODE_COUNT, ClusterConfig
-from retail_operator.localcluster.pki import ADMIN, Pki, ensure_pki
+from retail_tools.cluster.config import FAKE_NODE_COUNT, ClusterConfig
+from retail_tools.cluster.pki import ADMIN, Pki, ensure_pki
 
 START_TIMEOUT_SECONDS = 120.0
 PORTS_FREE_TIMEOUT_SECONDS = 10.0

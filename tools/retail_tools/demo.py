@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 
-from retail_operator.standin import ACCOUNT, REGION, AwsStandIn, free_port
+from retail_tools.standin import ACCOUNT, REGION, AwsStandIn, free_port
 
 REPOSITORY = "mlops/retail-api"
 BUCKET = "mlops-retail-forecast-models"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retail_serving.training import TrainedModel
+from retail_training.training import TrainedModel
 
 
 def test_the_model_beats_the_majority_baseline_on_held_out_rows(trained: TrainedModel) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_operator.localcluster import build, processes
-from retail_operator.localcluster.config import ClusterConfig, Ports
+from retail_tools.cluster import build, processes
+from retail_tools.cluster.config import ClusterConfig, Ports
 
 
 def _group_members(pgid: int) -> list[int]:

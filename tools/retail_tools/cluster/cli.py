@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from retail_operator.localcluster.config import ClusterConfig
+from retail_tools.cluster.config import ClusterConfig
 
 # ``build`` and ``cluster`` (and through them ``cryptography``) are imported inside the
 # commands, so ``retailctl --help`` does not pay for them.
@@ -45,7 +45,7 @@ def _format_duration(seconds: float) -> str:
 
 
 def _build(config: ClusterConfig, force: bool) -> None:
-    from retail_operator.localcluster import build as builder
+    from retail_tools.cluster import build as builder
 
     if builder.is_built(config) and not force:
         return
@@ -108,7 +108,7 @@ def build_command(
 @app.command()
 def up() -> None:
     """Start the cluster (building the binaries first if needed); a no-op if it is running."""
-    from retail_operator.localcluster import cluster
+    from retail_tools.cluster import cluster
 
     config = ClusterConfig.from_env()
     _build(config, force=False)
@@ -129,7 +129,7 @@ def down(
     ] = False,
 ) -> None:
     """Stop every process of the cluster (its data is kept unless --purge)."""
-    from retail_operator.localcluster import cluster
+    from retail_tools.cluster import cluster
 
     config = ClusterConfig.from_env()
     stopped = cluster.down(config)
@@ -142,7 +142,7 @@ def down(
 @app.command()
 def status() -> None:
     """Show each component's process, port and health, and the nodes; exit 1 unless all up."""
-    from retail_operator.localcluster import cluster
+    from retail_tools.cluster import cluster
 
     config = ClusterConfig.from_env()
     components = cluster.status(config)

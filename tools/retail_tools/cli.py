@@ -1,6 +1,8 @@
-"""``retailctl``: the one command that fronts training, serving, the operator and the local stack.
+"""``retailctl``: the one command for people: training, serving, the operator and the local stack.
 
-Each command group lives beside the code it drives and is mounted here; this module only wires
+Each command group lives beside the code it drives and is mounted here; ``serve`` and
+``operator`` run the same entry points their images run (``python -m retail_serving``,
+``python -m retail_operator``). this module only wires
 them together and turns failures into one clear line and a non-zero exit (no traceback unless
 ``RETAILCTL_DEBUG=1``). Command modules import their heavy dependencies inside the commands, so
 ``retailctl --help`` stays fast.
@@ -16,9 +18,9 @@ from typing import Annotated
 import click
 import typer
 
-from retail_operator.ecr.cli import ecr_app, image_app
-from retail_operator.localcluster.cli import app as cluster_app
-from retail_serving.cli import model_app, register_serving_commands
+from retail_tools.cluster.cli import app as cluster_app
+from retail_tools.ecr.cli import ecr_app, image_app
+from retail_tools.models import model_app, register_model_commands
 
 app = typer.Typer(
     name="retailctl",
@@ -31,7 +33,7 @@ app.add_typer(ecr_app, name="ecr")
 app.add_typer(image_app, name="image")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(model_app, name="model")
-register_serving_commands(app)
+register_model_commands(app)
 
 
 def main() -> None:
@@ -95,6 +97,6 @@ def demo(
     Control plane, AWS stand-in, ECR as code, training, the operator, a RetailModel, a
     predictor, a hot reload and a refused image.
     """
-    from retail_operator.demo import run_demo
+    from retail_tools.demo import run_demo
 
     run_demo(workdir)

@@ -17,9 +17,9 @@ import numpy.typing as npt
 import xgboost
 
 from retail_serving.artifact import sha256_hex
-from retail_serving.dataset import generate
 from retail_serving.encoding import UNKNOWN_CODE, Encoder, Matrix
 from retail_serving.schema import FeatureSchema
+from retail_training.dataset import generate
 
 HOLDOUT_SHARE = 0.2
 VALIDATION_SHARE = 0.1

@@ -1,6 +1,7 @@
-"""``retailctl train``, ``retailctl serve`` and ``retailctl model push``.
+"""``retailctl train``, ``retailctl serve`` and ``retailctl model push``: the model commands.
 
-Mounted on the root ``retailctl`` app by ``retail_operator.cli``. Heavy imports (xgboost,
+Mounted on the root ``retailctl`` app by ``retail_tools.cli``. ``serve`` runs the predictor
+exactly as its image does (``retail_serving.server``). Heavy imports (xgboost,
 boto3, uvicorn, the FastAPI app) happen inside the commands so ``retailctl --help`` stays fast.
 Failures raise ``click.ClickException`` (or a domain error) for the root to print as one line.
 """
@@ -27,7 +28,8 @@ def train(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from retail_serving import artifact, training
+    from retail_serving import artifact
+    from retail_training import training
 
     console = Console(stderr=True)
     console.print(f"Generating {rows:,} synthetic baskets (seed {seed}) and training XGBoost…")
@@ -64,37 +66,17 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "0.0.0.0",
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
-    """Serve predictions from a model file, reloading it when the object changes."""
-    import logging
-    import os
+    """Serve predictions from a model file, reloading it when the object changes.
 
-    import uvicorn
-    from pydantic import ValidationError
+    The same process the serving image runs (``python -m retail_serving``).
+    """
+    from retail_serving import server
 
-    from retail_serving.app import create_app
-    from retail_serving.settings import ServingSettings
-
-    if model_uri is not None:
-        os.environ["MODEL_URI"] = model_uri
     try:
-        settings = ServingSettings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
-        )
-        raise click.ClickException(f"invalid serving settings: {problems}") from None
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    # botocore's debug log prints each request's headers: the access key ID and the session
-    # token (IRSA's temporary credentials). Credentials never reach the log, at any level.
-    logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,  # per-request logging costs more than a prediction; see /metrics
-        timeout_graceful_shutdown=10,
-    )
+        settings = server.load_settings(model_uri)
+    except server.SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    server.run(settings, host=host, port=port, log_level=log_level)
 
 
 @model_app.command("push")
@@ -103,10 +85,11 @@ def push(
     uri: Annotated[str, typer.Argument(help="Destination, s3://bucket/key.")],
 ) -> None:
     """Upload a model file to S3 with its sha256 as object metadata."""
+    from retail_contract.source import S3Uri
     from retail_serving import artifact, storage
 
     try:
-        location = storage.S3Location.parse(uri)
+        location = S3Uri.parse(uri)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="URI") from None
     if not path.is_file():
@@ -125,7 +108,7 @@ def push(
         typer.echo("versionId: (bucket is not versioned)")
 
 
-def register_serving_commands(app: typer.Typer) -> None:
+def register_model_commands(app: typer.Typer) -> None:
     """Add ``train`` and ``serve`` to the root ``retailctl`` app."""
     app.command("train")(train)
     app.command("serve")(serve)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from retail_operator.localcluster.components import components, fake_nodes_manifest
-from retail_operator.localcluster.config import ClusterConfig, Ports, Toolchain
+from retail_tools.cluster.components import components, fake_nodes_manifest
+from retail_tools.cluster.config import ClusterConfig, Ports, Toolchain
 
 
 def test_defaults_and_overrides_come_from_the_environment(

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
-from retail_operator.ecr.tags import TagNameError, image_tag
+from retail_tools.ecr.tags import TagNameError, image_tag
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
-    from retail_operator.ecr.findings import ScanReport
+    from retail_tools.ecr.findings import ScanReport
 
 DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
 
@@ -47,8 +47,8 @@ def bootstrap(
     ] = DEFAULT_CONFIG,
 ) -> None:
     """Create or correct the ECR repositories described in CONFIG (idempotent)."""
-    from retail_operator.ecr.bootstrap import bootstrap as apply_config
-    from retail_operator.ecr.config import load_config
+    from retail_tools.ecr.bootstrap import bootstrap as apply_config
+    from retail_tools.ecr.config import load_config
 
     registry = load_config(config)
     account_id = _account_id()
@@ -87,8 +87,8 @@ def findings(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Scan status, severity counts and the HIGH/CRITICAL findings of REPOSITORY:TAG."""
-    from retail_operator.ecr.findings import gate, wait_for_scan
     from retail_operator.spec import Severity
+    from retail_tools.ecr.findings import gate, wait_for_scan
 
     try:
         threshold = Severity(fail_on.upper()) if fail_on is not None else None
@@ -118,7 +118,7 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Image count, total size and estimated monthly storage cost per repository."""
-    from retail_operator.ecr.usage import PRICE_PER_GB_MONTH, measure_usage
+    from retail_tools.ecr.usage import PRICE_PER_GB_MONTH, measure_usage
 
     usages = measure_usage(_ecr_client(), repository or ())
     if as_json:

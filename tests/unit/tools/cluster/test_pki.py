@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from retail_operator.localcluster.pki import ADMIN, SCHEDULER, ensure_pki
+from retail_tools.cluster.pki import ADMIN, SCHEDULER, ensure_pki
 
 
 def test_certificates_chain_to_the_ca_and_carry_the_identities(tmp_path: Path) -> None:

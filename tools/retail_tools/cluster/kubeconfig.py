@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from retail_operator.localcluster.pki import CertPair
+from retail_tools.cluster.pki import CertPair
 
 CONTEXT = "retailmodel-local"
 

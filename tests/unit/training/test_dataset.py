@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from retail_serving.dataset import generate
 from retail_serving.payloads import ROWS
 from retail_serving.schema import CLASSES, FEATURE_NAMES
+from retail_training.dataset import generate
 
 
 def test_same_seed_same_rows_and_other_seed_other_rows() -> None:

@@ -1,0 +1,13 @@
+"""The environment variables the operator sets on predictor containers.
+
+The predictor reads each of them as a ``ServingSettings`` field of the same name (lower case);
+a unit test holds the two sides together.
+"""
+
+from __future__ import annotations
+
+MODEL_SOURCE_FILE = "MODEL_SOURCE_FILE"  # path of the mounted model-source document
+MODEL_NAME = "MODEL_NAME"  # the model's name in the v2 (Open Inference Protocol) routes
+RELOAD_INTERVAL_SECONDS = "RELOAD_INTERVAL_SECONDS"  # how often to HEAD the model object
+
+PREDICTOR_ENV = (MODEL_SOURCE_FILE, MODEL_NAME, RELOAD_INTERVAL_SECONDS)

@@ -1,0 +1,72 @@
+"""The model-source document: which S3 object (and optionally which version and digest) a
+predictor serves.
+
+The operator writes it as JSON into a ConfigMap mounted at ``MODEL_SOURCE_PATH``; the predictor
+re-reads that file on every poll, so a new pin reaches running pods without a restart. The
+same value is the predictor's notion of "where the model lives" for ``MODEL_URI`` too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MODEL_SOURCE_DIR = "/etc/retailmodel"
+MODEL_SOURCE_FILE = "model-source.json"
+MODEL_SOURCE_PATH = f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILE}"
+# Object metadata key under which ``retailctl model push`` records the model's sha256.
+SHA256_METADATA_KEY = "sha256"
+
+_KEYS = ("uri", "versionId", "sha256")
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """``s3://bucket/key``, parsed once."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise ValueError(f"an S3 URI needs a bucket and a key: {uri!r}")
+        return cls(bucket, key)
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model lives (``s3://bucket/key``, or a path for local serving), optionally
+    pinned to one S3 object version and to the sha256 its bytes must have. ``None`` means
+    "not pinned"."""
+
+    uri: str
+    version_id: str | None = None
+    sha256: str | None = None
+
+    def to_json(self) -> str:
+        """The document as the operator writes it (empty strings for "not pinned")."""
+        values = (self.uri, self.version_id or "", self.sha256 or "")
+        return json.dumps(dict(zip(_KEYS, values, strict=True)), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSource:
+        """Parse the document; ``ValueError`` names what is wrong with it."""
+        document: Any = json.loads(text)  # json.JSONDecodeError is a ValueError
+        if not isinstance(document, dict):
+            raise ValueError("the model source document must be a JSON object")
+        uri, version_id, sha256 = (document.get(key) or None for key in _KEYS)
+        if not isinstance(uri, str):
+            raise ValueError("the model source document needs a string 'uri'")
+        for key, value in (("versionId", version_id), ("sha256", sha256)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"the model source document's {key!r} must be a string")
+        return cls(uri, version_id, sha256)
