@@ -9,11 +9,13 @@
   schema order, as MLServer's XGBoost runtime takes them; the codes must be valid for the
   model's vocabularies (0 is unknown).
 
-Problems are reported as 422 with the offending input named (``loc``).
+Problems are reported as 422 with the offending input named (``loc``), NaN and Infinity
+included: JSON has no such numbers, but clients (numpy, Python's ``json``) send them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,11 +158,31 @@ def _decode_named(inputs: list[Any], encoder: Encoder, max_rows: int) -> Matrix:
     return encoder.encode_columns(columns)
 
 
-def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
+def _load(body: bytes) -> Any:
     try:
-        payload = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise _fail(["body"], f"invalid JSON: {error}", "json_invalid") from None
+        broken = _fail(["body"], f"invalid JSON: {error}", "json_invalid")
+    # orjson follows RFC 8259, which has no NaN or Infinity. Read a body that holds them with
+    # the standard library, which does, so that the value checks refuse them naming the input,
+    # as /predict does; any other broken body stays "invalid JSON".
+    constants: list[str] = []
+
+    def constant(literal: str) -> float:
+        constants.append(literal)
+        return float(literal)
+
+    try:
+        payload = json.loads(body, parse_constant=constant)
+    except (ValueError, RecursionError):
+        raise broken from None
+    if not constants:
+        raise broken
+    return payload
+
+
+def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
+    payload = _load(body)
     if not isinstance(payload, dict):
         raise _fail(["body"], "must be a JSON object", "dict_type")
     inputs = payload.get("inputs")

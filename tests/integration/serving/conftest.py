@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from retail_serving import artifact
+from retail_serving.schema import FEATURE_NAMES
 from retail_training import training
 from tests.support.aws import REGION, MotoServer, free_port
 
@@ -35,6 +36,19 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
             return
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def v2_inputs(rows: list[Any]) -> list[dict[str, Any]]:
+    """The Open Inference Protocol's named inputs (one per feature) carrying ``rows``."""
+    return [
+        {
+            "name": name,
+            "datatype": "BYTES" if isinstance(rows[0][name], str) else "FP64",
+            "shape": [len(rows)],
+            "data": [row[name] for row in rows],
+        }
+        for name in FEATURE_NAMES
+    ]
 
 
 @dataclass

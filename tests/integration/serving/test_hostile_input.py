@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +24,10 @@ from schemathesis.core.result import Err
 
 from retail_serving import artifact
 from retail_serving.payloads import EXAMPLE
+from retail_serving.schema import FEATURE_NAMES
 from retail_training import training
 
-from .conftest import PredictorProcess, launch, stop
+from .conftest import PredictorProcess, launch, stop, v2_inputs
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_ROWS = 100
@@ -53,13 +57,13 @@ def predictor(
 
 
 def post_raw(
-    predictor: PredictorProcess, path: str, content: Any, **headers: str
+    predictor: PredictorProcess,
+    path: str,
+    content: Any,
+    content_type: str = "application/json",
 ) -> httpx.Response:
     return httpx.post(
-        predictor.url + path,
-        content=content,
-        headers={"content-type": "application/json", **headers},
-        timeout=30,
+        predictor.url + path, content=content, headers={"content-type": content_type}, timeout=30
     )
 
 
@@ -73,47 +77,128 @@ def chunks(total: int, size: int = 16 * 1024) -> Iterator[bytes]:
     yield b"]"
 
 
+MARKER = 7.25  # a number no valid body here holds elsewhere, replaced by the hostile literal
+
+
+def with_literal(payload: Any, literal: bytes) -> bytes:
+    """``payload`` as JSON with ``MARKER`` replaced by ``literal`` (NaN, Infinity: not JSON)."""
+    raw = orjson.dumps(payload)
+    assert raw.count(str(MARKER).encode()) == 1
+    return raw.replace(str(MARKER).encode(), literal)
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A request that is complete and valid but for one hostile part, and how it is refused:
+    the status and, for a refusal, the first error's ``loc``, ``type`` and a phrase of its
+    message, or (without ``loc``) a phrase of the whole answer."""
+
+    path: str
+    body: Any  # bytes or a chunk iterator as they are, anything else sent as JSON
+    status: int
+    loc: list[str | int] | None = None
+    kind: str | None = None
+    says: str = ""
+    content_type: str = "application/json"
+
+
 HUGE_STRING = "x" * (MAX_BODY_BYTES - 1024)
 V2_INFER = "/v2/models/price-sensitivity/infer"
 V2_INFER_TEMPLATE = "/v2/models/{name}/infer"
-HOSTILE: dict[str, tuple[str, Any, set[int]]] = {
-    "declared body too large": ("/predict", b"{" + b" " * (2 * MAX_BODY_BYTES) + b"}", {413}),
-    "streamed body too large": ("/predict/batch", chunks(4 * MAX_BODY_BYTES), {413}),
-    "v2 body too large": (V2_INFER, b" " * (2 * MAX_BODY_BYTES), {413}),
-    "batch over the row cap": ("/predict/batch", [EXAMPLE] * (MAX_BATCH_ROWS + 1), {413}),
-    "malformed JSON": ("/predict", b'{"BASKET_SIZE": "M",', {422}),
-    "not JSON at all": ("/predict", b"\xff\xfe\x00garbage", {422}),
-    "a list for a row": ("/predict", [EXAMPLE], {422}),
-    "NaN": ("/predict", b'{"SPEND": NaN}', {422}),
-    "Infinity in a batch": ("/predict/batch", b'[{"SPEND": Infinity}]', {422}),
-    "-Infinity in v2": (V2_INFER, b'{"inputs": [{"data": [-Infinity]}]}', {422}),
-    "huge string in a category": ("/predict", {**EXAMPLE, "BASKET_TYPE": HUGE_STRING}, {422}),
-    "huge string for a number": ("/predict", {**EXAMPLE, "SPEND": HUGE_STRING}, {422}),
-    "huge field name": ("/predict", {**EXAMPLE, HUGE_STRING: 1}, {200}),
-    "deeply nested": ("/predict", b"[" * 10_000 + b"]" * 10_000, {422}),
-    "wrong content type": ("/predict", b"BASKET_SIZE=M", {422}),
+SPEND_INPUT = FEATURE_NAMES.index("SPEND")
+LIMIT = f"exceeds {MAX_BODY_BYTES} bytes"
+HOSTILE = {
+    "declared body too large": Hostile(
+        "/predict", b"{" + b" " * (2 * MAX_BODY_BYTES) + b"}", 413, says=LIMIT
+    ),
+    "streamed body too large": Hostile(
+        "/predict/batch", chunks(4 * MAX_BODY_BYTES), 413, says=LIMIT
+    ),
+    "v2 body too large": Hostile(V2_INFER, b" " * (2 * MAX_BODY_BYTES), 413, says=LIMIT),
+    "batch over the row cap": Hostile(
+        "/predict/batch", [EXAMPLE] * (MAX_BATCH_ROWS + 1), 413, ["body"], "too_long"
+    ),
+    "v2 over the row cap": Hostile(
+        V2_INFER,
+        {"inputs": v2_inputs([EXAMPLE] * (MAX_BATCH_ROWS + 1))},
+        413,
+        ["inputs"],
+        "too_long",
+    ),
+    "malformed JSON": Hostile("/predict", b'{"BASKET_SIZE": "M",', 422, ["body"], "json_invalid"),
+    "not JSON at all": Hostile("/predict", b"\xff\xfe\x00garbage", 422, ["body"], "json_invalid"),
+    "a list for a row": Hostile("/predict", [EXAMPLE], 422, ["body"], "dict_type"),
+    "NaN": Hostile(
+        "/predict",
+        with_literal({**EXAMPLE, "SPEND": MARKER}, b"NaN"),
+        422,
+        ["body", "SPEND"],
+        "finite_number",
+    ),
+    "Infinity in a batch": Hostile(
+        "/predict/batch",
+        with_literal([EXAMPLE, {**EXAMPLE, "QUANTITY": MARKER}], b"Infinity"),
+        422,
+        ["body", 1, "QUANTITY"],
+        "finite_number",
+    ),
+    "-Infinity in v2": Hostile(
+        V2_INFER,
+        with_literal({"inputs": v2_inputs([{**EXAMPLE, "SPEND": MARKER}])}, b"-Infinity"),
+        422,
+        ["inputs", SPEND_INPUT, "data", 0],
+        "finite_number",
+    ),
+    "huge string in a category": Hostile(
+        "/predict",
+        {**EXAMPLE, "BASKET_TYPE": HUGE_STRING},
+        422,
+        ["body", "BASKET_TYPE"],
+        "string_too_long",
+    ),
+    "huge string for a number": Hostile(
+        "/predict", {**EXAMPLE, "SPEND": HUGE_STRING}, 422, ["body", "SPEND"], "float_type"
+    ),
+    "huge field name": Hostile("/predict", {**EXAMPLE, HUGE_STRING: 1}, 200),
+    "deeply nested": Hostile(
+        "/predict", b"[" * 10_000 + b"]" * 10_000, 422, ["body"], "json_invalid", "recursion limit"
+    ),
+    "a form body": Hostile(
+        "/predict",
+        urlencode(EXAMPLE).encode(),
+        422,
+        ["body"],
+        "json_invalid",
+        content_type="application/x-www-form-urlencoded",
+    ),
 }
 
 
-@pytest.mark.parametrize(("path", "body", "expected"), HOSTILE.values(), ids=HOSTILE.keys())
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_input_is_refused_or_handled_never_a_500(
-    predictor: PredictorProcess, path: str, body: Any, expected: set[int]
+    predictor: PredictorProcess, hostile: Hostile
 ) -> None:
-    content = body if isinstance(body, bytes | Iterator) else None
-    response = (
-        post_raw(predictor, path, content)
-        if content is not None
-        else httpx.post(predictor.url + path, json=body, timeout=30)
-    )
-    assert response.status_code in expected, response.text[:500]
+    if isinstance(hostile.body, bytes | Iterator):
+        response = post_raw(predictor, hostile.path, hostile.body, hostile.content_type)
+    else:
+        response = httpx.post(predictor.url + hostile.path, json=hostile.body, timeout=30)
+    assert response.status_code == hostile.status, response.text[:500]
     answer = response.json()
-    assert "detail" in answer or "error" in answer or "prediction" in answer
+    if hostile.status == 200:
+        assert answer["model_version"] == "hostile"
+    elif hostile.loc is None:
+        assert hostile.says in answer["detail"], answer
+    else:
+        first = answer["detail"][0]
+        assert (first["loc"], first["type"]) == (hostile.loc, hostile.kind), answer
+        assert hostile.says in first["msg"], answer
     assert predictor.post("/predict", EXAMPLE).status_code == 200  # and it is still serving
 
 
 def test_an_oversized_answer_names_the_limit(predictor: PredictorProcess) -> None:
     response = post_raw(predictor, "/predict", b" " * (MAX_BODY_BYTES + 1))
-    assert response.status_code == 413 and str(MAX_BODY_BYTES) in response.json()["detail"]
+    assert response.status_code == 413
+    assert response.json()["detail"] == f"request body exceeds {MAX_BODY_BYTES} bytes"
 
 
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_undocumented_answer(

@@ -104,10 +104,49 @@ def test_malformed_requests_are_refused(payload: Any, model: Model) -> None:
         decode(payload, model)
 
 
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_in_named_inputs_name_the_input_and_row(
+    literal: bytes, model: Model
+) -> None:
+    raw = orjson.dumps({"inputs": named_inputs([EXAMPLE, {**EXAMPLE, "SPEND": 7.25}])})
+    raw = raw.replace(b"[7.25]", b"[" + literal + b"]")
+    assert literal in raw
+    with pytest.raises(InvalidInput) as caught:
+        oip.decode_infer(raw, model.encoder, 100)
+    spend = FEATURE_NAMES.index("SPEND")
+    assert caught.value.errors == [
+        {
+            "loc": ["inputs", spend, "data", 1],
+            "msg": "Input should be a finite number",
+            "type": "finite_number",
+        }
+    ]
+    assert not caught.value.too_large
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_in_a_tensor_name_the_value(literal: bytes, model: Model) -> None:
+    spend = FEATURE_NAMES.index("SPEND")
+    data = b",".join([b"1"] * spend + [literal] + [b"1"] * (len(FEATURE_NAMES) - spend - 1))
+    raw = b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 8], "data": [%s]}]}'
+    with pytest.raises(InvalidInput) as caught:
+        oip.decode_infer(raw % data, model.encoder, 100)
+    assert caught.value.errors[0]["loc"] == ["inputs", 0, "data", spend]
+    assert caught.value.errors[0]["msg"] == "SPEND: must be a finite number greater than 0"
+
+
+@pytest.mark.parametrize("body", [b'{"inputs": [', b"\xff\xfe", b"[" * 100_000 + b"NaN"])
+def test_broken_json_is_still_invalid_json(body: bytes, model: Model) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        oip.decode_infer(body, model.encoder, 100)
+    assert [(e["loc"], e["type"]) for e in caught.value.errors] == [(["body"], "json_invalid")]
+
+
 def test_too_many_rows_is_too_large(model: Model) -> None:
     with pytest.raises(InvalidInput) as caught:
         decode({"inputs": named_inputs([EXAMPLE] * 5)}, model, max_rows=4)
     assert caught.value.errors[0]["type"] == "too_long"
+    assert caught.value.too_large  # the flag that answers 413 rather than 422
 
 
 def test_infer_response_carries_probabilities_and_labels(model: Model) -> None:

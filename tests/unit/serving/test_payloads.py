@@ -54,7 +54,24 @@ def test_nan_and_infinity_are_refused(literal: bytes) -> None:
     assert literal in raw
     with pytest.raises(InvalidInput) as caught:
         parse_one(raw)
-    assert caught.value.errors[0]["loc"] == ["body", "SPEND"]
+    assert caught.value.errors == [
+        {
+            "loc": ["body", "SPEND"],
+            "msg": "Input should be a finite number",
+            "type": "finite_number",
+        }
+    ]
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_in_a_batch_name_the_row_and_field(literal: bytes) -> None:
+    raw = body([EXAMPLE, {**EXAMPLE, "QUANTITY": 7.25}]).replace(b"7.25", literal)
+    assert literal in raw
+    with pytest.raises(InvalidInput) as caught:
+        BatchParser(10).parse(raw)
+    assert [(e["loc"], e["type"]) for e in caught.value.errors] == [
+        (["body", 1, "QUANTITY"], "finite_number")
+    ]
 
 
 def test_a_missing_field_is_named() -> None:
