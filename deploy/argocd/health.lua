@@ -3,7 +3,9 @@
 --
 -- Progressing: no status yet, the operator has not observed the latest generation, or a scan /
 --              rollout is under way.
--- Degraded:    the image is blocked by its scan, the model cannot be used, or the rollout failed.
+-- Degraded:    the running image has findings the policy blocks (RunningImageCompliant=False:
+--              it keeps serving, someone must act), the spec's image is blocked by its scan,
+--              the model cannot be used, or the rollout failed.
 -- Healthy:     Ready=True for the current generation.
 local hs = {}
 
@@ -32,6 +34,7 @@ end
 
 local blockingScanReasons = {
   VulnerabilitiesFound = true, ScanFailed = true, ScanMissing = true, ImageNotFound = true,
+  ScanIncomplete = true, ScanUnavailable = true, ScanUnsupported = true,
 }
 local blockingModelReasons = { ModelNotFound = true, ChecksumMismatch = true, AccessDenied = true }
 local failedRolloutReasons = { ProgressDeadlineExceeded = true, RolloutFailed = true }
@@ -47,6 +50,13 @@ local observed = obj.status.observedGeneration
 if generation ~= nil and (observed == nil or observed < generation) then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+local running = condition("RunningImageCompliant")
+if running ~= nil and running.status == "False" then
+  hs.status = "Degraded"
+  hs.message = "Running image out of policy: " .. describe(running, "RunningImageCompliant is False")
   return hs
 end
 

@@ -14,11 +14,12 @@ from typing import Literal, TypedDict
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
-IMAGE_SCAN_PASSED = "ImageScanPassed"
+IMAGE_SCAN_PASSED = "ImageScanPassed"  # the spec's image may roll out
+RUNNING_IMAGE_COMPLIANT = "RunningImageCompliant"  # the image that runs still passes the policy
 MODEL_AVAILABLE = "ModelAvailable"
 AVAILABLE = "Available"
 READY = "Ready"
-ORDER = (IMAGE_SCAN_PASSED, MODEL_AVAILABLE, AVAILABLE, READY)
+ORDER = (IMAGE_SCAN_PASSED, RUNNING_IMAGE_COMPLIANT, MODEL_AVAILABLE, AVAILABLE, READY)
 # Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
 PROGRESS_REASONS = frozenset({"RolloutPending", "RolloutInProgress", "ScanInProgress"})
 

@@ -14,18 +14,19 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
-from retail_operator import conditions, rendering, rollout
+from retail_operator import conditions, rendering, rollout, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError, TemporaryError
 from retail_operator.facts import DeploymentState, ModelObject, ScanReport
 from retail_operator.kube import KubeApi
 from retail_operator.rendering import Owner, Target
-from retail_operator.scanpolicy import evaluate_scan
-from retail_operator.spec import ModelSpec, RetailModelSpec
+from retail_operator.scanpolicy import ImageDecision, evaluate_scan
+from retail_operator.spec import ImageRef, ModelSpec, RetailModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +110,16 @@ class Reconciler:
 
     async def _reconcile(self, body: Mapping[str, Any], subject: _Subject) -> Outcome:
         spec = subject.spec
-        (digest, report, image, counts), (model_object, model) = await asyncio.gather(
+        (digest, report, image, decision), (model_object, model) = await asyncio.gather(
             self._check_image(subject), self._check_model(spec.model)
         )
+        counts = decision.counts if decision else {}
         desired = Target(spec.image.pinned(digest), spec.model) if digest else None
         previous = subject.deployed()
         if previous is None and not (image.passed and model.passed):
             previous = await self._live_target(subject.owner)
         target = rollout.choose_target(desired, image, model, previous)
+        running = await self._check_running(subject, target, desired, decision)
 
         deployment: DeploymentState | None = None
         if target is not None:
@@ -129,6 +132,7 @@ class Reconciler:
             deployed=target,
             deployment=deployment,
             replicas=spec.replicas,
+            running=running,
         )
         status: dict[str, Any] = {
             "image": {
@@ -150,6 +154,10 @@ class Reconciler:
             status["deployedModel"] = target.model.model_dump(by_alias=True)
             if previous is not None and previous.image != target.image:
                 self.emit(body, "Normal", "RollingOut", f"Rolling out {target.image}")
+        if decision and decision.expired and not _was_blocked(subject.status):
+            self.emit(
+                body, "Warning", "ExceptionExpired", scanpolicy.expired_note(decision.expired)
+            )
         written = await self._write_status(body, subject, verdicts, status, subject.generation)
         retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
         return Outcome(written, min(retry) if retry else None, verdicts[-1].reason)
@@ -174,23 +182,44 @@ class Reconciler:
 
     async def _check_image(
         self, subject: _Subject
-    ) -> tuple[str, ScanReport | None, rollout.Check, dict[str, int]]:
+    ) -> tuple[str, ScanReport | None, rollout.Check, ImageDecision | None]:
         try:
             digest = await self.images.digest(subject.spec.image)
         except OperatorError as error:
-            return "", None, _failed_check(error), {}
+            return "", None, _failed_check(error), None
         try:
             report = await self.images.scan(subject.spec.image, digest)
         except OperatorError as error:
-            return digest, None, _failed_check(error), {}
-        decision = evaluate_scan(report, subject.spec.scan_policy)
+            return digest, None, _failed_check(error), None
+        decision = evaluate_scan(report, subject.spec.scan_policy, datetime.now(UTC))
+        retry = self.pending_seconds if decision.pending else decision.recheck_after
         check = rollout.Check(
-            "True" if decision.passed else "False",
-            decision.reason,
-            decision.message,
-            self.pending_seconds if decision.pending else None,
+            "True" if decision.passed else "False", decision.reason, decision.message, retry
         )
-        return digest, report, check, decision.counts
+        return digest, report, check, decision
+
+    async def _check_running(
+        self,
+        subject: _Subject,
+        target: Target | None,
+        desired: Target | None,
+        decision: ImageDecision | None,
+    ) -> rollout.Check | None:
+        """Judge the image that runs (what the children run now) against the scan policy: on
+        every reconcile, so findings published after the rollout are noticed within a resync
+        (the finished-scan cache bounds the ECR calls)."""
+        if target is None:
+            return None
+        if desired is not None and desired.image == target.image and decision is not None:
+            return rollout.running_check(decision, target.image)  # the same digest, just read
+        repository, _, digest = target.image.partition("@")
+        reference = ImageRef(repository=repository, tag=subject.spec.image.tag)
+        try:
+            report = await self.images.scan(reference, digest)
+        except OperatorError as error:
+            return _failed_check(error)
+        policy = subject.spec.scan_policy
+        return rollout.running_check(evaluate_scan(report, policy, datetime.now(UTC)), target.image)
 
     async def _check_model(self, source: ModelSpec) -> tuple[ModelObject | None, rollout.Check]:
         try:
@@ -250,6 +279,8 @@ class Reconciler:
                 _check_from_condition(previous.get(t))
                 for t in (conditions.IMAGE_SCAN_PASSED, conditions.MODEL_AVAILABLE)
             )
+            running_condition = previous.get(conditions.RUNNING_IMAGE_COMPLIANT)
+            running = _check_from_condition(running_condition) if running_condition else None
             digest = subject.status.get("image", {}).get("digest", "")
             verdicts = rollout.describe(
                 image=image,
@@ -258,6 +289,7 @@ class Reconciler:
                 deployed=target,
                 deployment=DeploymentState.from_live(dict(live)),
                 replicas=subject.spec.replicas,
+                running=running,
             )
             status = {k: v for k, v in subject.status.items() if k != "conditions"}
             # Only the full reconcile may claim a new generation as observed: this path has
@@ -285,6 +317,17 @@ class Reconciler:
         for event in conditions.announcements(old_conditions, merged):
             self.emit(body, event.type, event.reason, event.message)
         return new_status
+
+
+def _was_blocked(status: Mapping[str, Any]) -> bool:
+    """Whether the last reconcile already refused the image for its findings (so an expired
+    exception has been announced)."""
+    return any(
+        c.get("type") == conditions.IMAGE_SCAN_PASSED
+        and c.get("status") == "False"
+        and c.get("reason") == "VulnerabilitiesFound"
+        for c in status.get("conditions", [])
+    )
 
 
 def _check_from_condition(condition: Mapping[str, Any] | None) -> rollout.Check:

@@ -2,7 +2,9 @@
 
 ``choose_target`` decides what the children run: the spec's image and model when both checks
 pass, otherwise whatever ran before, so a blocked image never replaces a good one.
-``describe`` turns the checks and the live Deployment into the four conditions.
+``running_check`` judges the image that runs against the same policy, so findings published
+after it started are noticed; it never stops it. ``describe`` turns the checks and the live
+Deployment into the conditions.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from retail_operator.conditions import (
     IMAGE_SCAN_PASSED,
     MODEL_AVAILABLE,
     READY,
+    RUNNING_IMAGE_COMPLIANT,
     ConditionStatus,
     Verdict,
 )
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.rendering import Target
+from retail_operator.scanpolicy import ImageDecision
 from retail_operator.spec import ModelSpec
 
 
@@ -60,6 +64,24 @@ def check_model(source: ModelSpec, found: ModelObject) -> Check:
     return Check("True", "ModelFound", f"{where} (ETag {found.etag}{note})")
 
 
+def running_check(decision: ImageDecision, image: str) -> Check:
+    """The RunningImageCompliant condition for the image that runs, from its scan decision.
+
+    A finding that blocks is ``False`` (NewVulnerabilities: it appeared after the rollout, or
+    an exception for it ended); a scan that cannot be judged now is ``Unknown``. Either way the
+    pods keep running: the message says what a person can do."""
+    if decision.passed:
+        return Check("True", "Compliant", f"The running image passes: {decision.message}")
+    if decision.reason == "VulnerabilitiesFound":
+        return Check(
+            "False",
+            "NewVulnerabilities",
+            f"The running image {image} now has {decision.message}. It keeps serving: roll out "
+            "an image with the fix, or record a scanPolicy exception (id, reason, expires).",
+        )
+    return Check("Unknown", decision.reason, f"The running image: {decision.message}")
+
+
 def choose_target(
     desired: Target | None, image: Check, model: Check, previous: Target | None
 ) -> Target | None:
@@ -99,16 +121,23 @@ def describe(
     deployed: Target | None,
     deployment: DeploymentState | None,
     replicas: int,
+    running: Check | None = None,
 ) -> list[Verdict]:
-    """The four conditions. Ready is the summary: the spec is fully rolled out and available."""
+    """The conditions. Ready is the summary: the spec is fully rolled out, available, and what
+    runs still passes the scan policy. RunningImageCompliant appears once something runs."""
     available_status, available_reason, available_message = _rollout_state(deployment, replicas)
     verdicts = [
         image.verdict(IMAGE_SCAN_PASSED),
         model.verdict(MODEL_AVAILABLE),
         Verdict(AVAILABLE, available_status, available_reason, available_message),
     ]
+    if running is not None:
+        verdicts.append(running.verdict(RUNNING_IMAGE_COMPLIANT))
     serving = f"; still serving {deployed.image}" if deployed is not None else ""
-    if not image.passed:
+    runs_the_spec = deployed is not None and deployed.image == desired_image
+    if running is not None and running.status == "False" and runs_the_spec:
+        ready = Verdict(READY, "False", running.reason, running.message)
+    elif not image.passed:
         ready = Verdict(
             READY, "False", image.reason, f"Image not rolled out: {image.message}{serving}"
         )

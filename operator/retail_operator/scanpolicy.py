@@ -1,16 +1,21 @@
-"""May this image roll out? A pure function of a scan report and the RetailModel's scan policy.
+"""May this image roll out? A pure function of a scan report, the RetailModel's scan policy
+and the time.
 
 No I/O here: the ECR adapter produces a ``ScanReport`` and this module turns it, with the
-spec's ``scanPolicy``, into an ``ImageDecision`` that carries the condition to report.
+spec's ``scanPolicy``, into an ``ImageDecision`` that carries the condition to report. Time is
+an argument because exceptions end: an exception covers its finding only while ``now`` is
+before its ``expires``, and the decision says when to look again so that the end is noticed
+without a spec change.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from retail_operator.facts import ScanReport, ScanState
-from retail_operator.spec import ScanPolicy, Severity
+from retail_operator.facts import Finding, ScanReport, ScanState
+from retail_operator.spec import ScanException, ScanPolicy, Severity
 
 # Most severe first. UNTRIAGED (enhanced scanning, not yet rated) ranks with UNDEFINED: it does
 # not block on its own, because blocking on an unrated finding would block every fresh image.
@@ -42,6 +47,40 @@ class ImageDecision:
     message: str
     pending: bool = False  # worth looking again soon (scan in progress)
     counts: dict[str, int] = field(default_factory=dict)
+    # Exceptions that no longer apply to a finding this image has (for a Warning Event).
+    expired: tuple[ScanException, ...] = ()
+    # Seconds until the first exception now covering a finding ends: decide again then.
+    recheck_after: float | None = None
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment.utcoffset() is not None else str(moment)
+
+
+@dataclass(frozen=True)
+class _Allowances:
+    """Which findings the policy lets through at ``now``, and which exceptions have ended."""
+
+    ignored: frozenset[str]
+    covering: dict[str, ScanException]  # finding id → the active exception that covers it
+    ended: dict[str, ScanException]  # finding id → an exception for it that has expired
+
+    @classmethod
+    def at(cls, policy: ScanPolicy, now: datetime) -> _Allowances:
+        covering = {e.id: e for e in policy.exceptions if e.active(now)}
+        ended = {e.id: e for e in policy.exceptions if not e.active(now) and e.id not in covering}
+        return cls(frozenset(policy.ignore_cves), covering, ended)
+
+    def allows(self, finding: Finding) -> bool:
+        return finding.name in self.ignored or finding.name in self.covering
+
+
+def expired_note(expired: tuple[ScanException, ...]) -> str:
+    """How a message names the exceptions that ended (what to renew, or what to fix)."""
+    return "; ".join(
+        f"the exception for {e.id} expired at {_when(e.expires)} (reason was: {e.reason})"
+        for e in expired
+    )
 
 
 def _format_counts(counts: Counter[str]) -> str:
@@ -49,13 +88,19 @@ def _format_counts(counts: Counter[str]) -> str:
     return ", ".join(f"{severity}: {counts[severity]}" for severity in ordered)
 
 
-def evaluate_scan(report: ScanReport, policy: ScanPolicy) -> ImageDecision:
-    """Apply ``policy`` to ``report``."""
+def evaluate_scan(report: ScanReport, policy: ScanPolicy, now: datetime) -> ImageDecision:
+    """Apply ``policy`` to ``report`` at the time ``now`` (timezone-aware)."""
     if report.state is not ScanState.COMPLETE:
         return _without_findings(report, policy)
 
-    ignored = set(policy.ignore_cves)
-    relevant = [f for f in report.findings if f.name not in ignored]
+    allowances = _Allowances.at(policy, now)
+    relevant = [f for f in report.findings if not allowances.allows(f)]
+    present = {f.name for f in report.findings}
+    covering = [e for name, e in allowances.covering.items() if name in present]
+    expired = tuple(e for name, e in sorted(allowances.ended.items()) if name in present)
+    recheck_after = (
+        max(0.0, min((e.expires - now).total_seconds() for e in covering)) if covering else None
+    )
     counts = Counter(f.severity.upper() for f in relevant)
     count_dict = {s: counts[s] for s in _SEVERITY_ORDER if counts[s]}
 
@@ -67,9 +112,17 @@ def evaluate_scan(report: ScanReport, policy: ScanPolicy) -> ImageDecision:
         f for f in relevant if threshold is not None and severity_rank(f.severity) >= threshold
     ]
     ignored_note = ""
-    skipped = len(report.findings) - len(relevant)
-    if skipped:
-        ignored_note = f"; {skipped} ignored by policy"
+    ignored = sum(1 for f in report.findings if f.name in allowances.ignored)
+    if ignored:
+        ignored_note = f"; {ignored} ignored by policy"
+    if covering:
+        until = min(covering, key=lambda e: e.expires)
+        ignored_note += (
+            f"; {len(covering)} allowed by exception(s), the first ending at "
+            f"{_when(until.expires)} ({until.id})"
+        )
+    if expired:
+        ignored_note += f"; {expired_note(expired)}"
 
     if blocking:
         names = sorted({f.name for f in blocking})
@@ -85,6 +138,7 @@ def evaluate_scan(report: ScanReport, policy: ScanPolicy) -> ImageDecision:
                 f"({_format_counts(blocking_counts)}): {shown}{more}{ignored_note}"
             ),
             counts=count_dict,
+            expired=expired,
         )
     summary = _format_counts(counts) if counts else "no findings"
     return ImageDecision(
@@ -97,6 +151,8 @@ def evaluate_scan(report: ScanReport, policy: ScanPolicy) -> ImageDecision:
             else f"Scan complete: {summary}; policy blocks nothing{ignored_note}"
         ),
         counts=count_dict,
+        expired=expired,
+        recheck_after=recheck_after,
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from retail_contract.source import ModelSource, S3Uri
@@ -90,9 +91,23 @@ class ModelSpec(_Spec):
         )
 
 
+class ScanException(_Spec):
+    """``spec.scanPolicy.exceptions[]``: one finding allowed until ``expires``, for a reason."""
+
+    id: str
+    reason: str
+    expires: AwareDatetime
+
+    def active(self, now: datetime) -> bool:
+        """Whether the exception still applies: it stops the moment it expires."""
+        return now < self.expires
+
+
 class ScanPolicy(_Spec):
     block_severity: Severity = Severity.HIGH
+    # The lesser form: findings allowed for good, with no reason recorded and no end.
     ignore_cves: tuple[str, ...] = Field(default=(), alias="ignoreCVEs")
+    exceptions: tuple[ScanException, ...] = ()
     require_scan: bool = True
 
 

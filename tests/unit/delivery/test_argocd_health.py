@@ -82,7 +82,16 @@ def test_lagging_observed_generation_is_progressing_even_if_ready() -> None:
 
 
 @pytest.mark.parametrize(
-    "reason", ["VulnerabilitiesFound", "ScanFailed", "ScanMissing", "ImageNotFound"]
+    "reason",
+    [
+        "VulnerabilitiesFound",
+        "ScanFailed",
+        "ScanMissing",
+        "ImageNotFound",
+        "ScanIncomplete",
+        "ScanUnavailable",
+        "ScanUnsupported",
+    ],
 )
 def test_blocked_image_is_degraded(reason: str) -> None:
     scan = condition("ImageScanPassed", "False", reason, "2 HIGH findings")
@@ -96,6 +105,21 @@ def test_blocked_image_is_degraded_while_the_old_one_keeps_serving() -> None:
     scan = condition("ImageScanPassed", "False", "VulnerabilitiesFound", "CVE-2026-0001")
     not_ready = condition("Ready", "False", "VulnerabilitiesFound")
     assert health(retail_model(scan, MODEL_FOUND, AVAILABLE, not_ready))[0] == "Degraded"
+
+
+def test_new_findings_on_the_running_image_are_degraded_while_it_serves() -> None:
+    running = condition("RunningImageCompliant", "False", "NewVulnerabilities", "CVE-2026-0002")
+    scan = condition("ImageScanPassed", "False", "VulnerabilitiesFound", "CVE-2026-0002")
+    not_ready = condition("Ready", "False", "NewVulnerabilities")
+    status, message = health(retail_model(scan, running, MODEL_FOUND, AVAILABLE, not_ready))
+    assert status == "Degraded"
+    assert message == "Running image out of policy: NewVulnerabilities: CVE-2026-0002"
+
+
+def test_a_compliant_running_image_does_not_change_a_healthy_verdict() -> None:
+    running = condition("RunningImageCompliant", "True", "Compliant")
+    ready = condition("Ready", "True", "Ready", "serving")
+    assert health(retail_model(SCANNED, running, MODEL_FOUND, AVAILABLE, ready))[0] == "Healthy"
 
 
 def test_scan_in_progress_is_progressing() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from retail_operator.conditions import Verdict
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.rendering import Target
-from retail_operator.rollout import Check, check_model, choose_target, describe
+from retail_operator.rollout import Check, check_model, choose_target, describe, running_check
+from retail_operator.scanpolicy import ImageDecision
 from retail_operator.spec import ModelSpec
 
 OLD = Target("repo@sha256:old", ModelSpec(s3_uri="s3://b/m.ubj"))
@@ -115,3 +116,58 @@ def test_checksum_is_compared_when_pinned() -> None:
         ModelSpec(s3_uri="s3://b/k", sha256="c" * 64), ModelObject("e", "", "")
     )
     assert unverifiable.reason == "ChecksumMismatch"
+
+
+def decision(passed: bool, reason: str, message: str) -> ImageDecision:
+    return ImageDecision(passed=passed, reason=reason, message=message)
+
+
+def test_the_running_image_with_new_findings_is_not_compliant_and_keeps_serving() -> None:
+    running = running_check(
+        decision(False, "VulnerabilitiesFound", "1 finding(s) at or above HIGH: CVE-1"), NEW.image
+    )
+    assert (running.status, running.reason) == ("False", "NewVulnerabilities")
+    assert "CVE-1" in running.message and "keeps serving" in running.message
+    verdicts = describe(
+        image=BLOCKED,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=NEW,
+        deployment=deployment(NEW.image),
+        replicas=2,
+        running=running,
+    )
+    by_type = {v.type: v for v in verdicts}
+    assert by_type["RunningImageCompliant"].status == "False"
+    assert by_type["Available"].status == "True"  # nothing was stopped
+    # Ready says what is wrong with what runs, not that a rollout is waiting.
+    assert ready_of(verdicts) == ("False", "NewVulnerabilities")
+
+
+def test_a_blocked_new_image_and_a_compliant_running_one_are_told_apart() -> None:
+    running = running_check(decision(True, "ScanClean", "no findings"), OLD.image)
+    assert (running.status, running.reason) == ("True", "Compliant")
+    verdicts = describe(
+        image=BLOCKED,
+        model=MODEL_OK,
+        desired_image=NEW.image,
+        deployed=OLD,
+        deployment=deployment(OLD.image),
+        replicas=2,
+        running=running,
+    )
+    assert ready_of(verdicts) == ("False", "VulnerabilitiesFound")
+    assert f"still serving {OLD.image}" in verdicts[-1].message
+
+
+def test_a_running_image_that_cannot_be_judged_is_unknown() -> None:
+    running = running_check(decision(False, "ScanUnavailable", "findings unavailable"), OLD.image)
+    assert (running.status, running.reason) == ("Unknown", "ScanUnavailable")
+
+
+def test_nothing_running_means_no_running_image_condition() -> None:
+    verdicts = describe(
+        image=BLOCKED, model=MODEL_OK, desired_image=NEW.image, deployed=None,
+        deployment=None, replicas=2, running=None,
+    )  # fmt: skip
+    assert "RunningImageCompliant" not in {v.type for v in verdicts}
