@@ -1,7 +1,8 @@
 """The local overlay applied to the real local control plane, and the operator's exact rights.
 
 ``kubectl apply -k deploy/overlays/local`` must create the CRD, namespace, RBAC and operator
-Deployment; the Deployment's pod must pass the namespace's "restricted" Pod Security admission;
+Deployment; the Deployment's pod must pass the namespace's "restricted" Pod Security admission,
+which must be enforcing (a privileged pod is refused);
 the sample RetailModel must pass the CRD's schema (server-side dry run). Then
 ``kubectl auth can-i --as=<operator ServiceAccount>`` checks the operator can do exactly what
 it needs and nothing more: no Secrets, no deletes, no exec, no RBAC changes.
@@ -147,6 +148,50 @@ def test_operator_pod_passes_restricted_pod_security(deployed: LocalCluster) -> 
     (pod,) = pods["items"]
     assert pod["spec"]["serviceAccountName"] == "retail-operator"
     assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+
+
+def pod(security: dict[str, object]) -> str:
+    """A pod manifest for the operator's namespace whose one container has ``security``."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "pod-security-probe", "namespace": NAMESPACE},
+            "spec": {
+                "containers": [{"name": "probe", "image": "busybox", "securityContext": security}]
+            },
+        }
+    )
+
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_the_namespace_enforces_restricted_and_admission_refuses_a_violating_pod(
+    deployed: LocalCluster,
+) -> None:
+    labels = deployed.get_json("namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # The same pod passes admission with a restricted security context and is refused by the
+    # PodSecurity admission plugin (server-side dry run: nothing is created) when it may run as
+    # root.
+    deployed.kubectl("create", "--dry-run=server", "-f", "-", stdin=pod(RESTRICTED))
+    refused = deployed.kubectl(
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=pod(RESTRICTED | {"runAsNonRoot": False}),
+        check=False,
+    )
+    assert refused.returncode != 0
+    refusal = 'violates PodSecurity "restricted:latest": runAsNonRoot != true'
+    assert refusal in refused.stderr, refused.stderr
 
 
 def test_sample_retail_model_passes_the_crd_schema(deployed: LocalCluster) -> None:

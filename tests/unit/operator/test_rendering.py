@@ -63,9 +63,18 @@ def test_deployment_runs_the_digest_with_a_restricted_pod() -> None:
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"] == {"drop": ["ALL"]}
-    assert pod["securityContext"]["runAsNonRoot"]
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,  # the images' USER, so files the image owns are readable
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # /tmp, the one writable place on the read-only root, is a pod-local emptyDir.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+    assert pod["automountServiceAccountToken"] is False
     assert container["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
     assert pod["serviceAccountName"] == "irsa"
 

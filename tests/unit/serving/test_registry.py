@@ -24,7 +24,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.versions: dict[str, bytes] = {}
         self.current: ObjectVersion | None = None
-        self.down = False
+        self.down = False  # HEAD fails
+        self.downloads_dropped = False  # HEAD answers, the GET fails
+        self.downloads = 0
 
     def put(self, data: bytes, *, sha256: str | None = None) -> None:
         version_id = f"v{len(self.versions) + 1}"
@@ -39,6 +41,9 @@ class MemoryStore:
 
     def fetch(self, version: ObjectVersion) -> bytes:
         assert version.version_id is not None
+        self.downloads += 1
+        if self.downloads_dropped:
+            raise SourceUnavailable("GET memory://model failed: connection dropped")
         return self.versions[version.version_id]
 
 
@@ -134,6 +139,32 @@ def test_an_unreachable_source_keeps_serving_and_logs_once(
     assert registry.ready
     assert counter(metrics, "retail_model_poll_errors_total") == 4
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_dropped_download_is_retried_every_poll_logged_once_and_then_loaded(
+    source: MemoryStore,
+    metrics: ServingMetrics,
+    trained: TrainedModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = registry_for(source, metrics)
+    source.put(version_bytes(trained, "good"))
+    registry.poll()
+    source.downloads_dropped = True
+    source.put(version_bytes(trained, "next"))
+    downloads = source.downloads
+    with caplog.at_level(logging.WARNING, logger="retail_serving.reload"):
+        for _ in range(4):
+            assert not registry.poll()
+    assert source.downloads == downloads + 4  # a temporary failure: tried again on every poll
+    assert registry.current is not None and registry.current.model.version == "good"
+    assert counter(metrics, "retail_model_reload_failures_total", reason="unavailable") == 4
+    assert counter(metrics, "retail_model_poll_errors_total") == 0  # the HEAD answered
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["not loading memory://model"]
+    assert "connection dropped" in caplog.records[0].getMessage()
+    source.downloads_dropped = False
+    assert registry.poll()
+    assert registry.current.model.version == "next"
 
 
 def test_a_pinned_digest_refuses_other_models(
