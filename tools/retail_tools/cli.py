@@ -19,7 +19,8 @@ import click
 import typer
 
 from retail_tools.cluster.cli import app as cluster_app
-from retail_tools.ecr.cli import ecr_app, image_app
+from retail_tools.ecr.cli import ecr_app
+from retail_tools.images.cli import image_app
 from retail_tools.models import model_app, register_model_commands
 
 app = typer.Typer(

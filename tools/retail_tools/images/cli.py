@@ -1,0 +1,139 @@
+"""``retailctl image …``: name, build and push the two images, and run the local registry.
+
+Thin: options → ``build`` / ``push`` / ``registry``. Progress goes to standard error, so the
+last line on standard output is the result scripts read: the image reference after ``build``,
+the digest after ``push``. Errors reach ``retailctl``'s ``main`` as one line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retail_tools.ecr.tags import TagNameError, image_tag
+from retail_tools.images.config import ImagesConfig
+
+image_app = typer.Typer(
+    help="Image tags, builds with podman, pushes to the local registry and ECR.",
+    no_args_is_help=True,
+)
+registry_app = typer.Typer(
+    help="The local OCI registry standing in for ECR's registry endpoint.", no_args_is_help=True
+)
+image_app.add_typer(registry_app, name="registry")
+
+ImageName = Annotated[str, typer.Argument(help="serving or operator.", metavar="serving|operator")]
+Context = Annotated[
+    Path,
+    typer.Option(help="The repository root the Dockerfiles build from.", file_okay=False),
+]
+
+
+def _progress(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@image_app.command("tag")
+def tag_command(
+    branch: Annotated[str, typer.Option(help="Git branch, e.g. main or feature/x.")],
+    sha: Annotated[str, typer.Option(help="Git commit SHA (7 to 64 hex characters).")],
+    on: Annotated[
+        datetime | None,
+        typer.Option(
+            "--date", help="Build date for release tags (default today, UTC).", formats=["%Y-%m-%d"]
+        ),
+    ] = None,
+) -> None:
+    """Print the image tag for a build of SHA on BRANCH."""
+    today: date = (on or datetime.now(UTC)).date()
+    try:
+        typer.echo(image_tag(branch, sha, today))
+    except TagNameError as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+@image_app.command("build")
+def build_command(
+    name: ImageName,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="Image tag (default: from the git branch and commit, as `image tag`)."),
+    ] = None,
+    context: Context = Path("."),
+) -> None:
+    """Build the serving or operator image with podman; print its local reference.
+
+    The base (Debian bookworm + Python 3.11) is made here with debootstrap the first time
+    (about a minute) and passed as PYTHON_IMAGE; rebuilds of unchanged sources take seconds.
+    """
+    from retail_tools.images.build import build_image, default_tag, target_named
+
+    target = target_named(name)
+    context = context.resolve()
+    reference = build_image(
+        ImagesConfig.from_env(), target, tag or default_tag(target, context), context, _progress
+    )
+    typer.echo(reference)
+
+
+@image_app.command("push")
+def push_command(
+    name: ImageName,
+    tag: Annotated[str, typer.Option(help="The built image's tag.")],
+) -> None:
+    """Push a built image to the local registry and register it in ECR; print its digest.
+
+    ECR is the one AWS_ENDPOINT_URL names (the stand-in locally); the repository must exist
+    (`retailctl ecr bootstrap`) and the registry must run (`retailctl image registry up`).
+    """
+    import boto3
+
+    from retail_tools.images.build import target_named
+    from retail_tools.images.push import push_image
+
+    manifest = push_image(
+        ImagesConfig.from_env(), target_named(name), tag, boto3.client("ecr"), _progress
+    )
+    typer.echo(manifest.digest)
+
+
+@registry_app.command("build")
+def registry_build() -> None:
+    """Build crane (the registry) from the Go module proxy, once per version."""
+    from retail_tools.images import registry
+
+    typer.echo(registry.ensure_crane(ImagesConfig.from_env(), _progress))
+
+
+@registry_app.command("up")
+def registry_up() -> None:
+    """Start the registry (building crane first if needed); a no-op when it runs."""
+    from retail_tools.images import registry
+
+    state = registry.up(ImagesConfig.from_env(), _progress)
+    typer.echo(f"registry: serving on {state.address} (pid {state.pid})")
+
+
+@registry_app.command("down")
+def registry_down() -> None:
+    """Stop the registry. Blobs stay on disk; manifests live in its memory, so push again."""
+    from retail_tools.images import registry
+
+    stopped = registry.down(ImagesConfig.from_env())
+    typer.echo("registry: stopped" if stopped else "registry: was not running")
+
+
+@registry_app.command("status")
+def registry_status() -> None:
+    """Whether the registry runs and answers."""
+    from retail_tools.images import registry
+
+    state = registry.status(ImagesConfig.from_env())
+    if state.pid is None:
+        typer.echo(f"registry: not running ({state.address})")
+    else:
+        answer = "answering" if state.answering else "NOT answering"
+        typer.echo(f"registry: pid {state.pid} on {state.address}, {answer}")
