@@ -2,22 +2,30 @@
 
 Watch events for RetailModels feed the ``Scheduler``; watch events for the children feed the
 reconciler's cheap drift-and-availability path. No handler here stores progress in the objects
-and none needs a finalizer: owned children go by garbage collection.
+and none needs a finalizer: owned children go by garbage collection. With leader election on
+(the default), every replica watches but only the one holding the Lease reconciles or writes
+(``leadership``); a replica that loses the Lease stops, to come back as a standby.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import kopf
 
+from retail_operator import metrics
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
+from retail_operator.leadership import LeaderElection, Timing
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from retail_operator.scheduler import Scheduler
@@ -25,6 +33,21 @@ from retail_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _lease_namespace(config: OperatorSettings) -> str:
+    if config.lease_namespace:
+        return config.lease_namespace
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return "default"
+
+
+def _identity() -> str:
+    """Unique per process: the pod's name (or host) and a random suffix, as client-go does."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -63,20 +86,54 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         emit=events,
         pending_seconds=config.pending_seconds,
     )
+    election: LeaderElection | None = None
+    if config.leader_election:
+        election = LeaderElection(
+            kube,
+            namespace=_lease_namespace(config),
+            name=config.lease_name,
+            identity=_identity(),
+            timing=Timing(
+                config.lease_duration_seconds,
+                config.renew_deadline_seconds,
+                config.retry_period_seconds,
+            ),
+        )
     scheduler = Scheduler(
-        reconciler, resync_seconds=config.resync_seconds, concurrency=config.concurrency
+        reconciler,
+        resync_seconds=config.resync_seconds,
+        concurrency=config.concurrency,
+        leading=election.leading if election else None,
     )
+    memo.election = election
     memo.kube = kube
     memo.events = events
     memo.reconciler = reconciler
     memo.scheduler = scheduler
     memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
+    if election is None:
+        metrics.LEADER.set(1)
+        return
+
+    def leadership_changed(leading: bool) -> None:
+        metrics.LEADER.set(1 if leading else 0)
+        if leading:
+            scheduler.catch_up()
+        else:  # lost: stop at once; the pod restarts as a standby
+            memo.lost_leadership = True
+            memo.stop_flag.set()
+
+    election.on_change = leadership_changed
+    memo.election_task = asyncio.create_task(election.run(), name="retail-leader-election")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.loop_task.cancel()
     await memo.scheduler.stop()
+    if memo.election is not None:
+        memo.election_task.cancel()  # releases the Lease if held
+        await asyncio.gather(memo.election_task, return_exceptions=True)
     await memo.events.drain()
     await memo.kube.close()
 
@@ -119,6 +176,8 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
     )
     if owner is None:
         return
+    if memo.election is not None and not memo.election.is_leader:
+        return  # a standby writes nothing
     scheduler: Scheduler = memo.scheduler
     key = (body.metadata["namespace"], owner["name"])
     parent = scheduler.body(key)

@@ -39,6 +39,10 @@ _PATHS = {
         "mlops.retail.io/v1alpha1",
         "RetailModel",
     ): "/apis/mlops.retail.io/v1alpha1/namespaces/{namespace}/retailmodels/{name}",
+    (
+        "coordination.k8s.io/v1",
+        "Lease",
+    ): "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
 }
 
 
@@ -130,6 +134,24 @@ class KubeApi:
             "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
         )
 
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """POST a new object (the leader-election Lease); a 409 says it exists already."""
+        meta = manifest["metadata"]
+        path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], "")
+        result = await self._request("POST", path.rstrip("/"), body=manifest)
+        assert result is not None
+        return result
+
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """PUT an object with its ``resourceVersion``: a 409 when someone changed it since."""
+        meta = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+        )
+        result = await self._request("PUT", path, body=manifest)
+        assert result is not None
+        return result
+
     async def post_event(
         self, involved: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
@@ -170,7 +192,6 @@ class EventPoster:
     def __init__(self, kube: KubeApi) -> None:
         self._kube = kube
         self._tasks: set[asyncio.Task[None]] = set()
-        self.posted = 0
 
     def __call__(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         task = asyncio.create_task(self._post(dict(involved), type_, reason, message))
@@ -180,7 +201,6 @@ class EventPoster:
     async def _post(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
             await self._kube.post_event(involved, type_, reason, message)
-            self.posted += 1
         except OperatorError as error:
             logger.info("event %s not posted: %s", reason, error)
 

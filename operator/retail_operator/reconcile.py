@@ -14,11 +14,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
-from retail_operator import conditions, rendering, rollout, scanpolicy
+from retail_operator import conditions, metrics, rendering, rollout, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError, TemporaryError
@@ -29,6 +29,9 @@ from retail_operator.scanpolicy import ImageDecision, evaluate_scan
 from retail_operator.spec import ImageRef, ModelSpec, RetailModelSpec
 
 logger = logging.getLogger(__name__)
+
+# Exceptions ending within this are counted on /metrics (retail_operator_scan_exceptions_expiring).
+EXPIRY_WARNING = timedelta(days=7)
 
 # (involved object body, event type, reason, message)
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
@@ -102,6 +105,8 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
+        metrics.blocked_images.forget((namespace, name))
+        metrics.expiring_exceptions.forget((namespace, name))
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         subject = _Subject.parse(body)
@@ -114,6 +119,11 @@ class Reconciler:
             self._check_image(subject), self._check_model(spec.model)
         )
         counts = decision.counts if decision else {}
+        key = (subject.owner.namespace, subject.owner.name)
+        metrics.blocked_images.set(key, 1 if decision is not None and not decision.passed else 0)
+        metrics.expiring_exceptions.set(
+            key, scanpolicy.ending_soon(spec.scan_policy, datetime.now(UTC), EXPIRY_WARNING)
+        )
         desired = Target(spec.image.pinned(digest), spec.model) if digest else None
         previous = subject.deployed()
         if previous is None and not (image.passed and model.passed):

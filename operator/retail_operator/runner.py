@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
 import kopf
 
+from retail_operator import metrics
 from retail_operator.settings import OperatorSettings
 
 
@@ -25,14 +27,23 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
     liveness = (
         f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     )
-    asyncio.run(
-        kopf.operator(
+    metrics.serve(settings.metrics_port)
+    memo = kopf.Memo(lost_leadership=False)
+
+    async def operate() -> None:
+        memo.stop_flag = asyncio.Event()  # set by the handlers when leadership is lost
+        await kopf.operator(
             standalone=True,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
             liveness_endpoint=liveness,
+            stop_flag=memo.stop_flag,
+            memo=memo,
         )
-    )
+
+    asyncio.run(operate())
+    if memo.lost_leadership:
+        sys.exit("retail-operator: lost the leader Lease; exiting to restart as a standby")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from retail_operator.facts import Finding, ScanReport, ScanState
 from retail_operator.spec import ScanException, ScanPolicy, Severity
@@ -73,6 +73,11 @@ class _Allowances:
 
     def allows(self, finding: Finding) -> bool:
         return finding.name in self.ignored or finding.name in self.covering
+
+
+def ending_soon(policy: ScanPolicy, now: datetime, within: timedelta) -> int:
+    """How many exceptions still apply but end within ``within`` (time to renew or fix)."""
+    return sum(1 for e in policy.exceptions if e.active(now) and e.expires - now <= within)
 
 
 def expired_note(expired: tuple[ScanException, ...]) -> str:

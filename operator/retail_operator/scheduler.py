@@ -5,6 +5,8 @@ to clean up, so it keeps no finalizer and schedules for itself instead: one loop
 per RetailModel, a bounded number of reconciles at once. A spec change (generation ahead of
 ``status.observedGeneration``), a new object or a restart makes a RetailModel due now; a
 pending scan makes it due in seconds; otherwise it comes round every ``resync_seconds``.
+With leader election, the loop runs only while ``leading`` is set (a standby keeps the bodies
+its watches bring, and makes every one due the moment it starts leading).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from retail_operator import metrics
 from retail_operator.errors import OperatorError, TemporaryError
 from retail_operator.reconcile import Reconciler
 
@@ -32,8 +35,16 @@ def _resource_version(body: Mapping[str, Any]) -> int:
 
 
 class Scheduler:
-    def __init__(self, reconciler: Reconciler, *, resync_seconds: float, concurrency: int) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        resync_seconds: float,
+        concurrency: int,
+        leading: asyncio.Event | None = None,
+    ) -> None:
         self._reconciler = reconciler
+        self._leading = leading
         self._resync = resync_seconds
         self._slots = asyncio.Semaphore(concurrency)
         self._bodies: dict[Key, dict[str, Any]] = {}
@@ -69,6 +80,13 @@ class Scheduler:
         self._bodies.pop(key, None)
         self._due.pop(key, None)
         self._reconciler.forget(namespace, name)
+        metrics.QUEUE_DEPTH.set(len(self._due))
+
+    def catch_up(self) -> None:
+        """Make every known RetailModel due now (a new leader cannot know what the last one
+        finished)."""
+        for key in self._bodies:
+            self.schedule(key, 0.0)
 
     def update_status(self, key: Key, status: Mapping[str, Any]) -> None:
         if key in self._bodies:
@@ -84,10 +102,13 @@ class Scheduler:
             return
         self._due[key] = when
         heapq.heappush(self._heap, (when, key))
+        metrics.QUEUE_DEPTH.set(len(self._due))
         self._wake.set()
 
     async def run(self) -> None:
         while True:
+            if self._leading is not None:
+                await self._leading.wait()
             self._wake.clear()
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
@@ -95,6 +116,8 @@ class Scheduler:
                 if self._due.get(key) != when:
                     continue  # superseded by an earlier or later schedule, or forgotten
                 del self._due[key]
+                metrics.QUEUE_DEPTH.set(len(self._due))
+                metrics.DUE_BACKLOG.set(sum(1 for due in self._due.values() if due <= now))
                 await self._slots.acquire()
                 self._running.add(key)
                 task = asyncio.create_task(self._reconcile(key))
@@ -108,9 +131,12 @@ class Scheduler:
 
     async def _reconcile(self, key: Key) -> None:
         delay = self._resync
+        result = "ok"
+        started = time.monotonic()
         try:
             body = self._bodies.get(key)
             if body is None:
+                result = "gone"
                 return
             outcome = await self._reconciler.reconcile(body)
             self.update_status(key, outcome.status)
@@ -119,14 +145,19 @@ class Scheduler:
         except TemporaryError as error:
             logger.warning("%s/%s: %s; retrying in %.0fs", *key, error, error.retry_after)
             delay = error.retry_after
+            result = "retry"
         except OperatorError as error:
             logger.error("%s/%s: %s", *key, error)
+            result = "error"
         except Exception:
             logger.exception("%s/%s: reconcile failed unexpectedly", *key)
             delay = min(self._resync, 30.0)
+            result = "crash"
         finally:
             self._running.discard(key)
             self._slots.release()
+            metrics.RECONCILES.labels(result).inc()
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         if key in self._bodies:
             self.schedule(key, 0.0 if key in self._again else delay)
             self._again.discard(key)

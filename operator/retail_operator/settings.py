@@ -24,3 +24,14 @@ class OperatorSettings(BaseSettings):
     scan_ttl_seconds: float = Field(60.0, ge=0, description="How long a finished scan is cached.")
     model_ttl_seconds: float = Field(5.0, ge=0, description="How long an S3 HEAD is cached.")
     liveness_port: int = Field(8080, ge=0, le=65535, description="0 disables /healthz.")
+    metrics_port: int = Field(8081, ge=0, le=65535, description="Prometheus /metrics; 0: off.")
+    leader_election: bool = Field(
+        True, description="Reconcile only while holding the Lease (run several replicas)."
+    )
+    lease_name: str = Field("retail-operator", description="The coordination.k8s.io Lease.")
+    lease_namespace: str = Field(
+        "", description="The Lease's namespace; empty: the pod's own namespace (else default)."
+    )
+    lease_duration_seconds: float = Field(15.0, gt=0, description="How long a lease is held.")
+    renew_deadline_seconds: float = Field(10.0, gt=0, description="Give up leading after this.")
+    retry_period_seconds: float = Field(2.0, gt=0, description="How often to renew or try.")

@@ -3,6 +3,8 @@
 Credentials come from boto3's default chain (IRSA on EKS); ``AWS_ENDPOINT_URL`` points every
 client at a local stand-in such as moto's server. botocore's standard retry mode backs off on
 throttling a few times; past that, the error becomes a condition and a later reconcile retries.
+``CONFIG`` is the one client configuration on the operator's side: the tooling (``retailctl
+ecr``, the AWS stand-in) builds its clients with it too.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from retail_operator import metrics
 from retail_operator.errors import AccessDenied, OperatorError, TemporaryError
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_s3 import S3Client
 
-_RETRIES = Config(
+CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=5,
     read_timeout=15,
@@ -55,21 +58,51 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def _client(service: str, region: str) -> Any:
+def client(service: str, region: str | None = None) -> Any:
+    """A new client of ``service`` in ``region`` (default: the credential chain's region),
+    counting every HTTP attempt and failure on the operator's /metrics."""
     with _lock:  # boto3 sessions are not thread-safe; clients made from them are
-        return _session().client(service, region_name=region, config=_RETRIES)  # type: ignore[call-overload]
+        made = _session().client(service, region_name=region, config=CONFIG)  # type: ignore[call-overload]
+    made.meta.events.register(f"after-call.{service}", _count_call)
+    made.meta.events.register(f"after-call-error.{service}", _count_unreachable)
+    return made
+
+
+def error_kind(code: str) -> str:
+    """A few kinds rather than every AWS error code, to keep the metric's labels bounded."""
+    if code in THROTTLING_CODES:
+        return "Throttled"
+    if code in ACCESS_DENIED_CODES:
+        return "AccessDenied"
+    if code.endswith(("NotFound", "NotFoundException", "NoSuchKey")) or code == "404":
+        return "NotFound"
+    return "Other"
+
+
+def _count_call(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+    service = model.service_model.service_name
+    metrics.AWS_CALLS.labels(service, model.name).inc()
+    if http_response.status_code >= 400:
+        code = str(parsed.get("Error", {}).get("Code", http_response.status_code))
+        metrics.AWS_ERRORS.labels(service, error_kind(code)).inc()
+
+
+def _count_unreachable(model: Any, **_: Any) -> None:
+    service = model.service_model.service_name
+    metrics.AWS_CALLS.labels(service, model.name).inc()
+    metrics.AWS_ERRORS.labels(service, "Unreachable").inc()
 
 
 @cache
-def ecr(region: str) -> ECRClient:
-    client: ECRClient = _client("ecr", region)
-    return client
+def ecr(region: str | None = None) -> ECRClient:
+    made: ECRClient = client("ecr", region)
+    return made
 
 
 @cache
 def s3(region: str | None = None) -> S3Client:
-    client: S3Client = _client("s3", region or _session().region_name or "us-east-1")
-    return client
+    made: S3Client = client("s3", region or _session().region_name or "us-east-1")
+    return made
 
 
 def error_code(error: ClientError) -> str:

@@ -75,6 +75,18 @@ class OperatorProcess:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics as {"name{labels}": value}."""
+        port = self.env["RETAIL_OPERATOR_METRICS_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
 
 @pytest.fixture(scope="session")
 def crd_installed(local_cluster: LocalCluster) -> None:
@@ -104,6 +116,8 @@ def operator(
         "RETAIL_OPERATOR_SCAN_TTL_SECONDS": "0.5",
         "RETAIL_OPERATOR_MODEL_TTL_SECONDS": "0.5",
         "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
+        "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
+        "RETAIL_OPERATOR_LEASE_NAME": "retail-operator-tests",
     }
     process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log", port)
     process.start()

@@ -1,0 +1,67 @@
+"""The operator's Prometheus metrics, served on ``/metrics`` (``RETAIL_OPERATOR_METRICS_PORT``,
+default 8081) by every replica, leader or standby.
+
+What a person running the operator needs to see: how reconciles go (by result, and how long
+they take), whether work is piling up (the queue and the backlog already due), how the AWS
+calls go (by service and operation, errors by kind), how many RetailModels have their image
+refused, how many scan exceptions end within a week, and which replica leads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter(
+    "retail_operator_reconciles", "Reconciles of a RetailModel, by result", ["result"]
+)
+RECONCILE_SECONDS = Histogram(
+    "retail_operator_reconcile_duration_seconds",
+    "Time one reconcile took (checks, apply, status write)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge("retail_operator_queue_depth", "RetailModels waiting for their next reconcile")
+DUE_BACKLOG = Gauge(
+    "retail_operator_due_backlog", "RetailModels whose reconcile is due but waits for a slot"
+)
+AWS_CALLS = Counter(
+    "retail_operator_aws_calls", "Calls to AWS APIs", ["service", "operation"]
+)  # fmt: skip
+AWS_ERRORS = Counter(
+    "retail_operator_aws_errors", "Failed AWS calls, by error kind", ["service", "kind"]
+)
+IMAGES_BLOCKED = Gauge(
+    "retail_operator_images_blocked", "RetailModels whose spec image the scan gate refuses"
+)
+EXCEPTIONS_EXPIRING = Gauge(
+    "retail_operator_scan_exceptions_expiring",
+    "Scan exceptions in use that end within 7 days",
+)
+LEADER = Gauge("retail_operator_leader", "1 while this replica holds the leader Lease")
+
+
+class PerObject:
+    """A gauge that is the sum of one value per RetailModel, kept right as objects change or go."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+        self._values: dict[Hashable, float] = {}
+
+    def set(self, key: Hashable, value: float) -> None:
+        self._values[key] = value
+        self._gauge.set(sum(self._values.values()))
+
+    def forget(self, key: Hashable) -> None:
+        self._values.pop(key, None)
+        self._gauge.set(sum(self._values.values()))
+
+
+blocked_images = PerObject(IMAGES_BLOCKED)
+expiring_exceptions = PerObject(EXCEPTIONS_EXPIRING)
+
+
+def serve(port: int) -> None:
+    """Serve ``/metrics`` on all addresses (a pod's port) from a background thread."""
+    if port:
+        start_http_server(port)

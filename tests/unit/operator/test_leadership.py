@@ -1,0 +1,148 @@
+"""Leader election on a Lease, against an in-memory store that checks resourceVersion like the
+API server: one leader at a time, takeover after a silent leader's lease runs out, at once after
+a release, and a leader that cannot renew stops leading."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from retail_operator.errors import TemporaryError
+from retail_operator.leadership import LeaderElection, Timing
+
+FAST = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.02)
+
+
+class MemoryLeases:
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.down_for: set[str] = set()  # identities whose calls fail (a partitioned replica)
+
+    def _check(self, manifest: dict[str, Any] | None, caller: str) -> None:
+        if caller in self.down_for:
+            raise TemporaryError("unreachable", reason="ApiUnavailable", retry_after=0)
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        return copy.deepcopy(self.lease)
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if self.lease is not None:
+            raise TemporaryError("409 exists", reason="ApiUnavailable", retry_after=0)
+        return self._store(manifest)
+
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if manifest["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            raise TemporaryError("409 conflict", reason="ApiUnavailable", retry_after=0)
+        return self._store(manifest)
+
+    def _store(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        stored = copy.deepcopy(manifest)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.lease = stored
+        return copy.deepcopy(stored)
+
+    @property
+    def holder(self) -> str | None:
+        return None if self.lease is None else self.lease["spec"]["holderIdentity"]
+
+
+class Replica:
+    """A LeaseStore as one replica sees it: the shared store, unless partitioned away."""
+
+    def __init__(self, leases: MemoryLeases, identity: str) -> None:
+        self.leases, self.identity = leases, identity
+
+    async def get(self, *args: str) -> Any:
+        self.leases._check(None, self.identity)
+        return await self.leases.get(*args)
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.leases._check(manifest, self.identity)
+        return await self.leases.create(manifest)
+
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.leases._check(manifest, self.identity)
+        return await self.leases.replace(manifest)
+
+
+def election(leases: MemoryLeases, identity: str) -> LeaderElection:
+    return LeaderElection(Replica(leases, identity), "ns", "retail-operator", identity, FAST)
+
+
+async def until(predicate: Any, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def leases() -> MemoryLeases:
+    return MemoryLeases()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_one_leader_and_a_standby(leases: MemoryLeases) -> None:
+    a, b = election(leases, "a"), election(leases, "b")
+    tasks = [asyncio.create_task(a.run())]
+    await until(lambda: a.is_leader)
+    tasks.append(asyncio.create_task(b.run()))
+    await asyncio.sleep(FAST.lease_duration * 2)  # b keeps seeing a renew: it never leads
+    assert a.is_leader and not b.is_leader and leases.holder == "a"
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_silent_leader_loses_and_the_standby_takes_over(leases: MemoryLeases) -> None:
+    a, b = election(leases, "a"), election(leases, "b")
+    task_a = asyncio.create_task(a.run())
+    await until(lambda: a.is_leader)
+    task_b = asyncio.create_task(b.run())
+    leases.down_for.add("a")  # a can no longer reach the API server
+    await until(lambda: a.lost.is_set())  # it stops leading after the renew deadline…
+    assert not a.is_leader
+    await until(lambda: b.is_leader)  # …and b takes over once the lease has run out
+    assert leases.holder == "b" and leases.lease is not None
+    assert leases.lease["spec"]["leaseTransitions"] == 1
+    await asyncio.gather(task_a)  # a's run() returned on its own
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)
+
+
+async def test_a_released_lease_is_taken_at_once(leases: MemoryLeases) -> None:
+    a, b = election(leases, "a"), election(leases, "b")
+    b.timing = Timing(lease_duration=30, renew_deadline=20, retry_period=0.02)
+    task_a = asyncio.create_task(a.run())
+    await until(lambda: a.is_leader)
+    task_b = asyncio.create_task(b.run())
+    await asyncio.sleep(0.05)
+    task_a.cancel()  # shutdown: releases the lease
+    await asyncio.gather(task_a, return_exceptions=True)
+    assert leases.holder == ""
+    await until(lambda: b.is_leader, timeout=1.0)  # far sooner than b's 30 s lease duration
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)
+
+
+async def test_racing_standbys_never_both_lead(leases: MemoryLeases) -> None:
+    replicas = [election(leases, name) for name in "abcd"]
+    tasks = [asyncio.create_task(r.run()) for r in replicas]
+    await until(lambda: any(r.is_leader for r in replicas))
+    await asyncio.sleep(FAST.lease_duration * 2)
+    assert sum(r.is_leader for r in replicas) == 1
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
