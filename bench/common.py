@@ -1,4 +1,4 @@
-"""What every benchmark shares: folders, CPU pinning, ports, waiting, results and progress.
+"""What every benchmark shares: folders, CPU pinning, waiting, results and progress.
 
 The machine has two cores: servers run on ``SERVER_CPU`` and load generators on ``LOAD_CPU``
 (``taskset``), so a server never competes with the client that measures it. Results go to
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,12 +37,6 @@ def step(message: str) -> None:
 
 def pinned(cpu: str, command: Sequence[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:

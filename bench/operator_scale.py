@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import time
@@ -35,14 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from bench.common import (
     BENCH_CACHE,
     RESULTS_DIR,
     ROOT,
     VENV_BIN,
-    free_port,
     git_commit,
     machine,
     step,
@@ -51,16 +46,17 @@ from bench.common import (
 from bench.common import write_result as save
 from bench.kubeclient import Kube, Recorder, follow
 from bench.profile import summarise
+from retail_operator.kube import object_path
 from retail_operator.rendering import OWNER_LABEL, Owner, Target, render_children
 from retail_operator.spec import RetailModelSpec
 from retail_tools.cluster import build, cluster
 from retail_tools.cluster.components import CLIENT_BURST, CLIENT_QPS
 from retail_tools.cluster.config import ClusterConfig, Ports
+from retail_tools.ports import free_port, free_port_base
+from retail_tools.standin import ACCOUNT, REGION, AwsStandIn
 
 WORK = BENCH_CACHE / "operator"
 PROFILE = BENCH_CACHE / "profiles" / "operator.txt"
-REGION = "ap-southeast-1"
-ACCOUNT = "123456789012"  # moto's default account
 REPOSITORY = "mlops/retail-api"
 BUCKET = "bench-models"
 IMAGES = 5
@@ -69,37 +65,12 @@ CONCURRENCY = 32  # the baseline client's requests in flight
 # keeping as many requests in flight as the baseline takes several times its concurrency.
 OPERATOR_CONCURRENCY = 128
 SINGLES = 20
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIARETAILBENCHKEY00",
-    "AWS_SECRET_ACCESS_KEY": "retail-bench-not-a-secret",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
-PATHS = {
-    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps/{name}",
-    "Service": "/api/v1/namespaces/{ns}/services/{name}",
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-    "RetailModel": "/apis/mlops.retail.io/v1alpha1/namespaces/{ns}/retailmodels/{name}",
-}
-
-
-def _port_base() -> int:
-    """Six consecutive free loopback ports for the benchmark's own cluster."""
-    for base in range(27443, 60000, 17):
-        try:
-            for port in range(base, base + 6):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no six consecutive free ports")
 
 
 def fresh_cluster() -> ClusterConfig:
     shared = ClusterConfig.from_env()
     folder = WORK / "cluster"
-    config = ClusterConfig(shared.cache_dir, folder, Ports(_port_base()), shared.toolchain)
+    config = ClusterConfig(shared.cache_dir, folder, Ports(free_port_base(6)), shared.toolchain)
     cluster.down(config)
     shutil.rmtree(folder, ignore_errors=True)
     build.build(config)
@@ -115,81 +86,29 @@ def fresh_cluster() -> ClusterConfig:
     return config
 
 
-class Aws:
-    """moto's server in its own process, with the images and model objects the run needs."""
+def start_aws() -> AwsStandIn:
+    """moto in its own process (its CPU is measured apart), with an image repository."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    aws = AwsStandIn(own_process=True, log=WORK / "moto.log").start()
+    aws.ensure_repository(REPOSITORY)
+    return aws
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        WORK.mkdir(parents=True, exist_ok=True)
-        with (WORK / "moto.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_http(f"{self.endpoint}/moto-api/", 60, self.process)
 
-    def env(self) -> dict[str, str]:
-        return {**AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint}
-
-    def client(self, service: str) -> Any:
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+def push_images(aws: AwsStandIn) -> dict[str, str]:
+    """``IMAGES`` tags, each a distinct digest, scanned (moto: one HIGH CVE-9999-9999)."""
+    digests = {}
+    for index in range(IMAGES):
+        tag = f"v{index}"
+        digests[tag] = aws.push_image(REPOSITORY, tag)
+        aws.client("ecr").start_image_scan(
+            repositoryName=REPOSITORY, imageId={"imageDigest": digests[tag]}
         )
+    return digests
 
-    def push_images(self) -> dict[str, str]:
-        """``IMAGES`` tags, each a distinct digest, scanned (moto: one HIGH CVE-9999-9999)."""
-        ecr = self.client("ecr")
-        ecr.create_repository(repositoryName=REPOSITORY)
-        digests = {}
-        for index in range(IMAGES):
-            manifest = json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                    "config": {
-                        "mediaType": "application/vnd.docker.container.image.v1+json",
-                        "size": 100,
-                        "digest": "sha256:" + hashlib.sha256(b"config%d" % index).hexdigest(),
-                    },
-                    "layers": [],
-                }
-            )
-            digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-            tag = f"v{index}"
-            ecr.put_image(
-                repositoryName=REPOSITORY,
-                imageManifest=manifest,
-                imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json",
-                imageTag=tag,
-                imageDigest=digest,
-            )
-            ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageDigest": digest})
-            digests[tag] = digest
-        return digests
 
-    def put_models(self, keys: list[str]) -> None:
-        s3 = self.client("s3")
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-
-        def put(key: str) -> None:
-            body = key.encode()
-            digest = hashlib.sha256(body).hexdigest()
-            s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": digest})
-
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(put, keys))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
+def put_models(aws: AwsStandIn, keys: list[str]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: aws.put_model(BUCKET, key, key.encode()), keys))
 
 
 def spec_for(index: int) -> dict[str, Any]:
@@ -226,7 +145,7 @@ def baseline_objects(index: int, digests: dict[str, str]) -> list[dict[str, Any]
 
 def _path(document: dict[str, Any]) -> str:
     meta = document["metadata"]
-    return PATHS[document["kind"]].format(ns=meta["namespace"], name=meta["name"])
+    return object_path(document["apiVersion"], document["kind"], meta["namespace"], meta["name"])
 
 
 def _available(deployment: dict[str, Any]) -> bool:
@@ -299,9 +218,9 @@ class CpuMeter:
         }
 
 
-def _component_pids(config: ClusterConfig, aws: Aws) -> dict[str, int]:
+def _component_pids(config: ClusterConfig, aws: AwsStandIn) -> dict[str, int]:
     pids = {c.name: c.pid for c in cluster.status(config) if c.pid is not None}
-    return {**pids, "moto": aws.process.pid}
+    return {**pids, "moto": aws.pid}
 
 
 def _difference(after: Counter[str], before: Counter[str]) -> dict[str, int]:
@@ -331,7 +250,7 @@ def _owner(deployment: dict[str, Any]) -> str | None:
 
 
 class OperatorProcess:
-    def __init__(self, config: ClusterConfig, aws: Aws) -> None:
+    def __init__(self, config: ClusterConfig, aws: AwsStandIn) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -455,11 +374,11 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
 def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
     step(f"scale {count:,}: fresh cluster and AWS stand-in")
     config = fresh_cluster()
-    aws = Aws()
+    aws = start_aws()
     operator: OperatorProcess | None = None
     try:
-        digests = aws.push_images()
-        aws.put_models([f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
+        digests = push_images(aws)
+        put_models(aws, [f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
         meter = CpuMeter(_component_pids(config, aws))
         baseline = asyncio.run(run_baseline(config, count, digests))
         baseline["cpu_seconds"] = meter.stop()

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import BENCH_CACHE, ROOT, SERVER_CPU, VENV_BIN, free_port, pinned, wait_http
+from bench.common import BENCH_CACHE, ROOT, SERVER_CPU, VENV_BIN, pinned, wait_http
 from bench.peers import KSERVE, MLSERVER, ensure_venv
+from retail_tools.ports import free_port
 
 MODEL_NAME = "price-sensitivity"
 MLSERVER_BATCH_SIZE = 64

@@ -50,9 +50,6 @@ class TtlCache(Generic[K, V]):
         entry.future.set_result(value)
         return value
 
-    def invalidate(self, key: K) -> None:
-        self._entries.pop(key, None)
-
     def _evict_if_full(self) -> None:
         if len(self._entries) <= self._max_entries:
             return

@@ -7,6 +7,7 @@ rather than on each other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -25,8 +26,10 @@ class ScanState(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
-    name: str
+    name: str  # the CVE or advisory id that scan policies name
     severity: str
+    package: str = ""  # "name version", read only for display
+    uri: str = ""  # the advisory's link, read only for display
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class ScanReport:
     ecr_status: str  # ECR's own word for the status, for messages
     description: str = ""
     findings: tuple[Finding, ...] = ()
-    completed_at: str = ""
+    completed_at: str = ""  # ISO 8601
+    severity_counts: Mapping[str, int] = field(default_factory=dict)  # ECR's, for display
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,6 @@ class ModelObject:
     etag: str
     version_id: str
     sha256: str  # from the object's ``sha256`` metadata; empty when absent
-    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,6 @@ class DeploymentState:
     available: bool  # the Deployment's own Available condition
     available_message: str = ""
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
-    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def rolled_out(self) -> bool:
@@ -99,5 +101,4 @@ class DeploymentState:
             available=available.get("status") == "True",
             available_message=str(available.get("message", "")),
             progress_failed=progressing.get("reason") == "ProgressDeadlineExceeded",
-            labels=dict(deployment.get("metadata", {}).get("labels", {})),
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import yaml
 
 from retail_tools.cluster import build, cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
+from retail_tools.ports import free_port_base
 
 
 @dataclass(frozen=True)
@@ -147,29 +147,6 @@ def cluster_namespace(local_cluster: LocalCluster) -> Iterator[str]:
         local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def free_port_base(count: int = 6) -> int:
-    """The first of ``count`` consecutive loopback ports that are free right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free loopback ports found")
-
-
 @pytest.fixture
 def private_cluster_config(tmp_path: Path) -> ClusterConfig:
     """A second cluster sharing the built binaries but nothing else (folder, ports)."""
@@ -177,6 +154,6 @@ def private_cluster_config(tmp_path: Path) -> ClusterConfig:
     return ClusterConfig(
         cache_dir=shared.cache_dir,
         cluster_dir=tmp_path / "cluster",
-        ports=Ports(free_port_base()),
+        ports=Ports(free_port_base(6)),
         toolchain=shared.toolchain,
     )

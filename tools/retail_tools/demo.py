@@ -23,7 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 
-from retail_tools.standin import ACCOUNT, REGION, AwsStandIn, free_port
+from retail_tools.ports import free_port
+from retail_tools.standin import ACCOUNT, REGION, AwsStandIn
 
 REPOSITORY = "mlops/retail-api"
 BUCKET = "mlops-retail-forecast-models"

@@ -1,11 +1,13 @@
-"""moto's server as a local stand-in for ECR and S3, with the two things ECR does on its own
-that moto cannot be asked for over HTTP: register an image like ``docker push`` and finish a
-scan with chosen findings.
+"""moto's server as a local stand-in for ECR and S3: the one launcher, for the demo, the tests
+and the benchmarks, with the things ECR does on its own that moto must be told: register an
+image like ``docker push`` and finish a scan with chosen findings.
 
-The server runs in this process (``ThreadedMotoServer``) and serves real HTTP on loopback, so
-the operator and the predictor reach it as they would reach AWS; living in-process lets
-``set_scan`` replace the scan result moto keeps per image (moto gives each query one static
-result for good). Used by ``retailctl demo`` and by the tests; it needs the development
+Either way it serves real HTTP on loopback, so the operator and the predictor reach it as they
+would reach AWS. By default the server runs in this process (``ThreadedMotoServer``), which
+lets ``set_scan`` replace the scan result moto keeps per image (moto gives each query one
+static result for good). ``own_process=True`` runs ``moto_server`` as a child process instead,
+for callers that measure it apart (the benchmarks) or share one server across a test session;
+there only ``queue_scan_result`` (moto's HTTP API) steers scans. Needs the development
 dependencies (moto), which ``make demo`` and ``make test`` install.
 """
 
@@ -14,10 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from retail_tools.ports import free_port
 
 REGION = "ap-southeast-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -26,6 +35,7 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 # credential ever leaks into logs, status or responses.
 ACCESS_KEY = "AKIARETAILTESTKEY000"
 SECRET_KEY = "retail-test-secret-key-do-not-leak-0000"
+STARTUP_SECONDS = 30
 
 
 def stand_in_env(endpoint: str) -> dict[str, str]:
@@ -39,37 +49,84 @@ def stand_in_env(endpoint: str) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class AwsStandIn:
-    def __init__(self, port: int | None = None) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    def __init__(
+        self, port: int | None = None, *, own_process: bool = False, log: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._own_process = own_process
+        self._log = log  # where a child server writes (own_process only); default: discarded
+        self._process: subprocess.Popen[bytes] | None = None
+        self._server: Any = None
+        self._buckets: set[str] = set()
+
+    @property
+    def pid(self) -> int:
+        """The process serving the stand-in (this one, unless ``own_process``)."""
+        return self._process.pid if self._process is not None else os.getpid()
 
     def start(self) -> AwsStandIn:
-        self._server.start()
+        if self._own_process:
+            self._spawn()
+        else:
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
         return self
 
+    def _spawn(self) -> None:
+        output = self._log.open("wb") if self._log else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1"]
+            + ["-p", str(self.port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the caller, not moto
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto_server exited early; see {self._log or 'its output'}")
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto_server did not answer within {STARTUP_SECONDS} s")
+
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
 
     def env(self) -> dict[str, str]:
+        """Environment for a child process that should talk to this stand-in."""
         return stand_in_env(self.endpoint)
 
     def client(self, service: str) -> Any:
         import boto3
 
+        from retail_operator.aws.clients import CONFIG
+
         return boto3.session.Session(
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
-        ).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        ).client(service, endpoint_url=self.endpoint, config=CONFIG)  # type: ignore[call-overload]
+
+    def reset(self) -> None:
+        """Forget every repository, image, bucket and object (a clean account)."""
+        self._post("/moto-api/reset", None)
+        self._buckets.clear()
 
     def repository_uri(self, name: str) -> str:
         return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
@@ -82,9 +139,11 @@ class AwsStandIn:
             pass
         return self.repository_uri(name)
 
-    def push_image(self, repository: str, tag: str) -> str:
+    def push_image(self, repository: str, tag: str, size_bytes: int = 7023) -> str:
         """Register a new image (a unique manifest) under ``tag``, as a push does; return its
-        digest. moto needs the digest and media type spelled out to store them correctly."""
+        digest. moto needs the digest and media type spelled out to store them correctly; the
+        layer is ``size_bytes`` (what ``ecr usage`` counts) and so is the config (what moto
+        reports as the image's size)."""
         self.ensure_repository(repository)
         layer = "sha256:" + hashlib.sha256(uuid.uuid4().bytes).hexdigest()
         manifest = json.dumps(
@@ -93,13 +152,13 @@ class AwsStandIn:
                 "mediaType": MANIFEST_TYPE,
                 "config": {
                     "mediaType": "application/vnd.docker.container.image.v1+json",
-                    "size": 7023,
+                    "size": size_bytes,
                     "digest": layer,
                 },
                 "layers": [
                     {
                         "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                        "size": 32654,
+                        "size": size_bytes,
                         "digest": layer,
                     }
                 ],
@@ -122,7 +181,9 @@ class AwsStandIn:
         status: str = "COMPLETE",
         findings: list[tuple[str, str]] | None = None,
     ) -> None:
-        """Make ECR report this scan of ``digest`` to every query from now on."""
+        """Make ECR report this scan of ``digest`` to every query from now on (in-process)."""
+        if self._server is None:
+            raise RuntimeError("set_scan needs the in-process stand-in; use queue_scan_result")
         from moto.backends import get_backend
 
         backend = get_backend("ecr")[ACCOUNT][REGION]
@@ -155,15 +216,38 @@ class AwsStandIn:
             image.scan_finding_results[key] = result
         image.scan_finding_results_queue[:] = [result] * 8
 
+    def queue_scan_result(self, result: dict[str, Any]) -> None:
+        """Make moto answer the next scan-findings query for ``result``'s image with ``result``
+        (a ``describe_image_scan_findings`` response body), over moto's HTTP API."""
+        self._post(
+            "/moto-api/static/ecr/scan-finding-results", {"results": [result], "region": REGION}
+        )
+
     def put_model(self, bucket: str, key: str, body: bytes, sha256: str | None = None) -> str:
+        """Upload ``body`` to a versioned ``bucket`` with its ``sha256`` metadata, as
+        ``retailctl model push`` does; return the version id."""
         s3 = self.client("s3")
-        try:
-            s3.create_bucket(
-                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
-            )
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
+        if bucket not in self._buckets:
+            try:
+                s3.create_bucket(
+                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+                )
+                s3.put_bucket_versioning(
+                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            self._buckets.add(bucket)
         digest = sha256 or hashlib.sha256(body).hexdigest()
         response = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": digest})
         return str(response.get("VersionId", ""))
+
+    def _post(self, path: str, document: object) -> None:
+        body = None if document is None else json.dumps(document).encode()
+        request = urllib.request.Request(
+            f"{self.endpoint}{path}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()

@@ -1,15 +1,19 @@
-"""ECR look-ups: a tag's digest and that digest's scan report, cached and shared.
+"""ECR look-ups: a tag's digest and that digest's scan report, read once here for everyone.
 
-Tags are resolved with a short TTL (a mutable tag may move); scan reports are cached per digest
-(a finished scan for a minute or more, a running one for seconds). Every ECR scan status is
-folded into ``facts.ScanState`` explicitly, including enhanced scanning's.
+``image_digest`` and ``read_scan`` are the one reader of ECR scans: the operator calls them
+through ``ImageInspector`` (cached and shared across RetailModels: tags with a short TTL, since
+a mutable tag may move; scan reports per digest, a finished scan for a minute or more, a
+running one for seconds), and ``retailctl ecr findings`` calls them with ``detail=True`` for
+display. Every ECR scan status is folded into ``facts.ScanState`` explicitly, including
+enhanced scanning's; every boto3 failure becomes an ``errors`` value.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,6 +22,9 @@ from retail_operator.cache import TtlCache
 from retail_operator.errors import ImageNotFound
 from retail_operator.facts import Finding, ScanReport, ScanState
 from retail_operator.spec import ImageRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
 
 _STATES = {
     "COMPLETE": ScanState.COMPLETE,
@@ -39,17 +46,120 @@ def scan_state(ecr_status: str) -> ScanState:
     return _STATES.get(ecr_status.upper(), ScanState.UNAVAILABLE)
 
 
-def parse_findings(findings: Mapping[str, Any]) -> tuple[Finding, ...]:
-    """Basic scanning's ``findings`` and enhanced scanning's ``enhancedFindings``, as one list."""
-    parsed = [
-        Finding(name=str(f.get("name", "")), severity=str(f.get("severity", "UNDEFINED")))
-        for f in findings.get("findings", [])
-    ]
-    for f in findings.get("enhancedFindings", []):
-        details = f.get("packageVulnerabilityDetails", {})
-        name = details.get("vulnerabilityId") or f.get("title") or f.get("findingArn", "")
-        parsed.append(Finding(name=str(name), severity=str(f.get("severity", "UNDEFINED"))))
+def parse_findings(scan: Mapping[str, Any], *, detail: bool = False) -> tuple[Finding, ...]:
+    """Basic scanning's ``findings`` and enhanced scanning's ``enhancedFindings``, as one list;
+    with ``detail``, each with its package and advisory link (for people, not for decisions)."""
+    parsed = []
+    for item in scan.get("findings", []):
+        package = uri = ""
+        if detail:
+            attributes = {a["key"]: a.get("value", "") for a in item.get("attributes", [])}
+            names = (attributes.get("package_name"), attributes.get("package_version"))
+            package, uri = " ".join(filter(None, names)), str(item.get("uri", ""))
+        name, severity = str(item.get("name", "")), str(item.get("severity", "UNDEFINED"))
+        parsed.append(Finding(name, severity, package, uri))
+    for item in scan.get("enhancedFindings", []):
+        details = item.get("packageVulnerabilityDetails", {})
+        package = uri = ""
+        if detail:
+            first = (details.get("vulnerablePackages") or [{}])[0]
+            package = " ".join(filter(None, (first.get("name"), first.get("version"))))
+            uri = str(details.get("sourceUrl", ""))
+        name = details.get("vulnerabilityId") or item.get("title") or item.get("findingArn", "")
+        severity = str(item.get("severity", "UNDEFINED"))
+        parsed.append(Finding(str(name), severity, package, uri))
     return tuple(parsed)
+
+
+def image_digest(
+    client: ECRClient, repository: str, tag: str, *, registry_id: str | None = None
+) -> str:
+    """The digest ``repository:tag`` points at now; ``ImageNotFound`` if there is none."""
+    missing = ImageNotFound(f"{repository}:{tag} does not exist in ECR")
+    query: dict[str, Any] = {"repositoryName": repository, "imageIds": [{"imageTag": tag}]}
+    try:
+        response = client.describe_images(**_registry(registry_id), **query)
+    except ClientError as error:
+        if clients.error_code(error) in _NOT_FOUND:
+            raise missing from None
+        raise clients.translate(error, f"ECR {repository}") from None
+    except BotoCoreError as error:
+        raise clients.translate(error, f"ECR {repository}") from None
+    details = response.get("imageDetails", [])
+    if not details or "imageDigest" not in details[0]:
+        raise missing
+    return str(details[0]["imageDigest"])
+
+
+def read_scan(
+    client: ECRClient,
+    repository: str,
+    digest: str,
+    *,
+    registry_id: str | None = None,
+    detail: bool = False,
+    on_request: Callable[[], object] = lambda: None,
+) -> ScanReport:
+    """The scan of ``repository@digest``, every page of findings; ``on_request`` is called
+    before each ECR request (the operator counts them). No scan yet is ``MISSING``."""
+    where = f"ECR scan of {repository}"
+    findings: list[Finding] = []
+    status: Mapping[str, Any] = {}
+    counts: dict[str, int] = {}
+    completed_at = ""
+    token: str | None = None
+    while True:
+        on_request()
+        kwargs: dict[str, Any] = {
+            **_registry(registry_id),
+            "repositoryName": repository,
+            "imageId": {"imageDigest": digest},
+            "maxResults": 1000,
+        }
+        if token:
+            kwargs["nextToken"] = token
+        try:
+            page = client.describe_image_scan_findings(**kwargs)
+        except ClientError as error:
+            code = clients.error_code(error)
+            if code == "ScanNotFoundException":
+                return ScanReport(digest, ScanState.MISSING, "NONE")
+            if code in _NOT_FOUND:
+                raise ImageNotFound(f"{repository}@{digest} does not exist in ECR") from None
+            raise clients.translate(error, where) from None
+        except BotoCoreError as error:
+            raise clients.translate(error, where) from None
+        status = page.get("imageScanStatus", {}) or status
+        scan: Mapping[str, Any] = page.get("imageScanFindings", {})
+        findings.extend(parse_findings(scan, detail=detail))
+        if detail:
+            counts.update(
+                {str(k): int(v) for k, v in scan.get("findingSeverityCounts", {}).items()}
+            )
+        if scan.get("imageScanCompletedAt"):
+            completed_at = _timestamp(scan["imageScanCompletedAt"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    ecr_status = str(status.get("status", "NONE"))
+    return ScanReport(
+        digest=digest,
+        state=scan_state(ecr_status),
+        ecr_status=ecr_status,
+        description=str(status.get("description", "")),
+        findings=tuple(findings),
+        completed_at=completed_at,
+        severity_counts=counts,
+    )
+
+
+def _registry(registry_id: str | None) -> dict[str, Any]:
+    """``registryId`` when one is named; else the caller's own account's registry."""
+    return {"registryId": registry_id} if registry_id else {}
+
+
+def _timestamp(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 class ImageInspector:
@@ -72,68 +182,23 @@ class ImageInspector:
             (image.repository, digest), lambda: asyncio.to_thread(self._findings, image, digest)
         )
 
-    def _describe(self, image: ImageRef) -> str:
+    def _count(self) -> None:
         self.calls += 1
-        try:
-            response = clients.ecr(image.region).describe_images(
-                registryId=image.registry_id,
-                repositoryName=image.repository_name,
-                imageIds=[{"imageTag": image.tag}],
-            )
-        except ClientError as error:
-            if clients.error_code(error) in _NOT_FOUND:
-                raise ImageNotFound(
-                    f"{image.repository}:{image.tag} does not exist in ECR"
-                ) from None
-            raise clients.translate(error, f"ECR {image.repository_name}") from None
-        except BotoCoreError as error:
-            raise clients.translate(error, f"ECR {image.repository_name}") from None
-        details = response.get("imageDetails", [])
-        if not details or "imageDigest" not in details[0]:
-            raise ImageNotFound(f"{image.repository}:{image.tag} does not exist in ECR")
-        return str(details[0]["imageDigest"])
+
+    def _describe(self, image: ImageRef) -> str:
+        self._count()
+        return image_digest(
+            clients.ecr(image.region),
+            image.repository_name,
+            image.tag,
+            registry_id=image.registry_id,
+        )
 
     def _findings(self, image: ImageRef, digest: str) -> ScanReport:
-        client = clients.ecr(image.region)
-        findings: list[Finding] = []
-        status: Mapping[str, Any] = {}
-        completed_at = ""
-        token: str | None = None
-        while True:
-            self.calls += 1
-            kwargs: dict[str, Any] = {
-                "registryId": image.registry_id,
-                "repositoryName": image.repository_name,
-                "imageId": {"imageDigest": digest},
-                "maxResults": 1000,
-            }
-            if token:
-                kwargs["nextToken"] = token
-            try:
-                page = client.describe_image_scan_findings(**kwargs)
-            except ClientError as error:
-                code = clients.error_code(error)
-                if code == "ScanNotFoundException":
-                    return ScanReport(digest, ScanState.MISSING, "NONE")
-                if code in _NOT_FOUND:
-                    raise ImageNotFound(f"{image.repository}@{digest} no longer exists") from None
-                raise clients.translate(error, f"ECR scan of {image.repository_name}") from None
-            except BotoCoreError as error:
-                raise clients.translate(error, f"ECR scan of {image.repository_name}") from None
-            status = page.get("imageScanStatus", {}) or status
-            scan = page.get("imageScanFindings", {})
-            findings.extend(parse_findings(scan))
-            if scan.get("imageScanCompletedAt"):
-                completed_at = str(scan["imageScanCompletedAt"])
-            token = page.get("nextToken")
-            if not token:
-                break
-        ecr_status = str(status.get("status", "NONE"))
-        return ScanReport(
-            digest=digest,
-            state=scan_state(ecr_status),
-            ecr_status=ecr_status,
-            description=str(status.get("description", "")),
-            findings=tuple(findings),
-            completed_at=completed_at,
+        return read_scan(
+            clients.ecr(image.region),
+            image.repository_name,
+            digest,
+            registry_id=image.registry_id,
+            on_request=self._count,
         )

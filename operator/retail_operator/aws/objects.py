@@ -57,5 +57,4 @@ class ModelInspector:
             etag=str(head.get("ETag", "")).strip('"'),
             version_id=str(head.get("VersionId", "") or ""),
             sha256=str(metadata.get("sha256", "")),
-            size=int(head.get("ContentLength", 0)),
         )

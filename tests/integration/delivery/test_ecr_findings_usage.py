@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from retail_operator.errors import ImageNotFound
 from retail_operator.facts import ScanState
 from retail_operator.spec import Severity
-from retail_tools.ecr.findings import ImageNotFoundError, gate, read_scan, wait_for_scan
+from retail_tools.ecr.findings import gate, read_scan, serious, wait_for_scan
 from retail_tools.ecr.usage import RepositoryNotFoundError, measure_usage
-from tests.integration.delivery.ecr_images import push_image, set_scan_result
 from tests.support.aws import MotoServer
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ def retailctl(moto: MotoServer, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient) -> None:
-    digest = push_image(ecr, REPOSITORY, "v20261129-abc1234", 1000)
+def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient, aws_env: MotoServer) -> None:
+    digest = aws_env.push_image(REPOSITORY, "v20261129-abc1234", 1000)
 
     report = read_scan(ecr, REPOSITORY, "v20261129-abc1234")
 
@@ -87,10 +87,9 @@ def test_findings_report_counts_and_only_serious_findings(
     ecr: ECRClient, aws_env: MotoServer
 ) -> None:
     tag = "dev-abc1234"
-    push_image(ecr, REPOSITORY, tag, 1000)
+    aws_env.push_image(REPOSITORY, tag, 1000)
     ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
-    set_scan_result(
-        aws_env,
+    aws_env.queue_scan_result(
         scan_result(
             tag,
             "COMPLETE",
@@ -106,7 +105,7 @@ def test_findings_report_counts_and_only_serious_findings(
 
     assert report.state is ScanState.COMPLETE
     assert dict(report.severity_counts) == {"MEDIUM": 1, "HIGH": 1, "CRITICAL": 1}
-    assert [(f.severity, f.name, f.package) for f in report.serious] == [
+    assert [(f.severity, f.name, f.package) for f in serious(report)] == [
         ("CRITICAL", "CVE-2026-0001", "openssl 3.0.1"),
         ("HIGH", "CVE-2026-0002", "openssl 3.0.1"),
     ]
@@ -118,9 +117,9 @@ def test_findings_report_counts_and_only_serious_findings(
     assert gate(report, Severity.CRITICAL, ["CVE-2026-0001"]).passed
 
 
-def test_wait_polls_until_the_scan_settles(ecr: ECRClient) -> None:
+def test_wait_polls_until_the_scan_settles(ecr: ECRClient, aws_env: MotoServer) -> None:
     tag = "feature-x-abc1234"
-    push_image(ecr, REPOSITORY, tag, 1000)
+    aws_env.push_image(REPOSITORY, tag, 1000)
     seen: list[str] = []
 
     def sleep(_seconds: float) -> None:
@@ -141,9 +140,9 @@ def test_wait_polls_until_the_scan_settles(ecr: ECRClient) -> None:
     assert report.state is ScanState.COMPLETE
 
 
-def test_wait_gives_up_at_the_deadline(ecr: ECRClient) -> None:
+def test_wait_gives_up_at_the_deadline(ecr: ECRClient, aws_env: MotoServer) -> None:
     tag = "feature-y-abc1234"
-    push_image(ecr, REPOSITORY, tag, 1000)
+    aws_env.push_image(REPOSITORY, tag, 1000)
     now = [0.0]
 
     def sleep(seconds: float) -> None:
@@ -164,15 +163,15 @@ def test_wait_gives_up_at_the_deadline(ecr: ECRClient) -> None:
 
 
 def test_missing_image_is_one_clear_error(ecr: ECRClient) -> None:
-    with pytest.raises(ImageNotFoundError, match="no image mlops/retail-api:nope"):
+    with pytest.raises(ImageNotFound, match="mlops/retail-api:nope does not exist in ECR"):
         read_scan(ecr, REPOSITORY, "nope")
 
 
-def test_usage_counts_sizes_and_prices(ecr: ECRClient) -> None:
+def test_usage_counts_sizes_and_prices(ecr: ECRClient, aws_env: MotoServer) -> None:
     gib = 1024**3
-    push_image(ecr, REPOSITORY, "v1", 3 * gib)
-    push_image(ecr, REPOSITORY, "v2", 2 * gib)
-    push_image(ecr, "mlops/train-model", "v1", gib // 2)
+    aws_env.push_image(REPOSITORY, "v1", 3 * gib)
+    aws_env.push_image(REPOSITORY, "v2", 2 * gib)
+    aws_env.push_image("mlops/train-model", "v1", gib // 2)
 
     usages = {u.name: u for u in measure_usage(ecr)}
 
@@ -191,7 +190,7 @@ def test_unknown_repository_is_one_clear_error(ecr: ECRClient) -> None:
 
 def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoServer) -> None:
     tag = "v20261129-e000001"
-    push_image(ecr, REPOSITORY, tag, 1000)
+    aws_env.push_image(REPOSITORY, tag, 1000)
     ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
     result = scan_result(tag, "ACTIVE", [])
     result["imageScanFindings"] = {
@@ -208,12 +207,12 @@ def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoSe
         ],
         "findingSeverityCounts": {"CRITICAL": 1},
     }
-    set_scan_result(aws_env, result)
+    aws_env.queue_scan_result(result)
 
     report = read_scan(ecr, REPOSITORY, tag)
 
     assert report.state is ScanState.COMPLETE  # enhanced scanning's ACTIVE
-    assert [(f.name, f.package, f.uri) for f in report.serious] == [
+    assert [(f.name, f.package, f.uri) for f in serious(report)] == [
         ("CVE-2026-7777", "zlib 1.2.13", "https://nvd.nist.gov/vuln/detail/CVE-2026-7777")
     ]
     assert gate(report, Severity.HIGH).reason == "VulnerabilitiesFound"
@@ -221,9 +220,9 @@ def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoSe
 
 def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoServer) -> None:
     tag = "v20261129-def5678"
-    push_image(ecr, REPOSITORY, tag, 1000)
+    aws_env.push_image(REPOSITORY, tag, 1000)
     ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
-    set_scan_result(aws_env, scan_result(tag, "COMPLETE", [finding("CVE-2026-0009", "HIGH")]))
+    aws_env.queue_scan_result(scan_result(tag, "COMPLETE", [finding("CVE-2026-0009", "HIGH")]))
 
     lenient = retailctl(
         aws_env,
@@ -254,7 +253,7 @@ def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoSe
 def test_cli_findings_refuses_an_unscanned_image_when_gating(
     ecr: ECRClient, aws_env: MotoServer
 ) -> None:
-    push_image(ecr, REPOSITORY, "dev-0000000", 1000)
+    aws_env.push_image(REPOSITORY, "dev-0000000", 1000)
 
     result = retailctl(
         aws_env,
@@ -284,7 +283,7 @@ def test_cli_bootstrap_reports_then_says_no_changes(aws_env: MotoServer) -> None
 
 
 def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: MotoServer) -> None:
-    push_image(ecr, REPOSITORY, "v1", 1024**3)
+    aws_env.push_image(REPOSITORY, "v1", 1024**3)
 
     result = retailctl(aws_env, "ecr", "usage", "--json")
 

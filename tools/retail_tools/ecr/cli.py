@@ -20,7 +20,7 @@ from retail_tools.ecr.tags import TagNameError, image_tag
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
-    from retail_tools.ecr.findings import ScanReport
+    from retail_operator.facts import ScanReport
 
 DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
 
@@ -29,15 +29,15 @@ image_app = typer.Typer(help="Image naming for builds.")
 
 
 def _ecr_client() -> ECRClient:
-    import boto3
+    from retail_operator.aws import clients
 
-    return boto3.client("ecr")
+    return clients.ecr()
 
 
 def _account_id() -> str:
-    import boto3
+    from retail_operator.aws import clients
 
-    return boto3.client("sts").get_caller_identity()["Account"]
+    return str(clients.client("sts").get_caller_identity()["Account"])
 
 
 @ecr_app.command()
@@ -87,6 +87,7 @@ def findings(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Scan status, severity counts and the HIGH/CRITICAL findings of REPOSITORY:TAG."""
+    from retail_operator.errors import OperatorError
     from retail_operator.spec import Severity
     from retail_tools.ecr.findings import gate, wait_for_scan
 
@@ -95,14 +96,24 @@ def findings(
     except ValueError:
         choices = ", ".join(Severity)
         raise typer.BadParameter(f"use one of {choices}", param_hint="--fail-on") from None
-    report = wait_for_scan(
-        _ecr_client(),
-        repository,
-        tag,
-        timeout_seconds=wait,
-        progress=lambda r: typer.echo(f"scan of {repository}:{tag}: {r.state}; waiting", err=True),
+    try:
+        report = wait_for_scan(
+            _ecr_client(),
+            repository,
+            tag,
+            timeout_seconds=wait,
+            progress=lambda r: typer.echo(
+                f"scan of {repository}:{tag}: {r.state}; waiting", err=True
+            ),
+        )
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from None
+    image = f"{repository}:{tag}"
+    typer.echo(
+        json.dumps(_report_json(repository, tag, report), indent=2)
+        if as_json
+        else _report_text(image, report)
     )
-    typer.echo(json.dumps(_report_json(report), indent=2) if as_json else _report_text(report))
     if threshold is None:
         return
     decision = gate(report, threshold, ignore_cve or ())
@@ -160,34 +171,38 @@ def tag_command(
         raise typer.BadParameter(str(error)) from error
 
 
-def _report_json(report: ScanReport) -> dict[str, object]:
+def _report_json(repository: str, tag: str, report: ScanReport) -> dict[str, object]:
+    from retail_tools.ecr.findings import serious
+
     return {
-        "repository": report.repository,
-        "tag": report.tag,
+        "repository": repository,
+        "tag": tag,
         "digest": report.digest,
         "state": str(report.state),
         "ecrStatus": report.ecr_status,
         "description": report.description,
-        "completedAt": report.completed_at.isoformat() if report.completed_at else None,
+        "completedAt": report.completed_at or None,
         "severityCounts": dict(report.severity_counts),
         "findings": [
             {"name": f.name, "severity": f.severity, "package": f.package, "uri": f.uri}
-            for f in report.serious
+            for f in serious(report)
         ],
     }
 
 
-def _report_text(report: ScanReport) -> str:
+def _report_text(image: str, report: ScanReport) -> str:
+    from retail_tools.ecr.findings import serious
+
     counts = ", ".join(
         f"{severity}={count}" for severity, count in sorted(report.severity_counts.items()) if count
     )
     lines = [
-        f"image:    {report.repository}:{report.tag} ({report.digest or 'digest unknown'})",
+        f"image:    {image} ({report.digest or 'digest unknown'})",
         f"scan:     {report.ecr_status}"
         + (f" ({report.description})" if report.description else ""),
         f"findings: {counts or 'none'}",
     ]
     lines.extend(
-        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip() for f in report.serious
+        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip() for f in serious(report)
     )
     return "\n".join(lines)
