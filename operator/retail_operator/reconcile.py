@@ -41,7 +41,6 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 class Outcome:
     status: dict[str, Any]  # the RetailModel's status as written
     retry_after: float | None = None  # look again this soon (a scan running, AWS throttled)
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ class Reconciler:
             )
         written = await self._write_status(body, subject, verdicts, status, subject.generation)
         retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
-        return Outcome(written, min(retry) if retry else None, verdicts[-1].reason)
+        return Outcome(written, min(retry) if retry else None)
 
     async def _apply_children(
         self, spec: RetailModelSpec, owner: Owner, target: Target
