@@ -1,9 +1,13 @@
 """The predictor's error vocabulary, by meaning.
 
-``ModelRejected`` is permanent for the object version that caused it: the same bytes will
-never load, so the reloader does not retry them until the object changes. ``SourceUnavailable``
-is temporary (network, permissions, a missing object): the next poll tries again. Both keep the
-current model serving; the reloader counts them under their ``reason``.
+Loading a model: ``ModelRejected`` is permanent for the object version that caused it: the
+same bytes will never load, so the reloader does not retry them until the object changes.
+``SourceUnavailable`` is temporary (network, permissions, a missing object): the next poll
+tries again. Both keep the current model serving; the reloader counts them under their
+``reason``.
+
+Answering a request: ``NoModel`` (nothing verified is loaded yet) and ``UnknownModel`` (a v2
+route named another model). What each means over HTTP is decided in one place, ``http``.
 """
 
 from __future__ import annotations
@@ -49,3 +53,11 @@ class SourceUnavailable(ServingError):
     """The model object could not be read right now; worth trying again later."""
 
     reason = "unavailable"
+
+
+class NoModel(Exception):
+    """No verified model is loaded yet."""
+
+
+class UnknownModel(Exception):
+    """A v2 route named a model this server does not serve; the message is that name."""

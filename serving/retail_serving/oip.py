@@ -11,16 +11,20 @@
 
 Problems are reported as 422 with the offending input named (``loc``), NaN and Infinity
 included: JSON has no such numbers, but clients (numpy, Python's ``json``) send them.
+
+The answers' shapes are TypedDicts (``InferResponse``, ``ModelMetadata``): mypy holds the
+builders to them, and the OpenAPI document describes them.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired
 
 import numpy as np
 import orjson
+from typing_extensions import TypedDict
 
 from retail_serving.encoding import Encoder, Matrix
 from retail_serving.model import Model, Probabilities
@@ -61,6 +65,43 @@ REQUEST_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+class OutputTensor(TypedDict):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: NotRequired[dict[str, list[str]]]
+    data: list[float] | list[str]
+
+
+class InferResponse(TypedDict):
+    model_name: str
+    model_version: str
+    outputs: list[OutputTensor]
+    id: NotRequired[str]
+
+
+class TensorMetadata(TypedDict):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class MetadataParameters(TypedDict):
+    classes: list[str]
+    encoded_tensor_input: dict[str, Any]
+    vocabularies: dict[str, list[str]]
+    unknown_code: int
+
+
+class ModelMetadata(TypedDict):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: MetadataParameters
 
 
 @dataclass(frozen=True)
@@ -213,9 +254,9 @@ def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
 
 def infer_response(
     model_name: str, model: Model, request: InferRequest, probabilities: Probabilities
-) -> dict[str, Any]:
+) -> InferResponse:
     rows, classes = probabilities.shape
-    outputs: list[dict[str, Any]] = []
+    outputs: list[OutputTensor] = []
     if OUTPUT_PROBABILITIES in request.outputs:
         outputs.append(
             {
@@ -231,7 +272,7 @@ def infer_response(
         outputs.append(
             {"name": OUTPUT_PREDICTION, "datatype": "BYTES", "shape": [rows], "data": labels}
         )
-    response: dict[str, Any] = {
+    response: InferResponse = {
         "model_name": model_name,
         "model_version": model.version,
         "outputs": outputs,
@@ -241,7 +282,7 @@ def infer_response(
     return response
 
 
-def model_metadata(model_name: str, model: Model) -> dict[str, Any]:
+def model_metadata(model_name: str, model: Model) -> ModelMetadata:
     features = model.schema.features
     return {
         "name": model_name,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retail_serving.errors import NoModel, UnknownModel
 from retail_serving.inference import InferenceEngine
 from retail_serving.metrics import ServingMetrics
 from retail_serving.payloads import BatchParser
-from retail_serving.registry import ModelRegistry
+from retail_serving.registry import ModelRegistry, ServedModel
 from retail_serving.settings import ServingSettings
 
 
@@ -18,3 +19,16 @@ class Services:
     engine: InferenceEngine
     metrics: ServingMetrics
     batch_parser: BatchParser
+
+    def served(self) -> ServedModel:
+        """The model to answer with, taken once per request (a reload may swap it after)."""
+        current = self.registry.current
+        if current is None:
+            raise NoModel
+        return current
+
+    def served_as(self, name: str) -> ServedModel:
+        """The model a v2 route names, which must be the one this server serves."""
+        if name != self.settings.model_name:
+            raise UnknownModel(name)
+        return self.served()

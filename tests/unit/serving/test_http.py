@@ -1,0 +1,120 @@
+"""The HTTP edge: one map from domain errors to answers, the same on every route, and answers
+in the shapes the OpenAPI document declares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+
+from retail_serving import hotpath
+from retail_serving.app import create_app
+from retail_serving.errors import NoModel, UnknownModel
+from retail_serving.http import BodyTooLarge, ClientGone, error_answer
+from retail_serving.model import Model
+from retail_serving.payloads import EXAMPLE, InvalidInput
+from retail_serving.settings import ServingSettings
+
+V2 = "/v2/models/price-sensitivity"
+REFUSAL = [{"loc": ["body", "SPEND"], "msg": "bad", "type": "value_error"}]
+
+
+@pytest.fixture
+def client(tmp_path: Path, model_bytes: bytes) -> Iterator[TestClient]:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    with TestClient(create_app(ServingSettings(model_uri=str(tmp_path / "model.ubj")))) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("error", "path", "status", "body"),
+    [
+        (InvalidInput(REFUSAL), "/predict", 422, {"detail": REFUSAL}),
+        (InvalidInput(REFUSAL, too_large=True), "/predict/batch", 413, {"detail": REFUSAL}),
+        (
+            InvalidInput(REFUSAL),
+            f"{V2}/infer",
+            422,
+            {"error": "body.SPEND: bad", "detail": REFUSAL},
+        ),
+        (NoModel(), "/model/info", 503, {"detail": "no verified model is loaded yet"}),
+        (UnknownModel("x"), "/v2/models/x", 404, {"error": "model x is not served here"}),
+        (BodyTooLarge(10), "/predict", 413, {"detail": "request body exceeds 10 bytes"}),
+        (
+            ClientGone(),
+            "/predict",
+            400,
+            {"detail": "the client went away before sending the whole body"},
+        ),
+    ],
+)
+def test_each_domain_error_has_one_answer(
+    error: Exception, path: str, status: int, body: Any
+) -> None:
+    assert error_answer(error, path) == (status, body)
+
+
+def test_anything_else_is_not_a_domain_error() -> None:
+    assert error_answer(RuntimeError("surprise"), "/predict") is None
+
+
+def test_without_a_model_every_route_that_needs_one_answers_the_same(tmp_path: Path) -> None:
+    settings = ServingSettings(model_uri=str(tmp_path / "absent.ubj"))
+    with TestClient(create_app(settings)) as client:
+        answers = [
+            client.post("/predict", json=EXAMPLE),
+            client.post("/predict/batch", json=[EXAMPLE]),
+            client.post(f"{V2}/infer", json={"inputs": []}),
+            client.get("/model/info"),
+            client.get(V2),
+            client.get(f"{V2}/ready"),
+        ]
+    assert {(a.status_code, a.text) for a in answers} == {
+        (503, '{"detail":"no verified model is loaded yet"}')
+    }
+
+
+def test_an_unexpected_error_on_a_prediction_route_is_a_logged_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(body: bytes) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(hotpath, "parse_one", broken)
+    with caplog.at_level(logging.ERROR, "retail_serving"):
+        response = client.post("/predict", json=EXAMPLE)
+    assert (response.status_code, response.json()) == (500, {"detail": "internal error"})
+    assert "a bug" not in response.text
+    assert any("unexpected error answering /predict" in r.getMessage() for r in caplog.records)
+
+
+def test_every_json_answer_has_the_shape_the_document_declares(
+    client: TestClient, model: Model
+) -> None:
+    document = client.get("/openapi.json").json()
+    tensor = {"name": "t", "datatype": "FP32", "shape": [1, 8]}
+    encoded = {"id": "7", "inputs": [{**tensor, "data": model.encoder.encode_row(EXAMPLE)}]}
+    requests: list[tuple[str, str, Any]] = [
+        ("get", "/health", None),
+        ("get", "/ready", None),
+        ("get", "/model/info", None),
+        ("get", "/v2/health/live", None),
+        ("get", "/v2/health/ready", None),
+        ("get", V2, None),
+        ("get", f"{V2}/ready", None),
+        ("post", "/predict", EXAMPLE),
+        ("post", "/predict/batch", [EXAMPLE, {**EXAMPLE, "STORE_REGION": "new"}]),
+        ("post", f"{V2}/infer", encoded),
+    ]
+    for method, path, body in requests:
+        response = client.request(method, path, json=body)
+        assert response.status_code == 200, path
+        operation = document["paths"][path.replace(V2, "/v2/models/{name}")]
+        declared = operation[method]["responses"]["200"]["content"]["application/json"]["schema"]
+        schema = {**declared, "components": document["components"]}
+        jsonschema.validate(response.json(), schema)
