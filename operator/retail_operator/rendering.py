@@ -26,6 +26,12 @@ KIND = "RetailModel"
 OWNER_LABEL = f"{GROUP}/retailmodel"
 MANAGED_BY = "retail-operator"
 PREDICTOR_PORT = 8080
+# Graceful shutdown, so a rolling update fails no request: on deletion the pod leaves the
+# Service's endpoints while the preStop sleep holds SIGTERM back (kube-proxy needs a moment to
+# stop sending it connections); then uvicorn finishes in-flight requests (up to 10 s,
+# retail_serving.server) and exits, well inside the grace period.
+PRESTOP_SLEEP_SECONDS = 5
+TERMINATION_GRACE_SECONDS = 30
 
 Manifest = dict[str, Any]
 
@@ -114,6 +120,7 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -137,6 +144,7 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
 def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Manifest:
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -152,6 +160,10 @@ def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Ma
     }
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [t.manifest() for t in spec.tolerations]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -111,6 +111,19 @@ class ScanPolicy(_Spec):
     require_scan: bool = True
 
 
+class Toleration(_Spec):
+    """A core/v1 Toleration for the predictor pods."""
+
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+    toleration_seconds: int | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_defaults=True)
+
+
 class RetailModelSpec(_Spec):
     image: ImageRef
     model: ModelSpec
@@ -119,6 +132,8 @@ class RetailModelSpec(_Spec):
     scan_policy: ScanPolicy = ScanPolicy()
     resources: dict[str, dict[str, str | int]] = Field(default_factory=dict)
     service_account_name: str = ""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
 
     @classmethod
     def from_body(cls, spec: Mapping[str, Any]) -> RetailModelSpec:

@@ -49,6 +49,42 @@ def test_cluster_role_grants_exactly_what_the_operator_needs(
     assert granted == OPERATOR_RULES
 
 
+def test_leader_election_may_touch_only_its_own_lease_in_its_own_namespace(
+    rendered: list[dict[str, Any]],
+) -> None:
+    role = find(rendered, "Role", "retail-operator-leader-election")
+    assert role["metadata"]["namespace"] == "retailmodel-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["retail-operator"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    binding = find(rendered, "RoleBinding", "retail-operator-leader-election")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "retail-operator-leader-election",
+    }
+    assert binding["subjects"][0]["name"] == "retail-operator"
+
+
+def test_two_operator_replicas_roll_without_a_gap(rendered: list[dict[str, Any]]) -> None:
+    deployment = find(rendered, "Deployment", "retail-operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8080,
+        "metrics": 8081,
+    }
+
+
 def test_binding_names_the_operator_service_account(rendered: list[dict[str, Any]]) -> None:
     binding = find(rendered, "ClusterRoleBinding", "retail-operator")
     assert binding["roleRef"]["name"] == "retail-operator"
@@ -60,8 +96,6 @@ def test_binding_names_the_operator_service_account(rendered: list[dict[str, Any
 def test_operator_pod_is_restricted(rendered: list[dict[str, Any]]) -> None:
     deployment = find(rendered, "Deployment", "retail-operator")
     assert deployment["metadata"]["namespace"] == "retailmodel-system"
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "retail-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -91,6 +125,8 @@ def test_sync_waves_order_crd_then_operator_then_models(eks: list[dict[str, Any]
         "ServiceAccount": "retail-operator",
         "ClusterRole": "retail-operator",
         "ClusterRoleBinding": "retail-operator",
+        "Role": "retail-operator-leader-election",
+        "RoleBinding": "retail-operator-leader-election",
         "Deployment": "retail-operator",
     }
     for kind, name in operator_parts.items():

@@ -100,3 +100,27 @@ def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
     live = json.loads(json.dumps(desired))
     live["spec"]["replicas"] = 5
     assert not is_subset(desired, live)
+
+
+def test_pods_shut_down_gracefully_so_a_rollout_fails_no_request() -> None:
+    pod = render_deployment(spec(), OWNER, target())["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 3  # kube-proxy drops the endpoint before SIGTERM reaches uvicorn
+    # preStop, then uvicorn's 10 s for in-flight requests, all inside the grace period.
+    assert pod["terminationGracePeriodSeconds"] > sleep + 10
+
+
+def test_placement_follows_the_spec_and_is_absent_by_default() -> None:
+    plain = render_deployment(spec(), OWNER, target())["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain and "tolerations" not in plain
+    placed = spec(
+        nodeSelector={"retailmodel.io/node": "real"},
+        tolerations=[{"key": "retailmodel.io/node", "operator": "Equal", "value": "real",
+                      "effect": "NoSchedule"}],
+    )  # fmt: skip
+    pod = render_deployment(placed, OWNER, target())["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"retailmodel.io/node": "real"}
+    assert pod["tolerations"] == [
+        {"key": "retailmodel.io/node", "value": "real", "effect": "NoSchedule"}
+    ]
