@@ -35,6 +35,7 @@ end
 local blockingScanReasons = {
   VulnerabilitiesFound = true, ScanFailed = true, ScanMissing = true, ImageNotFound = true,
   ScanIncomplete = true, ScanUnavailable = true, ScanUnsupported = true,
+  FindingsUnavailable = true, ScanEligibilityExpired = true, ImageArchived = true,
 }
 local blockingModelReasons = { ModelNotFound = true, ChecksumMismatch = true, AccessDenied = true }
 local failedRolloutReasons = { ProgressDeadlineExceeded = true, RolloutFailed = true }

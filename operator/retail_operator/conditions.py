@@ -21,7 +21,9 @@ AVAILABLE = "Available"
 READY = "Ready"
 ORDER = (IMAGE_SCAN_PASSED, RUNNING_IMAGE_COMPLIANT, MODEL_AVAILABLE, AVAILABLE, READY)
 # Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
-PROGRESS_REASONS = frozenset({"RolloutPending", "RolloutInProgress", "ScanInProgress"})
+PROGRESS_REASONS = frozenset(
+    {"RolloutPending", "RolloutInProgress", "ScanInProgress", "ScanPending"}
+)
 
 
 class Condition(TypedDict):

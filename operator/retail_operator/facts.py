@@ -16,12 +16,15 @@ from typing import Any
 class ScanState(StrEnum):
     """ECR's scan statuses folded into what a rollout decision needs to know."""
 
-    COMPLETE = "COMPLETE"  # basic COMPLETE, enhanced ACTIVE: findings are authoritative
+    COMPLETE = "COMPLETE"  # basic COMPLETE, enhanced ACTIVE, with every finding read
     IN_PROGRESS = "IN_PROGRESS"  # IN_PROGRESS, PENDING: wait and look again
     FAILED = "FAILED"  # FAILED, LIMIT_EXCEEDED
     UNSUPPORTED = "UNSUPPORTED"  # UNSUPPORTED_IMAGE: the scanner cannot read this image
     UNAVAILABLE = "UNAVAILABLE"  # SCAN_ELIGIBILITY_EXPIRED, FINDINGS_UNAVAILABLE, IMAGE_ARCHIVED
     MISSING = "MISSING"  # no scan has ever run for this digest
+    # COMPLETE/ACTIVE but the answer is partial: no findings object, or fewer findings than
+    # its own counts (a list cut short). Never read as clean.
+    INCOMPLETE = "INCOMPLETE"
 
 
 @dataclass(frozen=True)

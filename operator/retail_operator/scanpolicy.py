@@ -168,10 +168,30 @@ _NOT_COMPLETE = {
     ScanState.UNAVAILABLE: ("ScanUnavailable", "scan findings are not available"),
     ScanState.MISSING: ("ScanMissing", "no scan has run for this image"),
 }
+# Enhanced scanning's own words, each with its own reason (what a person does differs: an
+# expired eligibility needs a new push or a rescan, an archived image a restore).
+_BY_ECR_STATUS = {
+    "PENDING": ("ScanPending", "the enhanced scan has not started yet"),
+    "SCAN_ELIGIBILITY_EXPIRED": (
+        "ScanEligibilityExpired",
+        "enhanced scanning no longer scans this image (its scan duration ended)",
+    ),
+    "FINDINGS_UNAVAILABLE": ("FindingsUnavailable", "ECR has no findings for this image now"),
+    "IMAGE_ARCHIVED": ("ImageArchived", "the image is archived and not scanned"),
+}
 
 
 def _without_findings(report: ScanReport, policy: ScanPolicy) -> ImageDecision:
-    reason, what = _NOT_COMPLETE[report.state]
+    if report.state is ScanState.INCOMPLETE:
+        # Fail closed whatever requireScan says: a partial answer is not a scan result.
+        return ImageDecision(
+            False,
+            "ScanIncomplete",
+            f"Blocked: ECR's {report.ecr_status} answer is incomplete ({report.description}); "
+            "not read as clean, looking again",
+            pending=True,
+        )
+    reason, what = _BY_ECR_STATUS.get(report.ecr_status.upper()) or _NOT_COMPLETE[report.state]
     detail = f" ({report.ecr_status}: {report.description})" if report.description else ""
     if report.state is ScanState.IN_PROGRESS:
         # Even with requireScan off, a scan that is running will finish soon: wait for it

@@ -182,6 +182,32 @@ class AwsStandIn:
         findings: list[tuple[str, str]] | None = None,
     ) -> None:
         """Make ECR report this scan of ``digest`` to every query from now on (in-process)."""
+        counts: dict[str, int] = {}
+        for _, severity in findings or []:
+            counts[severity] = counts.get(severity, 0) + 1
+        self.set_scan_result(
+            repository,
+            digest,
+            {
+                "imageScanStatus": {"status": status, "description": f"scan {status.lower()}"},
+                "imageScanFindings": {
+                    "findings": [
+                        {
+                            "name": name,
+                            "severity": severity,
+                            "uri": f"https://nvd.nist.gov/vuln/detail/{name}",
+                        }
+                        for name, severity in findings or []
+                    ],
+                    "findingSeverityCounts": counts,
+                    "imageScanCompletedAt": datetime.now().isoformat(),
+                },
+            },
+        )
+
+    def set_scan_result(self, repository: str, digest: str, answer: dict[str, Any]) -> None:
+        """Make ECR answer every scan-findings query of ``digest`` with exactly ``answer`` (the
+        status and findings parts of a response, any shape: partial answers included)."""
         if self._server is None:
             raise RuntimeError("set_scan needs the in-process stand-in; use queue_scan_result")
         from moto.backends import get_backend
@@ -189,26 +215,11 @@ class AwsStandIn:
         backend = get_backend("ecr")[ACCOUNT][REGION]
         image = backend.repositories[repository]._get_image(None, digest)
         image.last_scan = datetime.now()
-        counts: dict[str, int] = {}
-        for _, severity in findings or []:
-            counts[severity] = counts.get(severity, 0) + 1
         result = {
             "registryId": ACCOUNT,
             "repositoryName": repository,
             "imageId": {"imageDigest": digest},
-            "imageScanStatus": {"status": status, "description": f"scan {status.lower()}"},
-            "imageScanFindings": {
-                "findings": [
-                    {
-                        "name": name,
-                        "severity": severity,
-                        "uri": f"https://nvd.nist.gov/vuln/detail/{name}",
-                    }
-                    for name, severity in findings or []
-                ],
-                "findingSeverityCounts": counts,
-                "imageScanCompletedAt": datetime.now().isoformat(),
-            },
+            **answer,
         }
         # moto answers each distinct query (by tag, by digest) from its own slot: fill the
         # slots already taken and queue the result for the ones to come.

@@ -39,6 +39,8 @@ _STATES = {
     "IMAGE_ARCHIVED": ScanState.UNAVAILABLE,
 }
 _NOT_FOUND = frozenset({"ImageNotFoundException", "RepositoryNotFoundException"})
+# Pages of findings read at most (1000 findings each): past that the answer is not trusted.
+MAX_PAGES = 100
 
 
 def scan_state(ecr_status: str) -> ScanState:
@@ -101,14 +103,24 @@ def read_scan(
     on_request: Callable[[], object] = lambda: None,
 ) -> ScanReport:
     """The scan of ``repository@digest``, every page of findings; ``on_request`` is called
-    before each ECR request (the operator counts them). No scan yet is ``MISSING``."""
+    before each ECR request (the operator counts them). No scan yet is ``MISSING``.
+
+    Fails closed: a COMPLETE (or enhanced ACTIVE) answer without a findings object, or with
+    fewer findings than its own severity counts, or with more pages than ``MAX_PAGES``, is
+    ``INCOMPLETE``, never clean (enhanced scanning has answered COMPLETE before its findings
+    existed)."""
     where = f"ECR scan of {repository}"
     findings: list[Finding] = []
     status: Mapping[str, Any] = {}
     counts: dict[str, int] = {}
     completed_at = ""
     token: str | None = None
+    pages = 0
+    had_findings_object = False
     while True:
+        pages += 1
+        if pages > MAX_PAGES:
+            return _incomplete(digest, status, f"more than {MAX_PAGES} pages of findings")
         on_request()
         kwargs: dict[str, Any] = {
             **_registry(registry_id),
@@ -130,27 +142,40 @@ def read_scan(
         except BotoCoreError as error:
             raise clients.translate(error, where) from None
         status = page.get("imageScanStatus", {}) or status
-        scan: Mapping[str, Any] = page.get("imageScanFindings", {})
+        scan: Mapping[str, Any] = page.get("imageScanFindings") or {}
+        had_findings_object = had_findings_object or "imageScanFindings" in page
         findings.extend(parse_findings(scan, detail=detail))
-        if detail:
-            counts.update(
-                {str(k): int(v) for k, v in scan.get("findingSeverityCounts", {}).items()}
-            )
+        counts.update({str(k): int(v) for k, v in scan.get("findingSeverityCounts", {}).items()})
         if scan.get("imageScanCompletedAt"):
             completed_at = _timestamp(scan["imageScanCompletedAt"])
         token = page.get("nextToken")
         if not token:
             break
     ecr_status = str(status.get("status", "NONE"))
+    state = scan_state(ecr_status)
+    if state is ScanState.COMPLETE:
+        if not had_findings_object:
+            return _incomplete(digest, status, "no findings object in the answer")
+        if sum(counts.values()) > len(findings):
+            return _incomplete(
+                digest,
+                status,
+                f"its counts name {sum(counts.values())} findings, the list has {len(findings)}",
+            )
     return ScanReport(
         digest=digest,
-        state=scan_state(ecr_status),
+        state=state,
         ecr_status=ecr_status,
         description=str(status.get("description", "")),
         findings=tuple(findings),
         completed_at=completed_at,
-        severity_counts=counts,
+        severity_counts=counts if detail else {},
     )
+
+
+def _incomplete(digest: str, status: Mapping[str, Any], why: str) -> ScanReport:
+    ecr_status = str(status.get("status", "NONE"))
+    return ScanReport(digest, ScanState.INCOMPLETE, ecr_status, description=why)
 
 
 def _registry(registry_id: str | None) -> dict[str, Any]:

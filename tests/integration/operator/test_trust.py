@@ -79,3 +79,32 @@ def test_findings_published_after_the_rollout_are_noticed_on_the_running_image(
     assert scenario.deployment_image("prices") == running
     available = scenario.condition("prices", "Available")
     assert available is not None and available["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"imageScanStatus": {"status": "COMPLETE"}}, "ScanIncomplete"),
+        ({"imageScanStatus": {"status": "ACTIVE"}}, "ScanIncomplete"),
+        (
+            {
+                "imageScanStatus": {"status": "COMPLETE"},
+                "imageScanFindings": {"findings": [], "findingSeverityCounts": {"CRITICAL": 3}},
+            },
+            "ScanIncomplete",
+        ),
+        ({"imageScanStatus": {"status": "FINDINGS_UNAVAILABLE"}}, "FindingsUnavailable"),
+        ({"imageScanStatus": {"status": "SCAN_ELIGIBILITY_EXPIRED"}}, "ScanEligibilityExpired"),
+    ],
+    ids=["complete-no-findings", "active-no-findings", "counts-exceed-list", "unavailable",
+         "eligibility-expired"],
+)  # fmt: skip
+def test_a_partial_ecr_answer_is_refused_with_its_own_reason(
+    scenario: Scenario, answer: dict[str, object], reason: str
+) -> None:
+    digest = scenario.image("v1-partial", status="")
+    scenario.aws.set_scan_result(REPOSITORY, digest, answer)
+    scenario.apply(scenario.manifest("prices", "v1-partial", scenario.model()))
+    condition = scenario.wait_condition("prices", "ImageScanPassed", "False", reason)
+    assert "Blocked" in condition["message"]
+    assert scenario.get("deployment", "prices") is None

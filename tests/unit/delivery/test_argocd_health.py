@@ -91,6 +91,9 @@ def test_lagging_observed_generation_is_progressing_even_if_ready() -> None:
         "ScanIncomplete",
         "ScanUnavailable",
         "ScanUnsupported",
+        "FindingsUnavailable",
+        "ScanEligibilityExpired",
+        "ImageArchived",
     ],
 )
 def test_blocked_image_is_degraded(reason: str) -> None:
