@@ -295,3 +295,45 @@ def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: MotoServer) -> None:
         "totalBytes": 1024**3,
         "monthlyCostUSD": "0.10",
     }
+
+
+def test_cli_findings_shows_what_each_exception_covers_and_until_when(
+    ecr: ECRClient, aws_env: MotoServer, tmp_path: Path
+) -> None:
+    tag = "v20261201-exc0001"
+    aws_env.push_image(REPOSITORY, tag, 1000)
+    ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+    findings = [finding("CVE-2026-0101", "HIGH"), finding("CVE-2026-0102", "CRITICAL")]
+    aws_env.queue_scan_result(scan_result(tag, "COMPLETE", findings))
+    policy = tmp_path / "retailmodel.yaml"
+    policy.write_text(
+        "apiVersion: mlops.retail.io/v1alpha1\nkind: RetailModel\nspec:\n  scanPolicy:\n"
+        "    blockSeverity: HIGH\n    exceptions:\n"
+        "      - {id: CVE-2026-0101, reason: no fix upstream yet,\n"
+        "         expires: '2099-01-31T00:00:00Z'}\n"
+        "      - {id: CVE-2026-0102, reason: vendor patch due, expires: '2026-01-01T00:00:00Z'}\n"
+    )
+
+    result = retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
+        "--policy", str(policy),
+    )  # fmt: skip
+
+    assert "↳ allowed until 2099-01-31T00:00:00Z: no fix upstream yet" in result.stdout
+    assert "↳ exception EXPIRED at 2026-01-01T00:00:00Z: vendor patch due" in result.stdout
+    assert result.returncode == 1  # the expired exception no longer covers the CRITICAL one
+    assert "CVE-2026-0102" in result.stderr and "expired" in result.stderr
+
+
+def test_cli_findings_refuses_a_malformed_policy_in_one_line(
+    aws_env: MotoServer, tmp_path: Path
+) -> None:
+    policy = tmp_path / "bad.yaml"
+    policy.write_text("exceptions:\n  - {id: CVE-1, reason: x}\n")  # no expires
+    result = retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", "any",
+        "--policy", str(policy),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "scanPolicy.exceptions.0.expires: Field required" in result.stderr
+    assert "Traceback" not in result.stderr

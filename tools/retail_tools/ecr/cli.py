@@ -1,4 +1,4 @@
-"""``retailctl ecr …`` and ``retailctl image …``: the registry and image-naming commands.
+"""``retailctl ecr …``: ECR as code, scan findings and storage usage.
 
 Thin: parse options, build boto3 clients from the default credential chain (IRSA, OIDC in CI,
 or ``AWS_ENDPOINT_URL`` pointing at moto locally), call the modules beside this one, print.
@@ -8,24 +8,22 @@ boto3 is imported inside the commands so ``retailctl --help`` stays fast.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 
-from retail_tools.ecr.tags import TagNameError, image_tag
-
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
-    from retail_operator.facts import ScanReport
+    from retail_operator.facts import Finding, ScanReport
+    from retail_operator.spec import ScanPolicy
 
 DEFAULT_CONFIG = Path("deploy/ecr/repositories.yaml")
 
 ecr_app = typer.Typer(help="ECR as code: bootstrap repositories, read scan findings, usage.")
-image_app = typer.Typer(help="Image naming for builds.")
 
 
 def _ecr_client() -> ECRClient:
@@ -84,18 +82,33 @@ def findings(
     ignore_cve: Annotated[
         list[str] | None, typer.Option(help="A finding that never fails (repeatable).")
     ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="A RetailModel manifest (or a scanPolicy YAML): show which findings its "
+            "exceptions cover and until when, and gate with its policy.",
+            dir_okay=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Scan status, severity counts and the HIGH/CRITICAL findings of REPOSITORY:TAG."""
     from retail_operator.errors import OperatorError
     from retail_operator.spec import Severity
-    from retail_tools.ecr.findings import gate, wait_for_scan
+    from retail_tools.ecr.findings import gate, load_policy, wait_for_scan
 
     try:
         threshold = Severity(fail_on.upper()) if fail_on is not None else None
     except ValueError:
         choices = ", ".join(Severity)
         raise typer.BadParameter(f"use one of {choices}", param_hint="--fail-on") from None
+    try:
+        policy = load_policy(policy_file) if policy_file is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--policy") from None
+    if threshold is None and policy is not None:
+        threshold = policy.block_severity
     try:
         report = wait_for_scan(
             _ecr_client(),
@@ -110,13 +123,13 @@ def findings(
         raise click.ClickException(str(error)) from None
     image = f"{repository}:{tag}"
     typer.echo(
-        json.dumps(_report_json(repository, tag, report), indent=2)
+        json.dumps(_report_json(repository, tag, report, policy), indent=2)
         if as_json
-        else _report_text(image, report)
+        else _report_text(image, report, policy)
     )
     if threshold is None:
         return
-    decision = gate(report, threshold, ignore_cve or ())
+    decision = gate(report, threshold, ignore_cve or (), policy)
     if not decision.passed:
         raise click.ClickException(f"{repository}:{tag}: {decision.reason}: {decision.message}")
 
@@ -152,28 +165,20 @@ def usage(
     typer.echo(f"total estimated storage cost: ${total}/month at ${PRICE_PER_GB_MONTH}/GB-month")
 
 
-@image_app.command("tag")
-def tag_command(
-    branch: Annotated[str, typer.Option(help="Git branch, e.g. main or feature/x.")],
-    sha: Annotated[str, typer.Option(help="Git commit SHA (7 to 64 hex characters).")],
-    on: Annotated[
-        datetime | None,
-        typer.Option(
-            "--date", help="Build date for release tags (default today, UTC).", formats=["%Y-%m-%d"]
-        ),
-    ] = None,
-) -> None:
-    """Print the image tag for a build of SHA on BRANCH."""
-    today: date = (on or datetime.now(UTC)).date()
-    try:
-        typer.echo(image_tag(branch, sha, today))
-    except TagNameError as error:
-        raise typer.BadParameter(str(error)) from error
+def _shown(report: ScanReport, policy: ScanPolicy | None) -> list[tuple[Finding, str]]:
+    """The HIGH/CRITICAL findings and any finding the policy speaks of, with what it says."""
+    from retail_tools.ecr.findings import allowance, serious
+
+    now = datetime.now(UTC)
+    said = {f.name: allowance(policy, f.name, now) for f in report.findings} if policy else {}
+    chosen = list(serious(report))
+    chosen += [f for f in report.findings if said.get(f.name) and f not in chosen]
+    return [(f, said.get(f.name, "")) for f in chosen]
 
 
-def _report_json(repository: str, tag: str, report: ScanReport) -> dict[str, object]:
-    from retail_tools.ecr.findings import serious
-
+def _report_json(
+    repository: str, tag: str, report: ScanReport, policy: ScanPolicy | None = None
+) -> dict[str, object]:
     return {
         "repository": repository,
         "tag": tag,
@@ -185,14 +190,13 @@ def _report_json(repository: str, tag: str, report: ScanReport) -> dict[str, obj
         "severityCounts": dict(report.severity_counts),
         "findings": [
             {"name": f.name, "severity": f.severity, "package": f.package, "uri": f.uri}
-            for f in serious(report)
+            | ({"policy": said} if said else {})
+            for f, said in _shown(report, policy)
         ],
     }
 
 
-def _report_text(image: str, report: ScanReport) -> str:
-    from retail_tools.ecr.findings import serious
-
+def _report_text(image: str, report: ScanReport, policy: ScanPolicy | None = None) -> str:
     counts = ", ".join(
         f"{severity}={count}" for severity, count in sorted(report.severity_counts.items()) if count
     )
@@ -203,6 +207,8 @@ def _report_text(image: str, report: ScanReport) -> str:
         f"findings: {counts or 'none'}",
     ]
     lines.extend(
-        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip() for f in serious(report)
+        f"  {f.severity:<8} {f.name:<20} {f.package:<30} {f.uri}".rstrip()
+        + (f"\n           ↳ {said}" if said else "")
+        for f, said in _shown(report, policy)
     )
     return "\n".join(lines)

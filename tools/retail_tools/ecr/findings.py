@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retail_operator.aws import images
@@ -63,10 +64,52 @@ def wait_for_scan(
 
 
 def gate(
-    report: ScanReport, block_severity: Severity, ignore_cves: Iterable[str] = ()
+    report: ScanReport,
+    block_severity: Severity,
+    ignore_cves: Iterable[str] = (),
+    policy: ScanPolicy | None = None,
 ) -> ImageDecision:
-    """May this image ship? The operator's rule, with a completed scan required."""
-    policy = ScanPolicy(
-        block_severity=block_severity, ignore_cves=tuple(ignore_cves), require_scan=True
+    """May this image ship? The operator's rule, with a completed scan required: ``policy``
+    (a RetailModel's scanPolicy, exceptions included) with ``block_severity`` and
+    ``ignore_cves`` on top."""
+    base = policy or ScanPolicy()
+    merged = base.model_copy(
+        update={
+            "block_severity": block_severity,
+            "ignore_cves": (*base.ignore_cves, *ignore_cves),
+            "require_scan": True,
+        }
     )
-    return evaluate_scan(report, policy, datetime.now(UTC))
+    return evaluate_scan(report, merged, datetime.now(UTC))
+
+
+def load_policy(path: Path) -> ScanPolicy:
+    """The scanPolicy of a RetailModel manifest (or a bare scanPolicy mapping) in ``path``."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    if isinstance(document, dict) and document.get("kind") == "RetailModel":
+        document = (document.get("spec") or {}).get("scanPolicy") or {}
+    try:
+        return ScanPolicy.model_validate(document or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ValueError(f"{path}: scanPolicy.{where}: {first['msg']}") from None
+
+
+def allowance(policy: ScanPolicy, finding: str, now: datetime) -> str:
+    """What the policy says of one finding: ignored for good, allowed until when and why, an
+    exception that has ended, or nothing."""
+    if finding in policy.ignore_cves:
+        return "ignored (ignoreCVEs: no reason, no end)"
+    for exception in policy.exceptions:
+        if exception.id == finding:
+            when = exception.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+            state = "allowed until" if exception.active(now) else "exception EXPIRED at"
+            return f"{state} {when}: {exception.reason}"
+    return ""
