@@ -113,10 +113,16 @@ def _register(
             imageManifestMediaType=manifest.media_type,
             imageDigest=manifest.digest,
         )
-    except ecr.exceptions.ImageAlreadyExistsException:
-        return  # the same bytes under the same tag: already registered
-    except ecr.exceptions.ImageTagAlreadyExistsException:
+    except (
+        ecr.exceptions.ImageAlreadyExistsException,
+        ecr.exceptions.ImageTagAlreadyExistsException,
+    ):
+        # ECR answers ImageAlreadyExists for the same bytes pushed again and, for a tag it
+        # refuses to move, ImageTagAlreadyExists (moto: ImageAlreadyExists): what the tag names
+        # tells the two apart.
         known = _ecr_digest(ecr, repository, tag)
+        if known == manifest.digest:
+            return
         _retag(config, repository, tag, known)
         raise ImageError(
             f"{repository}:{tag} already names {known} and its tags are immutable; "

@@ -68,6 +68,8 @@ def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
             "set RETAILMODEL_REGISTRY_PORT to a free port"
         )
     log = _log_path(config)
+    data = config.registry_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)  # crane writes uploads there but never creates it
     pid = processes.start(
         PROCESS_NAME,
         (
@@ -77,7 +79,7 @@ def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
             "--address",
             config.registry_address,
             "--disk",
-            str(config.registry_dir / "data"),
+            str(data),
         ),
         _run_dir(config),
         log,
