@@ -1,0 +1,105 @@
+"""The two images, built once per test session with ``retailctl image build`` (seconds when
+podman's layer cache holds them), and containers started from them.
+
+Containers run with the settings of the pods the operator renders: the image's own user, a
+read-only root, a tmpfs /tmp, no capabilities, no privilege escalation. Each is removed when its
+test ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from retail_tools.images import registry
+from retail_tools.images.config import ImagesConfig
+from retail_tools.images.podman import podman
+from retail_tools.standin import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
+TAG = "integration-test"
+BUILD_TIMEOUT_SECONDS = 1800
+START_TIMEOUT_SECONDS = 90
+RESTRICTED = ("--read-only", "--tmpfs", "/tmp:rw,size=64m", "--cap-drop", "ALL")
+RESTRICTED += ("--security-opt", "no-new-privileges")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "images: builds and runs the container images (make images installs podman)"
+    )
+
+
+@pytest.fixture(scope="session")
+def images_config() -> ImagesConfig:
+    return ImagesConfig.from_env()
+
+
+@pytest.fixture(scope="session")
+def private_registry(
+    images_config: ImagesConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ImagesConfig]:
+    """A registry of this session's own (own folder, free port), stopped at the end; crane
+    itself comes from the shared cache."""
+    config = ImagesConfig(images_config.cache_dir, tmp_path_factory.mktemp("registry"), free_port())
+    registry.up(config, lambda _line: None)
+    try:
+        yield config
+    finally:
+        registry.down(config)
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """``serving`` and ``operator`` → the local reference ``retailctl image build`` printed."""
+    references = {}
+    for name in ("serving", "operator"):
+        result = subprocess.run(
+            [RETAILCTL, "image", "build", name, "--tag", TAG, "--context", str(REPO_ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_SECONDS,
+        )
+        assert result.returncode == 0, f"image build {name} failed: {result.stderr[-3000:]}"
+        references[name] = result.stdout.strip().splitlines()[-1]
+    return references
+
+
+@contextmanager
+def container(config: ImagesConfig, image: str, *options: str) -> Iterator[str]:
+    """A detached container of ``image`` run with ``options``; its name."""
+    name = f"retailmodel-test-{uuid.uuid4().hex[:8]}"
+    podman(config, "run", "--detach", "--name", name, *RESTRICTED, *options, image)
+    try:
+        yield name
+    finally:
+        podman(config, "rm", "--force", "--time", "5", name, check=False)
+
+
+def wait_for_http(config: ImagesConfig, name: str, url: str) -> None:
+    """Return once ``url`` answers 200; fail with the container's log if it never does."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        state = podman(config, "inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+        if state != "running":
+            break
+        time.sleep(0.25)
+    logs = podman(config, "logs", name, check=False)
+    output = (logs.stdout + logs.stderr)[-3000:]
+    pytest.fail(f"{url} never answered 200 ({name}); its log:\n{output}")
