@@ -17,7 +17,17 @@ KUSTOMIZE_VERSION := v5.7.1
 ACTIONLINT := $(CACHE)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
-.PHONY: help venv lint audit typecheck unit controlplane test soak demo clean bench
+# Debian packages the machine needs beyond Go and Python, installed only when missing (one
+# `apt-get update` first, then): the real node's runtime (containerd, runc, CNI plugins), its
+# firewall and conntrack tools and a static C toolchain for its pause image; and what builds and
+# runs the images.
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev
+IMAGE_PACKAGES := podman buildah debootstrap
+HOST_PACKAGES := $(NODE_PACKAGES) $(IMAGE_PACKAGES)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help venv lint audit typecheck unit host-packages controlplane images test soak demo \
+	clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,10 +76,25 @@ typecheck: venv ## mypy --strict
 unit: venv $(KUSTOMIZE) ## unit tests only (no cluster, no AWS stand-in)
 	$(BIN)/pytest tests/unit
 
-controlplane: venv ## build (or reuse, cached by version) etcd, Kubernetes and kwok from the Go proxy
+host-packages: ## install the Debian packages the real node and the images need (only missing ones)
+	@missing="$$(for package in $(HOST_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' "$$package" 2>/dev/null | grep -q '^install ok installed$$' \
+			|| echo "$$package"; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+controlplane: venv host-packages ## build (or reuse, cached by version) etcd, Kubernetes, kubelet and kwok from the Go proxy
 	$(BIN)/retailctl cluster build
 
-test: lint typecheck controlplane ## every check: lint, types and the whole test suite
+images: venv host-packages ## build both images with podman (cached), and crane for the local registry
+	$(BIN)/retailctl image registry build
+	$(BIN)/retailctl image build serving
+	$(BIN)/retailctl image build operator
+
+test: lint typecheck controlplane images ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
