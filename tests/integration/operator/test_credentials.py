@@ -37,12 +37,17 @@ def test_no_credential_in_log_status_events_or_rendered_objects(
 
     scenario.apply(scenario.manifest("missing", "v1", f"s3://{BUCKET}/models/none.ubj"))
     scenario.wait_condition("missing", "ModelAvailable", "False", "ModelNotFound")
+    reported = {
+        ("prices", "AccessDenied"),
+        ("locked", "AccessDenied"),
+        ("missing", "ModelNotFound"),
+    }
     scenario.wait_for(
-        "Warning events for each failure",
+        "a Warning Event with the reason of each failure",
         lambda: (
-            {"prices", "locked", "missing"}
+            reported
             <= {
-                event["involvedObject"]["name"]
+                (event["involvedObject"]["name"], event["reason"])
                 for event in scenario.cluster.get_json("events", "-n", scenario.namespace)["items"]
                 if event["type"] == "Warning"
             }

@@ -75,6 +75,11 @@ def test_s3_access_denied_is_a_model_condition(scenario: Scenario, faults: Fault
     condition = scenario.wait_condition("prices", "ModelAvailable", "False", "AccessDenied")
     assert "models/locked.ubj" in condition["message"]
     assert scenario.get("deployment", "prices") is None
+    events = scenario.wait_for(
+        "an AccessDenied Event",
+        lambda: [e for e in scenario.events("prices") if e["reason"] == "AccessDenied"],
+    )
+    assert all(e["type"] == "Warning" and "models/locked.ubj" in e["message"] for e in events)
 
     faults.clear()
     scenario.wait_condition("prices", "Ready", "True", timeout=60)

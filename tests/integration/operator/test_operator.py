@@ -3,12 +3,43 @@ status, drift, deletion and restarts."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.integration.operator.conftest import REPOSITORY, Scenario
+from tests.integration.operator.apiproxy import ApiProxy
+from tests.integration.operator.conftest import REPOSITORY, OperatorProcess, Scenario
+from tests.support.aws import free_port
+from tests.support.faults import FaultProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
+RECHECKS = 3  # re-checks of a refused image watched to show nothing rolls out meanwhile
+
+
+@pytest.fixture
+def image_checks(fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], int]:
+    """How many ECR calls the operator has made naming an image tag: every re-check of a
+    RetailModel's image resolves its tag again (the tests' tag TTL is shorter than a resync),
+    so this counts the reconciles of the one RetailModel using that tag."""
+    bodies: list[bytes] = []
+    forward = fault_proxy.forward
+
+    def counting(method: str, path: str, headers: object, body: bytes) -> Any:
+        bodies.append(body)
+        return forward(method, path, headers, body)
+
+    monkeypatch.setattr(fault_proxy, "forward", counting)
+    return lambda tag: sum(tag.encode() in body for body in list(bodies))
+
+
+def rechecked(scenario: Scenario, image_checks: Callable[[str], int], tag: str) -> None:
+    """Wait until the operator has checked ``tag`` RECHECKS more times."""
+    tag = scenario.tag(tag)
+    seen = image_checks(tag)
+    scenario.wait_for(
+        f"{RECHECKS} re-checks of {tag}", lambda: image_checks(tag) >= seen + RECHECKS
+    )
 
 
 def test_clean_image_rolls_out_pinned_to_its_digest(scenario: Scenario) -> None:
@@ -67,12 +98,14 @@ def test_ignored_cve_passes(scenario: Scenario) -> None:
     assert str(scenario.deployment_image("prices")).endswith(digest)
 
 
-def test_scan_in_progress_waits_then_rolls_out(scenario: Scenario) -> None:
+def test_scan_in_progress_waits_then_rolls_out(
+    scenario: Scenario, image_checks: Callable[[str], int]
+) -> None:
     digest = scenario.image("v1-scanning", status="IN_PROGRESS")
     scenario.apply(scenario.manifest("prices", "v1-scanning", scenario.model()))
     scenario.wait_condition("prices", "ImageScanPassed", "False", "ScanInProgress")
-    time.sleep(2)  # several resyncs while the scan runs: still nothing deployed
-    assert scenario.get("deployment", "prices") is None
+    rechecked(scenario, image_checks, "v1-scanning")  # reconciled again while the scan runs:
+    assert scenario.get("deployment", "prices") is None  # still nothing deployed
 
     scenario.aws.set_scan(REPOSITORY, digest, "COMPLETE", [])
     scenario.wait_condition("prices", "Ready", "True", timeout=30)
@@ -107,7 +140,9 @@ def test_checksum_mismatch_is_refused(scenario: Scenario) -> None:
     assert scenario.get("deployment", "prices") is None
 
 
-def test_tag_changed_to_a_blocked_image_keeps_the_old_digest(scenario: Scenario) -> None:
+def test_tag_changed_to_a_blocked_image_keeps_the_old_digest(
+    scenario: Scenario, image_checks: Callable[[str], int]
+) -> None:
     good = scenario.image("v1-good")
     scenario.apply(scenario.manifest("prices", "v1-good", scenario.model()))
     scenario.wait_condition("prices", "Ready", "True")
@@ -117,7 +152,7 @@ def test_tag_changed_to_a_blocked_image_keeps_the_old_digest(scenario: Scenario)
     scenario.apply(scenario.manifest("prices", "v2-bad", scenario.model()))
     ready = scenario.wait_condition("prices", "Ready", "False", "VulnerabilitiesFound")
     assert f"still serving {repository}@{good}" in ready["message"]
-    time.sleep(3)  # resyncs come and go: the good image stays
+    rechecked(scenario, image_checks, "v2-bad")  # resyncs come and go: the good image stays
     assert scenario.deployment_image("prices") == f"{repository}@{good}"
     body = scenario.get("retailmodel", "prices")
     assert body["status"]["deployedImage"] == f"{repository}@{good}"
@@ -206,25 +241,72 @@ def test_deletion_garbage_collects_children_without_a_finalizer(scenario: Scenar
     )
 
 
-def test_operator_killed_and_restarted_converges_without_duplicates(scenario: Scenario) -> None:
-    scenario.image("v1-clean")
-    model = scenario.model()
-    for index in range(3):
-        scenario.apply(scenario.manifest(f"model-{index}", "v1-clean", model))
-    scenario.operator.kill()
+@pytest.fixture
+def api_proxy(scenario: Scenario, tmp_path: Path) -> Iterator[ApiProxy]:
+    proxy = ApiProxy(scenario.cluster.kubeconfig, tmp_path)
     try:
-        second = scenario.image("v2-clean")
-        for index in range(3):
-            scenario.apply(scenario.manifest(f"model-{index}", "v2-clean", model))
+        yield proxy
     finally:
-        scenario.operator.start()
-    for index in range(3):
-        scenario.wait_condition(f"model-{index}", "Ready", "True", timeout=90)
-        assert str(scenario.deployment_image(f"model-{index}")).endswith(second)
+        proxy.close()
+
+
+def test_operator_killed_and_restarted_converges_without_duplicates(
+    scenario: Scenario, api_proxy: ApiProxy, tmp_path: Path
+) -> None:
+    """SIGKILL lands between the child apply and the status write: the operator reaches the
+    API server through a proxy that holds model-1's status patch recording the new image, so
+    when it is killed the Deployment runs the new image and the status does not say so."""
+    first = scenario.image("v1-clean")
+    model = scenario.model()
+    names = [f"model-{index}" for index in range(3)]
+    for name in names:
+        scenario.apply(scenario.manifest(name, "v1-clean", model))
+    for name in names:
+        scenario.wait_condition(name, "Ready", "True")
+    second = scenario.image("v2-clean")
+    models = f"/apis/mlops.retail.io/v1alpha1/namespaces/{scenario.namespace}/retailmodels"
+    status_path = f"{models}/model-1/status"
+    api_proxy.hold = lambda method, path, body: (
+        method == "PATCH" and path == status_path and second.encode() in body
+    )
+    session_operator = scenario.operator
+    proxied = OperatorProcess(
+        session_operator.env
+        | {
+            "KUBECONFIG": str(api_proxy.kubeconfig()),
+            "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
+        },
+        tmp_path / "proxied-operator.log",
+        free_port(),
+    )
+    proxied.env["RETAIL_OPERATOR_LIVENESS_PORT"] = str(proxied.port)
+    session_operator.stop()
+    try:
+        proxied.start()
+        for name in names:
+            scenario.apply(scenario.manifest(name, "v2-clean", model))
+        assert api_proxy.held.wait(90), "the status write never came:\n" + proxied.logs()[-3000:]
+        # In the window: the child carries the new image, the status still the old one.
+        assert str(scenario.deployment_image("model-1")).endswith(second)
+        recorded = scenario.get("retailmodel", "model-1")["status"]["deployedImage"]
+        assert recorded.endswith(first) and not recorded.endswith(second)
+        proxied.kill()
+    finally:
+        proxied.kill()
+        session_operator.start()
+    for name in names:
+        scenario.wait_condition(name, "Ready", "True", timeout=90)
+        assert str(scenario.deployment_image(name)).endswith(second)
+        status = scenario.get("retailmodel", name)["status"]
+        assert status["deployedImage"].endswith(second)
     deployments = scenario.cluster.get_json("deployments", "-n", scenario.namespace)["items"]
     services = scenario.cluster.get_json("services", "-n", scenario.namespace)["items"]
-    assert sorted(d["metadata"]["name"] for d in deployments) == ["model-0", "model-1", "model-2"]
-    assert len(services) == 3
+    config_maps = scenario.cluster.get_json("configmaps", "-n", scenario.namespace)["items"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == names
+    assert sorted(s["metadata"]["name"] for s in services) == names
+    assert sorted(
+        c["metadata"]["name"] for c in config_maps if c["metadata"].get("ownerReferences")
+    ) == [f"{name}-model" for name in names]
 
 
 def test_a_lost_status_is_recovered_from_the_children(scenario: Scenario) -> None:
