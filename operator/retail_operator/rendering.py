@@ -133,6 +133,8 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if spec.env_from:
+        container["envFrom"] = [source.manifest() for source in spec.env_from]
     if spec.resources:
         container["resources"] = {
             kind: {name: str(quantity) for name, quantity in values.items()}

@@ -124,6 +124,17 @@ class Toleration(_Spec):
         return self.model_dump(by_alias=True, exclude_defaults=True)
 
 
+class EnvSource(_Spec):
+    """``spec.envFrom[]``: a Secret or ConfigMap whose keys become the predictor's environment
+    (say a proxy, or a local AWS stand-in's endpoint and credentials; on EKS, IRSA needs none)."""
+
+    secret_ref: dict[str, str] | None = None
+    config_map_ref: dict[str, str] | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class RetailModelSpec(_Spec):
     image: ImageRef
     model: ModelSpec
@@ -134,6 +145,7 @@ class RetailModelSpec(_Spec):
     service_account_name: str = ""
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    env_from: tuple[EnvSource, ...] = ()
 
     @classmethod
     def from_body(cls, spec: Mapping[str, Any]) -> RetailModelSpec:

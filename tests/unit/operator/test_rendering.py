@@ -124,3 +124,11 @@ def test_placement_follows_the_spec_and_is_absent_by_default() -> None:
     assert pod["tolerations"] == [
         {"key": "retailmodel.io/node", "value": "real", "effect": "NoSchedule"}
     ]
+
+
+def test_env_from_reaches_the_predictor_container_as_given() -> None:
+    sources = [{"secretRef": {"name": "aws-standin"}}, {"configMapRef": {"name": "proxy"}}]
+    pod = render_deployment(spec(envFrom=sources), OWNER, target())["spec"]["template"]["spec"]
+    assert pod["containers"][0]["envFrom"] == sources
+    plain = render_deployment(spec(), OWNER, target())["spec"]["template"]["spec"]
+    assert "envFrom" not in plain["containers"][0]
