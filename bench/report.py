@@ -36,15 +36,46 @@ def _run(runs: list[dict[str, Any]], server: str, route: str, connections: int) 
     raise KeyError((server, route, connections))
 
 
-def _best_peer(runs: list[dict[str, Any]], connections: int) -> dict[str, Any]:
-    peers = [_run(runs, name, "v2", connections) for name in PEERS]
-    return max(peers, key=lambda run: run["requests_per_second"])
+def _succeeded_per_second(run: dict[str, Any]) -> float:
+    """Requests/s counting only answers that succeeded: a failed request is no throughput."""
+    return float(run["requests"] - run["failed"]) / float(run["seconds"])
+
+
+def _p99(run: dict[str, Any]) -> float:
+    """The p99 in ms, with a failed request counted as slower than any answer: a run with
+    failures has no p99 to its credit (wrk's p99 covers the answered requests only)."""
+    return float("inf") if run["failed"] else float(run["p99_ms"])
+
+
+def _ms(value: float) -> str:
+    return "∞ (failed requests)" if value == float("inf") else f"{value:.1f} ms"
+
+
+def _peers(runs: list[dict[str, Any]], connections: int) -> list[dict[str, Any]]:
+    return [_run(runs, name, "v2", connections) for name in PEERS]
+
+
+# Which of our routes is compared with the peers' one route (v2 infer, an FP32 [1, 8] tensor
+# of already-encoded features), and how alike the two requests are.
+OUR_ROUTES = (
+    ("v2", "`/v2/models/{name}/infer` with the same FP32 [1, 8] tensor body (like for like)"),
+    (
+        "predict",
+        "`/predict` with one JSON row of raw values, validated and encoded by our server "
+        "(more work per request than the peers' pre-encoded tensor)",
+    ),
+)
 
 
 def serving_single(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     runs = result["runs"]
     lines = [
         "### Single-row requests (server on one core, wrk on the other)",
+        "",
+        "The peers (MLServer, KServe) have one route, `/v2/models/{name}/infer`, sent an FP32 "
+        "`[1, 8]` tensor of encoded features. Our `v2` rows send that same body to our v2 "
+        "route; `predict` is our `/predict` with one JSON row of raw values; `v2-named` our v2 "
+        "route with one named input per feature (raw values).",
         "",
         "| server | route | connections | requests/s | p50 ms | p99 ms | failed |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -64,42 +95,34 @@ def serving_single(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"({sizes['mean_rows_per_call']:.1f} rows per call on average).",
         ]
     targets = []
-    best16 = _best_peer(runs, 16)
-    for route, label in (("v2", "/v2/models/{name}/infer"), ("predict", "/predict")):
-        ours = _run(runs, "retailmodel", route, 16)
-        ratio = ours["requests_per_second"] / best16["requests_per_second"]
-        targets.append(
-            Target(
-                f"single-row `{label}` at 16 connections: requests/s vs best peer "
-                f"({best16['server']})",
-                "≥ 2.5×",
-                f"{ratio:.2f}× ({ours['requests_per_second']:,.0f} vs "
-                f"{best16['requests_per_second']:,.0f})",
-                ratio >= 2.5,
+    for connections, wanted in ((16, 2.5), (64, 4.0)):
+        peers = _peers(runs, connections)
+        fastest = max(peers, key=_succeeded_per_second)
+        quickest = min(peers, key=_p99)
+        note = " (micro-batching on by default)" if connections == 64 else ""
+        for route, compared in OUR_ROUTES:
+            ours = _run(runs, "retailmodel", route, connections)
+            ratio = _succeeded_per_second(ours) / _succeeded_per_second(fastest)
+            targets.append(
+                Target(
+                    f"single-row at {connections} connections{note}: successful requests/s, "
+                    f"our {compared} vs the fastest peer ({fastest['server']})",
+                    f"≥ {wanted:g}×",
+                    f"{ratio:.2f}× ({_succeeded_per_second(ours):,.0f} vs "
+                    f"{_succeeded_per_second(fastest):,.0f})",
+                    ratio >= wanted,
+                )
             )
-        )
-        targets.append(
-            Target(
-                f"single-row `{label}` at 16 connections: p99 vs best peer's",
-                "no worse",
-                f"{ours['p99_ms']:.1f} ms vs {best16['p99_ms']:.1f} ms",
-                ours["p99_ms"] <= best16["p99_ms"],
-            )
-        )
-    best64 = _best_peer(runs, 64)
-    for route, label in (("v2", "/v2/models/{name}/infer"), ("predict", "/predict")):
-        ours = _run(runs, "retailmodel", route, 64)
-        ratio = ours["requests_per_second"] / best64["requests_per_second"]
-        targets.append(
-            Target(
-                f"single-row `{label}` at 64 connections (micro-batching on by default): "
-                f"requests/s vs best peer ({best64['server']})",
-                "≥ 4×",
-                f"{ratio:.2f}× ({ours['requests_per_second']:,.0f} vs "
-                f"{best64['requests_per_second']:,.0f})",
-                ratio >= 4.0,
-            )
-        )
+            if connections == 16:
+                targets.append(
+                    Target(
+                        f"single-row at 16 connections: p99 of our {compared} vs the lowest "
+                        f"peer p99 ({quickest['server']})",
+                        "no worse",
+                        f"{_ms(_p99(ours))} vs {_ms(_p99(quickest))}",
+                        _p99(ours) <= _p99(quickest),
+                    )
+                )
     chart_single(runs)
     return lines, targets
 
@@ -162,7 +185,7 @@ def serving_batch(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
 
 def serving_reload(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     steady, loaded = result["steady"], result["reloading"]
-    ratio = loaded["p99_ms"] / steady["p99_ms"]
+    ratio = _p99(loaded) / _p99(steady)
     lines = [
         "### Hot reloads under load (`/predict`, 16 connections)",
         "",
@@ -197,7 +220,7 @@ def serving_reload(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
         Target(
             "hot reloads under load: p99 vs steady p99",
             "≤ 2×",
-            f"{ratio:.2f}× ({loaded['p99_ms']:.1f} ms vs {steady['p99_ms']:.1f} ms)",
+            f"{ratio:.2f}× ({_ms(_p99(loaded))} vs {_ms(_p99(steady))})",
             ratio <= 2.0,
         ),
     ]
@@ -227,43 +250,43 @@ def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"{ours['peak_rss_mb']:.0f} | {calls['kubernetes']:,} | {calls['ecr']:,} | "
             f"{calls['s3']:,} | {ours['single_latency_p95'] * 1000:.0f} |"
         )
-        if scale["count"] == max(s["count"] for s in result["scales"]):
-            targets += [
-                Target(
-                    f"{scale['count']:,} RetailModels: converge (Deployments applied, status "
-                    "written) vs baseline creating the same objects",
-                    "≤ 2×",
-                    f"{converge:.2f}×",
-                    converge <= 2.0,
-                ),
-                Target(
-                    f"{scale['count']:,} RetailModels: all Ready vs baseline all Available",
-                    "≤ 2×",
-                    f"{ready:.2f}×",
-                    ready <= 2.0,
-                ),
-                Target(
-                    f"{scale['count']:,} RetailModels: operator peak RSS",
-                    "≤ 300 MB",
-                    f"{ours['peak_rss_mb']:.0f} MB",
-                    ours["peak_rss_mb"] <= 300,
-                ),
-                Target(
-                    "single RetailModel apply → Deployment created (p95, "
-                    f"{len(ours['single_latencies'])} applies on a loaded operator)",
-                    "≤ 1 s",
-                    f"{ours['single_latency_p95'] * 1000:.0f} ms",
-                    ours["single_latency_p95"] <= 1.0,
-                ),
-                Target(
-                    "ECR look-ups scale with distinct digests, not RetailModels",
-                    "per digest (and tag TTL), ≪ 1 per RetailModel",
-                    f"{calls['ecr']} ECR calls for {scale['count'] + 20:,} RetailModels and "
-                    f"{settings['images']} digests over "
-                    f"{ours['ready_seconds'] + 11:.0f} s or more",
-                    calls["ecr"] * 10 <= scale["count"],
-                ),
-            ]
+        targets += [
+            Target(
+                f"{scale['count']:,} RetailModels: converge (Deployments applied, status "
+                "written) vs baseline creating the same objects",
+                "≤ 2×",
+                f"{converge:.2f}×",
+                converge <= 2.0,
+            ),
+            Target(
+                f"{scale['count']:,} RetailModels: all Ready vs baseline all Available",
+                "≤ 2×",
+                f"{ready:.2f}×",
+                ready <= 2.0,
+            ),
+            Target(
+                f"{scale['count']:,} RetailModels: operator peak RSS",
+                "≤ 300 MB",
+                f"{ours['peak_rss_mb']:.0f} MB",
+                ours["peak_rss_mb"] <= 300,
+            ),
+            Target(
+                f"{scale['count']:,} RetailModels: a single apply → Deployment created (p95, "
+                f"{len(ours['single_latencies'])} applies on a loaded operator)",
+                "≤ 1 s",
+                f"{ours['single_latency_p95'] * 1000:.0f} ms",
+                ours["single_latency_p95"] <= 1.0,
+            ),
+            Target(
+                f"{scale['count']:,} RetailModels: ECR look-ups scale with distinct digests, "
+                "not RetailModels",
+                "per digest (and tag TTL), ≪ 1 per RetailModel",
+                f"{calls['ecr']} ECR calls for {scale['count'] + 20:,} RetailModels and "
+                f"{settings['images']} digests over "
+                f"{ours['ready_seconds'] + 11:.0f} s or more",
+                calls["ecr"] * 10 <= scale["count"],
+            ),
+        ]
     largest = max(result["scales"], key=lambda s: s["count"])
     lines += _where_time_went(largest)
     lines += [
@@ -385,6 +408,11 @@ def main() -> None:
         "on core 1).",
         "",
         "## Targets (issue 7)",
+        "",
+        "A verdict for every measured scale and concurrency. Throughput ratios count successful",
+        "requests only; a p99 is compared with the lowest peer p99, and a run with any failed",
+        "request has no p99 to its credit (∞). Each serving target names which of our routes",
+        "is compared with the peers' v2 tensor route.",
         "",
         "| target | wanted | measured | verdict |",
         "|---|---|---|---|",
