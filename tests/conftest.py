@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.aws",
     "tests.support.cluster",
+    "tests.support.real_node",
     "tests.support.registry",
     "tests.support.faults",
 ]

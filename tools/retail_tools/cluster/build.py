@@ -5,11 +5,12 @@ Three steps, each logged to ``<toolchain dir>/build.log``:
 * **kubernetes**: ``go install`` refuses ``k8s.io/kubernetes`` (its go.mod replaces the staging
   modules with local folders), so a small wrapper module requires it and replaces every staging
   module with its published ``v0.Y.Z`` twin; one ``go build`` then links kube-apiserver,
-  kube-controller-manager, kube-scheduler and kubectl, with the version ldflags the Kubernetes
-  release scripts set, so ``--version`` tells the truth.
+  kube-controller-manager, kube-scheduler, kubectl, and the real node's kubelet and kube-proxy,
+  with the version ldflags the Kubernetes release scripts set, so ``--version`` tells the truth.
 * **etcd**: a wrapper module around ``go.etcd.io/etcd/server/v3`` (its main package).
 * **kwok**: a plain ``go install``; its standard node and pod stages are copied from the same
   module version next to the binaries (the kwok binary ships none built in).
+* **crictl**: a plain ``go install`` of cri-tools; ``down`` stops the real node's pods with it.
 
 Binaries land in ``bin.partial`` and are renamed to ``bin`` (with a stamp) only when every step
 and a ``--version`` check passed, so a warm run is one stat of the stamp. A file lock keeps two
@@ -34,8 +35,15 @@ from typing import IO, TypedDict
 
 from retail_tools.cluster.config import ClusterConfig, Toolchain
 
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok")
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
+BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok", "crictl")
 # kwok's "fast" stages: nodes become Ready (and keep a lease), pods become Ready, Job pods
 # complete, deleted pods go away.
 KWOK_STAGE_FILES = (
@@ -89,6 +97,10 @@ def is_built(config: ClusterConfig) -> bool:
     stamp = config.bin_dir / STAMP
     if not stamp.is_file() or not config.kwok_stages.is_file():
         return False
+    # The stamp names every version the bin folder was built from (the folder's own name
+    # leaves crictl's out).
+    if json.loads(stamp.read_text()).get("crictl") != config.toolchain.crictl:
+        return False
     return all(os.access(config.binary(name), os.X_OK) for name in BINARIES)
 
 
@@ -141,8 +153,13 @@ class _Builder:
             self._timed("kubernetes", log, self._kubernetes)
             self._timed("etcd", log, self._etcd)
             self._timed("kwok", log, self._kwok)
+            self._timed("crictl", log, self._crictl)
             self._timed("verify", log, self._verify)
-        stamp = {"toolchain": self.toolchain.key, "built_at": time.time()}
+        stamp = {
+            "toolchain": self.toolchain.key,
+            "crictl": self.toolchain.crictl,
+            "built_at": time.time(),
+        }
         (self.staging / STAMP).write_text(json.dumps(stamp))
         shutil.rmtree(self.config.bin_dir, ignore_errors=True)
         self.staging.rename(self.config.bin_dir)
@@ -206,15 +223,18 @@ class _Builder:
         self._go_build(step, log, module, packages, "-s -w", str(self.staging / "etcd"))
 
     def _kwok(self, step: str, log: IO[str]) -> None:
-        target = f"sigs.k8s.io/kwok/cmd/kwok@{self.toolchain.kwok}"
-        env = {**os.environ, "GOBIN": str(self.staging)}
-        install = ["install", "-v", target]
-        self._go(step, log, install, cwd=self.config.toolchain_dir, env=env, progress=True)
+        self._install(step, log, f"sigs.k8s.io/kwok/cmd/kwok@{self.toolchain.kwok}")
         info = self._download(step, log, f"sigs.k8s.io/kwok@{self.toolchain.kwok}")
         stages = [(Path(info["Dir"]) / name).read_text() for name in KWOK_STAGE_FILES]
         partial = self.config.kwok_stages.with_suffix(".partial")
         partial.write_text("\n---\n".join(stage.strip() for stage in stages) + "\n")
         partial.rename(self.config.kwok_stages)
+
+    def _crictl(self, step: str, log: IO[str]) -> None:
+        # cri-tools' release builds stamp the version; `go install` alone says "unknown".
+        version = f"-X sigs.k8s.io/cri-tools/pkg/version.Version={self.toolchain.crictl}"
+        target = f"sigs.k8s.io/cri-tools/cmd/crictl@{self.toolchain.crictl}"
+        self._install(step, log, target, "-ldflags", version)
 
     def _verify(self, step: str, log: IO[str]) -> None:
         expected = {
@@ -222,8 +242,11 @@ class _Builder:
             "kube-controller-manager": (["--version"], self.toolchain.kubernetes),
             "kube-scheduler": (["--version"], self.toolchain.kubernetes),
             "kubectl": (["version", "--client"], self.toolchain.kubernetes),
+            "kubelet": (["--version"], self.toolchain.kubernetes),
+            "kube-proxy": (["--version"], self.toolchain.kubernetes),
             "etcd": (["--version"], self.toolchain.etcd.removeprefix("v")),
             "kwok": (["--version"], self.toolchain.kwok),
+            "crictl": (["--version"], self.toolchain.crictl),
         }
         for name, (args, version) in expected.items():
             result = subprocess.run(
@@ -238,6 +261,12 @@ class _Builder:
                 )
 
     # -- go plumbing -------------------------------------------------------------------
+
+    def _install(self, step: str, log: IO[str], target: str, *flags: str) -> None:
+        """``go install FLAGS TARGET`` straight into the staging bin folder."""
+        env = {**os.environ, "GOBIN": str(self.staging)}
+        install = ["install", "-v", *flags, target]
+        self._go(step, log, install, cwd=self.config.toolchain_dir, env=env, progress=True)
 
     def _download(self, step: str, log: IO[str], module: str) -> ModuleInfo:
         args = ["mod", "download", "-json", module]

@@ -32,7 +32,10 @@ from retail_tools.cluster.config import ClusterConfig
 
 app = typer.Typer(
     name="cluster",
-    help="A real local Kubernetes control plane (etcd, API server, controllers, scheduler, kwok).",
+    help=(
+        "A real local Kubernetes control plane (etcd, API server, controllers, scheduler, kwok)"
+        " and one real node (containerd, kubelet, kube-proxy; RETAILMODEL_REAL_NODE=0: none)."
+    ),
     no_args_is_help=True,
 )
 console = Console(stderr=True)
@@ -96,7 +99,8 @@ def _build(config: ClusterConfig, force: bool) -> None:
 def build_command(
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is complete.")] = False,
 ) -> None:
-    """Build (or reuse) etcd, the Kubernetes components, kubectl and kwok from the Go proxy."""
+    """Build (or reuse) etcd, the Kubernetes components and kubelet, kubectl, kwok and crictl
+    from the Go proxy."""
     config = ClusterConfig.from_env()
     started = time.monotonic()
     _build(config, force)
@@ -107,7 +111,8 @@ def build_command(
 
 @app.command()
 def up() -> None:
-    """Start the cluster (building the binaries first if needed); a no-op if it is running."""
+    """Start the cluster and its real node (building the binaries first if needed); a no-op if
+    it is running."""
     from retail_tools.cluster import cluster
 
     config = ClusterConfig.from_env()
@@ -125,10 +130,14 @@ def up() -> None:
 @app.command()
 def down(
     purge: Annotated[
-        bool, typer.Option(help="Also delete the cluster's data, certificates and logs.")
+        bool,
+        typer.Option(
+            help="Also delete the cluster's data, certificates and logs, and the node's images."
+        ),
     ] = False,
 ) -> None:
-    """Stop every process of the cluster (its data is kept unless --purge)."""
+    """Stop every process of the cluster and its node, and undo what the node changed on the
+    host (its data is kept unless --purge)."""
     from retail_tools.cluster import cluster
 
     config = ClusterConfig.from_env()
@@ -137,25 +146,51 @@ def down(
     if purge:
         shutil.rmtree(config.cluster_dir, ignore_errors=True)
         console.print(f"Deleted {config.cluster_dir}")
+        if "containerd" in stopped:
+            shutil.rmtree(config.node.root, ignore_errors=True)
+            console.print(f"Deleted {config.node.root}")
 
 
 @app.command()
 def status() -> None:
-    """Show each component's process, port and health, and the nodes; exit 1 unless all up."""
+    """Show each component's process, port and health, the nodes and the local registry; exit 1
+    unless all are up."""
     from retail_tools.cluster import cluster
+    from retail_tools.images import registry
+    from retail_tools.images.config import ImagesConfig
 
     config = ClusterConfig.from_env()
     components = cluster.status(config)
     table = Table("component", "pid", "port", "health", "log")
     for item in components:
         health = "healthy" if item.healthy else ("unhealthy" if item.pid else "not running")
-        table.add_row(item.name, str(item.pid or "-"), str(item.port), health, str(item.log))
+        port = str(item.port) if item.port is not None else "-"
+        table.add_row(item.name, str(item.pid or "-"), port, health, str(item.log))
     Console().print(table)
+    mirror = registry.status(ImagesConfig.from_env())
+    answering = "answering" if mirror.answering else "not running"
+    typer.echo(f"Registry (ECR's stand-in endpoint): {mirror.address} {answering}")
     if unhealthy := [item.name for item in components if not item.healthy]:
         raise click.ClickException(f"not running or unhealthy: {', '.join(unhealthy)}")
     nodes = cluster.ready_nodes(config)
     typer.echo(f"Ready nodes: {len(nodes)} ({', '.join(nodes)})")
     typer.echo(f"KUBECONFIG={config.kubeconfig}")
+
+
+@app.command()
+def leftovers() -> None:
+    """List what a stopped real node left on this machine (processes, mounts, bridge, iptables
+    chains, cgroups, files, changed sysctls); exit 1 if anything."""
+    from retail_tools.cluster import cluster
+    from retail_tools.cluster.leftovers import leftovers as find_leftovers
+
+    config = ClusterConfig.from_env()
+    found = find_leftovers(config, podman_running=cluster.podman_runs_containers())
+    for line in found:
+        typer.echo(line)
+    if found:
+        raise click.ClickException(f"{len(found)} leftover(s) of the real node")
+    typer.echo("Nothing left by the real node.")
 
 
 @app.command()

@@ -1,15 +1,22 @@
 """The local cluster's lifecycle: ``up`` (idempotent), ``down`` (nothing left behind), ``status``.
 
-``up`` starts whichever components are not running yet, in dependency order, waiting for each
-to answer its health endpoint before starting the next; then it registers the fake nodes kwok
-plays and waits until they are Ready and the ``default`` namespace has its ServiceAccount (the
-moment pods can be created). If start-up fails, what this call started is stopped again, and
-the error names the component and its log.
+``up`` starts whichever components are not running yet (and restarts one whose command line
+changed), in dependency order, waiting for each to answer its health endpoint before starting
+the next; then it registers the fake nodes kwok plays and waits until they are Ready and the
+``default`` namespace has its ServiceAccount (the moment pods can be created). With the real
+node (``ClusterConfig.real_node``), the host is prepared first (``network``) and containerd,
+the pause image, the kubelet and kube-proxy follow, until the node is Ready. If start-up fails,
+what this call started is stopped again, and the error names the component and its log.
+
+``down`` stops the node's pods through the CRI, then every process, then removes what the node
+left on the host and restores the host's settings (``leftovers`` checks that nothing remains).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
 import ssl
 import subprocess
 import time
@@ -19,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_tools.cluster import processes
+from retail_tools.cluster import network, node, node_images, processes, sandboxes
 from retail_tools.cluster.build import is_built
 from retail_tools.cluster.components import (
     Component,
@@ -29,7 +36,7 @@ from retail_tools.cluster.components import (
     log_path,
     write_component_files,
 )
-from retail_tools.cluster.config import FAKE_NODE_COUNT, ClusterConfig
+from retail_tools.cluster.config import FAKE_NODE_COUNT, REAL_NODE_LABEL, ClusterConfig
 from retail_tools.cluster.pki import ADMIN, Pki, ensure_pki
 
 START_TIMEOUT_SECONDS = 120.0
@@ -44,7 +51,7 @@ class ClusterError(RuntimeError):
 class ComponentStatus:
     name: str
     pid: int | None
-    port: int
+    port: int | None
     healthy: bool
     log: Path
 
@@ -58,40 +65,120 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
         raise ClusterError(
             "the control-plane binaries are not built: run `retailctl cluster build`"
         )
+    config = _with_node(config)
+    if config.real_node:
+        _claim_node(config)
     for folder in (config.cluster_dir, config.run_dir, config.log_dir, config.etcd_data_dir):
         folder.mkdir(parents=True, exist_ok=True)
     config.etcd_data_dir.chmod(0o700)  # etcd refuses a data dir others can read
-    write_component_files(config, ensure_pki(config.pki_dir))
+    pki = ensure_pki(config.pki_dir)
+    write_component_files(config, pki)
     started: list[str] = []
     try:
-        for component in components(config):
-            if processes.running_pid(component.name, config.run_dir, component.binary):
-                _wait_healthy(config, component)
-                continue
-            if processes.port_listening(component.port):
-                raise ClusterError(
-                    f"port {component.port} (for {component.name}) is in use by another "
-                    "process; pick other ports with RETAILMODEL_CLUSTER_PORT_BASE"
-                )
-            started_at = time.monotonic()
-            processes.start(
-                component.name, component.argv, config.run_dir, log_path(config, component)
-            )
-            started.append(component.name)
-            _wait_healthy(config, component)
-            notify(f"{component.name} is up ({time.monotonic() - started_at:.1f}s)")
+        if config.real_node:
+            network.prepare(config)  # the bridge address the API server advertises
+            node.write_node_files(config, pki, registry_address())
+        _start(config, components(config), started, notify)
         _ensure_nodes(config)
         notify(f"{FAKE_NODE_COUNT} kwok nodes are Ready")
+        if config.real_node:
+            _node_up(config, started, notify)
     except BaseException:
         down(config, only=started)
         raise
     return tuple(started)
 
 
+def registry_address() -> str:
+    """The local registry (standing in for ECR's endpoint) that the node's containerd mirrors."""
+    from retail_tools.images.config import ImagesConfig
+
+    return ImagesConfig.from_env().registry_address
+
+
+def _start(
+    config: ClusterConfig, wanted: Iterable[Component], started: list[str], notify: Notify
+) -> None:
+    for component in wanted:
+        if pid := processes.running_pid(component.name, config.run_dir, component.binary):
+            if processes.command_line(pid) == component.argv:
+                _wait_healthy(config, component)
+                continue
+            notify(f"{component.name}: its command line changed, restarting it")
+            processes.stop(component.name, config.run_dir, component.binary)
+        if component.port is not None and processes.port_listening(component.port):
+            raise ClusterError(
+                f"port {component.port} (for {component.name}) is in use by another "
+                "process; pick other ports with RETAILMODEL_CLUSTER_PORT_BASE"
+            )
+        started_at = time.monotonic()
+        processes.start(component.name, component.argv, config.run_dir, log_path(config, component))
+        started.append(component.name)
+        _wait_healthy(config, component)
+        notify(f"{component.name} is up ({time.monotonic() - started_at:.1f}s)")
+
+
+def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
+    containerd, *agents = node.node_components(config)
+    started_at = time.monotonic()
+    _start(config, (containerd,), started, notify)
+    if node_images.ensure_pause_image(config, registry_address()):
+        notify("pause image imported into containerd")
+    kubectl(config, "apply", "-f", "-", stdin=node.kubelet_api_binding())
+    _start(config, agents, started, notify)
+    name = config.node.name
+    _poll(
+        lambda: name in ready_nodes(config),
+        f"the real node {name} did not become Ready",
+        log_path(config, agents[0]),
+    )
+    # The kubelet taints only at registration: a node object kept from an earlier run is
+    # brought back to the scheme here.
+    kubectl(config, "taint", "node", name, node.taint(), "--overwrite")
+    kubectl(config, "label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
+    notify(f"real node {name} is Ready ({time.monotonic() - started_at:.1f}s)")
+
+
+def _with_node(config: ClusterConfig) -> ClusterConfig:
+    """The config with ``real_node`` on if this cluster owns the machine's node right now
+    (started with the node, asked about without it)."""
+    owner = config.node.owner_file
+    if config.real_node or not owner.exists() or Path(owner.read_text()) != config.cluster_dir:
+        return config
+    return dataclasses.replace(config, real_node=True)
+
+
+def _claim_node(config: ClusterConfig) -> None:
+    owner_file = config.node.owner_file
+    if owner_file.exists() and (owner := Path(owner_file.read_text())) != config.cluster_dir:
+        if any(
+            processes.running_pid(part.name, owner / "run", part.binary)
+            for part in node.node_components(config)
+        ):
+            raise ClusterError(
+                f"the machine's real node runs for the cluster in {owner}; stop that one "
+                "or set RETAILMODEL_REAL_NODE=0"
+            )
+    if missing := node.missing_host_tools():
+        raise ClusterError(
+            f"the real node needs {', '.join(missing)}: run `make host-packages` "
+            "(or set RETAILMODEL_REAL_NODE=0)"
+        )
+    owner_file.parent.mkdir(parents=True, exist_ok=True)
+    owner_file.write_text(str(config.cluster_dir))
+
+
 def down(config: ClusterConfig, only: Iterable[str] | None = None) -> tuple[str, ...]:
-    """Stop the cluster's processes (or just ``only``); returns the names that were running."""
+    """Stop the cluster's processes (or just ``only``); returns the names that were running.
+
+    A whole ``down`` of the cluster owning the real node also removes the node's pods and
+    what it left on the host, and restores the host's settings."""
+    config = _with_node(config)
     wanted = set(only) if only is not None else None
-    stopped = [
+    stopped: list[str] = []
+    if config.real_node:
+        stopped += _node_down(config, wanted)
+    stopped += [
         component.name
         for component in reversed(components(config))
         if (wanted is None or component.name in wanted)
@@ -102,7 +189,39 @@ def down(config: ClusterConfig, only: Iterable[str] | None = None) -> tuple[str,
     return tuple(stopped)
 
 
+def _node_down(config: ClusterConfig, wanted: set[str] | None) -> list[str]:
+    containerd, kubelet, kube_proxy = parts = node.node_components(config)
+    if wanted is not None and not wanted & {part.name for part in parts}:
+        return []
+    stopped = []
+    # The kubelet first, so nothing restarts the pods stopped next.
+    if processes.stop(kubelet.name, config.run_dir, kubelet.binary):
+        stopped.append(kubelet.name)
+    if processes.running_pid(containerd.name, config.run_dir, containerd.binary):
+        sandboxes.remove_pods(config)
+    for part in (kube_proxy, containerd):
+        if processes.stop(part.name, config.run_dir, part.binary):
+            stopped.append(part.name)
+    sandboxes.kill_strays(config.node)
+    network.clean_up(config.node, podman_running=podman_runs_containers())
+    config.node.owner_file.unlink(missing_ok=True)
+    return stopped
+
+
+def podman_runs_containers() -> bool:
+    """True while podman runs a container here (its CNI networks share the ``CNI-*`` chains)."""
+    try:
+        listing = subprocess.run(
+            ["podman", "ps", "-q"], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return False
+    return bool(listing.stdout.strip())
+
+
 def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
+    config = _with_node(config)
+    every = components(config) + (node.node_components(config) if config.real_node else ())
     return tuple(
         ComponentStatus(
             name=component.name,
@@ -111,7 +230,7 @@ def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
             healthy=pid is not None and _probe(config, component),
             log=log_path(config, component),
         )
-        for component in components(config)
+        for component in every
     )
 
 
@@ -185,6 +304,10 @@ def _poll(check: Callable[[], bool], failure: str, log: Path) -> None:
 
 
 def _probe(config: ClusterConfig, component: Component) -> bool:
+    if component.probe is Probe.UNIX_SOCKET:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(2)
+            return connection.connect_ex(component.health_url) == 0
     context: ssl.SSLContext | None = None
     if component.probe is Probe.ADMIN_TLS:
         pki = Pki(config.pki_dir)

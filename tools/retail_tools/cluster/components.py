@@ -33,13 +33,14 @@ class Probe(Enum):
     HTTP = "http"  # plain HTTP on loopback (etcd, kwok)
     ADMIN_TLS = "admin-tls"  # HTTPS verified against our CA, with the admin client certificate
     SELF_SIGNED_TLS = "self-signed-tls"  # HTTPS with the component's own self-signed cert
+    UNIX_SOCKET = "unix-socket"  # a Unix socket (``health_url`` is its path) accepts connections
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     argv: tuple[str, ...]
-    port: int
+    port: int | None  # the loopback port it must find free, if it listens on one
     health_url: str
     probe: Probe
 
@@ -66,6 +67,29 @@ def components(config: ClusterConfig) -> tuple[Component, ...]:
             f"--bind-address={loopback}",
         )
 
+    if config.real_node:
+        # Pods reach the API server on the bridge: the `kubernetes` Service's endpoint is the
+        # bridge address (kept by the lease reconciler), and every interface is bound because
+        # host clients keep using loopback; the firewall admits only loopback and the bridge.
+        reachable: tuple[str, ...] = (
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={config.node.gateway}",
+            "--endpoint-reconciler-type=lease",
+            # What logs, exec and port-forward need: a client identity towards the kubelet,
+            # whose serving certificate the cluster CA signed, reached at its InternalIP.
+            f"--kubelet-client-certificate={p.client(identities.APISERVER_KUBELET_CLIENT).cert}",
+            f"--kubelet-client-key={p.client(identities.APISERVER_KUBELET_CLIENT).key}",
+            f"--kubelet-certificate-authority={p.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        )
+    else:
+        reachable = (
+            f"--bind-address={loopback}",
+            f"--advertise-address={loopback}",
+            # Endpoints may not hold a loopback address, and no pod here could reach one: the
+            # `kubernetes` Service is kept without endpoints instead of failing to sync them.
+            "--endpoint-reconciler-type=none",
+        )
     etcd = Component(
         name="etcd",
         argv=(
@@ -91,11 +115,7 @@ def components(config: ClusterConfig) -> tuple[Component, ...]:
         argv=(
             str(config.binary("kube-apiserver")),
             f"--etcd-servers={etcd_client}",
-            f"--bind-address={loopback}",
-            f"--advertise-address={loopback}",
-            # Endpoints may not hold a loopback address, and no pod here could reach one: the
-            # `kubernetes` Service is kept without endpoints instead of failing to sync them.
-            "--endpoint-reconciler-type=none",
+            *reachable,
             f"--secure-port={ports.apiserver}",
             f"--tls-cert-file={p.apiserver.cert}",
             f"--tls-private-key-file={p.apiserver.key}",

@@ -14,6 +14,9 @@ Environment variables (all optional):
     default ``<cache>/cluster``.
 ``RETAILMODEL_CLUSTER_PORT_BASE``
     first of six consecutive loopback ports, default 16443 (the API server's port).
+``RETAILMODEL_REAL_NODE``
+    ``1`` (default) also runs the machine's one real node (containerd, kubelet, kube-proxy) in
+    this cluster; ``0`` runs the control plane and kwok's fake nodes only.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT_BASE = 16443
+DEFAULT_REAL_NODE = "1"
 FAKE_NODE_COUNT = 3
 # kwok manages only the nodes carrying this annotation, so real nodes are never touched.
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# The real node carries this label and a NoSchedule taint of the same key and value: only pods
+# that select the label and tolerate the taint run for real, everything else stays on kwok.
+REAL_NODE_LABEL = ("retailmodel.io/node", "real")
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Toolchain:
     kubernetes: str = "v1.36.3"
     etcd: str = "v3.6.8"
     kwok: str = "v0.8.0"
+    crictl: str = "v1.37.0"  # only to stop the real node's pods through the CRI at `down`
 
     @property
     def key(self) -> str:
@@ -83,6 +91,44 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class RealNode:
+    """The one real node a machine can run. Its bridge, addresses, kubelet and kube-proxy ports
+    and iptables chains are machine-wide, so one cluster at a time owns it."""
+
+    name: str = "real-node-0"
+    bridge: str = "rmnode0"
+    gateway: str = "10.244.0.1"  # the bridge's address: pods reach the API server here
+    pod_cidr: str = "10.244.0.0/24"  # beside the services' 10.96.0.0/16 and kwok's 10.0.0.0/16
+    root: Path = Path("/var/lib/retailmodel-node")  # containerd content, kubelet root, CNI state
+    run: Path = Path("/run/retailmodel-node")  # containerd state and socket, runc, netns
+
+    @property
+    def etc(self) -> Path:
+        """The generated configuration files (containerd, registry mirror, CNI, kubelet)."""
+        return self.root / "etc"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run / "containerd" / "containerd.sock"
+
+    @property
+    def owner_file(self) -> Path:
+        """Names the cluster folder of the cluster that owns the node right now."""
+        return self.run / "owner"
+
+    @property
+    def baseline_file(self) -> Path:
+        """The host settings as they were before the node first changed any (restored at down).
+        Under /run on purpose: a reboot resets them too."""
+        return self.run / "host-baseline.json"
+
+    @property
+    def restored_file(self) -> Path:
+        """The baseline after ``down`` restored it, kept so a check can compare against it."""
+        return self.run.parent / "retailmodel-node-restored.json"
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """One local cluster: which binaries it runs, where it keeps its state, which ports."""
 
@@ -90,6 +136,10 @@ class ClusterConfig:
     cluster_dir: Path
     ports: Ports
     toolchain: Toolchain = Toolchain()
+    # Off unless asked for (from_env asks by default): a second cluster, such as a test's
+    # private one, leaves the node alone.
+    real_node: bool = False
+    node: RealNode = RealNode()
 
     @classmethod
     def from_env(cls) -> ClusterConfig:
@@ -106,7 +156,15 @@ class ClusterConfig:
             ) from None
         if not 1024 <= ports.base <= 65535 - 6:
             raise ValueError(f"RETAILMODEL_CLUSTER_PORT_BASE {ports.base} is out of range")
-        return cls(cache_dir=cache, cluster_dir=Path(cluster).expanduser(), ports=ports)
+        real_node = os.environ.get("RETAILMODEL_REAL_NODE", DEFAULT_REAL_NODE)
+        if real_node not in ("0", "1"):
+            raise ValueError(f"RETAILMODEL_REAL_NODE must be 0 or 1, not {real_node!r}")
+        return cls(
+            cache_dir=cache,
+            cluster_dir=Path(cluster).expanduser(),
+            ports=ports,
+            real_node=real_node == "1",
+        )
 
     # The built binaries, shared by every cluster on the machine.
     @property

@@ -1,5 +1,6 @@
-"""The cluster's certificates and keys: one CA, the API server's serving certificate, a client
-certificate per identity, and the service-account signing key pair.
+"""The cluster's certificates and keys: one CA, the API server's and the real node kubelet's
+serving certificates, a client certificate per identity, and the service-account signing key
+pair.
 
 Files are created once and kept, so kubeconfigs and tokens stay valid across ``down``/``up``.
 ECDSA P-256 keys: quick to generate, and accepted everywhere Kubernetes takes a key (serving,
@@ -18,8 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from retail_tools.cluster.config import RealNode
+
 VALIDITY = datetime.timedelta(days=3650)  # loopback-only development cluster
 SERVICE_IP = "10.96.0.1"  # the first address of the service range: the `kubernetes` service
+NODE = RealNode()
+# Host clients use loopback; pods use the `kubernetes` Service or the bridge address it
+# forwards to.
+API_SERVER_IPS = ("127.0.0.1", SERVICE_IP, NODE.gateway)
 API_SERVER_NAMES = (
     "localhost",
     "kubernetes",
@@ -48,7 +55,23 @@ KWOK = Identity("kwok", "kwok-controller", ("system:masters",))
 # the name those servers and the delegated authentication of the controller manager and the
 # scheduler accept request headers from.
 FRONT_PROXY = Identity("front-proxy-client", "front-proxy-client")
-CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, FRONT_PROXY)
+# The real node: the Node authorizer and NodeRestriction admit exactly this name and group.
+KUBELET = Identity("kubelet-client", f"system:node:{NODE.name}", ("system:nodes",))
+# Bound to system:node-proxier by the API server's bootstrap policy.
+KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
+# The API server's identity towards kubelets (logs, exec, port-forward), bound to
+# system:kubelet-api-admin by a ClusterRoleBinding the cluster applies.
+APISERVER_KUBELET_CLIENT = Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+CLIENTS = (
+    ADMIN,
+    CONTROLLER_MANAGER,
+    SCHEDULER,
+    KWOK,
+    FRONT_PROXY,
+    KUBELET,
+    KUBE_PROXY,
+    APISERVER_KUBELET_CLIENT,
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,10 @@ class Pki:
     @property
     def apiserver(self) -> CertPair:
         return self._pair("apiserver")
+
+    @property
+    def kubelet_serving(self) -> CertPair:
+        return self._pair("kubelet-serving")
 
     def client(self, identity: Identity) -> CertPair:
         return self._pair(identity.file_stem)
@@ -119,21 +146,21 @@ def ensure_pki(root: Path) -> Pki:
     ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
 
-    if not pki.apiserver.cert.exists():
-        names: list[x509.GeneralName] = [x509.DNSName(name) for name in API_SERVER_NAMES]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+    server_auth = ExtendedKeyUsageOID.SERVER_AUTH
+    names = _names(API_SERVER_NAMES, API_SERVER_IPS)
+    # Reissued when the wanted names changed (a cluster made before the bridge address was).
+    if _names_of(pki.apiserver.cert) != set(names):
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-        _issue(pki.apiserver, subject, ca_cert, ca_key, ExtendedKeyUsageOID.SERVER_AUTH, names)
+        _issue(pki.apiserver, subject, ca_cert, ca_key, server_auth, names)
+    kubelet_names = _names((NODE.name,), (NODE.gateway, "127.0.0.1"))
+    if _names_of(pki.kubelet_serving.cert) != set(kubelet_names):
+        _issue(pki.kubelet_serving, _subject(KUBELET), ca_cert, ca_key, server_auth, kubelet_names)
 
     for identity in CLIENTS:
         pair = pki.client(identity)
         if not pair.cert.exists():
-            attributes = [x509.NameAttribute(NameOID.COMMON_NAME, identity.user)]
-            attributes += [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in identity.groups
-            ]
             client_auth = ExtendedKeyUsageOID.CLIENT_AUTH
-            _issue(pair, x509.Name(attributes), ca_cert, ca_key, client_auth, [])
+            _issue(pair, _subject(identity), ca_cert, ca_key, client_auth, [])
 
     if not pki.service_account_key.exists():
         key = _new_key()
@@ -143,6 +170,30 @@ def ensure_pki(root: Path) -> Pki:
         pki.service_account_public_key.write_bytes(public)
         _write_private(pki.service_account_key, key)
     return pki
+
+
+def _subject(identity: Identity) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, identity.user)]
+    attributes += [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in identity.groups
+    ]
+    return x509.Name(attributes)
+
+
+def _names(dns: tuple[str, ...], ips: tuple[str, ...]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+    return names + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+
+
+def _names_of(cert_path: Path) -> set[x509.GeneralName]:
+    """The subject alternative names of an existing certificate; empty if there is none."""
+    if not cert_path.exists():
+        return set()
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return set()
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

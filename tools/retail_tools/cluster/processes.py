@@ -44,7 +44,16 @@ def running_pid(name: str, run_dir: Path, binary: str) -> int | None:
         pid = int(_pid_file(run_dir, name).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _runs(pid, binary) else None
+    return pid if runs(pid, binary) else None
+
+
+def command_line(pid: int) -> tuple[str, ...]:
+    """The argv ``pid`` runs with (empty once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(raw.decode(errors="replace").split("\0")[:-1])
 
 
 def exit_status(pid: int) -> int | None:
@@ -83,7 +92,8 @@ def _pid_file(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.pid"
 
 
-def _runs(pid: int, binary: str) -> bool:
+def runs(pid: int, binary: str) -> bool:
+    """True if ``pid`` is alive and runs ``binary`` (or a since-rebuilt copy of it)."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")  # unreadable for zombies: not running
     except OSError:
