@@ -135,6 +135,39 @@ class EnvSource(_Spec):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+class RolloutStrategy(StrEnum):
+    """How a new model object reaches the pods."""
+
+    IMMEDIATE = "Immediate"  # every pod hot-reloads it within one poll
+    CANARY = "Canary"  # a few pods serve it first; it is promoted or rolled back by analysis
+
+
+class Analysis(_Spec):
+    """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet."""
+
+    duration_seconds: int = 120
+    min_requests: int = 200
+    max_error_rate: float = 0.01
+    max_latency_ratio: float = 1.5
+    max_prediction_shift: float = 0.10
+
+
+class CanaryPolicy(_Spec):
+    replicas: int = 1
+    analysis: Analysis = Analysis()
+
+
+class RolloutPolicy(_Spec):
+    """``spec.rollout``. Immediate is today's behaviour and the default."""
+
+    strategy: RolloutStrategy = RolloutStrategy.IMMEDIATE
+    canary: CanaryPolicy = CanaryPolicy()
+
+    @property
+    def canary_enabled(self) -> bool:
+        return self.strategy is RolloutStrategy.CANARY
+
+
 class RetailModelSpec(_Spec):
     image: ImageRef
     model: ModelSpec
@@ -145,6 +178,7 @@ class RetailModelSpec(_Spec):
     service_account_name: str = ""
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    rollout: RolloutPolicy = RolloutPolicy()
     env_from: tuple[EnvSource, ...] = ()
 
     @classmethod

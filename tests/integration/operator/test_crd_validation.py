@@ -58,6 +58,18 @@ MALFORMED = [
     ("spec.scanPolicy", {"ignoreCVEs": "CVE-1"}, "spec.scanPolicy.ignoreCVEs"),
     ("spec.resources", {"limits": {"cpu": "lots"}}, "spec.resources.limits.cpu"),
     ("spec.serviceAccountName", "Not_A_Name", "spec.serviceAccountName"),
+    ("spec.rollout", {"strategy": "BlueGreen"}, "spec.rollout.strategy"),
+    ("spec.rollout", {"canary": {"replicas": 0}}, "spec.rollout.canary.replicas"),
+    *[
+        ("spec.rollout", {"canary": {"analysis": {field: value}}}, f"analysis.{field}")
+        for field, value in [
+            ("minRequests", 0),  # zero requests would let silence promote
+            ("durationSeconds", 1),
+            ("maxErrorRate", 1.5),
+            ("maxLatencyRatio", 0.5),
+            ("maxPredictionShift", -0.1),
+        ]
+    ],
 ]
 
 
@@ -98,3 +110,25 @@ def test_valid_spec_is_accepted_with_defaults(
     spec = created["spec"]
     assert spec["replicas"] == 1 and spec["reloadIntervalSeconds"] == 30
     assert spec["scanPolicy"] == {"blockSeverity": "HIGH", "requireScan": True}
+    assert spec["rollout"] == {
+        "strategy": "Immediate",
+        "canary": {
+            "replicas": 1,
+            "analysis": {
+                "durationSeconds": 120,
+                "minRequests": 200,
+                "maxErrorRate": 0.01,
+                "maxLatencyRatio": 1.5,
+                "maxPredictionShift": 0.1,
+            },
+        },
+    }
+
+
+def test_kubectl_explain_teaches_the_rollout(
+    local_cluster: LocalCluster, crd_installed: None
+) -> None:
+    explained = local_cluster.kubectl(
+        "explain", "retailmodels.spec.rollout.canary.analysis.minRequests"
+    ).stdout
+    assert "never promotes" in explained
