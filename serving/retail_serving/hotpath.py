@@ -7,8 +7,8 @@ route whose endpoint is bare ASGI. It reads the body (``http.read_body``), runs 
 sends orjson bytes; errors become answers through ``http.error_answer``. No ``Request``
 object, no FastAPI parameter machinery or response validation, no exception middleware: the
 app (``app.create_app``) puts these routes on a plain Starlette ``Router`` in front of the
-FastAPI app, because FastAPI's middleware stack cost more than half as much again as a whole
-single-row prediction (docs/performance.md has the measurements).
+FastAPI app, because FastAPI's own stack added about half as much again to the CPU time of a
+single-row request (docs/performance.md has the measurements).
 
 Each route also carries its OpenAPI description (request schema, response type, errors),
 which ``routes`` adds to the app's document.
