@@ -3,6 +3,7 @@
 The operator renders a model-source document into a ConfigMap and sets a few environment
 variables on the predictor container; the predictor reads them. Neither side imports the
 other, so the shape of what they exchange lives here: ``source`` (the document, the S3 URI
-parser and the mount path) and ``env`` (the variable names). Standard library only: both
+parser and the mount path), ``env`` (the variable names) and ``metrics`` (the metric names the
+operator reads from the pods to judge a canary). Standard library only: both
 images install it.
 """

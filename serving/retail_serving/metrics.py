@@ -2,10 +2,13 @@
 
 A registry per app (not the library's global one) keeps several apps in one process, as in the
 tests, from sharing counters. Request metrics are labelled by route template, never by raw
-path, so a client cannot inflate the label set.
+path, so a client cannot inflate the label set. The names the operator reads to judge a canary
+(requests and their status, latency, predictions per class) come from ``retail_contract``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -18,6 +21,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from retail_contract import metrics as names
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
@@ -29,15 +34,15 @@ class ServingMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.requests = Counter(
-            "retail_http_requests",
+            names.REQUESTS,
             "HTTP requests handled, by route template, method and status code.",
-            ["route", "method", "status"],
+            [names.ROUTE_LABEL, "method", names.STATUS_LABEL],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "retail_http_request_duration_seconds",
+            names.LATENCY,
             "Time from request start to the end of the response, by route template.",
-            ["route"],
+            [names.ROUTE_LABEL],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -47,8 +52,17 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.predictions = Counter(
+            names.PREDICTIONS,
+            "Rows predicted, by model version and predicted class.",
+            [names.VERSION_LABEL, names.CLASS_LABEL],
+            registry=self.registry,
+        )
+        # One child per (version, class), made once: labels() on every model call would cost
+        # a lock and a dict look-up per class.
+        self._predicted: dict[tuple[str, tuple[str, ...]], tuple[Counter, ...]] = {}
         self.model_info = Gauge(
-            "retail_model_info",
+            names.MODEL_INFO,
             "The model being served (value 1), labelled by version and sha256.",
             ["version", "sha256"],
             registry=self.registry,
@@ -77,6 +91,17 @@ class ServingMetrics:
         )
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
+
+    def predicted(self, version: str, classes: Sequence[str], counts: Sequence[int]) -> None:
+        """Count one model call's rows by predicted class (``counts`` in ``classes`` order)."""
+        key = (version, tuple(classes))
+        children = self._predicted.get(key)
+        if children is None:
+            children = tuple(self.predictions.labels(version, name) for name in classes)
+            self._predicted[key] = children
+        for child, count in zip(children, counts, strict=True):
+            if count:
+                child.inc(count)
 
     def model_swapped(self, version: str, sha256: str, loaded_at: float) -> None:
         self.model_info.clear()

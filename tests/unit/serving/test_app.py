@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from retail_contract.metrics import PREDICTION_ROUTES
 from retail_serving.app import create_app
+from retail_serving.hotpath import PredictionRoute
 from retail_serving.model import Model
 from retail_serving.payloads import EXAMPLE
 from retail_serving.schema import FEATURE_NAMES
@@ -140,6 +142,29 @@ def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Mo
     assert 'retail_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert f'retail_model_info{{sha256="{model.sha256}",version="{model.version}"}} 1.0' in text
     assert 'retail_model_reloads_total{outcome="ok"} 1.0' in text
+
+
+def test_predictions_are_counted_by_model_version_and_predicted_class(
+    client: TestClient, model: Model
+) -> None:
+    """What a canary's prediction shift is measured from: every predicted row, whichever
+    route it came by, under the class the answer names; refused input predicts nothing."""
+    answers = [client.post("/predict", json=EXAMPLE).json()["prediction"]]
+    answers += [
+        p["prediction"]
+        for p in client.post("/predict/batch", json=[EXAMPLE] * 4).json()["predictions"]
+    ]
+    client.post("/predict", json={})  # 422: no prediction
+    text = client.get("/metrics").text
+    for name in model.classes:  # every class, at zero when never predicted
+        line = f'retail_predictions_total{{class="{name}",model_version="{model.version}"}}'
+        assert f"{line} {float(answers.count(name))}" in text
+
+
+def test_the_prediction_routes_are_the_ones_the_operator_reads(client: TestClient) -> None:
+    router = client.app.app  # type: ignore[attr-defined]  # RequestMetrics around the router
+    paths = {route.path for route in router.routes if isinstance(route, PredictionRoute)}
+    assert paths == PREDICTION_ROUTES
 
 
 def test_the_try_it_page_and_openapi_are_served(client: TestClient) -> None:

@@ -19,6 +19,8 @@ class RecordingModel:
     """Answers [x, 2x, 3x] for a row whose first value is x, and records each call's size."""
 
     calls: list[int] = field(default_factory=list)
+    version: str = "recording-1"
+    classes: tuple[str, ...] = ("Low", "Medium", "High")
 
     def predict_proba(self, matrix: Matrix) -> Probabilities:
         self.calls.append(len(matrix))
@@ -48,6 +50,22 @@ async def predict_concurrently(
             *(subject.predict_row(as_model(model), [x] + [0.0] * 7) for model, x in jobs)
         )
     )
+
+
+def test_rows_are_counted_by_predicted_class_once_per_model_call() -> None:
+    model = RecordingModel()
+    subject = engine()
+    asyncio.run(predict_concurrently(subject, [(model, 1.0)] * 5 + [(model, -1.0)] * 2))
+    subject.close()
+    counted = {
+        sample.labels["class"]: sample.value
+        for family in subject.metrics.registry.collect()
+        if family.name == "retail_predictions"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["model_version"] == "recording-1"
+    }
+    # [x, 2x, 3x]: High for x > 0, Low for x < 0; a class never predicted is there, at zero
+    assert counted == {"High": 5.0, "Low": 2.0, "Medium": 0.0}
 
 
 def test_concurrent_rows_coalesce_into_one_call_with_answers_in_place() -> None:

@@ -1,0 +1,27 @@
+"""The predictor's Prometheus metrics that the operator reads to judge a canary.
+
+The predictor exports them on ``GET /metrics``; the operator scrapes the stable and the
+canary pods and compares the two groups (``retail_operator.canary``). Names and labels are
+defined once here so the two sides cannot drift apart (prometheus_client adds ``_total`` to
+counters and ``_bucket`` to histograms when it exposes them).
+"""
+
+from __future__ import annotations
+
+# Counter: HTTP requests by route template, method and status code. A prediction request with
+# a 5xx status is a failed prediction; a 4xx is the client's input, not the model's fault.
+REQUESTS = "retail_http_requests"
+# Histogram: request latency by route template.
+LATENCY = "retail_http_request_duration_seconds"
+# Counter: rows predicted, by the model's version and the predicted (arg-max) class.
+PREDICTIONS = "retail_predictions"
+# Gauge: 1 for the model being served, labelled by its version and sha256.
+MODEL_INFO = "retail_model_info"
+
+ROUTE_LABEL = "route"
+STATUS_LABEL = "status"
+VERSION_LABEL = "model_version"
+CLASS_LABEL = "class"
+
+# The route templates that predict: their requests, failures and latency are the canary's.
+PREDICTION_ROUTES = frozenset({"/predict", "/predict/batch", "/v2/models/{name}/infer"})
