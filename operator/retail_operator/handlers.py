@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,9 @@ from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
-from retail_operator.leadership import LeaderElection, Timing
+from retail_operator.leadership import LeaderElection, Timing, identity
+from retail_operator.podmetrics import PodMetrics, parse_networks
+from retail_operator.progressive import CanaryRollout
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from retail_operator.scheduler import Scheduler
@@ -43,11 +42,6 @@ def _lease_namespace(config: OperatorSettings) -> str:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     except OSError:
         return "default"
-
-
-def _identity() -> str:
-    """Unique per process: the pod's name (or host) and a random suffix, as client-go does."""
-    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -79,11 +73,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.networking.request_timeout = 60
     kube = KubeApi(await load_configuration())
     events = EventPoster(kube)
+    pods = PodMetrics(kube, networks=parse_networks(config.scrape_networks))
     reconciler = Reconciler(
         kube=kube,
         images=ImageInspector(tag_ttl=config.tag_ttl_seconds, scan_ttl=config.scan_ttl_seconds),
         models=ModelInspector(ttl=config.model_ttl_seconds),
         emit=events,
+        canary=CanaryRollout(kube, pods, events, poll_seconds=config.pending_seconds),
         pending_seconds=config.pending_seconds,
     )
     election: LeaderElection | None = None
@@ -92,7 +88,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             kube,
             namespace=_lease_namespace(config),
             name=config.lease_name,
-            identity=_identity(),
+            identity=identity(),
             timing=Timing(
                 config.lease_duration_seconds,
                 config.renew_deadline_seconds,
@@ -107,6 +103,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     memo.election = election
     memo.kube = kube
+    memo.pods = pods
     memo.events = events
     memo.reconciler = reconciler
     memo.scheduler = scheduler
@@ -135,6 +132,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         memo.election_task.cancel()  # releases the Lease if held
         await asyncio.gather(memo.election_task, return_exceptions=True)
     await memo.events.drain()
+    await memo.pods.close()
     await memo.kube.close()
 
 
@@ -187,7 +185,7 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
         return
     live = None if type == "DELETED" else dict(body)
     try:
-        status = await memo.reconciler.child_changed(parent, kind, live)
+        status = await memo.reconciler.child_changed(parent, kind, body.metadata["name"], live)
     except OperatorError as error:
         logger.warning("%s/%s: %s; the next resync will retry", *key, error)
         scheduler.schedule(key, 5.0)

@@ -17,8 +17,12 @@ releases the lease so its successor need not wait.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +33,14 @@ from retail_operator.errors import AccessDenied, OperatorError
 logger = logging.getLogger(__name__)
 
 API_VERSION = "coordination.k8s.io/v1"
+
+
+@functools.cache
+def identity() -> str:
+    """This process's name, in the Lease and to kopf: the pod's name (or the host's) and a
+    random suffix, as client-go does. Never the OS user name: the images run as a numeric UID
+    with no passwd entry."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 class LeaseStore(Protocol):

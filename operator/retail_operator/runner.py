@@ -10,8 +10,10 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+from kopf._core.engines.peering import Identity
 
 from retail_operator import metrics
+from retail_operator.leadership import identity
 from retail_operator.settings import OperatorSettings
 
 
@@ -33,6 +35,9 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
     async def operate() -> None:
         memo.stop_flag = asyncio.Event()  # set by the handlers when leadership is lost
         await kopf.operator(
+            # kopf's default identity asks the OS for a user name, which the image's numeric
+            # UID does not have. (kopf exports no name for its Identity NewType of str.)
+            identity=Identity(identity()),
             standalone=True,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
