@@ -143,7 +143,19 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
         "required": True,
         "schema": {"type": "string", "enum": [context.settings.model_name]},
     }
+    # The router tries routes in order, about 2 µs each: the v2 route first, as the slower of
+    # the two single-row routes (it decodes a whole v2 request).
     return [
+        PredictionRoute(
+            "/v2/models/{name}/infer",
+            v2_infer,
+            context,
+            summary="Open Inference Protocol inference",
+            request_schema=oip.REQUEST_SCHEMA,
+            response_type=oip.InferResponse,
+            responses=http.UNKNOWN_MODEL,
+            parameters=[model_name],
+        ),
         PredictionRoute(
             "/predict",
             predict,
@@ -159,15 +171,5 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
             summary="Predict many baskets in one vectorised model call",
             request_schema=batch_schema,
             response_type=BatchPrediction,
-        ),
-        PredictionRoute(
-            "/v2/models/{name}/infer",
-            v2_infer,
-            context,
-            summary="Open Inference Protocol inference",
-            request_schema=oip.REQUEST_SCHEMA,
-            response_type=oip.InferResponse,
-            responses=http.UNKNOWN_MODEL,
-            parameters=[model_name],
         ),
     ]
