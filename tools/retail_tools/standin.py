@@ -2,8 +2,9 @@
 and the benchmarks, with the things ECR does on its own that moto must be told: register an
 image like ``docker push`` and finish a scan with chosen findings.
 
-Either way it serves real HTTP on loopback, so the operator and the predictor reach it as they
-would reach AWS. By default the server runs in this process (``ThreadedMotoServer``), which
+Either way it serves real HTTP, on loopback by default, so the operator and the predictor reach
+it as they would reach AWS; ``host`` binds it to another local address instead (the real
+node's bridge gateway, so pods reach it too). By default the server runs in this process (``ThreadedMotoServer``), which
 lets ``set_scan`` replace the scan result moto keeps per image (moto gives each query one
 static result for good). ``own_process=True`` runs ``moto_server`` as a child process instead,
 for callers that measure it apart (the benchmarks) or share one server across a test session;
@@ -51,10 +52,16 @@ def stand_in_env(endpoint: str) -> dict[str, str]:
 
 class AwsStandIn:
     def __init__(
-        self, port: int | None = None, *, own_process: bool = False, log: Path | None = None
+        self,
+        port: int | None = None,
+        *,
+        own_process: bool = False,
+        log: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.endpoint = f"http://{host}:{self.port}"
         self._own_process = own_process
         self._log = log  # where a child server writes (own_process only); default: discarded
         self._process: subprocess.Popen[bytes] | None = None
@@ -73,14 +80,14 @@ class AwsStandIn:
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
-            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             self._server.start()
         return self
 
     def _spawn(self) -> None:
         output = self._log.open("wb") if self._log else subprocess.DEVNULL
         self._process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1"]
+            [str(Path(sys.executable).with_name("moto_server")), "-H", self.host]
             + ["-p", str(self.port)],
             stdout=output,
             stderr=subprocess.STDOUT,
