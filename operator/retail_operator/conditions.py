@@ -17,9 +17,17 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 IMAGE_SCAN_PASSED = "ImageScanPassed"  # the spec's image may roll out
 RUNNING_IMAGE_COMPLIANT = "RunningImageCompliant"  # the image that runs still passes the policy
 MODEL_AVAILABLE = "ModelAvailable"
+MODEL_ROLLED_OUT = "ModelRolledOut"  # a canary rollout's state; its own Events (progressive)
 AVAILABLE = "Available"
 READY = "Ready"
-ORDER = (IMAGE_SCAN_PASSED, RUNNING_IMAGE_COMPLIANT, MODEL_AVAILABLE, AVAILABLE, READY)
+ORDER = (
+    IMAGE_SCAN_PASSED,
+    RUNNING_IMAGE_COMPLIANT,
+    MODEL_AVAILABLE,
+    MODEL_ROLLED_OUT,
+    AVAILABLE,
+    READY,
+)
 # Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
 PROGRESS_REASONS = frozenset(
     {"RolloutPending", "RolloutInProgress", "ScanInProgress", "ScanPending"}
@@ -99,10 +107,10 @@ def announcements(existing: Iterable[Condition], merged: Iterable[Condition]) ->
     condition. Each Event is an API write: five per RetailModel took about a quarter of the
     control plane's CPU while a thousand rolled out (bench/RESULTS.md).
     """
-    announced = []
+    announced = []  # ModelRolledOut's transitions carry figures: progressive posts its own
     for changed in transitions(existing, merged):
         good = changed["status"] == "True"
-        if changed["type"] == AVAILABLE or (good and changed["type"] != READY):
+        if changed["type"] in (AVAILABLE, MODEL_ROLLED_OUT) or (good and changed["type"] != READY):
             continue
         kind: Literal["Normal", "Warning"] = (
             "Normal" if good or changed["reason"] in PROGRESS_REASONS else "Warning"

@@ -30,10 +30,13 @@ logger = logging.getLogger(__name__)
 FIELD_MANAGER = "retail-operator"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+# A 404 answers these: nothing to read, or nothing left to delete.
+_ABSENT_IS_AN_ANSWER = frozenset({"GET", "DELETE"})
 
 _PATHS = {
     ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps/{name}",
     ("v1", "Service"): "/api/v1/namespaces/{namespace}/services/{name}",
+    ("v1", "Pod"): "/api/v1/namespaces/{namespace}/pods/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
     (
         "mlops.retail.io/v1alpha1",
@@ -95,6 +98,8 @@ class KubeApi:
             response = await self._client.call_api(*serialized, _request_timeout=30)
             data = await response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
+            if error.status == 404 and method in _ABSENT_IS_AN_ANSWER:
+                return None
             raise _translate(error.status, error.body or str(error.reason), path) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise TemporaryError(
@@ -102,7 +107,7 @@ class KubeApi:
                 reason="ApiUnavailable",
                 retry_after=3,
             ) from None
-        if response.status == 404 and method == "GET":
+        if response.status == 404 and method in _ABSENT_IS_AN_ANSWER:
             return None
         if not 200 <= response.status < 300:
             raise _translate(response.status, data.decode(errors="replace"), path)
@@ -111,6 +116,22 @@ class KubeApi:
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         return await self._request("GET", object_path(api_version, kind, namespace, name))
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        """The objects of one kind in a namespace matching a label selector."""
+        path = object_path(api_version, kind, namespace, "").rstrip("/")
+        found = await self._request("GET", path, query=[("labelSelector", selector)])
+        return list((found or {}).get("items", []))
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete an object (its dependents in the background); one already gone is fine."""
+        await self._request(
+            "DELETE",
+            object_path(api_version, kind, namespace, name),
+            body={"propagationPolicy": "Background"},
+        )
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, taking over conflicting fields."""

@@ -1,9 +1,11 @@
 """One reconcile of one RetailModel: check, decide, apply, report.
 
 ``Reconciler.reconcile`` runs the whole loop: resolve and judge the image (ECR), find the model
-(S3), choose what the children should run (``rollout``), server-side apply them (``kube``),
-and write the status and Events. ``Reconciler.child_changed`` is the cheap path taken when a
-child changes: revert drift on that child and refresh availability, with no AWS calls.
+(S3), choose what the children should run (``rollout``; under the Canary strategy, which model
+version the stable pods keep and whether a candidate runs beside them: ``progressive``),
+server-side apply them (``kube``), and write the status and Events.
+``Reconciler.child_changed`` is the cheap path taken when a child changes: revert drift on
+that child and refresh availability, with no AWS calls.
 Reconciles of one RetailModel never overlap (a lock per object); different ones run
 concurrently.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from retail_operator.aws.objects import ModelInspector
 from retail_operator.errors import OperatorError, TemporaryError
 from retail_operator.facts import DeploymentState, ModelObject, ScanReport
 from retail_operator.kube import KubeApi
+from retail_operator.progressive import CanaryRollout, EventSink
 from retail_operator.rendering import Owner, Target
 from retail_operator.scanpolicy import ImageDecision, evaluate_scan
 from retail_operator.spec import ImageRef, ModelSpec, RetailModelSpec
@@ -32,9 +35,6 @@ logger = logging.getLogger(__name__)
 
 # Exceptions ending within this are counted on /metrics (retail_operator_scan_exceptions_expiring).
 EXPIRY_WARNING = timedelta(days=7)
-
-# (involved object body, event type, reason, message)
-EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class Reconciler:
     images: ImageInspector
     models: ModelInspector
     emit: EventSink
+    canary: CanaryRollout
     pending_seconds: float = 5.0
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
@@ -104,6 +105,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
+        self.canary.forget((namespace, name))
         metrics.blocked_images.forget((namespace, name))
         metrics.expiring_exceptions.forget((namespace, name))
 
@@ -128,6 +130,15 @@ class Reconciler:
         if previous is None and not (image.passed and model.passed):
             previous = await self._live_target(subject.owner)
         target = rollout.choose_target(desired, image, model, previous)
+        step = None
+        follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
+        if follows_canary and target is not None and model_object is not None and model.passed:
+            step = await self.canary.step(
+                body, subject.owner, subject.generation, spec, target, model_object, subject.status
+            )
+            target = step.stable
+        elif not follows_canary and "rollout" in subject.status:
+            await self.canary.clear(subject.owner, subject.status["rollout"])
         running = await self._check_running(subject, target, desired, decision)
 
         deployment: DeploymentState | None = None
@@ -143,6 +154,10 @@ class Reconciler:
             replicas=spec.replicas,
             running=running,
         )
+        if step is not None:
+            verdicts.append(step.verdict)
+        elif follows_canary and (held := _held_condition(subject.status)) is not None:
+            verdicts.append(held)  # nothing new to judge by (a check failed): keep saying it
         status: dict[str, Any] = {
             "image": {
                 "tag": spec.image.tag,
@@ -158,6 +173,10 @@ class Reconciler:
                 "sha256": model_object.sha256 if model_object else "",
             },
         }
+        if step is not None:
+            status["rollout"] = step.status
+        elif follows_canary and "rollout" in subject.status:
+            status["rollout"] = subject.status["rollout"]
         if target is not None:
             status["deployedImage"] = target.image
             status["deployedModel"] = target.model.model_dump(by_alias=True)
@@ -168,7 +187,7 @@ class Reconciler:
                 body, "Warning", "ExceptionExpired", scanpolicy.expired_note(decision.expired)
             )
         written = await self._write_status(body, subject, verdicts, status, subject.generation)
-        retry = [c.retry_after for c in (image, model) if c.retry_after is not None]
+        retry = [c.retry_after for c in (image, model, step) if c and c.retry_after is not None]
         return Outcome(written, min(retry) if retry else None)
 
     async def _apply_children(
@@ -260,7 +279,7 @@ class Reconciler:
         return Target(image=image, model=ModelSpec.from_source(source)) if image else None
 
     async def child_changed(
-        self, body: Mapping[str, Any], kind: str, live: Mapping[str, Any] | None
+        self, body: Mapping[str, Any], kind: str, name: str, live: Mapping[str, Any] | None
     ) -> dict[str, Any] | None:
         """A child changed or vanished: put back what we own and refresh availability."""
         subject = _Subject.parse(body)
@@ -269,10 +288,15 @@ class Reconciler:
             if target is None:
                 return None  # nothing rolled out yet: the RetailModel's own reconcile decides
             wanted = next(
-                m
-                for m in rendering.render_children(subject.spec, subject.owner, target)
-                if m["kind"] == kind
+                (
+                    m
+                    for m in rendering.render_children(subject.spec, subject.owner, target)
+                    if m["kind"] == kind and m["metadata"]["name"] == name
+                ),
+                None,
             )
+            if wanted is None:
+                return None  # a canary child: the full reconcile's canary step looks after it
             if live is None or not rendering.is_subset(wanted, live):
                 live = await self.kube.apply(wanted)
                 self.emit(
@@ -300,6 +324,9 @@ class Reconciler:
                 replicas=subject.spec.replicas,
                 running=running,
             )
+            held = _held_condition(subject.status)
+            if held is not None:
+                verdicts.append(held)
             status = {k: v for k, v in subject.status.items() if k != "conditions"}
             # Only the full reconcile may claim a new generation as observed: this path has
             # looked at nothing but the child, so it speaks for the generation last reconciled.
@@ -337,6 +364,17 @@ def _was_blocked(status: Mapping[str, Any]) -> bool:
         and c.get("reason") == "VulnerabilitiesFound"
         for c in status.get("conditions", [])
     )
+
+
+def _held_condition(status: Mapping[str, Any]) -> conditions.Verdict | None:
+    """The ModelRolledOut condition as last written, to carry through a reconcile that could
+    not take a canary step."""
+    for condition in status.get("conditions", []):
+        if condition.get("type") == conditions.MODEL_ROLLED_OUT:
+            return conditions.Verdict(
+                condition["type"], condition["status"], condition["reason"], condition["message"]
+            )
+    return None
 
 
 def _check_from_condition(condition: Mapping[str, Any] | None) -> rollout.Check:

@@ -8,6 +8,13 @@ uses for its own tracking.
 
 A change of model changes only the ConfigMap, which the pods read as a mounted file on every
 poll: the pod template does not change, so no pod restarts; the predictor hot-reloads.
+
+With a canary rollout (``spec.rollout.strategy: Canary``) a second Deployment,
+``<name>-canary``, runs the same image with its own ConfigMap, ``<name>-model-canary``,
+pinned to the candidate model version. Its pods carry the labels the Service selects, so
+traffic splits between the groups in proportion to their pods; ``TRACK_LABEL`` tells them
+apart (``stable`` pods get it only under the Canary strategy, so an Immediate RetailModel's
+pod template stays what it always was).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ VERSION = "v1alpha1"
 PLURAL = "retailmodels"
 KIND = "RetailModel"
 OWNER_LABEL = f"{GROUP}/retailmodel"
+TRACK_LABEL = f"{GROUP}/track"
+STABLE = "stable"
+CANARY = "canary"
 MANAGED_BY = "retail-operator"
 PREDICTOR_PORT = 8080
 # Graceful shutdown, so a rolling update fails no request: on deletion the pod leaves the
@@ -63,6 +73,32 @@ class Target:
     model: ModelSpec
 
 
+@dataclass(frozen=True)
+class Track:
+    """One group of predictor pods: the stable Deployment or the canary beside it."""
+
+    name: str  # "" for the stable group under the Immediate strategy (no track label)
+    suffix: str  # of the Deployment's and the ConfigMap's names
+
+    def deployment_name(self, owner: Owner) -> str:
+        return owner.name + self.suffix
+
+    def config_map_name(self, owner: Owner) -> str:
+        return f"{owner.name}-model{self.suffix}"
+
+    def pod_labels(self, owner: Owner) -> dict[str, str]:
+        return {**labels(owner), TRACK_LABEL: self.name} if self.name else labels(owner)
+
+    def selector(self, owner: Owner) -> dict[str, str]:
+        # The stable Deployment's selector predates tracks and is immutable: it stays as it was.
+        return {**selector(owner), TRACK_LABEL: CANARY} if self.name == CANARY else selector(owner)
+
+
+UNTRACKED = Track("", "")
+STABLE_TRACK = Track(STABLE, "")
+CANARY_TRACK = Track(CANARY, "-canary")
+
+
 def labels(owner: Owner) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "retail-predictor",
@@ -77,7 +113,11 @@ def selector(owner: Owner) -> dict[str, str]:
 
 
 def config_map_name(owner: Owner) -> str:
-    return f"{owner.name}-model"
+    return UNTRACKED.config_map_name(owner)
+
+
+def stable_track(spec: RetailModelSpec) -> Track:
+    return STABLE_TRACK if spec.rollout.canary_enabled else UNTRACKED
 
 
 def _metadata(owner: Owner, name: str) -> dict[str, Any]:
@@ -89,11 +129,11 @@ def _metadata(owner: Owner, name: str) -> dict[str, Any]:
     }
 
 
-def render_config_map(owner: Owner, target: Target) -> Manifest:
+def render_config_map(owner: Owner, target: Target, track: Track = UNTRACKED) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(owner, config_map_name(owner)),
+        "metadata": _metadata(owner, track.config_map_name(owner)),
         "data": {MODEL_SOURCE_FILE: target.model.source().to_json()},
     }
 
@@ -120,7 +160,6 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -143,7 +182,12 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
     return container
 
 
-def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Manifest:
+def render_deployment(
+    spec: RetailModelSpec, owner: Owner, target: Target, track: Track | None = None
+) -> Manifest:
+    """The stable Deployment (``track`` None: as the spec's strategy implies) or the canary."""
+    track = track or stable_track(spec)
+    replicas = spec.rollout.canary.replicas if track is CANARY_TRACK else spec.replicas
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -156,7 +200,7 @@ def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Ma
         },
         "containers": [_container(spec, owner, target)],
         "volumes": [
-            {"name": "model-source", "configMap": {"name": config_map_name(owner)}},
+            {"name": "model-source", "configMap": {"name": track.config_map_name(owner)}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
     }
@@ -169,17 +213,17 @@ def render_deployment(spec: RetailModelSpec, owner: Owner, target: Target) -> Ma
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(owner, owner.name),
+        "metadata": _metadata(owner, track.deployment_name(owner)),
         "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": selector(owner)},
+            "replicas": replicas,
+            "selector": {"matchLabels": track.selector(owner)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": {
                 "metadata": {
-                    "labels": labels(owner),
+                    "labels": track.pod_labels(owner),
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PREDICTOR_PORT),
@@ -208,9 +252,17 @@ def render_service(owner: Owner) -> Manifest:
 def render_children(spec: RetailModelSpec, owner: Owner, target: Target) -> list[Manifest]:
     """Every child, in the order to apply them (the ConfigMap before the pods that mount it)."""
     return [
-        render_config_map(owner, target),
+        render_config_map(owner, target, stable_track(spec)),
         render_deployment(spec, owner, target),
         render_service(owner),
+    ]
+
+
+def render_canary(spec: RetailModelSpec, owner: Owner, target: Target) -> list[Manifest]:
+    """The canary's ConfigMap (pinned to the candidate) and Deployment, in the order to apply."""
+    return [
+        render_config_map(owner, target, CANARY_TRACK),
+        render_deployment(spec, owner, target, CANARY_TRACK),
     ]
 
 

@@ -35,3 +35,8 @@ class OperatorSettings(BaseSettings):
     lease_duration_seconds: float = Field(15.0, gt=0, description="How long a lease is held.")
     renew_deadline_seconds: float = Field(10.0, gt=0, description="Give up leading after this.")
     retry_period_seconds: float = Field(2.0, gt=0, description="How often to renew or try.")
+    scrape_networks: str = Field(
+        "",
+        description="CIDRs (comma-separated) whose pod IPs the canary analysis may read "
+        "/metrics from; empty: any pod IP.",
+    )

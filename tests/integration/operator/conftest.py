@@ -26,6 +26,7 @@ from retail_tools.standin import AwsStandIn
 ROOT = Path(__file__).resolve().parents[3]
 REPOSITORY = "mlops/retail-api"
 BUCKET = "retail-models"
+REAL_NODE_POD_CIDR = "10.244.0.0/24"  # the real node's pods (retail_tools.cluster.config)
 
 
 @dataclass
@@ -118,6 +119,9 @@ def operator(
         "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
         "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
         "RETAIL_OPERATOR_LEASE_NAME": "retail-operator-tests",
+        # Canary analysis reads pods' /metrics by pod IP: only the real node's bridge. kwok's
+        # fake pods have addresses that exist nowhere; reading them would leave the machine.
+        "RETAIL_OPERATOR_SCRAPE_NETWORKS": REAL_NODE_POD_CIDR,
     }
     process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log", port)
     process.start()

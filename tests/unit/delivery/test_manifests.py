@@ -11,9 +11,11 @@ from tests.unit.delivery.manifests import find, render
 OPERATOR_RULES = {
     ("mlops.retail.io", "retailmodels"): {"get", "list", "watch", "patch"},
     ("mlops.retail.io", "retailmodels/status"): {"get", "patch", "update"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    # delete: the canary Deployment and ConfigMap when a canary ends
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"get", "list"},  # the canary analysis reads pods' /metrics by pod IP
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "namespaces"): {"list", "watch"},
