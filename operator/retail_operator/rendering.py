@@ -160,6 +160,7 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
