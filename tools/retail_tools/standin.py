@@ -2,14 +2,15 @@
 and the benchmarks, with the things ECR does on its own that moto must be told: register an
 image like ``docker push`` and finish a scan with chosen findings.
 
-Either way it serves real HTTP, on loopback by default, so the operator and the predictor reach
-it as they would reach AWS; ``host`` binds it to another local address instead (the real
-node's bridge gateway, so pods reach it too). By default the server runs in this process (``ThreadedMotoServer``), which
-lets ``set_scan`` replace the scan result moto keeps per image (moto gives each query one
-static result for good). ``own_process=True`` runs ``moto_server`` as a child process instead,
-for callers that measure it apart (the benchmarks) or share one server across a test session;
-there only ``queue_scan_result`` (moto's HTTP API) steers scans. Needs the development
-dependencies (moto), which ``make demo`` and ``make test`` install.
+It serves real HTTP, on loopback by default, so the operator and the predictor reach it as
+they would reach AWS; ``host`` binds it to another local address instead (the real node's
+bridge gateway, so pods reach it too). By default the server runs in this process
+(``ThreadedMotoServer``), which lets ``set_scan`` replace the scan result moto keeps per image
+(moto gives each query one static result for good). ``own_process=True`` runs
+``moto_server`` as a child process instead, for callers that measure it apart (the benchmarks)
+or share one server across a test session; there only ``queue_scan_result`` (moto's HTTP API)
+steers scans. Needs the development dependencies (moto), which ``make demo`` and ``make test``
+install.
 """
 
 from __future__ import annotations
