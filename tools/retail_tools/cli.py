@@ -18,6 +18,7 @@ from typing import Annotated
 import click
 import typer
 
+from retail_tools.argocd.cli import app as argocd_app
 from retail_tools.cluster.cli import app as cluster_app
 from retail_tools.ecr.cli import ecr_app
 from retail_tools.images.cli import image_app
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(ecr_app, name="ecr")
 app.add_typer(image_app, name="image")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(argocd_app, name="argocd")
 app.add_typer(model_app, name="model")
 register_model_commands(app)
 
