@@ -26,8 +26,8 @@ IMAGE_PACKAGES := podman buildah debootstrap
 HOST_PACKAGES := $(NODE_PACKAGES) $(IMAGE_PACKAGES)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv lint audit typecheck unit host-packages controlplane images test soak demo \
-	clean bench
+.PHONY: help venv lint audit typecheck unit host-packages controlplane argocd images test soak \
+	demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,7 +73,7 @@ audit: venv ## pip-audit: a known vulnerability in any locked dependency fails t
 typecheck: venv ## mypy --strict
 	$(BIN)/mypy
 
-unit: venv $(KUSTOMIZE) ## unit tests only (no cluster, no AWS stand-in)
+unit: venv $(KUSTOMIZE) argocd ## unit tests only (no cluster, no AWS stand-in; Argo CD's engine judges the health check)
 	$(BIN)/pytest tests/unit
 
 host-packages: ## install the Debian packages the real node and the images need (only missing ones)
@@ -89,12 +89,16 @@ host-packages: ## install the Debian packages the real node and the images need 
 controlplane: venv host-packages ## build (or reuse, cached by version) etcd, Kubernetes, kubelet and kwok from the Go proxy
 	$(BIN)/retailctl cluster build
 
+# Argo CD's repo-server runs $(KUSTOMIZE) (so synced overlays build as `make lint` builds them).
+argocd: venv $(KUSTOMIZE) ## build (or reuse, cached by version) Argo CD's binary from the Go proxy
+	$(BIN)/retailctl argocd build
+
 images: venv host-packages ## build both images with podman (cached), and crane for the local registry
 	$(BIN)/retailctl image registry build
 	$(BIN)/retailctl image build serving
 	$(BIN)/retailctl image build operator
 
-test: lint typecheck controlplane images ## every check: lint, types and the whole test suite
+test: lint typecheck controlplane argocd images ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)

@@ -1,12 +1,15 @@
 -- Argo CD health check for mlops.retail.io/RetailModel (argocd-cm key
 -- resource.customizations.health.mlops.retail.io_RetailModel; embedded by argocd-cm-health.yaml).
 --
--- Progressing: no status yet, the operator has not observed the latest generation, or a scan /
---              rollout is under way.
+-- Progressing: no status yet, the operator has not observed the latest generation, a scan is
+--              pending or running, AWS could not answer (the check is retried), a rollout is
+--              under way, or a model canary is being analysed (even while Ready is True: the
+--              stable pods serve, the candidate is not promoted yet).
 -- Degraded:    the running image has findings the policy blocks (RunningImageCompliant=False:
 --              it keeps serving, someone must act), the spec's image is blocked by its scan,
---              the model cannot be used, or the rollout failed.
--- Healthy:     Ready=True for the current generation.
+--              the model cannot be used, the rollout failed, or a model canary was rolled back.
+--              A blocking reason on Ready alone is enough: Ready is the operator's summary.
+-- Healthy:     Ready=True for the current generation, no canary under analysis.
 local hs = {}
 
 local function condition(conditionType)
@@ -61,17 +64,24 @@ if running ~= nil and running.status == "False" then
   return hs
 end
 
+local function blocks(c, reasons)
+  return c ~= nil and c.status == "False" and reasons[c.reason] == true
+end
+
+local ready = condition("Ready")
 local scan = condition("ImageScanPassed")
-if scan ~= nil and scan.status == "False" and blockingScanReasons[scan.reason] then
+if blocks(scan, blockingScanReasons) or blocks(ready, blockingScanReasons) then
+  local why = blocks(scan, blockingScanReasons) and scan or ready
   hs.status = "Degraded"
-  hs.message = "Image blocked: " .. describe(scan, "ImageScanPassed is False")
+  hs.message = "Image blocked: " .. describe(why, "ImageScanPassed is False")
   return hs
 end
 
 local model = condition("ModelAvailable")
-if model ~= nil and model.status == "False" and blockingModelReasons[model.reason] then
+if blocks(model, blockingModelReasons) or blocks(ready, blockingModelReasons) then
+  local why = blocks(model, blockingModelReasons) and model or ready
   hs.status = "Degraded"
-  hs.message = "Model unavailable: " .. describe(model, "ModelAvailable is False")
+  hs.message = "Model unavailable: " .. describe(why, "ModelAvailable is False")
   return hs
 end
 
@@ -82,7 +92,31 @@ if available ~= nil and available.status == "False" and failedRolloutReasons[ava
   return hs
 end
 
-local ready = condition("Ready")
+-- The model canary: status.rollout.phase, and the ModelRolledOut condition when there is one.
+local canary = condition("ModelRolledOut")
+local phase = obj.status.rollout ~= nil and obj.status.rollout.phase or nil
+local figures = obj.status.rollout ~= nil and obj.status.rollout.figures or nil
+local summary = figures ~= nil and figures.summary or nil
+local function canaryText(fallback)
+  if canary ~= nil then
+    return describe(canary, fallback)
+  end
+  if summary ~= nil and summary ~= "" then
+    return fallback .. ": " .. summary
+  end
+  return fallback
+end
+if phase == "RolledBack" or (canary ~= nil and canary.status == "False" and canary.reason == "RolledBack") then
+  hs.status = "Degraded"
+  hs.message = "Model canary rolled back: " .. canaryText("RolledBack")
+  return hs
+end
+if phase == "Analyzing" or (canary ~= nil and canary.reason == "Analyzing") then
+  hs.status = "Progressing"
+  hs.message = "Model canary under analysis: " .. canaryText("Analyzing")
+  return hs
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
