@@ -188,5 +188,7 @@ class _Builder:
         if result.returncode != 0:
             error = (result.stderr.strip() or result.stdout.strip()).splitlines()
             detail = error[-1] if error else "no output"
+            if result.stdout.startswith("{"):  # `go mod download -json` reports in its JSON
+                detail = " ".join(json.loads(result.stdout).get("Error", detail).split())
             raise BuildError(f"{step}: `go {args[0]}` failed ({detail}); see {self.log_path}")
         return result.stdout
