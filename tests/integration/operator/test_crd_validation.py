@@ -58,6 +58,24 @@ MALFORMED = [
     ("spec.scanPolicy", {"ignoreCVEs": "CVE-1"}, "spec.scanPolicy.ignoreCVEs"),
     ("spec.resources", {"limits": {"cpu": "lots"}}, "spec.resources.limits.cpu"),
     ("spec.serviceAccountName", "Not_A_Name", "spec.serviceAccountName"),
+    (
+        "spec.scanPolicy",
+        {"exceptions": [{"id": "CVE-2026-1", "expires": "2027-01-01T00:00:00Z"}]},
+        "spec.scanPolicy.exceptions[0].reason: Required value",
+    ),
+    (
+        "spec.scanPolicy",
+        {"exceptions": [{"id": "CVE-2026-1", "reason": "no fix yet"}]},
+        "spec.scanPolicy.exceptions[0].expires: Required value",
+    ),
+    (
+        "spec.scanPolicy",
+        {"exceptions": [{"id": "CVE-2026-1", "reason": "no fix yet", "expires": "next week"}]},
+        "spec.scanPolicy.exceptions[0].expires",
+    ),
+    ("spec.nodeSelector", {"pool": 7}, "spec.nodeSelector.pool"),
+    ("spec.tolerations", [{"key": "k", "operator": "Maybe"}], "spec.tolerations[0].operator"),
+    ("spec.envFrom", [{"secretRef": {}}], "spec.envFrom[0].secretRef.name: Required value"),
     ("spec.rollout", {"strategy": "BlueGreen"}, "spec.rollout.strategy"),
     ("spec.rollout", {"canary": {"replicas": 0}}, "spec.rollout.canary.replicas"),
     *[
