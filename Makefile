@@ -104,7 +104,7 @@ test: lint typecheck controlplane argocd images ## every check: lint, types and 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
 	$(BIN)/pytest -m soak -s tests/integration/serving
 
-demo: venv controlplane ## the whole story on the local default (control plane, moto, operator, predictor)
+demo: venv controlplane images $(KUSTOMIZE) ## the whole story on real pods (images, the operator in-cluster, reload, refusal, rollout)
 	$(BIN)/retailctl demo
 
 bench: venv controlplane ## side-by-side benchmarks (about 30 min) → bench/RESULTS.md and charts

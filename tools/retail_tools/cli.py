@@ -95,10 +95,12 @@ def demo(
         Path | None, typer.Option(help="Where models and logs go (default: ./.demo).")
     ] = None,
 ) -> None:
-    """Run the whole story locally, step by step, then shut down.
+    """Run the whole story on the local cluster's real pods, step by step, then clean up.
 
-    Control plane, AWS stand-in, ECR as code, training, the operator, a RetailModel, a
-    predictor, a hot reload and a refused image.
+    The cluster and its real node, the AWS stand-in, ECR as code, both images built, pushed and
+    scanned, a trained model, the operator in-cluster, a RetailModel's pods, predictions, a hot
+    reload, a refused image and a rolled-out one under load (failed requests counted), events
+    and logs.
     """
     from retail_tools.demo import run_demo
 

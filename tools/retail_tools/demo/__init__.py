@@ -1,15 +1,16 @@
-"""``retailctl demo``: the whole story on this machine, step by step, then a clean shutdown.
+"""``retailctl demo``: the whole story on this machine's real pods, step by step, then a clean
+shutdown.
 
-Every step runs the same commands a team would run (``retailctl …``, ``kubectl …``) against
-the real local control plane and moto's server standing in for ECR and S3. Pods are played by
-kwok, so the demo also runs one predictor process locally to show predictions and a hot
-reload. Whatever the demo starts, it stops, even when a step fails.
+Every step runs the same commands a team would run (``retailctl …``, ``podman …``, ``kubectl
+…``) against the local cluster's real node and moto's server standing in for ECR and S3: the
+images are built and pushed here, the operator runs in-cluster from its image, and the
+predictor pods it rolls out serve the load, reloads and rollouts the demo shows. Whatever the
+demo starts or applies, it stops or deletes, even when a step fails.
 
-``context`` holds what the steps share (the ``Demo`` object: environment, processes started,
-values one step leaves for the next, how commands are run and shown); ``steps`` holds one small
-function per step and ``STORY``, the list ``run_demo`` walks. To run the story elsewhere (say,
-on a real node), swap or replace entries of that list; each step reads and writes only the
-context.
+``context`` holds what the steps share (the ``Demo`` object: environment, what was started and
+applied, values one step leaves for the next, figures measured, how commands are run and
+shown); ``groundwork`` and ``rollouts`` hold one small function per step; ``steps`` holds
+``STORY``, the list ``run_demo`` walks, and ``TEARDOWN``.
 """
 
 from retail_tools.demo.steps import STORY, TEARDOWN, Step, run_demo

@@ -1,8 +1,9 @@
 """What the demo's steps share: the ``Demo`` context and the few helpers every step uses.
 
-``Demo`` carries the environment the commands run in, what was started (to stop it at the
-end), and the values one step leaves for the next (the image tag and digest, the model URI,
-the predictor's address). Commands are shown as the reader would type them.
+``Demo`` carries the environment the commands run in, what the demo started (to stop it at the
+end), the values one step leaves for the next (image tags and digests, the model URI, the
+NodePort), and the figures measured on the way (each step's duration, each load's report).
+Commands are shown as the reader would type them, and their output as they would see it.
 """
 
 from __future__ import annotations
@@ -10,21 +11,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.panel import Panel
 
+from retail_tools.load import LoadReport
+from retail_tools.onnode import OnNode
 from retail_tools.standin import AwsStandIn
 
 console = Console(highlight=False)
+
+# The names the story uses (those of deploy/samples and deploy/ecr).
+NAMESPACE = "retail"
+NAME = "price-sensitivity"
+BUCKET = "mlops-retail-forecast-models"
+MODEL_KEY = "models/retail-price-sensitivity/model.ubj"
 
 
 class DemoError(RuntimeError):
@@ -40,7 +51,8 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
     return json.loads(payload) if payload else None
 
 
-def wait(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
+def wait(what: str, probe: Callable[[], Any], timeout: float = 240) -> Any:
+    """Poll ``probe`` until it returns something true; that value. A spinner meanwhile."""
     deadline = time.monotonic() + timeout
     with console.status(f"waiting for {what}…"):
         while time.monotonic() < deadline:
@@ -57,15 +69,20 @@ class Demo:
     workdir: Path
     retailctl: str = field(default_factory=lambda: str(Path(sys.executable).with_name("retailctl")))
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     cluster_started: bool = False
+    registry_started: bool = False
     aws: AwsStandIn | None = None
+    on_node: OnNode | None = None
     step_number: int = 0
     # Left by one step for the next ones.
-    image_tag: str = ""
-    good_digest: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # image ("serving") → tag as built
+    digests: dict[str, str] = field(default_factory=dict)  # "serving:<tag>" → digest pushed
     model_uri: str = ""
-    predictor_url: str = ""
+    port: int = 0  # the NodePort on 127.0.0.1 in front of the predictor pods
+    applied: list[tuple[str, str]] = field(default_factory=list)  # (kind/name, namespace)
+    # Measured on the way, summed up at the end.
+    durations: list[tuple[str, float]] = field(default_factory=list)
+    loads: dict[str, LoadReport] = field(default_factory=dict)
 
     @property
     def stand_in(self) -> AwsStandIn:
@@ -73,36 +90,62 @@ class Demo:
             raise DemoError("the AWS stand-in is not running (its step did not run)")
         return self.aws
 
+    @property
+    def node(self) -> OnNode:
+        if self.on_node is None:
+            raise DemoError("the real node is not set up (the AWS stand-in step did not run)")
+        return self.on_node
+
     # -- presentation -----------------------------------------------------------------------
     def step(self, title: str, why: str) -> None:
         self.step_number += 1
         console.print()
         console.print(Panel(why, title=f"[bold]Step {self.step_number}. {title}", expand=False))
 
+    def show(self, text: str) -> None:
+        """Command output as it came, never re-wrapped (tables stay tables)."""
+        console.print(text, markup=False, soft_wrap=True)
+
     def run(
         self, *argv: str, show: bool = True, check: bool = True, stdin: str = "", as_typed: str = ""
     ) -> str:
-        """Run a command and show it as the reader would type it (``as_typed``, else argv);
-        ``retailctl`` is this installation's."""
+        """Run a command and show it as the reader would type it (``as_typed``, else argv),
+        its output line by line as it comes (a cold image build takes minutes); its standard
+        output. ``retailctl`` is this installation's."""
         if show:
-            console.print(f"[bold cyan]$ {as_typed or ' '.join(argv)}")
+            console.print(f"[bold cyan]$ {as_typed or shlex.join(argv)}", soft_wrap=True)
         command = [self.retailctl, *argv[1:]] if argv[0] == "retailctl" else list(argv)
-        result = subprocess.run(
+        process = subprocess.Popen(
             command,
             env=self.env,
-            input=stdin,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=900,
-            check=False,
         )
-        output = (result.stdout + result.stderr).rstrip()
-        if show and output:
-            console.print(output, markup=False)
-        if check and result.returncode != 0:
-            last = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
-            raise DemoError(f"{as_typed or ' '.join(argv)} failed: {last[0]}")
-        return result.stdout
+        errors: list[str] = []
+        reader = threading.Thread(
+            target=self._collect, args=(process.stderr, errors, show), daemon=True
+        )
+        reader.start()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(stdin)
+        process.stdin.close()
+        output: list[str] = []
+        self._collect(process.stdout, output, show)
+        reader.join()
+        code = process.wait()
+        if check and code != 0:
+            last = "".join(errors).strip().splitlines()[-1:] or [f"exit {code}"]
+            raise DemoError(f"{as_typed or shlex.join(argv)} failed: {last[0]}")
+        return "".join(output)
+
+    def _collect(self, stream: IO[str] | None, lines: list[str], show: bool) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.append(line)
+            if show:
+                self.show(line.rstrip("\n"))
 
     def kubectl(self, *args: str, show: bool = True, check: bool = True, stdin: str = "") -> str:
         return self.run(
@@ -114,19 +157,13 @@ class Demo:
             show=show,
             check=check,
             stdin=stdin,
-            as_typed=f"kubectl {' '.join(args)}",
+            as_typed=f"kubectl {shlex.join(args)}",
         )
 
-    def background(self, name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        console.print(f"[bold cyan]$ {' '.join(argv)} &[/]  [dim](log: {log})")
-        command = [self.retailctl, *argv[1:]] if argv[0] == "retailctl" else argv
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.processes.append((name, process))
-        return process
+    def measured(self, name: str, report: LoadReport) -> None:
+        """Keep a load's report for the summary and show it; any failed request stops the
+        demo, since the promise is none."""
+        self.loads[name] = report
+        console.print(f"[bold]load during {name}:[/] {report.summary()}")
+        if report.failed:
+            raise DemoError(f"{report.failed} requests failed during {name}: {report.summary()}")

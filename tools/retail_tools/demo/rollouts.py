@@ -1,0 +1,255 @@
+"""The demo's steps on the real pods: the operator in-cluster, a RetailModel rolled out on the
+real node, predictions through its Service, a hot reload, a refused image and a rolled-out one,
+each under load that counts failed requests; then the events and logs a person would read.
+
+Load reaches the pods through a NodePort on 127.0.0.1 (kube-proxy), never another address.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from typing import Any
+
+import yaml
+
+from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, http, wait
+from retail_tools.demo.groundwork import push, train_and_push
+from retail_tools.images.build import TARGETS, build_release
+from retail_tools.images.config import ImagesConfig
+from retail_tools.load import BASKET, Load
+from retail_tools.onnode import OPERATOR_NAMESPACE, REPO_ROOT, placement
+
+SAMPLE = REPO_ROOT / "deploy" / "samples" / "retailmodel.yaml"
+OPERATOR_PODS = "app.kubernetes.io/name=retail-operator"
+PREDICTOR_PODS = f"mlops.retail.io/retailmodel={NAME}"
+IMAGE_IDS = "custom-columns=POD:.metadata.name,READY:.status.containerStatuses[0].ready,IMAGE-ID:.status.containerStatuses[0].imageID"  # noqa: E501
+INFO_SCRIPT = (
+    "import urllib.request;"
+    "print(urllib.request.urlopen('http://127.0.0.1:8080/model/info').read().decode())"
+)
+
+
+def operator_in_cluster(demo: Demo) -> None:
+    digest = demo.digests[f"operator:{demo.tags['operator']}"]
+    # An operator left by an earlier run would keep that run's stand-in address: start fresh.
+    demo.kubectl(
+        "delete", "deployment", "retail-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found",
+        "--wait=true", show=False,
+    )  # fmt: skip
+    console.print(
+        f"[bold cyan]$ kustomize build deploy/overlays/local (image pinned to {digest[:19]}…) "
+        "| kubectl apply --server-side -f -"
+    )
+    demo.applied.append(("deployment/retail-operator", OPERATOR_NAMESPACE))
+    demo.node.deploy_operator(digest, notify=console.print)
+    demo.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide")
+    demo.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_PODS, "--prefix", "--tail=4")
+
+
+def retailmodel_applied(demo: Demo) -> None:
+    # The cluster keeps its state between runs: start from no RetailModel of this name.
+    demo.kubectl(
+        "delete", "retailmodel", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait=true",
+        "--timeout=120s", show=False,
+    )  # fmt: skip
+    demo.node.standin_secret(NAMESPACE)
+    manifest = yaml.safe_dump(retail_model(demo, demo.tags["serving"]), sort_keys=False)
+    demo.show(manifest)
+    demo.applied.append((f"retailmodel/{NAME}", NAMESPACE))
+    demo.kubectl("apply", "-f", "-", stdin=manifest)
+    wait_ready(demo, "True")
+    demo.kubectl("get", "rmodel", "-n", NAMESPACE, "-o", "wide")
+    demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE)
+    demo.kubectl("get", "deployment,service,configmap", "-n", NAMESPACE)
+    demo.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide")
+
+
+def predictions(demo: Demo) -> None:
+    demo.applied.append((f"service/{NAME}-local", NAMESPACE))
+    demo.port = demo.node.expose(NAMESPACE, NAME)
+    demo.kubectl("get", "service", "-n", NAMESPACE)
+    url = f"http://127.0.0.1:{demo.port}/predict"
+    console.print(
+        f"[bold cyan]$ curl -s {url} -H 'content-type: application/json' -d '{json.dumps(BASKET)}'",
+        soft_wrap=True,
+    )
+    console.print_json(data=http("POST", url, BASKET))
+    with Load(demo.port, workers=2, max_seconds=60) as load:
+        time.sleep(10)  # ten seconds of traffic: what the pods answer at rest
+    demo.measured("10 s of predictions", load.report)
+
+
+def hot_reload(demo: Demo) -> None:
+    pods = [pod["metadata"]["name"] for pod in ready_pods(demo)]
+    before = {pod: model_info(demo, pod, show=False)["version"] for pod in pods}
+    console.print(f"serving model {', '.join(sorted(set(before.values())))} in {len(pods)} pods")
+    with Load(demo.port, workers=4, max_seconds=300) as load:
+        version = train_and_push(demo, "model-v2.ubj", seed=2)
+        if version in before.values():
+            raise DemoError(f"the retrained model has the same version {version}")
+        started = time.monotonic()
+        wait(
+            f"every pod to serve {version}",
+            lambda: all(model_info(demo, pod, show=False)["version"] == version for pod in pods),
+            timeout=120,
+        )
+        console.print(f"every pod serves {version}, {time.monotonic() - started:.1f}s after upload")
+    demo.measured("the hot reload", load.report)
+    console.print(f"answers by model version: {dict(load.report.models)}")
+    for pod in pods:
+        model_info(demo, pod, show=True)
+    after = [pod["metadata"]["name"] for pod in ready_pods(demo)]
+    if sorted(after) != sorted(pods):
+        raise DemoError(f"the reload replaced pods: {pods} → {after}")
+    console.print("the same pods, no restart")
+    demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS)
+
+
+def blocked_image_refused(demo: Demo) -> None:
+    good = demo.digests[f"serving:{demo.tags['serving']}"]
+    tag = release(demo, "blocked", [("CVE-2024-3094", "CRITICAL"), ("CVE-2024-6387", "HIGH")])
+    with Load(demo.port, workers=2, max_seconds=300) as load:
+        change_tag(demo, tag)
+        wait_ready(demo, "False", "VulnerabilitiesFound")
+    demo.measured("the refused rollout", load.report)
+    demo.kubectl("get", "rmodel", "-n", NAMESPACE)
+    demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE)
+    demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS, "-o", IMAGE_IDS)
+    if not all(image_id(pod).endswith(good) for pod in ready_pods(demo)):
+        raise DemoError("a blocked image replaced the running one")
+    console.print(f"every pod still runs the good digest {good[:19]}…")
+    demo.kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector",
+        f"type=Warning,involvedObject.name={NAME}",
+    )  # fmt: skip
+
+
+def new_image_rolled_out(demo: Demo) -> None:
+    tag = release(demo, "next", findings=[])
+    digest = demo.digests[f"serving:{tag}"]
+    with Load(demo.port, workers=4, max_seconds=420) as load:
+        started = time.monotonic()
+        change_tag(demo, tag)
+        wait_ready(demo, "True")
+        wait(
+            f"both pods on {digest[:19]}… and the old ones gone",
+            lambda: rolled_out(demo, digest),
+            timeout=300,
+        )
+        seconds = time.monotonic() - started
+    demo.durations.append(("rolling update (tag change → old pods gone)", seconds))
+    console.print(f"rolled out in {seconds:.1f}s")
+    demo.measured("the image rollout", load.report)
+    demo.kubectl("get", "rmodel", "-n", NAMESPACE, "-o", "wide")
+    demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS, "-o", IMAGE_IDS)
+    demo.kubectl("rollout", "history", f"deployment/{NAME}", "-n", NAMESPACE)
+
+
+def events_and_logs(demo: Demo) -> None:
+    # The namespace may hold other teams' RetailModels: the demo's own objects only.
+    listed = demo.kubectl(
+        "get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", show=False
+    ).splitlines()  # fmt: skip
+    console.print(
+        f"[bold cyan]$ kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp | grep {NAME}"
+    )
+    events = [line for line in listed[1:] if f"/{NAME}" in line]
+    if len(events) > 30:
+        console.print(f"[dim](the last 30 of {len(events)})")
+    demo.show("\n".join(listed[:1] + events[-30:]))
+    demo.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_PODS, "--prefix", "--tail=12")
+    demo.kubectl("logs", "-n", NAMESPACE, f"deployment/{NAME}", "--tail=8")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def retail_model(demo: Demo, tag: str) -> dict[str, Any]:
+    """deploy/samples' RetailModel with the tag just pushed, placed on the real node with the
+    stand-in's environment, reloading every 5 s (the sample's 30 s, shortened for the demo)."""
+    document: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
+    document["metadata"].pop("annotations", None)  # Argo CD's; nothing syncs here
+    spec = document["spec"]
+    spec["image"] = {"repository": demo.stand_in.repository_uri("mlops/retail-api"), "tag": tag}
+    spec["model"] = {"s3Uri": demo.model_uri}
+    spec["reloadIntervalSeconds"] = 5
+    spec.update(placement())
+    return document
+
+
+def change_tag(demo: Demo, tag: str) -> None:
+    """What CI's deploy job does in git and Argo CD applies: a new spec.image.tag."""
+    patch = json.dumps({"spec": {"image": {"tag": tag}}})
+    demo.kubectl("patch", "rmodel", NAME, "-n", NAMESPACE, "--type=merge", "-p", patch)
+
+
+def release(demo: Demo, suffix: str, findings: list[tuple[str, str]]) -> str:
+    """A new serving release (other bytes, same code) pushed and scanned; its tag."""
+    base = demo.tags["serving"]
+    tag = f"{base}-{suffix}"
+    target = TARGETS["serving"]
+    console.print(
+        f"[bold cyan]$ podman build --label org.retailmodel.release={tag} "
+        f"--tag {target.reference(tag)}  [/][dim](FROM {target.reference(base)})"
+    )
+    build_release(ImagesConfig.from_env(), target, base, tag, demo.workdir / "releases" / tag)
+    push(demo, "serving", tag, findings)
+    return tag
+
+
+def ready(demo: Demo) -> dict[str, Any]:
+    """The RetailModel's Ready condition for its current generation ({} while it has none)."""
+    body = json.loads(demo.node.kubectl("get", "retailmodel", NAME, "-n", NAMESPACE, "-o", "json"))
+    generation = body["metadata"]["generation"]
+    for condition in body.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready" and condition.get("observedGeneration") == generation:
+            return dict(condition)
+    return {}
+
+
+def wait_ready(demo: Demo, status: str, reason: str | None = None) -> None:
+    def reached() -> bool:
+        found = ready(demo)
+        return found.get("status") == status and reason in (None, found.get("reason"))
+
+    try:
+        wait(f"Ready={status}" + (f" {reason}" if reason else ""), reached)
+    except DemoError:
+        demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE, check=False)
+        demo.kubectl("get", "pods", "-A", "-o", "wide", check=False)
+        raise
+    condition = ready(demo)
+    console.print(f"Ready={condition['status']} {condition['reason']}: {condition['message']}")
+
+
+def ready_pods(demo: Demo) -> list[dict[str, Any]]:
+    return [
+        pod
+        for pod in demo.node.pods(NAMESPACE, NAME)
+        if not pod["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True"
+                for c in pod["status"].get("conditions", []))
+    ]  # fmt: skip
+
+
+def image_id(pod: dict[str, Any]) -> str:
+    return str(pod["status"]["containerStatuses"][0]["imageID"])
+
+
+def rolled_out(demo: Demo, digest: str) -> bool:
+    """Every pod (terminating ones too) is a Ready one on ``digest``: the update is over."""
+    pods = demo.node.pods(NAMESPACE, NAME)
+    current = ready_pods(demo)
+    return len(pods) == len(current) == 2 and all(image_id(p).endswith(digest) for p in current)
+
+
+def model_info(demo: Demo, pod: str, *, show: bool) -> dict[str, Any]:
+    """A pod's own /model/info, asked from inside it with ``kubectl exec`` (shown without the
+    feature list)."""
+    args = ("exec", "-n", NAMESPACE, pod, "--", "python3", "-c")
+    if show:
+        console.print(f"[bold cyan]$ kubectl {shlex.join((*args, INFO_SCRIPT))}", soft_wrap=True)
+    info: dict[str, Any] = json.loads(demo.node.kubectl(*args, INFO_SCRIPT))
+    if show:
+        console.print_json(data={k: v for k, v in info.items() if k != "features"})
+    return info
