@@ -5,7 +5,8 @@ vocabularies and the model version, so a single PUT replaces a model atomically 
 file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
 (a pickle or joblib file is rejected without ever being unpickled: unpickling runs code), and
 checks the document's structure before XGBoost parses it, because XGBoost's parser can crash
-the process on a truncated file.
+the process on a truncated file. The UBJSON check runs in a child process
+(``ubjson.check_apart``), so that a hot reload does not hold the serving process's GIL.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _check_structure(data: bytes) -> None:
         except orjson.JSONDecodeError as error:
             raise ModelFormatError(f"model file is not valid JSON: {error}") from None
     else:
-        ubjson.check(data)
+        ubjson.check_apart(data)
 
 
 def load(data: bytes, *, nthread: int = 1) -> Model:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from retail_serving import ubjson
@@ -40,3 +43,22 @@ def test_a_well_formed_document_passes() -> None:
 def test_malformed_documents_are_refused(data: bytes) -> None:
     with pytest.raises(ModelFormatError):
         ubjson.check(data)
+
+
+def test_the_check_apart_accepts_what_the_check_accepts() -> None:
+    ubjson.check_apart(GOOD)
+
+
+def test_the_check_apart_refuses_with_the_checks_own_message() -> None:
+    with pytest.raises(ModelFormatError) as direct:
+        ubjson.check(GOOD[:12])
+    with pytest.raises(ModelFormatError) as apart:
+        ubjson.check_apart(GOOD[:12])
+    assert str(apart.value) == str(direct.value)
+
+
+def test_a_check_that_dies_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child inherits the patched check: a crash there must not pass as "well-formed".
+    monkeypatch.setattr(ubjson, "check", lambda data: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(ModelFormatError, match="did not finish"):
+        ubjson.check_apart(GOOD)
