@@ -2,109 +2,28 @@
 operator in-cluster under its ServiceAccount on the real node, predictor pods it rolls out
 there, and load through a NodePort on 127.0.0.1 (never another address).
 
-One session fixture brings the whole stack up once (cluster with its node, registry, the AWS
-stand-in on the node's bridge, both images pushed, the operator deployed); the tests then act
-as a team would: predict, upload a new model, refuse a blocked image, roll out a new one, lose
-a pod. Every load counts its failed requests, and the promise is zero.
+One session fixture (``stack``, in conftest.py, shared with test_canary_real_pods.py) brings
+the whole stack up once (cluster with its node, registry, the AWS stand-in on the node's
+bridge, both images pushed, the operator deployed); the tests then act as a team would:
+predict, upload a new model, refuse a blocked image, roll out a new one, lose a pod. Every
+load counts its failed requests, and the promise is zero.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.support.cluster import LocalCluster
+from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
-from retail_serving import artifact
-from retail_tools.images import registry
 from retail_tools.images.build import target_named
-from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
 from retail_tools.images.push import push_image
 from retail_tools.load import Load
-from retail_tools.onnode import OnNode
-from retail_training import training
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
-NAMESPACE = "retail"
-BUCKET = "retail-models"
-KEY = "models/prices/model.ubj"
-API = "mlops/retail-api"
-OPERATOR = "mlops/retail-operator"
-
-
-@dataclass
-class Stack:
-    on_node: OnNode
-    images: ImagesConfig
-    tags: dict[str, str]  # serving image tag → digest
-    run: str
-
-    def kubectl(self, *args: str) -> str:
-        return self.on_node.kubectl(*args)
-
-    def condition(self, name: str, kind: str) -> dict[str, Any]:
-        body = json.loads(self.kubectl("get", "retailmodel", name, "-n", NAMESPACE, "-o", "json"))
-        generation = body["metadata"]["generation"]
-        for condition in body.get("status", {}).get("conditions", []):
-            if condition["type"] == kind and condition.get("observedGeneration") == generation:
-                return dict(condition)
-        return {}
-
-    def wait_condition(
-        self, name: str, kind: str, status: str, reason: str | None = None, timeout: float = 240
-    ) -> dict[str, Any]:
-        def matches() -> dict[str, Any]:
-            found = self.condition(name, kind)
-            ok = found.get("status") == status and reason in (None, found.get("reason"))
-            return found if ok else {}
-
-        try:
-            return dict(self.on_node.wait_for(f"{name} {kind}={status}", matches, timeout))
-        except TimeoutError:
-            pytest.fail(f"{name} never had {kind}={status} {reason or ''}: " + self.diagnose(name))
-
-    def diagnose(self, name: str) -> str:
-        pods = self.kubectl("get", "pods", "-A", "-o", "wide")
-        events = self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp")
-        logs = self.kubectl(
-            "logs", "-n", "retailmodel-system", "deployment/retail-operator", "--tail=40"
-        )
-        return f"\n{pods}\n{events[-3000:]}\n--- operator ---\n{logs}"
-
-    def running_pods(self, name: str) -> list[dict[str, Any]]:
-        return [
-            pod
-            for pod in self.on_node.pods(NAMESPACE, name)
-            if not pod["metadata"].get("deletionTimestamp")
-            and any(c["type"] == "Ready" and c["status"] == "True"
-                    for c in pod["status"].get("conditions", []))
-        ]  # fmt: skip
-
-    def model_info(self, pod: str) -> dict[str, Any]:
-        """A pod's own /model/info, asked from inside it (as `kubectl exec` lets a person)."""
-        script = (
-            "import urllib.request;"
-            "print(urllib.request.urlopen('http://127.0.0.1:8080/model/info').read().decode())"
-        )
-        out = self.kubectl("exec", "-n", NAMESPACE, pod, "--", "python3", "-c", script)
-        return dict(json.loads(out))
-
-    def upload_model(self, seed: int) -> str:
-        trained = training.train(2_000, seed=seed)
-        data = artifact.serialise(trained.booster, trained.encoder, trained.version)
-        self.on_node.aws.put_model(BUCKET, KEY, data)
-        return str(trained.version)
 
 
 def variant(stack: Stack, base_tag: str, tag: str) -> None:
@@ -118,41 +37,6 @@ def variant(stack: Stack, base_tag: str, tag: str) -> None:
         "build", "--format", "docker", "--label", f"org.retailmodel.release={tag}",
         "--tag", target.reference(tag), str(folder),
     )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    run = uuid.uuid4().hex[:6]
-    images = ImagesConfig.from_env()
-    registry.up(images, lambda _line: None)
-    aws = OnNode.standin_for(local_cluster.config).start()
-    on_node = OnNode(local_cluster.config, aws, tmp_path_factory.mktemp("on-node"))
-    ecr = aws.client("ecr")
-    for repository in (API, OPERATOR):
-        ecr.create_repository(repositoryName=repository)
-    tags: dict[str, str] = {}
-    for name in ("serving", "operator"):
-        built = subprocess.run(
-            [RETAILCTL, "image", "build", name, "--tag", f"e2e-{run}", "--context",
-             str(REPO_ROOT)],
-            capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
-        assert built.returncode == 0, built.stderr[-3000:]
-    for name, tag in (("serving", f"e2e-{run}"), ("operator", f"e2e-{run}")):
-        manifest = push_image(images, target_named(name), tag, ecr, lambda _line: None)
-        repository = API if name == "serving" else OPERATOR
-        aws.set_scan(repository, manifest.digest, "COMPLETE", [])
-        tags[f"{name}:{tag}"] = manifest.digest
-    on_node.deploy_operator(tags[f"operator:e2e-{run}"])
-    on_node.standin_secret(NAMESPACE)
-    stack = Stack(on_node, images, tags, run)
-    stack.upload_model(seed=1)
-    try:
-        yield stack
-    finally:
-        on_node.kubectl("delete", "retailmodels", "--all", "-n", NAMESPACE, "--wait=true")
-        on_node.kubectl("delete", "deployment", "retail-operator", "-n", "retailmodel-system")
-        aws.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ Each worker thread sends ``POST /predict`` to one address on this machine (a Nod
 anything but a 200 or no answer at all. Each request opens its own connection, as a client
 behind a load balancer that picks a backend per request would: a kept-alive connection would
 stay pinned to one pod, so it would not show whether the Service moves traffic away from a pod
-that is going away. The load stops by itself after ``max_seconds``.
+that is going away. The load stops by itself after ``max_seconds``. By default every request
+sends ``BASKET``; ``baskets`` gives a traffic mix instead (each worker walks the list from its
+own place), which a canary's prediction shift needs to mean anything.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 BASKET = {
     "BASKET_SIZE": "L",
@@ -61,8 +65,10 @@ class Load:
         workers: int = 4,
         max_seconds: float = 300.0,
         timeout: float = 10.0,
+        baskets: Sequence[Mapping[str, Any]] = (BASKET,),
     ) -> None:
         self.host, self.port, self.workers = host, port, workers
+        self._bodies = [json.dumps(basket).encode() for basket in baskets]
         self.max_seconds, self.timeout = max_seconds, timeout
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -72,8 +78,8 @@ class Load:
 
     def __enter__(self) -> Load:
         self._started = time.monotonic()
-        for _ in range(self.workers):
-            thread = threading.Thread(target=self._work, daemon=True)
+        for worker in range(self.workers):
+            thread = threading.Thread(target=self._work, args=(worker,), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -93,12 +99,13 @@ class Load:
     def report(self) -> LoadReport:
         return self._report
 
-    def _work(self) -> None:
-        body = json.dumps(BASKET).encode()
+    def _work(self, worker: int) -> None:
         deadline = self._started + self.max_seconds
+        turn = worker * len(self._bodies) // self.workers
         while not self._stop.is_set() and time.monotonic() < deadline:
             started = time.perf_counter()
-            failure, version = self._one(body)
+            failure, version = self._one(self._bodies[turn % len(self._bodies)])
+            turn += 1
             elapsed = time.perf_counter() - started
             with self._lock:
                 self._report.sent += 1

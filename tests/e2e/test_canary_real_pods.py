@@ -1,0 +1,237 @@
+"""Canary model rollouts on real pods: a new model object earns its traffic, or is rolled back.
+
+Each test runs a RetailModel with ``rollout.strategy: Canary`` on the real node (one stable pod
+beside one canary pod, so the Service splits traffic about evenly), serving its own model
+object, and sends a mix of baskets through the NodePort while a candidate is uploaded. The
+in-cluster operator reads both groups' /metrics by pod IP and decides. The candidates come
+from ``retail_tools.candidates``: the same training with another seed (promoted), a model that
+answers one class for everything (rolled back by the prediction shift), one whose every
+request fails (rolled back by the error rate); and with no traffic at all, nothing is promoted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tests.e2e.conftest import BUCKET, NAMESPACE, Stack
+
+from retail_tools import candidates
+from retail_tools.load import Load
+from retail_tools.onnode import OPERATOR_NAMESPACE
+
+pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
+
+DURATION = 20
+ANALYSIS = {
+    "durationSeconds": DURATION,
+    "minRequests": 100,
+    "maxErrorRate": 0.01,
+    "maxLatencyRatio": 3,
+    "maxPredictionShift": 0.10,
+}
+STABLE_SEED = 1
+VERDICT_SECONDS = 180  # upload → verdict: a canary pod to start, then DURATION of traffic
+TRAFFIC = candidates.traffic()
+
+
+@dataclass
+class Canary:
+    """A Canary RetailModel serving the stable model from its own object, and its NodePort."""
+
+    stack: Stack
+    name: str
+    key: str
+    port: int
+    stable_version: str
+
+    def rollout(self) -> dict[str, Any]:
+        body = json.loads(self.stack.kubectl("get", "retailmodel", self.name, "-n", NAMESPACE,
+                                             "-o", "json"))  # fmt: skip
+        return dict(body.get("status", {}).get("rollout", {}))
+
+    def upload(self, model: tuple[bytes, str]) -> tuple[str, float]:
+        """Upload a candidate; its object version id and when it was uploaded."""
+        data, _ = model
+        return self.stack.on_node.aws.put_model(BUCKET, self.key, data), time.monotonic()
+
+    def verdict(self, reason: str) -> dict[str, Any]:
+        return self.stack.wait_condition(
+            self.name, "ModelRolledOut", "True" if reason == "Promoted" else "False", reason,
+            timeout=VERDICT_SECONDS,
+        )  # fmt: skip
+
+    def events(self, reason: str) -> list[str]:
+        listing = json.loads(self.stack.kubectl(
+            "get", "events", "-n", NAMESPACE, "-o", "json",
+            "--field-selector", f"involvedObject.name={self.name},reason={reason}",
+        ))  # fmt: skip
+        return [str(event["message"]) for event in listing["items"]]
+
+    def canary_gone(self) -> bool:
+        deployment = self.stack.kubectl("get", "deployment", f"{self.name}-canary", "-n",
+                                        NAMESPACE, "--ignore-not-found", "-o", "name")  # fmt: skip
+        canary_pods = [
+            pod
+            for pod in self.stack.on_node.pods(NAMESPACE, self.name)
+            if pod["metadata"]["labels"].get("mlops.retail.io/track") == "canary"
+        ]
+        return not deployment.strip() and not canary_pods
+
+    def stable_versions(self) -> set[str]:
+        """The model version each stable pod reports on its own /model/info."""
+        return {
+            self.stack.model_info(pod["metadata"]["name"])["version"]
+            for pod in self.stack.running_pods(self.name)
+            if pod["metadata"]["labels"].get("mlops.retail.io/track") != "canary"
+        }
+
+
+@pytest.fixture
+def canary(stack: Stack) -> Iterator[Canary]:
+    name = f"canary-{uuid.uuid4().hex[:5]}"
+    key = f"models/canary/{name}.ubj"
+    data, version = candidates.retrained(STABLE_SEED)
+    stack.on_node.aws.put_model(BUCKET, key, data)
+    rollout = {"strategy": "Canary", "canary": {"replicas": 1, "analysis": ANALYSIS}}
+    manifest = stack.on_node.retail_model(
+        name, NAMESPACE, f"e2e-{stack.run}", f"s3://{BUCKET}/{key}", replicas=1, rollout=rollout
+    )
+    stack.on_node.apply(manifest)
+    stack.wait_condition(name, "Ready", "True")
+    stack.wait_condition(name, "ModelRolledOut", "True", "Stable")
+    port = stack.on_node.expose(NAMESPACE, name)
+    try:
+        yield Canary(stack, name, key, port, version)
+    finally:
+        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=true")
+        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+
+
+def report(what: str, canary: Canary, uploaded: float, decided: float, load: Load) -> None:
+    figures = canary.rollout().get("figures", {})
+    print(
+        f"\n{what}: verdict {decided - uploaded:.1f} s after the upload; "
+        f"{figures.get('summary', '')}; load {load.report.summary()}"
+    )
+
+
+def test_a_good_candidate_is_promoted_with_no_failed_request(canary: Canary) -> None:
+    good = candidates.retrained(seed=2)
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
+        version_id, uploaded = canary.upload(good)
+        condition = canary.verdict("Promoted")
+        decided = time.monotonic()
+        canary.stack.on_node.wait_for(
+            f"every stable pod serving {good[1]}", lambda: canary.stable_versions() == {good[1]}
+        )
+        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+    state = canary.rollout()
+    assert state["phase"] == "Promoted", state
+    assert state["stable"]["versionId"] == version_id
+    assert state["stable"]["modelVersion"] == good[1]
+    assert state["figures"]["requests"] >= ANALYSIS["minRequests"]
+    assert "promoted" in condition["message"]
+    assert any(version_id in message for message in canary.events("Promoted"))
+    assert load.report.failed == 0, load.report.summary()
+    assert load.report.models[good[1]] > 0 and load.report.models[canary.stable_version] > 0
+    report("promoted", canary, uploaded, decided, load)
+
+
+def test_a_candidate_answering_one_class_is_rolled_back_by_the_prediction_shift(
+    canary: Canary,
+) -> None:
+    bad = candidates.one_class("High")
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
+        version_id, uploaded = canary.upload(bad)
+        condition = canary.verdict("RolledBack")
+        decided = time.monotonic()
+        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+    state = canary.rollout()
+    assert state["phase"] == "RolledBack" and state["rejectedVersionId"] == version_id
+    assert "predictionShift rule" in condition["message"]
+    assert "on High" in condition["message"]  # the class whose share moved, with the figures
+    assert state["figures"]["predictionShift"] > ANALYSIS["maxPredictionShift"]
+    assert any("predictionShift" in message for message in canary.events("RolledBack"))
+    assert canary.stable_versions() == {canary.stable_version}
+    # The canary's answers were wrong, not failed: every request of both groups succeeded.
+    assert load.report.failed == 0, load.report.summary()
+    assert load.report.models[bad[1]] > 0
+    report("rolled back (prediction shift)", canary, uploaded, decided, load)
+
+
+def test_a_candidate_failing_requests_is_rolled_back_by_the_error_rate(canary: Canary) -> None:
+    bad = candidates.failing(seed=2)
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
+        version_id, uploaded = canary.upload(bad)
+        condition = canary.verdict("RolledBack")
+        decided = time.monotonic()
+        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+        failed, sent = load.report.failed, load.report.sent
+        canary.stack.on_node.wait_for(
+            "500 more requests after the rollback", lambda: load.report.sent >= sent + 500
+        )
+        after = load.report.failed - failed
+    state = canary.rollout()
+    assert state["phase"] == "RolledBack" and state["rejectedVersionId"] == version_id
+    assert "errorRate rule" in condition["message"]
+    assert state["figures"]["errorRate"] > ANALYSIS["maxErrorRate"]
+    assert canary.stable_versions() == {canary.stable_version}
+    assert failed > 0 and set(load.report.failures) == {"HTTP 500"}  # the canary's, expected
+    assert after == 0, load.report.summary()  # none once the canary is gone
+    report("rolled back (error rate)", canary, uploaded, decided, load)
+
+
+def operator_reconciles(stack: Stack) -> int:
+    """Reconciles the leading operator replica has finished (its /metrics, read by pod IP on
+    the node's bridge)."""
+    pods = json.loads(stack.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))
+    for pod in pods["items"]:
+        address = pod["status"].get("podIP")
+        if not address:
+            continue
+        with urllib.request.urlopen(f"http://{address}:8081/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        if any(s.name == "retail_operator_leader" and s.value == 1 for s in samples):
+            return int(
+                sum(s.value for s in samples if s.name == "retail_operator_reconciles_total")
+            )
+    raise AssertionError("no operator replica leads")
+
+
+def test_silence_never_promotes_on_real_pods(canary: Canary) -> None:
+    stack = canary.stack
+    candidate = candidates.retrained(seed=2)
+    version_id, _ = canary.upload(candidate)
+    stack.wait_condition(canary.name, "ModelRolledOut", "False", "Analyzing")
+    stack.on_node.wait_for(
+        "the canary pod Ready", lambda: len(stack.running_pods(canary.name)) == 2
+    )
+    models = json.loads(stack.kubectl("get", "retailmodels", "-A", "-o", "json"))["items"]
+    assert [m["metadata"]["name"] for m in models] == [canary.name]  # the leader's only work
+    started = canary.rollout()["startedAt"]
+    window_ends = datetime.fromisoformat(started) + timedelta(seconds=DURATION)
+    stack.on_node.wait_for(
+        "the analysis window to pass", lambda: datetime.now(UTC) > window_ends, DURATION + 10
+    )
+    seen = operator_reconciles(stack)
+    stack.on_node.wait_for(
+        "3 reconciles after the window", lambda: operator_reconciles(stack) >= seen + 3
+    )
+    state = canary.rollout()
+    assert state["phase"] == "Analyzing" and state["startedAt"] == started
+    assert state["candidate"]["versionId"] == version_id
+    # The operator did read the canary pod's /metrics (it reports the candidate's version)
+    # and saw no prediction request on either side.
+    assert state["candidate"]["modelVersion"] == candidate[1]
+    assert state["figures"]["requests"] == 0 and state["figures"]["stableRequests"] == 0
+    assert not canary.canary_gone()
