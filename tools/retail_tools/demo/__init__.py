@@ -9,10 +9,12 @@ demo starts or applies, it stops or deletes, even when a step fails.
 
 ``context`` holds what the steps share (the ``Demo`` object: environment, what was started and
 applied, values one step leaves for the next, figures measured, how commands are run and
-shown); ``groundwork`` and ``rollouts`` hold one small function per step; ``steps`` holds
+shown; and ``Step``); ``groundwork`` and ``rollouts`` hold one small function per step;
+``canary`` its own steps (a bad model rolled back, a good one promoted); ``steps`` holds
 ``STORY``, the list ``run_demo`` walks, and ``TEARDOWN``.
 """
 
-from retail_tools.demo.steps import STORY, TEARDOWN, Step, run_demo
+from retail_tools.demo.context import Step
+from retail_tools.demo.steps import STORY, TEARDOWN, run_demo
 
 __all__ = ["STORY", "TEARDOWN", "Step", "run_demo"]

@@ -1,4 +1,5 @@
-"""What the demo's steps share: the ``Demo`` context and the few helpers every step uses.
+"""What the demo's steps share: the ``Demo`` context, ``Step`` (one titled function of it)
+and the few helpers every step uses.
 
 ``Demo`` carries the environment the commands run in, what the demo started (to stop it at the
 end), the values one step leaves for the next (image tags and digests, the model URI, the
@@ -62,6 +63,13 @@ def wait(what: str, probe: Callable[[], Any], timeout: float = 240) -> Any:
                     return result
             time.sleep(0.5)
     raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    why: str  # shown in the step's panel
+    run: Callable[[Demo], None]
 
 
 @dataclass

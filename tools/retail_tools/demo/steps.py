@@ -8,22 +8,13 @@ records what it applied in ``demo.applied`` for the teardown.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.table import Table
 
-from retail_tools.demo import groundwork, rollouts
-from retail_tools.demo.context import Demo, console
-
-
-@dataclass(frozen=True)
-class Step:
-    title: str
-    why: str  # shown in the step's panel
-    run: Callable[[Demo], None]
-
+from retail_tools.demo import canary, groundwork, rollouts
+from retail_tools.demo.context import Demo, Step, console
 
 STORY: tuple[Step, ...] = (
     Step(
@@ -97,6 +88,7 @@ STORY: tuple[Step, ...] = (
         "load running throughout; the failed-request count is the promise (0).",
         rollouts.new_image_rolled_out,
     ),
+    *canary.STEPS,
     Step(
         "Events and logs",
         "What a person reads afterwards: the namespace's events, the operator's and a "
