@@ -126,7 +126,8 @@ def up(config: ArgocdConfig, notify: Notify = lambda _: None) -> tuple[str, ...]
             f"kustomize is missing at {config.kustomize}: run `make lint` (it builds it) or "
             "set KUSTOMIZE"
         )
-    if not config.cluster.kubeconfig.is_file():
+    apiserver = config.cluster.ports.apiserver
+    if not config.cluster.kubeconfig.is_file() or not processes.port_listening(apiserver):
         raise ArgocdError("the local cluster is not up: run `retailctl cluster up`")
     for folder in (config.run_dir, config.log_dir, config.state_dir / "redis"):
         folder.mkdir(parents=True, exist_ok=True)
