@@ -20,7 +20,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -60,11 +59,11 @@ async def predict_batch(context: Services, name: str, body: bytes) -> BatchPredi
 async def v2_infer(context: Services, name: str, body: bytes) -> oip.InferResponse:
     model = context.served_as(name).model
     decoded = oip.decode_infer(body, model.encoder, context.settings.max_batch_rows)
-    if len(decoded.matrix) == 1:
-        row = await context.engine.predict_row(model, decoded.matrix[0].tolist())
-        probabilities = np.asarray([row], dtype=np.float32)
+    if isinstance(decoded.features, list):  # one row: through the micro-batcher
+        probabilities = [await context.engine.predict_row(model, decoded.features)]
     else:
-        probabilities = await context.engine.predict_matrix(model, decoded.matrix)
+        matrix = await context.engine.predict_matrix(model, decoded.features)
+        probabilities = matrix.tolist()
     return oip.infer_response(name, model, decoded, probabilities)
 
 

@@ -9,6 +9,11 @@
   schema order, as MLServer's XGBoost runtime takes them; the codes must be valid for the
   model's vocabularies (0 is unknown).
 
+A one-row request decodes to a list of floats, which the micro-batcher stacks with other
+requests' rows, and its answer is built from lists: for a single row, numpy's per-call cost
+(an array made, reshaped, taken apart again, an ``argmax``) was most of the difference
+between this route and ``/predict`` (docs/performance.md).
+
 Problems are reported as 422 with the offending input named (``loc``), NaN and Infinity
 included: JSON has no such numbers, but clients (numpy, Python's ``json``) send them.
 
@@ -19,15 +24,14 @@ builders to them, and the OpenAPI document describes them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, NotRequired
+from typing import Any, NamedTuple, NotRequired
 
 import numpy as np
 import orjson
 from typing_extensions import TypedDict
 
 from retail_serving.encoding import Encoder, Matrix
-from retail_serving.model import Model, Probabilities
+from retail_serving.model import Model
 from retail_serving.payloads import InvalidInput, validate_rows
 
 NUMERIC_TYPES = frozenset(
@@ -104,10 +108,9 @@ class ModelMetadata(TypedDict):
     parameters: MetadataParameters
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):  # a NamedTuple: a third of a frozen dataclass's cost to make
     id: str | None
-    matrix: Matrix
+    features: list[float] | Matrix  # one row's features, or the matrix of several rows
     outputs: tuple[str, ...]
 
 
@@ -123,17 +126,19 @@ def _text(value: Any) -> str | None:
 def _flatten(data: Any, loc: list[str | int]) -> list[Any]:
     if not isinstance(data, list):
         raise _fail(loc, "data must be a list")
-    if data and all(isinstance(item, list) for item in data):
-        return [value for item in data for value in item]
-    if any(isinstance(item, list) for item in data):
+    kinds = set(map(type, data))  # JSON arrays decode to plain lists, never subclasses
+    if list not in kinds:
+        return data
+    if kinds != {list}:
         raise _fail(loc, "data mixes nested and flat values")
-    return data
+    return [value for item in data for value in item]
 
 
-def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> Matrix:
+def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> list[float] | Matrix:
     loc: list[str | int] = ["inputs", 0]
     shape = spec.get("shape")
-    width = len(encoder.schema.features)
+    limits = encoder.code_limits
+    width = len(limits)
     if not (isinstance(shape, list) and len(shape) == 2 and shape[1] == width):
         raise _fail([*loc, "shape"], f"a tensor input must have shape [n, {width}]")
     rows = shape[0]
@@ -144,18 +149,21 @@ def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> Mat
         raise _fail([*loc, "data"], f"expected {rows * width} values for shape {shape}")
     # One pass in Python: tensors are mostly a row or a few, where numpy's per-call overhead
     # would cost more than the checks themselves.
-    limits = encoder.code_limits
-    for index, value in enumerate(values):
-        limit = limits[index % width]
-        if limit is None:
-            ok = type(value) in (int, float) and 0 < value <= FLOAT32_MAX
-            problem = "must be a finite number greater than 0"
-        else:
-            ok = type(value) in (int, float) and 0 <= value < limit and value == int(value)
-            problem = f"must be an integer code in [0, {limit - 1}]"
-        if not ok:
-            feature = encoder.schema.features[index % width].name
-            raise _fail([*loc, "data", index], f"{feature}: {problem}")
+    for index, (value, limit) in enumerate(zip(values, limits * rows, strict=True)):
+        kind = type(value)
+        if (kind is float or kind is int) and (
+            0 < value <= FLOAT32_MAX if limit is None else 0 <= value < limit and value % 1 == 0
+        ):
+            continue
+        feature = encoder.schema.features[index % width].name
+        problem = (
+            "must be a finite number greater than 0"
+            if limit is None
+            else f"must be an integer code in [0, {limit - 1}]"
+        )
+        raise _fail([*loc, "data", index], f"{feature}: {problem}")
+    if rows == 1:
+        return [float(value) for value in values]
     return np.asarray(values, dtype=np.float32).reshape(rows, width)
 
 
@@ -241,36 +249,45 @@ def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
             raise _fail(["outputs"], f"outputs must name some of {list(OUTPUTS)}")
         outputs = tuple(name for name in OUTPUTS if name in names)
     single = inputs[0]
+    features: list[float] | Matrix
     if (
         len(inputs) == 1
         and _text(single.get("datatype")) in TENSOR_TYPES
         and _text(single.get("name")) not in encoder.schema.names
     ):
-        matrix = _decode_tensor(single, encoder, max_rows)
+        features = _decode_tensor(single, encoder, max_rows)
     else:
         matrix = _decode_named(inputs, encoder, max_rows)
-    return InferRequest(request_id, matrix, outputs)
+        features = matrix[0].tolist() if len(matrix) == 1 else matrix
+    return InferRequest(request_id, features, outputs)
 
 
 def infer_response(
-    model_name: str, model: Model, request: InferRequest, probabilities: Probabilities
+    model_name: str, model: Model, request: InferRequest, probabilities: list[list[float]]
 ) -> InferResponse:
-    rows, classes = probabilities.shape
+    """The answer to ``request``, from one list of class probabilities per row."""
+    classes = model.classes
     outputs: list[OutputTensor] = []
     if OUTPUT_PROBABILITIES in request.outputs:
         outputs.append(
             {
                 "name": OUTPUT_PROBABILITIES,
                 "datatype": "FP32",
-                "shape": [rows, classes],
-                "parameters": {"classes": list(model.classes)},
-                "data": probabilities.ravel().tolist(),
+                "shape": [len(probabilities), len(classes)],
+                "parameters": {"classes": list(classes)},
+                "data": [p for row in probabilities for p in row],
             }
         )
     if OUTPUT_PREDICTION in request.outputs:
-        labels = [model.classes[i] for i in probabilities.argmax(axis=1).tolist()]
+        # list.index(max) is numpy's argmax: the first of equal maxima wins.
+        labels = [classes[row.index(max(row))] for row in probabilities]
         outputs.append(
-            {"name": OUTPUT_PREDICTION, "datatype": "BYTES", "shape": [rows], "data": labels}
+            {
+                "name": OUTPUT_PREDICTION,
+                "datatype": "BYTES",
+                "shape": [len(probabilities)],
+                "data": labels,
+            }
         )
     response: InferResponse = {
         "model_name": model_name,

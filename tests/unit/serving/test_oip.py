@@ -36,15 +36,15 @@ def test_named_inputs_encode_like_predict(model: Model) -> None:
     request = decode({"id": "r1", "inputs": named_inputs(rows)}, model)
     assert request.id == "r1"
     assert request.outputs == oip.OUTPUTS
-    np.testing.assert_array_equal(request.matrix, model.encoder.encode_rows(rows))
-    assert request.matrix[1, FEATURE_NAMES.index("PROD_CODE_30")] == UNKNOWN_CODE
+    np.testing.assert_array_equal(request.features, model.encoder.encode_rows(rows))
+    assert request.features[1, FEATURE_NAMES.index("PROD_CODE_30")] == UNKNOWN_CODE
 
 
 def test_an_encoded_tensor_is_taken_as_is(model: Model) -> None:
     encoded = model.encoder.encode_rows([EXAMPLE, EXAMPLE])
     tensor = {"name": "input-0", "datatype": "FP32", "shape": [2, 8], "data": encoded.tolist()}
     request = decode({"inputs": [tensor], "outputs": [{"name": "prediction"}]}, model)
-    np.testing.assert_array_equal(request.matrix, encoded)
+    np.testing.assert_array_equal(request.features, encoded)
     assert request.outputs == ("prediction",)
 
 
@@ -151,14 +151,33 @@ def test_too_many_rows_is_too_large(model: Model) -> None:
 
 def test_infer_response_carries_probabilities_and_labels(model: Model) -> None:
     request = decode({"id": "x", "inputs": named_inputs([EXAMPLE])}, model)
-    probabilities = model.predict_proba(request.matrix)
-    response = oip.infer_response("price-sensitivity", model, request, probabilities)
+    assert isinstance(request.features, list)  # one row, as the micro-batcher takes it
+    probabilities = model.predict_proba(np.asarray([request.features], dtype=np.float32))
+    response = oip.infer_response("price-sensitivity", model, request, probabilities.tolist())
     assert response["id"] == "x" and response["model_version"] == model.version
     by_name = {output["name"]: output for output in response["outputs"]}
     assert by_name["probabilities"]["shape"] == [1, 3]
     assert by_name["probabilities"]["data"] == pytest.approx(probabilities.ravel().tolist())
     winner = model.classes[int(probabilities.argmax())]
     assert by_name["prediction"]["data"] == [winner]
+
+
+def test_a_one_row_tensor_is_the_row_as_floats(model: Model) -> None:
+    encoded = model.encoder.encode_row(EXAMPLE)
+    as_sent = [int(value) if value.is_integer() else value for value in encoded]  # codes as ints
+    for data in (as_sent, [as_sent]):  # flat or nested, as clients send it
+        tensor = {"name": "input-0", "datatype": "FP32", "shape": [1, 8], "data": data}
+        request = decode({"inputs": [tensor]}, model)
+        assert request.features == encoded
+        assert all(type(value) is float for value in request.features)
+
+
+def test_labels_are_the_first_of_equal_maxima_as_numpy_argmax(model: Model) -> None:
+    request = decode({"inputs": named_inputs([EXAMPLE] * 2)}, model)
+    tied = [[0.4, 0.4, 0.2], [0.1, 0.45, 0.45]]
+    response = oip.infer_response("price-sensitivity", model, request, tied)
+    labels = response["outputs"][1]["data"]
+    assert labels == [model.classes[int(i)] for i in np.asarray(tied).argmax(axis=1)]
 
 
 @pytest.mark.parametrize(
