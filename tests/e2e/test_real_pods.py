@@ -18,25 +18,17 @@ from collections.abc import Iterator
 import pytest
 from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
-from retail_tools.images.build import target_named
-from retail_tools.images.podman import podman
+from retail_tools.images.build import build_release, target_named
 from retail_tools.images.push import push_image
 from retail_tools.load import Load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 
 
-def variant(stack: Stack, base_tag: str, tag: str) -> None:
-    """A serving image with other bytes (one more label) under ``tag``: a new release."""
-    target = target_named("serving")
-    folder = stack.on_node.workdir / tag
-    folder.mkdir()
-    (folder / "Containerfile").write_text(f"FROM {target.reference(base_tag)}\n")
-    podman(
-        stack.images,
-        "build", "--format", "docker", "--label", f"org.retailmodel.release={tag}",
-        "--tag", target.reference(tag), str(folder),
-    )  # fmt: skip
+def release(stack: Stack, tag: str) -> None:
+    """A new serving release under ``tag``: the tested image with other bytes."""
+    base = f"e2e-{stack.run}"
+    build_release(stack.images, target_named("serving"), base, tag, stack.on_node.workdir / tag)
 
 
 @pytest.fixture
@@ -110,7 +102,7 @@ def test_a_blocked_image_leaves_the_pods_serving_the_old_digest(
 ) -> None:
     name, port = model_on_node
     tag = f"e2e-{stack.run}-blocked"
-    variant(stack, f"e2e-{stack.run}", tag)
+    release(stack, tag)
     ecr = stack.on_node.aws.client("ecr")
     manifest = push_image(stack.images, target_named("serving"), tag, ecr, lambda _line: None)
     stack.on_node.aws.set_scan(API, manifest.digest, "COMPLETE", [("CVE-2026-4242", "CRITICAL")])
@@ -131,7 +123,7 @@ def test_a_new_image_rolls_out_under_load_with_no_failed_request(
 ) -> None:
     name, port = model_on_node
     tag = f"e2e-{stack.run}-next"
-    variant(stack, f"e2e-{stack.run}", tag)
+    release(stack, tag)
     ecr = stack.on_node.aws.client("ecr")
     manifest = push_image(stack.images, target_named("serving"), tag, ecr, lambda _line: None)
     stack.on_node.aws.set_scan(API, manifest.digest, "COMPLETE", [])
