@@ -107,9 +107,11 @@ soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECO
 demo: venv controlplane images $(KUSTOMIZE) ## the whole story on real pods (images, the operator in-cluster, reload, refusal, rollout)
 	$(BIN)/retailctl demo
 
-bench: venv controlplane ## side-by-side benchmarks (about 30 min) → bench/RESULTS.md and charts
+bench: venv controlplane images ## side-by-side benchmarks (about 40 min) → bench/RESULTS.md and charts
 	$(BIN)/python -m bench.serving
 	$(BIN)/python -m bench.operator_scale
+	$(BIN)/retailctl cluster up
+	$(BIN)/python -m bench.real_path
 	$(BIN)/python -m bench.report
 
 clean: ## remove the venv and caches inside the repo (not the control-plane cache)
