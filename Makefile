@@ -107,7 +107,7 @@ soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECO
 demo: venv controlplane images $(KUSTOMIZE) ## the whole story on real pods (images, the operator in-cluster, reload, refusal, rollout)
 	$(BIN)/retailctl demo
 
-bench: venv controlplane images ## side-by-side benchmarks (about 40 min) → bench/RESULTS.md and charts
+bench: venv controlplane images $(KUSTOMIZE) ## side-by-side benchmarks (about 40 min) → bench/RESULTS.md and charts
 	$(BIN)/python -m bench.serving
 	$(BIN)/python -m bench.operator_scale
 	$(BIN)/retailctl cluster up

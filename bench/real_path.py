@@ -40,6 +40,7 @@ from typing import Any
 from bench import wrk
 from bench.common import BENCH_CACHE, VENV_BIN, machine, step, write_result
 from bench.serving import train, write_bodies
+from retail_tools.cluster.cluster import ClusterError
 from retail_tools.cluster.config import ClusterConfig
 from retail_tools.images import registry
 from retail_tools.images.build import build_release, target_named
@@ -234,7 +235,7 @@ class RealPath:
         ):
             try:
                 kubectl(*args)
-            except subprocess.CalledProcessError as error:
+            except ClusterError as error:
                 step(f"cleaning up: kubectl {' '.join(args[:2])} failed: {error}")
         self.aws.stop()
         if self.registry_started:
@@ -304,6 +305,15 @@ def stack_port(stack: RealPath) -> int:
     return int(service["spec"]["ports"][0]["nodePort"])
 
 
+def operator_running() -> bool:
+    found = subprocess.run(
+        [str(VENV_BIN / "retailctl"), "cluster", "kubectl", "--", "get", "deployment",
+         "retail-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "-o", "name"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return bool(found.stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
@@ -312,6 +322,11 @@ def main() -> None:
                             capture_output=True)  # fmt: skip
     if status.returncode != 0:
         sys.exit("the local cluster is not up: run `retailctl cluster up` first")
+    if operator_running():
+        sys.exit(
+            "an operator is already deployed in the cluster (a demo or a test session?): "
+            "not measuring over it (the two would act on the same objects)"
+        )
     model = train(1)
     WORK.mkdir(parents=True, exist_ok=True)
     stack = RealPath(WORK / "on-node")
