@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,12 +99,16 @@ class Reconciler:
     canary: CanaryRollout
     pending_seconds: float = 5.0
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # The status each RetailModel was last given here, read under its lock: a watch event that
+    # waited on the lock holds a body from before the wait, whose status may be outdated.
+    _written: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def _lock(self, owner: Owner) -> asyncio.Lock:
         return self._locks.setdefault((owner.namespace, owner.name), asyncio.Lock())
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
+        self._written.pop((namespace, name), None)
         self.canary.forget((namespace, name))
         metrics.blocked_images.forget((namespace, name))
         metrics.expiring_exceptions.forget((namespace, name))
@@ -284,6 +288,11 @@ class Reconciler:
         """A child changed or vanished: put back what we own and refresh availability."""
         subject = _Subject.parse(body)
         async with self._lock(subject.owner):
+            # A reconcile may have rolled out something new while this event waited for the
+            # lock: judge the child by what was recorded last, not by the body handed in.
+            latest = self._written.get((subject.owner.namespace, subject.owner.name))
+            if latest is not None:
+                subject = replace(subject, status=latest)
             target = subject.deployed()
             if target is None:
                 return None  # nothing rolled out yet: the RetailModel's own reconcile decides
@@ -350,6 +359,7 @@ class Reconciler:
         patch = merge_patch(subject.status, new_status)
         if patch:
             await self.kube.patch_status(subject.owner.namespace, subject.owner.name, patch)
+        self._written[(subject.owner.namespace, subject.owner.name)] = new_status
         for event in conditions.announcements(old_conditions, merged):
             self.emit(body, event.type, event.reason, event.message)
         return new_status
