@@ -4,7 +4,7 @@ Watch events for RetailModels feed the ``Scheduler``; watch events for the child
 reconciler's cheap drift-and-availability path. No handler here stores progress in the objects
 and none needs a finalizer: owned children go by garbage collection. With leader election on
 (the default), every replica watches but only the one holding the Lease reconciles or writes
-(``leadership``); a replica that loses the Lease stops, to come back as a standby.
+(``leadership``); a replica that loses the Lease stands by again.
 """
 
 from __future__ import annotations
@@ -116,9 +116,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         metrics.LEADER.set(1 if leading else 0)
         if leading:
             scheduler.catch_up()
-        else:  # lost: stop at once; the pod restarts as a standby
-            memo.lost_leadership = True
-            memo.stop_flag.set()
+        # Lost: the scheduler pauses (it runs only while ``leading`` is set) and child events
+        # are ignored; this replica watches on as a standby until it can lead again.
 
     election.on_change = leadership_changed
     memo.election_task = asyncio.create_task(election.run(), name="retail-leader-election")

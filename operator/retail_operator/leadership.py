@@ -9,8 +9,9 @@ A standby judges the lease by what it *observes*, not by the holder's clock: the
 expired when its record (holder and renew time) has not changed for ``lease_duration`` on the
 standby's own monotonic clock, so skewed clocks cannot make two leaders. Taking over is an
 update with the record's ``resourceVersion``, so of two standbys racing, one wins and the
-other gets a conflict. A leader that cannot renew within ``renew_deadline`` stops leading
-(``lost`` is set) and the process exits to come back as a standby; a leader shutting down
+other gets a conflict. A leader that cannot renew within ``renew_deadline`` stops leading at
+once (``leading`` is cleared: it writes nothing more) and goes back to being a standby in the
+same process, so an API server that is down for a while costs no restart; a leader shutting down
 releases the lease so its successor need not wait.
 """
 
@@ -73,38 +74,45 @@ class LeaderElection:
     timing: Timing = Timing()
     on_change: Callable[[bool], Awaitable[None] | None] | None = None
     leading: asyncio.Event = field(default_factory=asyncio.Event)
-    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    losses: int = 0  # times this replica stopped leading because it could not renew
     _observed: tuple[Any, float] | None = None  # (holder and renew time, when first seen)
     _renewed_at: float = 0.0
 
     @property
     def is_leader(self) -> bool:
-        return self.leading.is_set() and not self.lost.is_set()
+        return self.leading.is_set()
 
     async def run(self) -> None:
-        """Acquire, then renew until the lease is lost (``lost`` is set) or the task is
+        """Acquire, renew, and after a lost lease try again as a standby, until the task is
         cancelled (shutdown: the lease is released)."""
         try:
-            while not await self._try_acquire():
-                await asyncio.sleep(self.timing.retry_period)
-            logger.info("leading as %s (lease %s/%s)", self.identity, self.namespace, self.name)
-            self._renewed_at = time.monotonic()
-            self.leading.set()
-            await self._notify(True)
             while True:
-                await asyncio.sleep(self.timing.retry_period)
-                if await self._try_acquire():
-                    self._renewed_at = time.monotonic()
-                elif time.monotonic() - self._renewed_at > self.timing.renew_deadline:
-                    logger.error("could not renew the lease for %.0fs: no longer leading",
-                                 self.timing.renew_deadline)  # fmt: skip
-                    self.lost.set()
-                    await self._notify(False)
-                    return
+                await self._lead_once()
         except asyncio.CancelledError:
             if self.is_leader:
                 await asyncio.shield(self._release())
             raise
+
+    async def _lead_once(self) -> None:
+        """Wait for the lease, then hold it until it cannot be renewed in time."""
+        while not await self._try_acquire():
+            await asyncio.sleep(self.timing.retry_period)
+        logger.info("leading as %s (lease %s/%s)", self.identity, self.namespace, self.name)
+        self._renewed_at = time.monotonic()
+        self.leading.set()
+        await self._notify(True)
+        while True:
+            await asyncio.sleep(self.timing.retry_period)
+            if await self._try_acquire():
+                self._renewed_at = time.monotonic()
+            elif time.monotonic() - self._renewed_at > self.timing.renew_deadline:
+                logger.error("could not renew the lease for %.0fs: standing by",
+                             self.timing.renew_deadline)  # fmt: skip
+                self.leading.clear()
+                self.losses += 1
+                self._observed = None  # judge the lease afresh, as a new standby would
+                await self._notify(False)
+                return
 
     async def _notify(self, leading: bool) -> None:
         if self.on_change is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from collections.abc import Sequence
 
 import kopf
@@ -30,10 +29,8 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
         f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     )
     metrics.serve(settings.metrics_port)
-    memo = kopf.Memo(lost_leadership=False)
 
     async def operate() -> None:
-        memo.stop_flag = asyncio.Event()  # set by the handlers when leadership is lost
         await kopf.operator(
             # kopf's default identity asks the OS for a user name, which the image's numeric
             # UID does not have. (kopf exports no name for its Identity NewType of str.)
@@ -42,13 +39,9 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
             liveness_endpoint=liveness,
-            stop_flag=memo.stop_flag,
-            memo=memo,
         )
 
     asyncio.run(operate())
-    if memo.lost_leadership:
-        sys.exit("retail-operator: lost the leader Lease; exiting to restart as a standby")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

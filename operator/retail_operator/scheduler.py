@@ -112,6 +112,8 @@ class Scheduler:
             self._wake.clear()
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
+                if self._leading is not None and not self._leading.is_set():
+                    break  # leadership lost meanwhile: nothing more starts
                 when, key = heapq.heappop(self._heap)
                 if self._due.get(key) != when:
                     continue  # superseded by an earlier or later schedule, or forgotten

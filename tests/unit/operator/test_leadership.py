@@ -106,20 +106,25 @@ async def test_one_leader_and_a_standby(leases: MemoryLeases) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_silent_leader_loses_and_the_standby_takes_over(leases: MemoryLeases) -> None:
+async def test_a_silent_leader_stands_by_and_the_standby_takes_over(
+    leases: MemoryLeases,
+) -> None:
     a, b = election(leases, "a"), election(leases, "b")
     task_a = asyncio.create_task(a.run())
     await until(lambda: a.is_leader)
     task_b = asyncio.create_task(b.run())
     leases.down_for.add("a")  # a can no longer reach the API server
-    await until(lambda: a.lost.is_set())  # it stops leading after the renew deadline…
-    assert not a.is_leader
-    await until(lambda: b.is_leader)  # …and b takes over once the lease has run out
+    await until(lambda: a.losses == 1)  # it stops leading after the renew deadline…
+    assert not a.is_leader and not task_a.done()  # …and stays up, as a standby
+    await until(lambda: b.is_leader)  # b takes over once the lease has run out
     assert leases.holder == "b" and leases.lease is not None
     assert leases.lease["spec"]["leaseTransitions"] == 1
-    await asyncio.gather(task_a)  # a's run() returned on its own
-    task_b.cancel()
-    await asyncio.gather(task_b, return_exceptions=True)
+    leases.down_for.clear()  # a reaches the API server again: b renews, so a stays standby
+    await asyncio.sleep(FAST.lease_duration * 2)
+    assert b.is_leader and not a.is_leader and leases.holder == "b"
+    for task in (task_a, task_b):
+        task.cancel()
+    await asyncio.gather(task_a, task_b, return_exceptions=True)
 
 
 async def test_a_released_lease_is_taken_at_once(leases: MemoryLeases) -> None:
