@@ -8,6 +8,7 @@ image, the ``retail`` namespace with the stand-in's Secret) for every test file 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -110,7 +111,9 @@ def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory)
     on_node = OnNode(local_cluster.config, aws, tmp_path_factory.mktemp("on-node"))
     ecr = aws.client("ecr")
     for repository in (API, OPERATOR):
-        ecr.create_repository(repositoryName=repository)
+        # moto's state is the process's: an earlier test's in-process stand-in may have made it
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=repository)
     tags: dict[str, str] = {}
     for name in ("serving", "operator"):
         built = subprocess.run(

@@ -6,6 +6,8 @@ tests/e2e/test_canary_real_pods.py (the real node)."""
 from __future__ import annotations
 
 import json
+import sys
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +42,14 @@ def model_heads(fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> Cal
 
     monkeypatch.setattr(fault_proxy, "forward", counting)
     return lambda: len(heads)
+
+
+@pytest.fixture(autouse=True)
+def own_model_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model key of each test's own: the session's operator has seen (and cached the HEAD
+    of) the keys earlier tests uploaded to, so a shared key's "first version" is not this
+    test's."""
+    monkeypatch.setattr(sys.modules[__name__], "KEY", f"models/{uuid.uuid4().hex[:8]}/canary.ubj")
 
 
 def pinned_version(scenario: Scenario, config_map: str) -> str:
