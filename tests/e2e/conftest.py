@@ -1,9 +1,11 @@
-"""What the end-to-end tests on the real node share: one session bring-up of the whole stack.
+"""What the end-to-end tests on the real node share: one bring-up of the whole stack.
 
-``stack`` brings it up once per session (cluster with its node, registry, the AWS stand-in on
-the node's bridge, both images built and pushed, the operator deployed in-cluster from its
+``stack`` brings it up once for this folder (cluster with its node, registry, the AWS stand-in
+on the node's bridge, both images built and pushed, the operator deployed in-cluster from its
 image, the ``retail`` namespace with the stand-in's Secret) for every test file here
-(test_real_pods.py, test_canary_real_pods.py); ``Stack`` is what the tests act through.
+(test_real_pods.py, test_canary_real_pods.py); ``Stack`` is what the tests act through. Its
+scope is the package: the in-cluster operator is deleted before the integration tests start
+operators of their own, which would otherwise stand by behind its Lease or race it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import LocalCluster
 
 from retail_serving import artifact
 from retail_tools.images import registry
@@ -28,6 +29,7 @@ from retail_tools.images.config import ImagesConfig
 from retail_tools.images.push import push_image
 from retail_tools.onnode import OnNode
 from retail_training import training
+from tests.support.cluster import LocalCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
@@ -102,7 +104,7 @@ class Stack:
         return str(trained.version)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run = uuid.uuid4().hex[:6]
     images = ImagesConfig.from_env()

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.e2e.conftest import BUCKET, NAMESPACE, Stack
 
 from retail_tools import candidates
 from retail_tools.load import Load
 from retail_tools.onnode import OPERATOR_NAMESPACE
+from tests.e2e.conftest import BUCKET, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 
@@ -208,10 +208,6 @@ def operator_reconciles(stack: Stack) -> int:
     raise AssertionError("no operator replica leads")
 
 
-@pytest.mark.skip(
-    reason="failed in a full-session run (not yet diagnosed); silence is covered by "
-    "tests/integration/operator/test_canary.py and the unit tests"
-)
 def test_silence_never_promotes_on_real_pods(canary: Canary) -> None:
     stack = canary.stack
     candidate = candidates.retrained(seed=2)

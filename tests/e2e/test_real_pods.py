@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
 from retail_tools.images.build import build_release, target_named
 from retail_tools.images.push import push_image
 from retail_tools.load import Load
+from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 

@@ -27,9 +27,11 @@ from typing import Any
 import pytest
 import yaml
 
-from retail_tools.cluster import build, cluster
+from retail_tools.cluster import build, cluster, processes
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port_base
+
+TEST_NAMESPACE_LABEL = "retailmodel.io/test-namespace"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ class LocalCluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def test_namespace(self, prefix: str, labels: dict[str, str] | None = None) -> str:
+        """A new namespace ``<prefix>-<random>``, labelled as a test's: the next session to
+        start alone deletes what a killed run left."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        metadata = {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true", **(labels or {})}}
+        self.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}))
+        return name
+
     def apply(self, manifest: str, namespace: str | None = None) -> None:
         scope = ("-n", namespace) if namespace else ()
         self.kubectl("apply", *scope, "-f", "-", stdin=manifest)
@@ -72,9 +82,14 @@ def local_cluster() -> Iterator[LocalCluster]:
     config = ClusterConfig.from_env()
     build.build(config)
     with _sessions(config) as sessions:
-        sessions.join(cluster.up(config))
+        alone = sessions.join(cluster.up(config))
+    local = LocalCluster(config)
+    if alone:
+        # The cluster keeps its state between runs: namespaces a killed run could not delete
+        # (and the RetailModels in them) would otherwise meet this run's operators.
+        local.kubectl("delete", "namespaces", "-l", TEST_NAMESPACE_LABEL, "--wait=false")
     try:
-        yield LocalCluster(config)
+        yield local
     finally:
         with _sessions(config) as sessions:
             if last_out := sessions.leave():
@@ -93,17 +108,20 @@ class _Sessions:
         self.folder = folder
         self.started_file = folder / "started-by-tests"
 
-    def join(self, started: tuple[str, ...]) -> None:
+    def join(self, started: tuple[str, ...]) -> bool:
+        """Register; True when no other session is live."""
+        others = [s for s in self.folder.glob("*.session") if processes.alive(int(s.stem))]
         (self.folder / f"{os.getpid()}.session").touch()
         if started:
             known = set(self._started())
             self.started_file.write_text("\n".join(sorted(known | set(started))))
+        return not others
 
     def leave(self) -> tuple[str, ...]:
         """Unregister; returns what to stop if this was the last live session."""
         (self.folder / f"{os.getpid()}.session").unlink(missing_ok=True)
         for session in self.folder.glob("*.session"):
-            if _alive(int(session.stem)):
+            if processes.alive(int(session.stem)):
                 return ()
             session.unlink()
         started = self._started()
@@ -125,21 +143,10 @@ def _sessions(config: ClusterConfig) -> Iterator[_Sessions]:
         yield _Sessions(folder)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture
 def cluster_namespace(local_cluster: LocalCluster) -> Iterator[str]:
     """A fresh namespace for one test, deleted (without waiting) afterwards."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    local_cluster.kubectl("create", "namespace", name)
+    name = local_cluster.test_namespace("test")
     local_cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name)
     try:
         yield name

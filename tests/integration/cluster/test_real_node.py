@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,19 +26,11 @@ READY_TIMEOUT = "--timeout=120s"
 
 @pytest.fixture(scope="module")
 def restricted_namespace(real_node: RealNode) -> Iterator[str]:
-    name = f"real-{uuid.uuid4().hex[:8]}"
-    namespace = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            },
-        },
+    restricted = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
     }
-    real_node.cluster.apply(yaml.safe_dump(namespace))
+    name = real_node.cluster.test_namespace("real", restricted)
     real_node.cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name)
     try:
         yield name
@@ -64,7 +56,21 @@ def probe(real_node: RealNode, restricted_namespace: str) -> str:
     real_node.cluster.kubectl(
         "wait", "--for=condition=Ready", "pod/probe", "-n", restricted_namespace, READY_TIMEOUT
     )
+    # kube-proxy programs a new NodePort a moment after the Service and its endpoint exist.
+    node_port = _node_port(real_node, restricted_namespace)
+    deadline = time.monotonic() + 60
+    while not _answers(f"http://127.0.0.1:{node_port}/"):
+        assert time.monotonic() < deadline, f"NodePort {node_port} never answered"
+        time.sleep(0.5)
     return "probe"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def _get(real_node: RealNode, *args: str) -> Any:

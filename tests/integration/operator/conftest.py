@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +104,13 @@ def operator(
     fault_proxy: FaultProxy,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
+    # An operator running in the cluster (the real-pod stack's, or one left by a killed run)
+    # would reconcile these tests' RetailModels too, behind another Lease: a race, not a test.
+    in_cluster = local_cluster.get_json(
+        "deployments", "--all-namespaces", "-l", "app.kubernetes.io/name=retail-operator"
+    )["items"]
+    running = [d["metadata"]["namespace"] for d in in_cluster if d["spec"].get("replicas", 1)]
+    assert not running, f"an in-cluster operator runs in {running}: delete it first"
     port = free_port()
     env = {
         **os.environ,
@@ -235,8 +241,7 @@ class Scenario:
 def scenario(
     local_cluster: LocalCluster, aws_stand_in: AwsStandIn, operator: OperatorProcess
 ) -> Iterator[Scenario]:
-    namespace = f"rm-{uuid.uuid4().hex[:8]}"
-    local_cluster.kubectl("create", "namespace", namespace)
+    namespace = local_cluster.test_namespace("rm")
     try:
         yield Scenario(local_cluster, aws_stand_in, namespace, operator)
     finally:

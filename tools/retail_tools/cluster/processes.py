@@ -102,6 +102,17 @@ def runs(pid: int, binary: str) -> bool:
     return exe.removesuffix(" (deleted)") == os.path.realpath(binary)
 
 
+def alive(pid: int) -> bool:
+    """True while a process with ``pid`` exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
