@@ -15,7 +15,6 @@ lock keeps two builds from racing; the log is ``<cache>/argocd-<version>/build.l
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from retail_tools.cluster.build import (
     Progress,
     ProgressCallback,
     StepCallback,
+    build_once,
 )
 
 MODULE = "github.com/argoproj/argo-cd/v3"
@@ -56,16 +56,8 @@ def build(
     on_step: StepCallback | None = None,
 ) -> Path:
     """Make sure the binary exists, building it if needed; returns the bin folder."""
-    if is_built(config) and not force:
-        return config.bin_dir
-    if shutil.which("go") is None:
-        raise BuildError("the Go toolchain is not installed (need `go` on PATH to build)")
-    config.build_dir.mkdir(parents=True, exist_ok=True)
-    with (config.build_dir / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if is_built(config) and not force:  # another process built it while we waited
-            return config.bin_dir
-        _Builder(config, on_progress or (lambda _: None), on_step or (lambda _s, _t: None)).run()
+    builder = _Builder(config, on_progress or (lambda _: None), on_step or (lambda _s, _t: None))
+    build_once(lambda: is_built(config), config.build_dir, builder.run, force=force)
     return config.bin_dir
 
 

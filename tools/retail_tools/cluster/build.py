@@ -27,8 +27,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypedDict
@@ -112,26 +111,27 @@ def build(
     on_step: StepCallback | None = None,
 ) -> Path:
     """Make sure the binaries exist, building them if needed; returns the bin folder."""
-    if is_built(config) and not force:
-        return config.bin_dir
-    if shutil.which("go") is None:
-        raise BuildError("the Go toolchain is not installed (need `go` on PATH to build)")
-    config.toolchain_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(config.toolchain_dir / ".build.lock"):
-        if is_built(config) and not force:  # another process built it while we waited
-            return config.bin_dir
-        _Builder(config, on_progress or (lambda _: None), on_step or (lambda _s, _t: None)).run()
+    builder = _Builder(config, on_progress or (lambda _: None), on_step or (lambda _s, _t: None))
+    build_once(lambda: is_built(config), config.toolchain_dir, builder.run, force=force)
     return config.bin_dir
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def build_once(
+    built: Callable[[], bool], folder: Path, make: Callable[[], None], *, force: bool
+) -> None:
+    """Run ``make`` unless ``built()`` (or ``force``): with Go on PATH, one process at a time
+    (a lock file in ``folder``); a process that waited for another's build does not build
+    again."""
+    if built() and not force:
+        return
+    if shutil.which("go") is None:
+        raise BuildError("the Go toolchain is not installed (need `go` on PATH to build)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if built() and not force:  # another process built it while we waited
+            return
+        make()
 
 
 class _Builder:
