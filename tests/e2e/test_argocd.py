@@ -21,8 +21,6 @@ garbage-collects the RetailModel's children.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -31,18 +29,19 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.integration.operator.conftest import OperatorProcess
-from tests.support.cluster import LocalCluster
 
 from retail_tools.argocd import apps
 from retail_tools.argocd import stack as argocd_stack
 from retail_tools.argocd.build import build
 from retail_tools.argocd.config import ArgocdConfig
+from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.cluster import cluster
 from retail_tools.cluster.build import build as build_cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port, free_port_base
 from retail_tools.standin import AwsStandIn
+from tests.integration.operator.conftest import OperatorProcess
+from tests.support.cluster import LocalCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
 
@@ -54,8 +53,6 @@ MODEL = "price-sensitivity"
 NAMESPACE = "retail"
 CRD = "retailmodels.mlops.retail.io"
 TIMEOUT = 120.0
-# Copied into the repository as they are in this one: what `deploy/overlays/local` builds from.
-SYNCED_FOLDERS = ("crds", "deploy/base", "deploy/predictor", "deploy/overlays/local")
 GITOPS_KUSTOMIZATION = """\
 # What Argo CD syncs in these tests: the local overlay and one RetailModel. The operator runs
 # as a local process here, so its in-cluster Deployment is synced but scaled to zero.
@@ -76,37 +73,6 @@ patches:
 
 
 @dataclass
-class GitRepository:
-    """A bare repository (what Argo CD reads) and a working copy (where commits are made)."""
-
-    bare: Path
-    work: Path
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def git(self, *args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(self.work), *args], capture_output=True, text=True, check=True
-        )
-        return result.stdout.strip()
-
-    def commit(self, message: str) -> str:
-        """Commit everything and push; returns the new revision."""
-        self.git("add", "-A")
-        self.git("commit", "--quiet", "-m", message)
-        self.git("push", "--quiet", "origin", "HEAD:main")
-        return self.git("rev-parse", "HEAD")
-
-    def set_tag(self, tag: str) -> None:
-        path = self.work / "gitops" / "retailmodel.yaml"
-        document = yaml.safe_load(path.read_text())
-        document["spec"]["image"]["tag"] = tag
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-@dataclass
 class GitOps:
     """The world of these tests: cluster, Argo CD, repository, operator and moto."""
 
@@ -115,6 +81,11 @@ class GitOps:
     repo: GitRepository
     aws: AwsStandIn
     operator: OperatorProcess
+
+    def set_tag(self, tag: str) -> None:
+        document = self.repo.read_yaml("gitops/retailmodel.yaml")
+        document["spec"]["image"]["tag"] = tag
+        self.repo.write_yaml("gitops/retailmodel.yaml", document)
 
     def image(
         self, tag: str, findings: list[tuple[str, str]] | None = None, status: str = "COMPLETE"
@@ -191,7 +162,7 @@ def model_health(status: str, message: str = "") -> Callable[[apps.ApplicationVi
     return probe
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gitops_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     shared = ClusterConfig.from_env()
     config = ClusterConfig(
@@ -208,11 +179,11 @@ def gitops_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         cluster.down(config)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def argocd(
     gitops_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ArgocdConfig]:
-    """Argo CD started once for the session, against the private cluster."""
+    """Argo CD started once for this folder, against the private cluster."""
     config = replace(
         ArgocdConfig.from_env(),
         cluster=gitops_cluster.config,
@@ -235,13 +206,7 @@ def gitops(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GitOps]:
     folder = tmp_path_factory.mktemp("repository")
-    repo = GitRepository(folder / "retailmodel.git", folder / "work")
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(repo.bare)], check=True)
-    subprocess.run(["git", "clone", "--quiet", str(repo.bare), str(repo.work)], check=True)
-    repo.git("config", "user.email", "e2e@retailmodel.invalid")
-    repo.git("config", "user.name", "e2e")
-    for name in SYNCED_FOLDERS:
-        shutil.copytree(REPO_ROOT / name, repo.work / name)
+    repo = GitRepository.create(folder, author="e2e")
     (repo.work / "gitops").mkdir()
     (repo.work / "gitops" / "kustomization.yaml").write_text(GITOPS_KUSTOMIZATION)
     sample = yaml.safe_load((REPO_ROOT / "deploy" / "samples" / "retailmodel.yaml").read_text())
@@ -301,7 +266,7 @@ def test_syncs_crd_rbac_and_operator_in_wave_order_then_the_retail_model(gitops:
 
 def test_a_new_tag_is_progressing_while_its_scan_runs_then_healthy(gitops: GitOps) -> None:
     digest = gitops.image("v2", status="IN_PROGRESS")
-    gitops.repo.set_tag("v2")
+    gitops.set_tag("v2")
     revision = gitops.repo.commit("RetailModel v2")
     apps.refresh(gitops.argocd, APPLICATION)
     gitops.wait_for("v2 synced", synced_to(revision))
@@ -322,7 +287,7 @@ def test_a_blocked_tag_is_degraded_with_the_operators_message_while_v2_serves(
 ) -> None:
     serving = gitops.predictor_image()
     gitops.image("v3", findings=[("CVE-2026-4242", "HIGH")])
-    gitops.repo.set_tag("v3")
+    gitops.set_tag("v3")
     revision = gitops.repo.commit("RetailModel v3 (has a HIGH finding)")
     apps.refresh(gitops.argocd, APPLICATION)
     view = gitops.wait_for(
@@ -339,9 +304,7 @@ def test_a_blocked_tag_is_degraded_with_the_operators_message_while_v2_serves(
 
 def test_a_revert_is_healthy_again(gitops: GitOps) -> None:
     serving = gitops.predictor_image()
-    gitops.repo.git("revert", "--no-edit", "HEAD")
-    gitops.repo.git("push", "--quiet", "origin", "HEAD:main")
-    revision = gitops.repo.git("rev-parse", "HEAD")
+    revision = gitops.repo.revert()
     apps.refresh(gitops.argocd, APPLICATION)
     gitops.wait_for(
         "Healthy after the revert",
