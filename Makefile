@@ -5,7 +5,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-CACHE ?= $(HOME)/.cache/retailmodel
+# One cache root for make and retailctl: RETAILMODEL_CACHE names it for both.
+export RETAILMODEL_CACHE ?= $(HOME)/.cache/retailmodel
+CACHE := $(RETAILMODEL_CACHE)
 UV_VERSION := 0.13.8
 UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
 VENV := .venv
@@ -20,10 +22,11 @@ export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 # Debian packages the machine needs beyond Go and Python, installed only when missing (one
 # `apt-get update` first, then): the real node's runtime (containerd, runc, CNI plugins), its
 # firewall and conntrack tools and a static C toolchain for its pause image; and what builds and
-# runs the images.
+# runs the images; and Argo CD's cache (redis) and git, which its repo-server clones with.
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev
 IMAGE_PACKAGES := podman buildah debootstrap
-HOST_PACKAGES := $(NODE_PACKAGES) $(IMAGE_PACKAGES)
+ARGOCD_PACKAGES := redis-server git
+HOST_PACKAGES := $(NODE_PACKAGES) $(IMAGE_PACKAGES) $(ARGOCD_PACKAGES)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help venv lint audit typecheck unit host-packages controlplane argocd images test soak \
@@ -90,7 +93,7 @@ controlplane: venv host-packages ## build (or reuse, cached by version) etcd, Ku
 	$(BIN)/retailctl cluster build
 
 # Argo CD's repo-server runs $(KUSTOMIZE) (so synced overlays build as `make lint` builds them).
-argocd: venv $(KUSTOMIZE) ## build (or reuse, cached by version) Argo CD's binary from the Go proxy
+argocd: venv host-packages $(KUSTOMIZE) ## build (or reuse, cached by version) Argo CD's binary from the Go proxy
 	$(BIN)/retailctl argocd build
 
 images: venv host-packages ## build both images with podman (cached), and crane for the local registry

@@ -42,6 +42,7 @@ class LoadReport:
     failures: Counter[str] = field(default_factory=Counter)
     models: Counter[str] = field(default_factory=Counter)  # answers by model_version
     latencies: list[float] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # seconds after the load started
 
     def percentile(self, share: float) -> float:
         ordered = sorted(self.latencies)
@@ -50,10 +51,17 @@ class LoadReport:
     def summary(self) -> str:
         return (
             f"{self.sent} requests in {self.seconds:.1f}s, {self.failed} failed"
-            + (f" ({dict(self.failures)})" if self.failures else "")
+            + (
+                f" ({dict(self.failures)}, the first at {self._first_failures()})"
+                if self.failures
+                else ""
+            )
             + f"; p50 {self.percentile(0.5) * 1000:.1f} ms"
             + f", p99 {self.percentile(0.99) * 1000:.1f} ms"
         )
+
+    def _first_failures(self) -> str:
+        return ", ".join(f"{at:.1f}s" for at in self.failed_at[:3])
 
 
 class Load:
@@ -113,6 +121,7 @@ class Load:
                 if failure:
                     self._report.failed += 1
                     self._report.failures[failure] += 1
+                    self._report.failed_at.append(time.monotonic() - self._started)
                 else:
                     self._report.models[version] += 1
 
