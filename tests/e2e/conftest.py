@@ -109,6 +109,7 @@ class Stack:
 def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run = uuid.uuid4().hex[:6]
     images = ImagesConfig.from_env()
+    registry_was_up = registry.status(images).pid is not None
     registry.up(images, lambda _line: None)
     aws = OnNode.standin_for(local_cluster.config).start()
     on_node = OnNode(local_cluster.config, aws, tmp_path_factory.mktemp("on-node"))
@@ -145,3 +146,5 @@ def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory)
         ours = [name for name in listed if f":e2e-{run}" in name]
         if ours:
             podman(images, "rmi", *ours)
+        if not registry_was_up:
+            registry.down(images)
