@@ -107,7 +107,7 @@ test: lint typecheck controlplane argocd images ## every check: lint, types and 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
 	$(BIN)/pytest -m soak -s tests/integration/serving
 
-demo: venv controlplane images $(KUSTOMIZE) ## the whole story on real pods (images, the operator in-cluster, reload, refusal, rollout)
+demo: venv controlplane argocd images $(KUSTOMIZE) ## the whole story on real pods (images, Argo CD syncing the operator and the RetailModel from git, reload, refusal, revert, rollout, canary)
 	$(BIN)/retailctl demo
 
 bench: venv controlplane images $(KUSTOMIZE) ## side-by-side benchmarks (about 40 min) → bench/RESULTS.md and charts

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from retail_tools import candidates
+from retail_tools.demo import gitops
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, Step, console, wait
 from retail_tools.demo.groundwork import train_and_push
 from retail_tools.demo.rollouts import model_info, ready_pods
@@ -31,9 +32,10 @@ VERDICT_SECONDS = 180
 
 def canary_switched_on(demo: Demo) -> None:
     rollout = {"strategy": "Canary", "canary": {"replicas": 1, "analysis": ANALYSIS}}
-    patch = json.dumps({"spec": {"rollout": rollout}})
     with Load(demo.port, workers=2, max_seconds=300) as load:
-        demo.kubectl("patch", "rmodel", NAME, "-n", NAMESPACE, "--type=merge", "-p", patch)
+        gitops.commit_spec(
+            demo, "Canary rollouts for new models", lambda s: s.update(rollout=rollout)
+        )
         wait_rolled_out(demo, "True", "Stable")
     demo.measured("the switch to Canary (one rolling update: the track label)", load.report)
     demo.kubectl("get", "rmodel", NAME, "-n", NAMESPACE, "-o", "wide")

@@ -26,6 +26,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.panel import Panel
 
+from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.load import LoadReport
 from retail_tools.onnode import OnNode
 from retail_tools.standin import AwsStandIn
@@ -79,6 +80,9 @@ class Demo:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cluster_started: bool = False
     registry_started: bool = False
+    argocd_started: bool = False
+    argocd_application: bool = False  # applied: the teardown deletes it first
+    git: GitRepository | None = None  # what Argo CD syncs from
     aws: AwsStandIn | None = None
     on_node: OnNode | None = None
     step_number: int = 0
@@ -97,6 +101,12 @@ class Demo:
         if self.aws is None:
             raise DemoError("the AWS stand-in is not running (its step did not run)")
         return self.aws
+
+    @property
+    def gitops_repo(self) -> GitRepository:
+        if self.git is None:
+            raise DemoError("no git repository yet (the Argo CD sync step did not run)")
+        return self.git
 
     @property
     def node(self) -> OnNode:

@@ -7,10 +7,11 @@ what the later steps need in the ``Demo`` context.
 
 from __future__ import annotations
 
-import os
 import subprocess
 
+from retail_tools.cluster import processes
 from retail_tools.cluster.config import ClusterConfig
+from retail_tools.demo import gitops
 from retail_tools.demo.context import BUCKET, MODEL_KEY, NAMESPACE, Demo, DemoError, console
 from retail_tools.images import registry
 from retail_tools.images.build import TARGETS
@@ -104,7 +105,10 @@ def train_and_push(demo: Demo, model: str, seed: int) -> str:
 
 def shut_down(demo: Demo) -> None:
     """Delete what the demo applied (newest first), stop what it started, and leave the
-    cluster as it found it."""
+    cluster as it found it. The Application goes first, so Argo CD recreates nothing."""
+    gitops.remove_application(demo)
+    if demo.argocd_started:
+        demo.run("retailctl", "argocd", "down", check=False)
     if demo.on_node is not None:
         for kind_name, namespace in reversed(demo.applied):
             demo.kubectl(
@@ -134,14 +138,4 @@ def live_test_sessions(config: ClusterConfig) -> int:
     """How many pytest sessions use the cluster now: each registers ``<pid>.session`` in the
     run folder (tests/support/cluster.py) and would lose its cluster to a ``down``."""
     folder = config.run_dir / "test-sessions"
-    return sum(_alive(int(session.stem)) for session in folder.glob("*.session"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return sum(processes.alive(int(session.stem)) for session in folder.glob("*.session"))

@@ -1,6 +1,8 @@
-"""The demo's steps on the real pods: the operator in-cluster, a RetailModel rolled out on the
-real node, predictions through its Service, a hot reload, a refused image and a rolled-out one,
-each under load that counts failed requests; then the events and logs a person would read.
+"""The demo's steps on the real pods: the operator and a RetailModel synced by Argo CD from git
+onto the real node, predictions through its Service, a hot reload, a refused image (a commit),
+its revert, and a rolled-out one, each under load that counts failed requests; then the events
+and logs a person would read. Every spec change is a commit (``gitops.commit_spec``): with
+selfHeal on, a ``kubectl patch`` would be undone by Argo CD.
 
 Load reaches the pods through a NodePort on 127.0.0.1 (kube-proxy), never another address.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
+from retail_tools.demo import gitops
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, http, wait
 from retail_tools.demo.groundwork import push, train_and_push
 from retail_tools.images.build import TARGETS, build_release
@@ -31,34 +35,14 @@ INFO_SCRIPT = (
 )
 
 
-def operator_in_cluster(demo: Demo) -> None:
-    digest = demo.digests[f"operator:{demo.tags['operator']}"]
-    # An operator left by an earlier run would keep that run's stand-in address: start fresh.
-    demo.kubectl(
-        "delete", "deployment", "retail-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found",
-        "--wait=true", show=False,
-    )  # fmt: skip
-    console.print(
-        f"[bold cyan]$ kustomize build deploy/overlays/local (image pinned to {digest[:19]}…) "
-        "| kubectl apply --server-side -f -"
-    )
-    demo.applied.append(("deployment/retail-operator", OPERATOR_NAMESPACE))
-    demo.node.deploy_operator(digest, notify=console.print)
+def synced_by_argocd(demo: Demo) -> None:
+    gitops.synced_from_git(demo, retail_model(demo, demo.tags["serving"]))
+    demo.applied += [
+        ("deployment/retail-operator", OPERATOR_NAMESPACE),
+        (f"retailmodel/{NAME}", NAMESPACE),
+    ]
     demo.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide")
     demo.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_PODS, "--prefix", "--tail=4")
-
-
-def retailmodel_applied(demo: Demo) -> None:
-    # The cluster keeps its state between runs: start from no RetailModel of this name.
-    demo.kubectl(
-        "delete", "retailmodel", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait=true",
-        "--timeout=120s", show=False,
-    )  # fmt: skip
-    demo.node.standin_secret(NAMESPACE)
-    manifest = yaml.safe_dump(retail_model(demo, demo.tags["serving"]), sort_keys=False)
-    demo.show(manifest)
-    demo.applied.append((f"retailmodel/{NAME}", NAMESPACE))
-    demo.kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(demo, "True")
     demo.kubectl("get", "rmodel", "-n", NAMESPACE, "-o", "wide")
     demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE)
@@ -113,7 +97,9 @@ def blocked_image_refused(demo: Demo) -> None:
     with Load(demo.port, workers=2, max_seconds=300) as load:
         change_tag(demo, tag)
         wait_ready(demo, "False", "VulnerabilitiesFound")
+        gitops.wait_application(demo, "Degraded", health="Degraded", message="Image blocked")
     demo.measured("the refused rollout", load.report)
+    gitops.show_application(demo)
     demo.kubectl("get", "rmodel", "-n", NAMESPACE)
     demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE)
     demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS, "-o", IMAGE_IDS)
@@ -126,19 +112,43 @@ def blocked_image_refused(demo: Demo) -> None:
     )  # fmt: skip
 
 
+def reverted_in_git(demo: Demo) -> None:
+    good = demo.digests[f"serving:{demo.tags['serving']}"]
+    pods = sorted(pod["metadata"]["name"] for pod in ready_pods(demo))
+    with Load(demo.port, workers=2, max_seconds=300) as load:
+        gitops.revert(demo)
+        wait_ready(demo, "True")
+        gitops.wait_application(demo, "Healthy", health="Healthy")
+    demo.measured("the revert", load.report)
+    gitops.show_application(demo)
+    after = ready_pods(demo)
+    if sorted(pod["metadata"]["name"] for pod in after) != pods:
+        raise DemoError("the revert replaced pods that never stopped serving the good image")
+    if not all(image_id(pod).endswith(good) for pod in after):
+        raise DemoError("after the revert a pod runs another image than the good one")
+    console.print(f"the same pods, on the good digest {good[:19]}… all along")
+
+
 def new_image_rolled_out(demo: Demo) -> None:
     tag = release(demo, "next", findings=[])
     digest = demo.digests[f"serving:{tag}"]
+    trail = HealthTrail()
     with Load(demo.port, workers=4, max_seconds=420) as load:
         started = time.monotonic()
-        change_tag(demo, tag)
-        wait_ready(demo, "True")
+        change_tag(demo, tag, watch=trail.seen)
         wait(
             f"both pods on {digest[:19]}… and the old ones gone",
-            lambda: rolled_out(demo, digest),
+            lambda: trail.seen() and rolled_out(demo, digest),
             timeout=300,
         )
+        wait_ready(demo, "True")
+        gitops.wait_application(demo, "Healthy", health="Healthy")
         seconds = time.monotonic() - started
+    trail.seen()
+    console.print(f"Argo CD's health of the RetailModel on the way: {trail}")
+    if "Progressing" not in trail.states:
+        raise DemoError(f"Argo CD never showed the rollout as Progressing: {trail}")
+    gitops.show_application(demo)
     demo.durations.append(("rolling update (tag change → old pods gone)", seconds))
     console.print(f"rolled out in {seconds:.1f}s")
     demo.measured("the image rollout", load.report)
@@ -165,10 +175,10 @@ def events_and_logs(demo: Demo) -> None:
 
 # -- helpers -----------------------------------------------------------------------------------
 def retail_model(demo: Demo, tag: str) -> dict[str, Any]:
-    """deploy/samples' RetailModel with the tag just pushed, placed on the real node with the
-    stand-in's environment, reloading every 5 s (the sample's 30 s, shortened for the demo)."""
+    """deploy/samples' RetailModel (its sync wave kept) with the tag just pushed, placed on the
+    real node with the stand-in's environment, reloading every 5 s (the sample's 30 s,
+    shortened for the demo)."""
     document: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
-    document["metadata"].pop("annotations", None)  # Argo CD's; nothing syncs here
     spec = document["spec"]
     spec["image"] = {"repository": demo.stand_in.repository_uri("mlops/retail-api"), "tag": tag}
     spec["model"] = {"s3Uri": demo.model_uri}
@@ -177,10 +187,27 @@ def retail_model(demo: Demo, tag: str) -> dict[str, Any]:
     return document
 
 
-def change_tag(demo: Demo, tag: str) -> None:
-    """What CI's deploy job does in git and Argo CD applies: a new spec.image.tag."""
-    patch = json.dumps({"spec": {"image": {"tag": tag}}})
-    demo.kubectl("patch", "rmodel", NAME, "-n", NAMESPACE, "--type=merge", "-p", patch)
+def change_tag(demo: Demo, tag: str, watch: Callable[[], object] = lambda: None) -> None:
+    """What CI's deploy job does: a commit with the new spec.image.tag, which Argo CD syncs."""
+    update = lambda spec: spec["image"].update(tag=tag)  # noqa: E731
+    gitops.commit_spec(demo, f"Roll out {tag}", update, watch)
+
+
+class HealthTrail:
+    """The RetailModel's health in Argo CD each time it was looked at, changes only."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+
+    def seen(self) -> bool:
+        view = gitops.current()
+        model = view.resource("RetailModel", NAME) if view else None
+        if model is not None and model.health and self.states[-1:] != [model.health]:
+            self.states.append(model.health)
+        return True
+
+    def __str__(self) -> str:
+        return " → ".join(self.states) or "(nothing seen)"
 
 
 def release(demo: Demo, suffix: str, findings: list[tuple[str, str]]) -> str:

@@ -1,8 +1,9 @@
 """The demo's story, in order: ``STORY``, the list ``run_demo`` walks, each entry a ``Step``
 (title, why, and a function of the shared ``Demo`` context); ``TEARDOWN`` always runs last,
-even after a failure. To tell more of the story (say, Argo CD syncing the RetailModel from
-git), add a step where it belongs: a step reads what earlier ones left in the context and
-records what it applied in ``demo.applied`` for the teardown.
+even after a failure. From the Argo CD sync on, the RetailModel's spec changes only by commits
+(``gitops.commit_spec``). To tell more of the story, add a step where it belongs: a step reads
+what earlier ones left in the context and records what it applied in ``demo.applied`` for the
+teardown.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from retail_tools.demo import canary, groundwork, rollouts
+from retail_tools.demo import canary, gitops, groundwork, rollouts
 from retail_tools.demo.context import Demo, Step, console
 
 STORY: tuple[Step, ...] = (
@@ -54,16 +55,20 @@ STORY: tuple[Step, ...] = (
         groundwork.model_published,
     ),
     Step(
-        "The operator in-cluster",
-        "deploy/overlays/local with the pushed digest: two replicas on the real node under "
-        "their ServiceAccount and ClusterRole; one holds the leader Lease.",
-        rollouts.operator_in_cluster,
+        "Argo CD",
+        "Built from the Go module proxy (cached) and started against this cluster: redis, the "
+        "repo-server with kustomize, the application controller, and the project's health "
+        "check for RetailModel in argocd-cm.",
+        gitops.argocd_up,
     ),
     Step(
-        "Apply a RetailModel",
-        "deploy/samples' RetailModel, placed on the real node: the operator resolves the tag, "
-        "checks the scan and the model, and rolls out pods pinned to the digest.",
-        rollouts.retailmodel_applied,
+        "Synced from git by Argo CD",
+        "A git repository holds deploy/overlays/local (the operator image pinned to the pushed "
+        "digest) and the RetailModel. The Application syncs them in waves: the CRD, then the "
+        "namespaces, RBAC and the operator's two replicas on the real node (one holds the "
+        "leader Lease), then the RetailModel, which the operator resolves, checks and rolls "
+        "out.",
+        rollouts.synced_by_argocd,
     ),
     Step(
         "Predictions through the Service",
@@ -78,14 +83,22 @@ STORY: tuple[Step, ...] = (
     ),
     Step(
         "A blocked image is refused",
-        "A new tag whose scan has a CRITICAL finding: the operator keeps the good digest "
-        "running, says why, and the pods keep serving.",
+        "A commit with a new tag whose scan has a CRITICAL finding: the operator keeps the good "
+        "digest running and says why; Argo CD shows Degraded with its message; the pods keep "
+        "serving.",
         rollouts.blocked_image_refused,
     ),
     Step(
+        "A revert in git",
+        "git revert of the blocked tag: Argo CD syncs the good tag back and the RetailModel is "
+        "Healthy again; the pods never changed.",
+        rollouts.reverted_in_git,
+    ),
+    Step(
         "A new image rolled out under load",
-        "A clean new tag: a readiness-gated rolling update (preStop, graceful shutdown) with "
-        "load running throughout; the failed-request count is the promise (0).",
+        "A commit with a clean new tag: Argo CD shows Progressing while a readiness-gated "
+        "rolling update (preStop, graceful shutdown) runs under load, then Healthy; the "
+        "failed-request count is the promise (0).",
         rollouts.new_image_rolled_out,
     ),
     *canary.STEPS,
@@ -112,6 +125,8 @@ def run_demo(
     work = workdir or Path.cwd() / ".demo"
     work.mkdir(parents=True, exist_ok=True)
     demo = Demo(work)
+    # Tables the commands print (kubectl's, `retailctl argocd app`) as wide as they need.
+    demo.env.setdefault("COLUMNS", str(max(console.width, 160)))
     try:
         for step in story:
             run_step(demo, step)
