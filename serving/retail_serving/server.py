@@ -10,6 +10,7 @@ code.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -24,6 +25,23 @@ DEFAULT_HOST = "0.0.0.0"
 # How long uvicorn lets in-flight requests finish after SIGTERM (the pod's termination grace
 # period must be longer; the operator renders it so).
 GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+# Python's cyclic collector, tuned for a server whose heap is mostly long-lived (modules, the
+# app, the model) and whose requests allocate many short-lived objects: a young collection every
+# 50,000 net allocations instead of 700; the older generations keep their default ratios.
+GC_THRESHOLDS = (50_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Freeze what is alive at start-up (the collector never scans it again) and set
+    ``GC_THRESHOLDS`` (``GC_TUNING=false``: Python's defaults). Measured side by side at 64
+    connections on one core in bench/RESULTS.md ("Garbage collection"). Nothing is left
+    uncollected: objects made after start-up (each request's, a reloaded model's) are
+    collected as before, only in larger batches."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class SettingsError(ValueError):
@@ -60,8 +78,11 @@ def run(
     # botocore's debug log prints each request's headers: the access key ID and the session
     # token (IRSA's temporary credentials). Credentials never reach the log, at any level.
     logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
+    app = create_app(settings)
+    if settings.gc_tuning:
+        tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=log_level,

@@ -45,6 +45,9 @@ class ServingSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     predict_threads: int = Field(1, ge=1, le=64, description="XGBoost threads per model call")
     microbatch: bool = Field(True, description="coalesce concurrent single-row requests")
+    gc_tuning: bool = Field(
+        True, description="freeze start-up objects, collect less often (off: Python's defaults)"
+    )
     microbatch_max_rows: int = Field(256, ge=1, le=65_536)
     microbatch_max_wait_ms: float = Field(1.0, ge=0, le=50)
     # Model calls with more rows than this run in a worker thread, the rest on the event loop.
