@@ -304,7 +304,7 @@ def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
         f"operator runs {settings.get('operator_concurrency', 32)} reconciles at once "
         "(`RETAIL_OPERATOR_CONCURRENCY`). Control plane: controller-manager and scheduler "
         f"client QPS {settings['control_plane_client_qps']}, burst "
-        f"{settings['control_plane_client_burst']} (`localcluster/components.py`).",
+        f"{settings['control_plane_client_burst']} (`tools/retail_tools/cluster/components.py`).",
     ]
     chart_operator(result)
     return lines, targets
