@@ -81,13 +81,7 @@ class Stack:
         return f"\n{pods}\n{events[-3000:]}\n--- operator ---\n{logs}"
 
     def running_pods(self, name: str) -> list[dict[str, Any]]:
-        return [
-            pod
-            for pod in self.on_node.pods(NAMESPACE, name)
-            if not pod["metadata"].get("deletionTimestamp")
-            and any(c["type"] == "Ready" and c["status"] == "True"
-                    for c in pod["status"].get("conditions", []))
-        ]  # fmt: skip
+        return self.on_node.ready_pods(NAMESPACE, name)
 
     def model_info(self, pod: str) -> dict[str, Any]:
         """A pod's own /model/info, asked from inside it (as `kubectl exec` lets a person)."""

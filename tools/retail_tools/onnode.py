@@ -159,16 +159,8 @@ class OnNode:
         service = json.loads(self.kubectl("get", "service", f"{name}-local", "-n", namespace,
                                           "-o", "json"))  # fmt: skip
         port = int(service["spec"]["ports"][0]["nodePort"])
-        # kube-proxy programs a new NodePort a moment after the Service exists, and its
-        # endpoints in a later sync: wait until it has answered many fresh connections in a row.
-        answered = 0
-
-        def steady() -> bool:
-            nonlocal answered
-            answered = answered + 1 if _ready(port) else 0
-            return answered >= STEADY_ANSWERS
-
-        self.wait_for(f"127.0.0.1:{port} to answer steadily", steady, timeout=60, interval=0.05)
+        # kube-proxy programs a new NodePort a moment after the Service exists.
+        self.wait_for(f"127.0.0.1:{port} to answer", lambda: _ready(port), timeout=60)
         return port
 
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -180,20 +172,25 @@ class OnNode:
         )  # fmt: skip
         return list(listing["items"])
 
-    def wait_for(
-        self, what: str, probe: Callable[[], Any], timeout: float = 180, interval: float = 0.5
-    ) -> Any:
+    def ready_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The RetailModel's pods that are Ready and not terminating."""
+        return [
+            pod
+            for pod in self.pods(namespace, name)
+            if not pod["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in pod["status"].get("conditions", []))
+        ]  # fmt: skip
+
+    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 180) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             last = probe()
             if last:
                 return last
-            time.sleep(interval)
+            time.sleep(0.5)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-STEADY_ANSWERS = 40  # about two seconds of answers on fresh connections
 
 
 def _ready(port: int) -> bool:

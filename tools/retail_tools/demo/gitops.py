@@ -85,12 +85,12 @@ def commit_spec(
     document = repo.read_yaml(MODEL_FILE)
     before = yaml.safe_dump(document["spec"], sort_keys=False)
     change(document["spec"])
+    if before == yaml.safe_dump(document["spec"], sort_keys=False):
+        raise DemoError(f"the commit {message!r} would change nothing")
     repo.write_yaml(MODEL_FILE, document)
     console.print(f"[bold cyan]$ git commit -am {message!r} && git push")
     revision = repo.commit(message)
     demo.show(repo.git("show", "--stat", "--format=%h %s", "HEAD"))
-    if before == yaml.safe_dump(document["spec"], sort_keys=False):
-        raise DemoError(f"the commit {message!r} changed nothing")
     refresh_and_wait_synced(demo, revision, watch)
     return revision
 

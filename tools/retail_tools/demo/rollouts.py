@@ -250,13 +250,7 @@ def wait_ready(demo: Demo, status: str, reason: str | None = None) -> None:
 
 
 def ready_pods(demo: Demo) -> list[dict[str, Any]]:
-    return [
-        pod
-        for pod in demo.node.pods(NAMESPACE, NAME)
-        if not pod["metadata"].get("deletionTimestamp")
-        and any(c["type"] == "Ready" and c["status"] == "True"
-                for c in pod["status"].get("conditions", []))
-    ]  # fmt: skip
+    return demo.node.ready_pods(NAMESPACE, NAME)
 
 
 def image_id(pod: dict[str, Any]) -> str:
