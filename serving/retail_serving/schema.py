@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from retail_serving.errors import SchemaError
@@ -57,7 +58,7 @@ class FeatureSchema:
     features: tuple[Feature, ...] = FEATURES
     classes: tuple[str, ...] = CLASSES
 
-    @property
+    @cached_property  # asked on every v2 request
     def names(self) -> tuple[str, ...]:
         return tuple(feature.name for feature in self.features)
 

@@ -96,6 +96,39 @@ def test_bad_tensors_are_refused(data: list[Any], message: str, model: Model) ->
 
 
 @pytest.mark.parametrize(
+    ("data", "index", "message"),
+    [
+        ([True, 1, 1, 1, 20, 3, 1, 1], 0, "BASKET_SIZE: must be an integer code in [0, 3]"),
+        ([4, 1, 1, 1, 20, 3, 1, 1], 0, "BASKET_SIZE: must be an integer code in [0, 3]"),
+        ([1, 1, 1, 1, 20, [3], 1, 1], 5, "QUANTITY: must be a finite number greater than 0"),
+        ([1, 1, 1, 1, 20, 3, 1, -1], 7, "PROD_CODE_30: must be an integer code in [0, "),
+        ([1, 1, 1, 1, 20, 3, 1, 1] + [1, 1, 1, 1, 20, 0, 1, 1], 13, "QUANTITY: must be a finite"),
+    ],
+)
+def test_the_first_bad_tensor_value_is_named_by_its_place(
+    data: list[Any], index: int, message: str, model: Model
+) -> None:
+    rows = len(data) // len(FEATURE_NAMES)
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [rows, 8], "data": data}
+    with pytest.raises(InvalidInput) as caught:
+        decode({"inputs": [tensor]}, model)
+    assert caught.value.errors[0]["loc"] == ["inputs", 0, "data", index]
+    assert caught.value.errors[0]["msg"].startswith(message)
+
+
+def test_unknown_and_highest_codes_are_valid_tensor_values(model: Model) -> None:
+    encoded = model.encoder.encode_row(EXAMPLE)
+    unknown = [
+        float(UNKNOWN_CODE) if feature.is_categorical else value
+        for feature, value in zip(model.schema.features, encoded, strict=True)
+    ]
+    highest = [3.0, *unknown[1:]]  # BASKET_SIZE's last code: S, M, L and unknown make four
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [2, 8], "data": [unknown, highest]}
+    request = decode({"inputs": [tensor]}, model)
+    np.testing.assert_array_equal(request.features, np.asarray([unknown, highest], np.float32))
+
+
+@pytest.mark.parametrize(
     "payload",
     [[], {"inputs": []}, {"inputs": "x"}, {"inputs": [1]}, {"inputs": [], "id": 3}],
 )
