@@ -49,7 +49,7 @@ class ServingSettings(BaseSettings):
         True, description="freeze start-up objects, collect less often (off: Python's defaults)"
     )
     microbatch_max_rows: int = Field(256, ge=1, le=65_536)
-    microbatch_max_wait_ms: float = Field(1.0, ge=0, le=50)
+    microbatch_max_wait_ms: float = Field(2.0, ge=0, le=50)
     # Model calls with more rows than this run in a worker thread, the rest on the event loop.
     # 0 (always a thread) measured best even on one pinned core: the loop keeps parsing the
     # next micro-batch while XGBoost (which releases the GIL) computes this one.
