@@ -87,6 +87,11 @@ def run(
         port=port,
         log_level=log_level,
         access_log=False,  # per-request logging costs more than a prediction; see /metrics
+        # Nothing here reads the client's address, so X-Forwarded-* headers are not trusted
+        # from anyone, and answers carry no Server banner naming the software. Each is a layer
+        # less per request: together 1.5-3 % more requests/s (docs/performance.md).
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 

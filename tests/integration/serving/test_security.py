@@ -3,7 +3,8 @@
 * it writes nothing outside ``TMPDIR``, so it runs with a read-only root filesystem (here the
   whole filesystem is remounted read-only in a private mount namespace, as in its pod);
 * no AWS credential appears in anything it prints or answers, even on failures;
-* a pickle is refused without ever being unpickled (its unpickling would create a file).
+* a pickle is refused without ever being unpickled (its unpickling would create a file);
+* its answers name no server software.
 """
 
 from __future__ import annotations
@@ -192,3 +193,21 @@ def test_a_pickle_is_refused_with_one_clear_line_and_never_unpickled(
     assert len(refusals) == 1 and "refusing to load it" in refusals[0], refusals
     assert "Traceback" not in predictor.log.read_text()
     assert not marker.exists()
+
+
+def test_answers_name_no_server_software(
+    tmp_path: Path, model_version: Versions, start_predictor: Start
+) -> None:
+    model = tmp_path / "model.ubj"
+    model.write_bytes(model_version("one"))
+    predictor = start_predictor(str(model))
+    wait_for(lambda: predictor.serving("one"), "model one")
+    answers = {
+        "/predict": predictor.post("/predict", EXAMPLE),
+        "/predict refused": predictor.post("/predict", {"SPEND": "x"}),
+        "/health": predictor.get("/health"),
+        "/v2/models/price-sensitivity": predictor.get("/v2/models/price-sensitivity"),
+    }
+    for route, answer in answers.items():
+        assert "server" not in answer.headers, f"{route} answers server: {answer.headers['server']}"
+        assert "date" in answer.headers, route  # an origin server with a clock sends Date

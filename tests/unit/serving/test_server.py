@@ -1,4 +1,5 @@
-"""The predictor's entry point tunes Python's collector unless told not to."""
+"""The predictor's entry point: the uvicorn options it serves with, and Python's collector
+tuned unless told not to."""
 
 from __future__ import annotations
 
@@ -22,12 +23,24 @@ def collector() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def run_with(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> None:
+def run_with(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> dict[str, Any]:
+    """``server.run`` up to uvicorn; the options it would have started uvicorn with."""
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda *_args, **_kwargs: None)
+    options: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: options.update(kwargs))
     monkeypatch.setattr("retail_serving.app.create_app", lambda _settings: object())
     server.run(ServingSettings(model_uri="/nonexistent/model.ubj", **settings))
+    return options
+
+
+def test_uvicorn_trusts_no_forwarded_headers_and_names_no_software(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = run_with(monkeypatch)
+    assert options["proxy_headers"] is False
+    assert options["server_header"] is False
+    assert options["access_log"] is False
 
 
 def test_the_server_freezes_start_up_objects_and_collects_less_often(
