@@ -4,10 +4,10 @@
 
 * single: every server on the server core, wrk on the load core, single-row requests at 16
   and 64 connections; the same Open Inference Protocol body (an FP32 ``[1, 8]`` tensor, what
-  MLServer's and KServe's XGBoost runtimes take) for all, plus RetailModel's own ``/predict``
-  and v2 named inputs. All servers run at once (idle ones cost nothing) and are measured in
-  turn, ``rounds`` times; each figure is the best round (noise on a shared machine only ever
-  slows a run down).
+  MLServer's and KServe's XGBoost runtimes take) for all, plus RetailModel's own ``/predict``,
+  the tensor with every category out of vocabulary, and v2 named inputs. All servers run at
+  once (idle ones cost nothing) and are measured in turn, ``rounds`` times; each figure is the
+  best round (noise on a shared machine only ever slows a run down).
 * batch: ``/predict/batch`` with 1,000 rows against ``inplace_predict`` called directly on the
   same core with the same thread count.
 * reload: 20 hot reloads (a new model file every ``seconds / 22``) under 16 connections of
@@ -82,15 +82,24 @@ def peer_copy(model_path: Path) -> Path:
 def write_bodies(model_path: Path) -> dict[str, Path]:
     """The request bodies: one row three ways, and a 1,000-row batch."""
     from retail_serving import artifact
+    from retail_serving.encoding import UNKNOWN_CODE
     from retail_serving.payloads import EXAMPLE
     from retail_training.dataset import generate
 
     model = artifact.read(model_path)
     encoded = model.encoder.encode_row(EXAMPLE)
+    unknown = [
+        float(UNKNOWN_CODE) if feature.is_categorical else value
+        for feature, value in zip(model.schema.features, encoded, strict=True)
+    ]
     bodies = {
         "predict": dict(EXAMPLE),
         "v2_tensor": {
             "inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP32", "data": encoded}]
+        },
+        # The same row with every category out of vocabulary: the unknown code, 0.
+        "v2_unknown": {
+            "inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP32", "data": unknown}]
         },
         "v2_named": {
             "inputs": [
@@ -150,6 +159,7 @@ def single_row(model: Path, bodies: dict[str, Path], seconds: float, rounds: int
         targets = [(s.name, "v2", s.infer_url, bodies["v2_tensor"]) for s in servers]
         targets += [
             ("retailmodel", "predict", f"{ours.base}/predict", bodies["predict"]),
+            ("retailmodel", "v2-unknown", ours.infer_url, bodies["v2_unknown"]),
             ("retailmodel", "v2-named", ours.infer_url, bodies["v2_named"]),
         ]
         best: dict[str, dict[str, Any]] = {}
