@@ -17,6 +17,7 @@ which ``routes`` adds to the app's document.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,37 +70,47 @@ async def v2_infer(context: Services, name: str, body: bytes) -> oip.InferRespon
 
 class _Answer:
     """The ASGI endpoint of one prediction route (a class, so Starlette passes it the raw
-    scope instead of wrapping it in a ``Request``)."""
+    scope instead of wrapping it in a ``Request``). It counts and times its requests itself,
+    from the moment the router hands it the request, under the route's path template; a
+    request cut short (its client gone mid-prediction) counts as a 500, as the middleware
+    around the other routes counts it."""
 
-    def __init__(self, context: Services, handler: Handler) -> None:
+    def __init__(self, context: Services, handler: Handler, route: str) -> None:
         self.context = context
         self.handler = handler
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
         try:
-            body = await http.read_body(scope, receive, self.context.settings.max_body_bytes)
-            name = scope["path_params"].get("name", "")
-            status, content = 200, orjson.dumps(await self.handler(self.context, name, body))
-        except Exception as error:
-            answer = http.error_answer(error, scope["path"])
-            if answer is None:
-                log.exception("unexpected error answering %s", scope["path"])
-                status, content = 500, INTERNAL_ERROR
-            else:
-                status, content = answer[0], orjson.dumps(answer[1])
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+            try:
+                body = await http.read_body(scope, receive, self.context.settings.max_body_bytes)
+                name = scope["path_params"].get("name", "")
+                status, content = 200, orjson.dumps(await self.handler(self.context, name, body))
+            except Exception as error:
+                answer = http.error_answer(error, scope["path"])
+                if answer is None:
+                    log.exception("unexpected error answering %s", scope["path"])
+                    status, content = 500, INTERNAL_ERROR
+                else:
+                    status, content = answer[0], orjson.dumps(answer[1])
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        finally:
+            elapsed = time.perf_counter() - started
+            self.context.metrics.answered(self.route, "POST", status, elapsed)
 
 
 class PredictionRoute(Route):
     """A POST route answered by ``handler``, with what OpenAPI should say about it.
 
     Like FastAPI's own routes it records itself in the scope, so the metrics middleware labels
-    requests by its path template."""
+    the requests it refuses (another method: FastAPI's 405) by its path template."""
 
     def __init__(
         self,
@@ -113,7 +124,7 @@ class PredictionRoute(Route):
         responses: dict[int | str, dict[str, Any]] | None = None,
         parameters: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(path, _Answer(context, handler), methods=["POST"])
+        super().__init__(path, _Answer(context, handler, path), methods=["POST"])
         self.summary = summary
         self.request_schema = request_schema
         self.response_type = response_type

@@ -59,8 +59,9 @@ class ServingMetrics:
             registry=self.registry,
         )
         # One child per (version, class), made once: labels() on every model call would cost
-        # a lock and a dict look-up per class.
+        # a lock and a dict look-up per class. The same for each request's two children.
         self._predicted: dict[tuple[str, tuple[str, ...]], tuple[Counter, ...]] = {}
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.model_info = Gauge(
             names.MODEL_INFO,
             "The model being served (value 1), labelled by version and sha256.",
@@ -91,6 +92,19 @@ class ServingMetrics:
         )
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration under its route template."""
+        key = (route, method, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._answered[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def predicted(self, version: str, classes: Sequence[str], counts: Sequence[int]) -> None:
         """Count one model call's rows by predicted class (``counts`` in ``classes`` order)."""

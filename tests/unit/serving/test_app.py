@@ -137,9 +137,17 @@ def test_v2_metadata_infer_and_unknown_model(client: TestClient, model: Model) -
 def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Model) -> None:
     client.post("/predict", json=EXAMPLE)
     client.post("/predict", json={})
+    client.get("/predict")  # FastAPI's 405, under the route's template
+    client.get("/health")
+    client.get("/no/such/route")
     text = client.get("/metrics").text
     assert 'retail_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'retail_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
+    assert 'retail_http_requests_total{method="GET",route="/predict",status="405"} 1.0' in text
+    assert 'retail_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
+    assert 'retail_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    # Each request counted and timed once: three on /predict, whichever way in.
+    assert 'retail_http_request_duration_seconds_count{route="/predict"} 3.0' in text
     assert f'retail_model_info{{sha256="{model.sha256}",version="{model.version}"}} 1.0' in text
     assert 'retail_model_reloads_total{outcome="ok"} 1.0' in text
 
@@ -162,7 +170,7 @@ def test_predictions_are_counted_by_model_version_and_predicted_class(
 
 
 def test_the_prediction_routes_are_the_ones_the_operator_reads(client: TestClient) -> None:
-    router = client.app.app  # type: ignore[attr-defined]  # RequestMetrics around the router
+    router = client.app
     paths = {route.path for route in router.routes if isinstance(route, PredictionRoute)}
     assert paths == PREDICTION_ROUTES
 
