@@ -7,7 +7,8 @@
   go through exactly the same rules as /predict.
 * a single FP32 (or FP64) tensor of shape ``[n, 8]`` holding already-encoded features in
   schema order, as MLServer's XGBoost runtime takes them; the codes must be valid for the
-  model's vocabularies (0 is unknown).
+  model's vocabularies (0 is unknown). pydantic-core checks every value in one call, against
+  rules made once per model's code limits (``_encoded_rows``).
 
 A one-row request decodes to a list of floats, which the micro-batcher stacks with other
 requests' rows, and its answer is built from lists: for a single row, numpy's per-call cost
