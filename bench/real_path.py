@@ -45,7 +45,7 @@ from retail_tools.cluster.config import ClusterConfig
 from retail_tools.images import registry
 from retail_tools.images.build import build_release, target_named
 from retail_tools.images.config import ImagesConfig
-from retail_tools.images.podman import podman_env
+from retail_tools.images.podman import podman_env, remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.load import Load, LoadReport
 from retail_tools.onnode import OPERATOR_NAMESPACE, OnNode
@@ -238,6 +238,7 @@ class RealPath:
             except ClusterError as error:
                 step(f"cleaning up: kubectl {' '.join(args[:2])} failed: {error}")
         self.aws.stop()
+        remove_tags(self.images, self.tag)  # this run's images and the -next release
         if self.registry_started:
             registry.down(self.images)
 

@@ -26,7 +26,7 @@ from retail_serving import artifact
 from retail_tools.images import registry
 from retail_tools.images.build import target_named
 from retail_tools.images.config import ImagesConfig
-from retail_tools.images.podman import podman
+from retail_tools.images.podman import remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.onnode import OnNode
 from retail_training import training
@@ -135,10 +135,6 @@ def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory)
         on_node.kubectl("delete", "retailmodels", "--all", "-n", NAMESPACE, "--wait=true")
         on_node.kubectl("delete", "deployment", "retail-operator", "-n", "retailmodel-system")
         aws.stop()
-        # This run's tags (and the releases tests built on them): their layers stay cached.
-        listed = podman(images, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-        ours = [name for name in listed if f":e2e-{run}" in name]
-        if ours:
-            podman(images, "rmi", *ours)
+        remove_tags(images, f"e2e-{run}")  # and the releases tests built on them
         if not registry_was_up:
             registry.down(images)

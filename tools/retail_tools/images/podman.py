@@ -65,6 +65,16 @@ def image_exists(config: ImagesConfig, reference: str) -> bool:
     return podman(config, "image", "exists", reference, check=False).returncode == 0
 
 
+def remove_tags(config: ImagesConfig, tag: str) -> list[str]:
+    """Untag every local image whose tag starts with ``tag`` (a run's tags, and the releases
+    built on them); the layers stay cached. The references removed."""
+    listed = podman(config, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    ours = [name for name in listed if name.rpartition(":")[2].startswith(tag)]
+    if ours:
+        podman(config, "rmi", *ours)
+    return ours
+
+
 def run_logged(
     argv: Sequence[str],
     what: str,
