@@ -80,7 +80,7 @@ def peer_copy(model_path: Path) -> Path:
 
 
 def write_bodies(model_path: Path) -> dict[str, Path]:
-    """The request bodies: one row three ways, and a 1,000-row batch."""
+    """The request bodies: one row four ways (a v2 tensor twice), and a 1,000-row batch."""
     from retail_serving import artifact
     from retail_serving.encoding import UNKNOWN_CODE
     from retail_serving.payloads import EXAMPLE
