@@ -5,7 +5,7 @@ vocabularies and the model version, so a single PUT replaces a model atomically 
 file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
 (a pickle or joblib file is rejected without ever being unpickled: unpickling runs code), and
 checks the document's structure before XGBoost parses it, because XGBoost's parser can crash
-the process on a truncated file. The UBJSON check runs in a child process
+the process on a truncated file. The UBJSON check runs in a helper process
 (``ubjson.check_apart``), so that a hot reload does not hold the serving process's GIL.
 """
 
@@ -90,8 +90,11 @@ def _check_structure(data: bytes) -> None:
         ubjson.check_apart(data)
 
 
-def load(data: bytes, *, nthread: int = 1) -> Model:
-    """Parse and validate model bytes; raises ``ModelRejected`` subclasses on any problem."""
+def load(data: bytes, *, nthread: int = 1, sha256: str | None = None) -> Model:
+    """Parse and validate model bytes; raises ``ModelRejected`` subclasses on any problem.
+
+    ``sha256`` is the bytes' digest when the caller has already computed it (a reload
+    verifies it first), so that 3.5 MB are not hashed twice."""
     _check_structure(data)
     import xgboost
 
@@ -116,7 +119,8 @@ def load(data: bytes, *, nthread: int = 1) -> Model:
     schema.require_compatible()
     encoder = Encoder.from_json(schema, attributes[ATTR_VOCABULARIES])
     booster.set_param({"nthread": nthread})
-    model = Model(booster, schema, encoder, attributes[ATTR_VERSION], sha256_hex(data))
+    digest = sha256 or sha256_hex(data)
+    model = Model(booster, schema, encoder, attributes[ATTR_VERSION], digest)
     model.smoke_test()
     return model
 

@@ -105,7 +105,7 @@ class ModelRegistry:
                 observed,
                 require_recorded=self.require_recorded_sha256 and store.records_sha256,
             )
-            model = artifact.load(data, nthread=self.nthread)
+            model = artifact.load(data, nthread=self.nthread, sha256=digest)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving
             error = (
                 raised

@@ -8,16 +8,24 @@ is non-negative and in bounds, containers nest sanely and the document ends exac
 data does. It builds no values and skips typed arrays (where the trees live) in one step.
 
 The walk is one loop over an explicit stack, since a method call per value cost half its
-time: about 10 ms of CPU for the benchmark's 3.5 MB model, against 23 ms for the recursive
-walker it replaced. ``check_apart`` runs it in a forked child at a lower CPU priority, so
-a reload neither holds the server's GIL for those milliseconds nor takes CPU that requests
-want (docs/performance.md has the measurements of both).
+time: about 12 ms of CPU for the benchmark's 3.5 MB model, against 23 ms for the recursive
+walker it replaced. ``check_apart`` runs it in a long-lived helper process at a lower CPU
+priority, so a reload neither holds the server's GIL for those milliseconds nor takes CPU
+that requests want, and pays no fork (docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import select
 import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO
 
 from retail_serving.errors import ModelFormatError
 
@@ -42,12 +50,15 @@ ARRAY_OPEN, ARRAY_CLOSE = ord("["), ord("]")
 OBJECT_OPEN, OBJECT_CLOSE = ord("{"), ord("}")
 TYPE_MARKER, COUNT_MARKER, NO_OP = ord("$"), ord("#"), ord("N")
 UNTIL_CLOSED = -1  # a container without a count: items until its closing marker
-CHILD_REFUSED, CHILD_BROKE = 1, 2  # the checking child's exit codes
-MESSAGE_LIMIT = 4096  # a pipe takes this much in one write without blocking
+CHECK_PASSED, CHECK_REFUSED = 0, 1  # the helper's verdicts
+MESSAGE_LIMIT = 4096  # a refusal's message is cut to this
+CHECK_TIMEOUT_SECONDS = 60.0  # a 3.5 MB model takes about 12 ms of CPU
+_LENGTH = struct.Struct(">Q")  # a document's length, ahead of it in the pipe
+_ANSWER = struct.Struct(">BI")  # verdict, message length
 # Below the server's threads, so that on a busy core the check mostly takes CPU they leave
 # (a quarter of it when both want it); not the lowest (19), with which the 11 ms check took
 # so long on a saturated core that the benchmark's 20 reloads in 10 s became 12.
-CHILD_NICENESS = 5
+HELPER_NICENESS = 5
 
 
 def _fail(problem: str, position: int) -> ModelFormatError:
@@ -159,32 +170,104 @@ def check(data: bytes) -> None:
         raise _fail("trailing bytes after the document", position)
 
 
-def check_apart(data: bytes) -> None:
-    """``check`` in a forked child at a lower CPU priority; raises what ``check`` would.
+class Helper:
+    """The helper process that runs ``check``: started on first use, kept for the next."""
 
-    The parent holds the GIL only for the fork (about 1 ms for a predictor) and waits with it
-    released. The child shares the parent's pages, checks, writes a refusal's message to a
-    pipe and leaves with ``os._exit``, running none of the parent's clean-up."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, which coverage does not follow
-        status = CHILD_BROKE
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = tuple(command)
+        self.lock = threading.Lock()  # one document in the pipe at a time
+        self.process: subprocess.Popen[bytes] | None = None
+        self.owner = 0  # the pid that started it: a forked copy of this object starts its own
+
+    def check(self, data: bytes, timeout: float) -> None:
+        with self.lock:
+            process = self._running()
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(_LENGTH.pack(len(data)))
+                process.stdin.write(data)
+                process.stdin.flush()
+                status, message = _read_answer(process.stdout, timeout)
+            except (OSError, ValueError, EOFError, TimeoutError) as broke:
+                code = self._stop()
+                why = "timed out" if isinstance(broke, TimeoutError) else f"exited {code}"
+                raise ModelFormatError(
+                    f"model file check did not finish (its process {why})"
+                ) from None
+        if status != CHECK_PASSED:
+            raise ModelFormatError(message)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.owner != os.getpid():  # forked since: that helper's pipes are the parent's
+            self.process = None
+        elif self.process is not None and self.process.poll() is not None:
+            self._stop()  # it died since the last check
+        if self.process is None:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+            )
+            self.owner = os.getpid()
+        return self.process
+
+    def _stop(self) -> int | None:
+        """Kill and reap the helper (it is broken or gone); the next check starts another."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        process.kill()
+        code = process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        return code
+
+    def close(self) -> None:
+        with self.lock:
+            if self.process is not None and self.owner == os.getpid():
+                self._stop()
+
+
+def _read_answer(pipe: IO[bytes], timeout: float) -> tuple[int, str]:
+    if not select.select([pipe], [], [], timeout)[0]:
+        raise TimeoutError
+    header = pipe.read(_ANSWER.size)
+    if len(header) < _ANSWER.size:
+        raise EOFError
+    status, size = _ANSWER.unpack(header)
+    return status, pipe.read(size).decode(errors="replace")
+
+
+HELPER = Helper([sys.executable, "-m", __name__])
+atexit.register(HELPER.close)
+
+
+def check_apart(data: bytes, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
+    """``check`` in the helper process; raises what ``check`` would.
+
+    The helper is a small Python process of its own (``python -m retail_serving.ubjson``),
+    started on the first check and kept: this process only writes the bytes to its pipe and
+    waits for the verdict with the GIL released, and nothing is forked per reload (a fork of
+    a busy server costs it page-table copies and a copy-on-write fault for every page it
+    then writes). A helper that dies or hangs is a refusal, and the next check starts a new
+    one."""
+    HELPER.check(data, timeout)
+
+
+def serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    """The helper's loop: a length-prefixed document in, a status and a message out, until
+    the server closes the pipe."""
+    while header := source.read(_LENGTH.size):
+        (size,) = _LENGTH.unpack(header)
+        status, message = CHECK_PASSED, b""
         try:
-            os.close(read_end)
-            os.nice(CHILD_NICENESS)
-            check(data)
-            status = 0
+            check(source.read(size))
         except ModelFormatError as refusal:
-            os.write(write_end, str(refusal).encode()[:MESSAGE_LIMIT])
-            status = CHILD_REFUSED
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, wait_status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
-    if code == CHILD_REFUSED:
-        raise ModelFormatError(message)
-    if code != 0:
-        raise ModelFormatError(f"model file check did not finish (its process exited {code})")
+            status, message = CHECK_REFUSED, str(refusal).encode()[:MESSAGE_LIMIT]
+        sink.write(_ANSWER.pack(status, len(message)) + message)
+        sink.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover - the helper process, started by check_apart
+    os.nice(HELPER_NICENESS)
+    serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
+import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -57,8 +58,68 @@ def test_the_check_apart_refuses_with_the_checks_own_message() -> None:
     assert str(apart.value) == str(direct.value)
 
 
-def test_a_check_that_dies_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The child inherits the patched check: a crash there must not pass as "well-formed".
-    monkeypatch.setattr(ubjson, "check", lambda data: os.kill(os.getpid(), signal.SIGKILL))
-    with pytest.raises(ModelFormatError, match="did not finish"):
-        ubjson.check_apart(GOOD)
+def _helper_that(does: str) -> ubjson.Helper:
+    """A helper process that reads a document's length and then does ``does``."""
+    script = f"import os, sys, time; sys.stdin.buffer.read(8); {does}"
+    return ubjson.Helper([sys.executable, "-c", script])
+
+
+def test_a_helper_that_dies_is_a_refusal() -> None:
+    helper = _helper_that("os._exit(3)")
+    with pytest.raises(ModelFormatError, match=r"did not finish \(its process exited 3\)"):
+        helper.check(GOOD, timeout=30)
+    assert helper.process is None  # reaped; the next check starts another
+
+
+def test_a_helper_that_hangs_is_a_refusal_and_is_killed() -> None:
+    helper = _helper_that("time.sleep(60)")
+    with pytest.raises(ModelFormatError, match="timed out"):
+        helper.check(GOOD, timeout=0.5)
+    assert helper.process is None
+
+
+@pytest.fixture
+def helper() -> Iterator[ubjson.Helper]:
+    """A helper like the one ``check_apart`` uses, with one check done (so it is running)."""
+    started = ubjson.Helper(ubjson.HELPER.command)
+    started.check(GOOD, timeout=30)
+    yield started
+    started.close()
+    assert started.process is None
+
+
+def _pid(helper: ubjson.Helper) -> int:
+    assert helper.process is not None
+    return helper.process.pid
+
+
+def test_one_helper_serves_check_after_check_and_a_dead_one_is_replaced(
+    helper: ubjson.Helper,
+) -> None:
+    first = _pid(helper)
+    with pytest.raises(ModelFormatError, match="unexpected end"):
+        helper.check(GOOD[:-1], timeout=30)
+    helper.check(GOOD, timeout=30)
+    assert _pid(helper) == first  # a refusal does not cost a new process
+    assert helper.process is not None
+    helper.process.kill()
+    helper.process.wait()
+    helper.check(GOOD, timeout=30)  # killed between checks: started again
+    assert _pid(helper) != first
+
+
+def test_a_forked_process_checks_with_a_helper_of_its_own(helper: ubjson.Helper) -> None:
+    parents = _pid(helper)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked child
+        code = 1
+        try:
+            helper.check(GOOD, timeout=30)
+            code = 0 if _pid(helper) != parents else 2
+            helper.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    helper.check(GOOD, timeout=30)  # the parent's helper is still its own, and still works
+    assert _pid(helper) == parents
