@@ -339,9 +339,9 @@ def _where_time_went(scale: dict[str, Any]) -> list[str]:
         )
     totals = sum(base["cpu_seconds"].values()), sum(ours["cpu_by_process"].values())
     lines.append(f"| **total** | **{totals[0]:.1f}** | **{totals[1]:.1f}** |")
-    requests = sorted(
+    requests = sorted(  # most first; equal counts by name, so a rerun orders them alike
         set(base["server_requests"]) | set(ours["server_requests"]),
-        key=lambda k: -(ours["server_requests"].get(k, 0)),
+        key=lambda k: (-(ours["server_requests"].get(k, 0)), k),
     )
     lines += [
         "",
