@@ -2,9 +2,9 @@
 
 Loading a model: ``ModelRejected`` is permanent for the object version that caused it: the
 same bytes will never load, so the reloader does not retry them until the object changes.
-``SourceUnavailable`` is temporary (network, permissions, a missing object): the next poll
-tries again. Both keep the current model serving; the reloader counts them under their
-``reason``.
+``SourceUnavailable`` (network, permissions, a missing object) and ``CheckInterrupted`` (the
+structure check gave no verdict) are temporary: the next poll tries again. All of them keep
+the current model serving; the reloader counts them under their ``reason``.
 
 Answering a request: ``NoModel`` (nothing verified is loaded yet) and ``UnknownModel`` (a v2
 route named another model). What each means over HTTP is decided in one place, ``http``.
@@ -53,6 +53,13 @@ class SourceUnavailable(ServingError):
     """The model object could not be read right now; worth trying again later."""
 
     reason = "unavailable"
+
+
+class CheckInterrupted(ServingError):
+    """The structure check gave no verdict: its helper process died or did not answer. That
+    says nothing about the bytes, so the next poll checks them again."""
+
+    reason = "check"
 
 
 class NoModel(Exception):

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import IO
 
-from retail_serving.errors import ModelFormatError
+from retail_serving.errors import CheckInterrupted, ModelFormatError
 
 MAX_DEPTH = 64
 _LENGTHS = {
@@ -191,7 +191,7 @@ class Helper:
             except (OSError, ValueError, EOFError, TimeoutError) as broke:
                 code = self._stop()
                 why = "timed out" if isinstance(broke, TimeoutError) else f"exited {code}"
-                raise ModelFormatError(
+                raise CheckInterrupted(
                     f"model file check did not finish (its process {why})"
                 ) from None
         if status != CHECK_PASSED:
@@ -249,8 +249,8 @@ def check_apart(data: bytes, *, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
     started on the first check and kept: this process only writes the bytes to its pipe and
     waits for the verdict with the GIL released, and nothing is forked per reload (a fork of
     a busy server costs it page-table copies and a copy-on-write fault for every page it
-    then writes). A helper that dies or hangs is a refusal, and the next check starts a new
-    one."""
+    then writes). A helper that dies or hangs gives no verdict: ``CheckInterrupted``, a
+    temporary failure, and the next check starts a new one."""
     HELPER.check(data, timeout)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
 from retail_contract.source import ModelSource
-from retail_serving import artifact
+from retail_serving import artifact, ubjson
 from retail_serving.errors import SourceUnavailable
 from retail_serving.metrics import ServingMetrics
 from retail_serving.registry import ModelRegistry
@@ -164,6 +165,30 @@ def test_a_dropped_download_is_retried_every_poll_logged_once_and_then_loaded(
     assert "connection dropped" in caplog.records[0].getMessage()
     source.downloads_dropped = False
     assert registry.poll()
+    assert registry.current.model.version == "next"
+
+
+def test_a_check_without_a_verdict_is_retried_on_the_next_poll(
+    source: MemoryStore,
+    metrics: ServingMetrics,
+    trained: TrainedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = registry_for(source, metrics)
+    source.put(version_bytes(trained, "good"))
+    registry.poll()
+    source.put(version_bytes(trained, "next"))
+    real = ubjson.HELPER
+    monkeypatch.setattr(ubjson, "HELPER", ubjson.Helper([sys.executable, "-c", "exit(9)"]))
+    assert not registry.poll()  # the helper died: no verdict on these bytes
+    assert counter(metrics, "retail_model_reload_failures_total", reason="check") == 1
+    assert registry.current is not None and registry.current.model.version == "good"
+    assert registry.last_error is not None and "did not finish" in registry.last_error
+    monkeypatch.setattr(ubjson, "HELPER", ubjson.Helper(real.command))
+    try:
+        assert registry.poll()  # the same bytes, checked again, and served
+    finally:
+        ubjson.HELPER.close()
     assert registry.current.model.version == "next"
 
 

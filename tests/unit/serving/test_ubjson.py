@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from retail_serving import ubjson
-from retail_serving.errors import ModelFormatError
+from retail_serving.errors import CheckInterrupted, ModelFormatError
 
 # {"a": [1.0f, 2.0f] (typed, counted), "b": "hi", "c": {"d": true}}
 GOOD = (
@@ -64,16 +64,16 @@ def _helper_that(does: str) -> ubjson.Helper:
     return ubjson.Helper([sys.executable, "-c", script])
 
 
-def test_a_helper_that_dies_is_a_refusal() -> None:
+def test_a_helper_that_dies_gives_no_verdict() -> None:
     helper = _helper_that("os._exit(3)")
-    with pytest.raises(ModelFormatError, match=r"did not finish \(its process exited 3\)"):
+    with pytest.raises(CheckInterrupted, match=r"did not finish \(its process exited 3\)"):
         helper.check(GOOD, timeout=30)
     assert helper.process is None  # reaped; the next check starts another
 
 
-def test_a_helper_that_hangs_is_a_refusal_and_is_killed() -> None:
+def test_a_helper_that_hangs_gives_no_verdict_and_is_killed() -> None:
     helper = _helper_that("time.sleep(60)")
-    with pytest.raises(ModelFormatError, match="timed out"):
+    with pytest.raises(CheckInterrupted, match="timed out"):
         helper.check(GOOD, timeout=0.5)
     assert helper.process is None
 
