@@ -149,6 +149,13 @@ class KubeApi:
         assert result is not None
         return result
 
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A JSON merge patch of one object (the operator's annotations on a running pod)."""
+        path = object_path(api_version, kind, namespace, name)
+        await self._request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = object_path("mlops.retail.io/v1alpha1", "RetailModel", namespace, name)
         await self._request(

@@ -32,7 +32,7 @@ from retail_operator.conditions import MODEL_ROLLED_OUT, ConditionStatus, Verdic
 from retail_operator.facts import ModelObject
 from retail_operator.kube import KubeApi
 from retail_operator.podmetrics import MetricsReader
-from retail_operator.rendering import CANARY, OWNER_LABEL, TRACK_LABEL, Owner, Target
+from retail_operator.rendering import Owner, Target
 from retail_operator.spec import RetailModelSpec
 
 # (involved object body, event type, reason, message)
@@ -67,11 +67,6 @@ class _Window:
     started_at: str  # RFC 3339, for the status
     stable: canary.Samples
     canary: canary.Samples
-
-
-def _selector(owner: Owner, *, canary_pods: bool) -> str:
-    operator = "=" if canary_pods else "!="
-    return f"{OWNER_LABEL}={owner.name},{TRACK_LABEL}{operator}{CANARY}"
 
 
 def _version(version_id: str, sha256: str, model_version: str) -> dict[str, str]:
@@ -128,8 +123,8 @@ class CanaryRollout:
 
     async def _scrape(self, owner: Owner) -> tuple[canary.Samples, canary.Samples]:
         stable, candidate = await asyncio.gather(
-            self.pods.sample(owner.namespace, _selector(owner, canary_pods=False)),
-            self.pods.sample(owner.namespace, _selector(owner, canary_pods=True)),
+            self.pods.sample(owner.namespace, rendering.pod_selector(owner, canary_pods=False)),
+            self.pods.sample(owner.namespace, rendering.pod_selector(owner, canary_pods=True)),
         )
         return stable, candidate
 

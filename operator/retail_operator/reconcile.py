@@ -148,6 +148,8 @@ class Reconciler:
         deployment: DeploymentState | None = None
         if target is not None:
             deployment = await self._apply_children(spec, subject.owner, target)
+            if previous is not None and previous.model != target.model:
+                await self._refresh_pods(subject.owner, target)
 
         verdicts = rollout.describe(
             image=image,
@@ -211,6 +213,38 @@ class Reconciler:
             config_then_deployment(), self.kube.apply(documents["Service"])
         )
         return DeploymentState.from_live(applied[0])
+
+    async def _refresh_pods(self, owner: Owner, target: Target) -> None:
+        """Annotate the stable pods with the model source their ConfigMap now holds, so that
+        their kubelet syncs them and refreshes the mounted file now rather than on its next
+        periodic sync. Best effort: a pod that cannot be annotated still picks the model up,
+        later."""
+        annotation = rendering.source_annotation(target)
+        try:
+            pods = await self.kube.list(
+                "v1", "Pod", owner.namespace, rendering.pod_selector(owner, canary_pods=False)
+            )
+            await asyncio.gather(
+                *(
+                    self.kube.merge_patch(
+                        "v1",
+                        "Pod",
+                        owner.namespace,
+                        pod["metadata"]["name"],
+                        {"metadata": {"annotations": annotation}},
+                    )
+                    for pod in pods
+                    if not annotation.items() <= pod["metadata"].get("annotations", {}).items()
+                )
+            )
+        except OperatorError as error:
+            logger.warning(
+                "%s/%s: pods not annotated with their new model source (%s); they read it on "
+                "the kubelet's next sync",
+                owner.namespace,
+                owner.name,
+                error,
+            )
 
     async def _check_image(
         self, subject: _Subject

@@ -133,6 +133,7 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(canary: Canary) -> 
         canary.stack.on_node.wait_for(
             f"every stable pod serving {good[1]}", lambda: canary.stable_versions() == {good[1]}
         )
+        served = time.monotonic()
         canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
     state = canary.rollout()
     assert state["phase"] == "Promoted", state
@@ -144,6 +145,7 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(canary: Canary) -> 
     assert load.report.failed == 0, load.report.summary()
     assert load.report.models[good[1]] > 0 and load.report.models[canary.stable_version] > 0
     report("promoted", canary, uploaded, decided, load)
+    print(f"the stable pods served the promoted version {served - decided:.1f} s after the verdict")
 
 
 def test_a_candidate_answering_one_class_is_rolled_back_by_the_prediction_shift(

@@ -40,6 +40,7 @@ NEEDED = [
     ("delete", "configmaps", ""),
     ("get", "pods", ""),  # the canary analysis reads pods' /metrics by pod IP
     ("list", "pods", ""),
+    ("patch", "pods", ""),  # the model-source annotation, so the kubelet refreshes the ConfigMap
     *[
         (verb, resource, "")
         for resource in ("events", "events.events.k8s.io")
@@ -154,7 +155,7 @@ def test_granted_rules_list_nothing_beyond_the_cluster_role(deployed: LocalClust
         "events.events.k8s.io",
         "namespaces",
         "customresourcedefinitions.apiextensions.k8s.io",
-        "pods",  # get/list only: the canary analysis finds the pods whose metrics it reads
+        "pods",  # get/list/patch: the pods whose metrics it reads, and their source annotation
     }
     assert resources - everyone == ours
 

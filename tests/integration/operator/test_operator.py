@@ -13,6 +13,9 @@ from tests.integration.operator.conftest import REPOSITORY, OperatorProcess, Sce
 from tests.support.aws import free_port
 from tests.support.faults import FaultProxy
 
+from retail_operator.rendering import SOURCE_ANNOTATION, Target, source_annotation
+from retail_operator.spec import ModelSpec
+
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
 RECHECKS = 3  # re-checks of a refused image watched to show nothing rolls out meanwhile
 
@@ -175,6 +178,45 @@ def test_a_model_change_does_not_touch_the_pod_template(scenario: Scenario) -> N
     after = scenario.get("deployment", "prices")
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"]["template"] == before["spec"]["template"]
+
+
+def test_a_model_change_annotates_the_running_pods_so_the_kubelet_refreshes_them(
+    scenario: Scenario,
+) -> None:
+    scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model("models/a.ubj")))
+    scenario.wait_condition("prices", "Ready", "True")
+    names = {pod["metadata"]["name"] for pod in _pods(scenario)}
+    assert len(names) == 2
+    assert all(SOURCE_ANNOTATION not in _annotations(pod) for pod in _pods(scenario))
+
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model("models/b.ubj")))
+    status = scenario.wait_for(
+        "the new model deployed",
+        lambda: (
+            (s := (scenario.get("retailmodel", "prices") or {}).get("status", {}))
+            and "models/b.ubj" in s.get("deployedModel", {}).get("s3Uri", "")
+            and s
+        ),
+    )
+    deployed = Target(status["deployedImage"], ModelSpec.model_validate(status["deployedModel"]))
+    wanted = source_annotation(deployed)[SOURCE_ANNOTATION]
+    scenario.wait_for(
+        "both pods annotated with the new source",
+        lambda: all(_annotations(pod).get(SOURCE_ANNOTATION) == wanted for pod in _pods(scenario)),
+    )
+    assert {pod["metadata"]["name"] for pod in _pods(scenario)} == names  # no pod replaced
+
+
+def _pods(scenario: Scenario) -> list[dict[str, Any]]:
+    listing = scenario.cluster.get_json(
+        "pods", "-n", scenario.namespace, "-l", "mlops.retail.io/retailmodel=prices"
+    )
+    return list(listing["items"])
+
+
+def _annotations(pod: dict[str, Any]) -> dict[str, str]:
+    return dict(pod["metadata"].get("annotations") or {})
 
 
 def test_hand_edits_are_reverted(scenario: Scenario) -> None:

@@ -15,7 +15,9 @@ OPERATOR_RULES = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list"},  # the canary analysis reads pods' /metrics by pod IP
+    # get/list: the canary analysis reads pods' /metrics by pod IP; patch: the model-source
+    # annotation that makes the kubelet refresh a changed ConfigMap at once
+    ("", "pods"): {"get", "list", "patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "namespaces"): {"list", "watch"},

@@ -10,6 +10,7 @@ from retail_operator.rendering import (
     is_subset,
     render_children,
     render_deployment,
+    source_annotation,
 )
 from retail_operator.spec import ModelSpec, RetailModelSpec
 
@@ -86,6 +87,16 @@ def test_a_model_change_touches_only_the_config_map() -> None:
     assert before[0] != after[0]
     source = json.loads(after[0]["data"]["model-source.json"])
     assert source == {"uri": "s3://models/prices/v2.ubj", "versionId": "", "sha256": ""}
+
+
+def test_the_source_annotation_changes_exactly_when_the_config_map_does() -> None:
+    v1, v2 = target("s3://models/prices/v1.ubj"), target("s3://models/prices/v2.ubj")
+    assert source_annotation(v1) == source_annotation(target("s3://models/prices/v1.ubj"))
+    assert source_annotation(v1) != source_annotation(v2)
+    pinned = Target(v1.image, ModelSpec(s3_uri=v1.model.s3_uri, version_id="abc"))
+    assert source_annotation(pinned) != source_annotation(v1)  # a pin is a new document too
+    moved = Target(f"{REPO}@sha256:{'c' * 64}", v1.model)
+    assert source_annotation(moved) == source_annotation(v1)  # the image is not in it
 
 
 def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
