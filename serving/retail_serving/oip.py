@@ -8,7 +8,7 @@
 * a single FP32 (or FP64) tensor of shape ``[n, 8]`` holding already-encoded features in
   schema order, as MLServer's XGBoost runtime takes them; the codes must be valid for the
   model's vocabularies (0 is unknown). pydantic-core checks every value in one call, against
-  rules made once per model's code limits (``_encoded_rows``).
+  rules made once per model's code limits (``_tensor_validators``).
 
 A one-row request decodes to a list of floats, which the micro-batcher stacks with other
 requests' rows, and its answer is built from lists: for a single row, numpy's per-call cost
@@ -146,19 +146,26 @@ def _encoded_value(limit: int | None) -> Any:
     return Annotated[float, Field(strict=True, ge=0, lt=limit, multiple_of=1)]
 
 
+class _Validators(NamedTuple):
+    row: TypeAdapter[tuple[float, ...]]  # one row's values
+    rows: TypeAdapter[list[tuple[float, ...]]]  # a list of rows
+
+
 @lru_cache(maxsize=8)
-def _encoded_rows(limits: tuple[int | None, ...]) -> TypeAdapter[list[tuple[float, ...]]]:
-    """The validator of encoded rows for a model with these code limits (models of one
-    training set share them, so a reload rarely builds a new one). pydantic-core checks every
+def _tensor_validators(limits: tuple[int | None, ...]) -> _Validators:
+    """The validators of encoded rows for a model with these code limits (models of one
+    training set share them, so a reload rarely builds new ones). pydantic-core checks every
     value in one pass and hands back floats: a third of the CPU time of the same checks
-    written as a Python loop over a one-row tensor, and far less for many rows."""
+    written as a Python loop over a one-row tensor, and far less for many rows. A one-row
+    tensor is checked as one row, not as a list of one (0.1 µs less)."""
     row: Any = tuple[tuple(_encoded_value(limit) for limit in limits)]  # type: ignore[misc]
-    return TypeAdapter(list[row])
+    return _Validators(TypeAdapter(row), TypeAdapter(list[row]))
 
 
-def _tensor_problem(error: ValidationError, encoder: Encoder) -> InvalidInput:
+def _tensor_problem(error: ValidationError, encoder: Encoder, *, one_row: bool) -> InvalidInput:
     """The first value ``error`` found wrong, named by its place in the flat data."""
-    row, column = error.errors(include_url=False)[0]["loc"][:2]
+    loc = error.errors(include_url=False)[0]["loc"]
+    row, column = (0, loc[0]) if one_row else loc[:2]
     assert isinstance(row, int) and isinstance(column, int)  # list and tuple positions
     width = len(encoder.code_limits)
     limit = encoder.code_limits[column]
@@ -191,14 +198,14 @@ def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> lis
     size = rows * width
     if len(values) != size:
         raise _fail([*loc, "data"], f"expected {size} values for shape {shape}")
-    by_row = [values] if rows == 1 else [values[at : at + width] for at in range(0, size, width)]
+    validators = _tensor_validators(limits)
     try:
-        checked = _encoded_rows(limits).validate_python(by_row)
+        if rows == 1:
+            return list(validators.row.validate_python(values))
+        by_row = [values[at : at + width] for at in range(0, size, width)]
+        return np.asarray(validators.rows.validate_python(by_row), dtype=np.float32)
     except ValidationError as error:
-        raise _tensor_problem(error, encoder) from None
-    if rows == 1:
-        return list(checked[0])
-    return np.asarray(checked, dtype=np.float32)
+        raise _tensor_problem(error, encoder, one_row=rows == 1) from None
 
 
 def _decode_named(inputs: list[Any], encoder: Encoder, max_rows: int) -> Matrix:
@@ -266,10 +273,14 @@ def _load(body: bytes) -> Any:
 
 def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
     payload = _load(body)
-    if not isinstance(payload, dict):
+    if type(payload) is not dict:  # JSON decodes to plain dicts and lists, never subclasses
         raise _fail(["body"], "must be a JSON object", "dict_type")
     inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or set(map(type, inputs)) != {dict}:  # JSON makes no subclass
+    if not (
+        type(inputs) is list
+        and inputs
+        and (type(inputs[0]) is dict if len(inputs) == 1 else set(map(type, inputs)) == {dict})
+    ):
         raise _fail(["inputs"], "must be a non-empty list of input tensors")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -284,10 +295,12 @@ def decode_infer(body: bytes, encoder: Encoder, max_rows: int) -> InferRequest:
         outputs = tuple(name for name in OUTPUTS if name in names)
     single = inputs[0]
     features: list[float] | Matrix
+    datatype, name = single.get("datatype"), single.get("name")
     if (
         len(inputs) == 1
-        and _text(single.get("datatype")) in TENSOR_TYPES
-        and _text(single.get("name")) not in encoder.schema.names
+        and type(datatype) is str
+        and datatype in TENSOR_TYPES
+        and not (type(name) is str and name in encoder.schema.names)
     ):
         features = _decode_tensor(single, encoder, max_rows)
     else:
@@ -309,7 +322,9 @@ def infer_response(
                 "datatype": "FP32",
                 "shape": [len(probabilities), len(classes)],
                 "parameters": {"classes": list(classes)},
-                "data": [p for row in probabilities for p in row],
+                "data": probabilities[0]
+                if len(probabilities) == 1
+                else [p for row in probabilities for p in row],
             }
         )
     if OUTPUT_PREDICTION in request.outputs:

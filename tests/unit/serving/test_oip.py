@@ -130,7 +130,14 @@ def test_unknown_and_highest_codes_are_valid_tensor_values(model: Model) -> None
 
 @pytest.mark.parametrize(
     "payload",
-    [[], {"inputs": []}, {"inputs": "x"}, {"inputs": [1]}, {"inputs": [], "id": 3}],
+    [
+        [],
+        {"inputs": []},
+        {"inputs": "x"},
+        {"inputs": [1]},
+        {"inputs": [{"name": "BASKET_SIZE", "datatype": "BYTES", "shape": [1], "data": ["M"]}, 1]},
+        {"inputs": [], "id": 3},
+    ],
 )
 def test_malformed_requests_are_refused(payload: Any, model: Model) -> None:
     with pytest.raises(InvalidInput):
@@ -203,6 +210,15 @@ def test_a_one_row_tensor_is_the_row_as_floats(model: Model) -> None:
         request = decode({"inputs": [tensor]}, model)
         assert request.features == encoded
         assert all(type(value) is float for value in request.features)
+
+
+def test_many_rows_probabilities_are_one_flat_row_major_list(model: Model) -> None:
+    request = decode({"inputs": named_inputs([EXAMPLE] * 2)}, model)
+    rows = [[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]
+    response = oip.infer_response("price-sensitivity", model, request, rows)
+    probabilities = response["outputs"][0]
+    assert probabilities["shape"] == [2, 3]
+    assert probabilities["data"] == [0.5, 0.3, 0.2, 0.1, 0.6, 0.3]
 
 
 def test_labels_are_the_first_of_equal_maxima_as_numpy_argmax(model: Model) -> None:
