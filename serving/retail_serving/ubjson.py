@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import select
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import IO
 
@@ -180,15 +182,17 @@ class Helper:
         self.owner = 0  # the pid that started it: a forked copy of this object starts its own
 
     def check(self, data: bytes, timeout: float) -> None:
+        """Have the helper check ``data``; ``timeout`` bounds the whole exchange, sending the
+        bytes included (a helper that stops reading must not hold the reload either)."""
+        deadline = time.monotonic() + timeout
         with self.lock:
             process = self._running()
             assert process.stdin is not None and process.stdout is not None
             try:
-                process.stdin.write(_LENGTH.pack(len(data)))
-                process.stdin.write(data)
-                process.stdin.flush()
-                status, message = _read_answer(process.stdout, timeout)
-            except (OSError, ValueError, EOFError, TimeoutError) as broke:
+                _send(process.stdin.fileno(), _LENGTH.pack(len(data)), deadline)
+                _send(process.stdin.fileno(), data, deadline)
+                status, message = _read_answer(process.stdout, deadline)
+            except (OSError, ValueError, EOFError) as broke:  # TimeoutError is an OSError
                 code = self._stop()
                 why = "timed out" if isinstance(broke, TimeoutError) else f"exited {code}"
                 raise CheckInterrupted(
@@ -206,6 +210,8 @@ class Helper:
             self.process = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
             )
+            assert self.process.stdin is not None
+            os.set_blocking(self.process.stdin.fileno(), False)  # written by _send only
             self.owner = os.getpid()
         return self.process
 
@@ -228,9 +234,28 @@ class Helper:
                 self._stop()
 
 
-def _read_answer(pipe: IO[bytes], timeout: float) -> tuple[int, str]:
-    if not select.select([pipe], [], [], timeout)[0]:
+def _wait(fd: int, events: int, deadline: float) -> None:
+    """Until ``fd`` is ready for ``events`` or the deadline passes (then TimeoutError).
+    ``poll``, not ``select``: a server with a thousand connections open when a helper is
+    (re)started gives its pipes descriptors that ``select`` cannot watch."""
+    poller = select.poll()
+    poller.register(fd, events)
+    milliseconds = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+    if not poller.poll(milliseconds):
         raise TimeoutError
+
+
+def _send(fd: int, data: bytes, deadline: float) -> None:
+    """Write all of ``data`` to the non-blocking ``fd`` by ``deadline``."""
+    view = memoryview(data)
+    while view:
+        _wait(fd, select.POLLOUT, deadline)
+        with contextlib.suppress(BlockingIOError):
+            view = view[os.write(fd, view) :]
+
+
+def _read_answer(pipe: IO[bytes], deadline: float) -> tuple[int, str]:
+    _wait(pipe.fileno(), select.POLLIN, deadline)
     header = pipe.read(_ANSWER.size)
     if len(header) < _ANSWER.size:
         raise EOFError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import struct
 import sys
 from collections.abc import Iterator
 
@@ -19,6 +21,9 @@ GOOD = (
     b"U\x01c" + b"{U\x01dT}"
     b"}"
 )
+
+# A megabyte in one typed array, as a model's trees are: more than a pipe holds unread.
+LARGE = b"{U\x01a[$d#L" + struct.pack(">q", 1 << 18) + bytes(4 << 18) + b"}"
 
 
 def test_a_well_formed_document_passes() -> None:
@@ -76,6 +81,34 @@ def test_a_helper_that_hangs_gives_no_verdict_and_is_killed() -> None:
     with pytest.raises(CheckInterrupted, match="timed out"):
         helper.check(GOOD, timeout=0.5)
     assert helper.process is None
+
+
+def test_a_helper_that_stops_reading_gives_no_verdict_within_the_timeout() -> None:
+    ubjson.check(LARGE)  # well formed: only the helper's silence can fail it
+    helper = _helper_that("time.sleep(30)")  # takes the length, never the document
+    with pytest.raises(CheckInterrupted, match="timed out"):
+        helper.check(LARGE, timeout=0.5)
+    assert helper.process is None
+
+
+def test_a_helper_started_with_a_thousand_descriptors_open_still_checks() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to open 1,100 descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # as a busy server's sockets
+    helper = ubjson.Helper(ubjson.HELPER.command)
+    try:
+        helper.check(LARGE, timeout=30)
+        assert helper.process is not None and helper.process.stdout is not None
+        assert helper.process.stdout.fileno() > 1024  # past what select() can watch
+        with pytest.raises(ModelFormatError, match="unexpected end"):
+            helper.check(LARGE[:-1], timeout=30)
+    finally:
+        helper.close()
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
