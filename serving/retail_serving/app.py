@@ -105,6 +105,7 @@ def create_app(settings: ServingSettings | None = None) -> ASGIApp:
         metrics,
         require_recorded_sha256=settings.require_sha256_metadata,
         nthread=settings.predict_threads,
+        max_model_bytes=settings.max_model_bytes,
     )
     engine = InferenceEngine(
         metrics,

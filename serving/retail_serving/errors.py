@@ -43,6 +43,12 @@ class ChecksumMismatch(ModelRejected):
     reason = "checksum"
 
 
+class ModelTooLarge(ModelRejected):
+    """The object is larger than ``MAX_MODEL_BYTES``: refused before it is downloaded."""
+
+    reason = "too_large"
+
+
 class SmokeTestFailed(ModelRejected):
     """The model loaded but its test prediction was unusable."""
 

@@ -1,7 +1,8 @@
 """The model registry: holds the one model reference requests use, and reloads it safely.
 
 ``poll`` runs one step of hot reload: HEAD the object; if ``reload.plan`` says
-so, download → verify sha256 → load (which smoke-tests) → swap the reference. The swap is a
+so, download (an object over ``max_model_bytes`` is refused first, on its HEAD) → verify
+sha256 → load (which smoke-tests) → swap the reference. The swap is a
 single attribute assignment, so a request sees either the old model or the new one, never a
 mix, and a request keeps the model it picked up for as long as it runs. Nothing is unloaded
 explicitly: the old model is freed when its last in-flight request lets go of it. Any failure
@@ -23,7 +24,8 @@ from retail_serving import artifact, reload
 from retail_serving.errors import ModelRejected, ServingError
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
-from retail_serving.storage import ObjectStore, open_store
+from retail_serving.settings import DEFAULT_MAX_MODEL_BYTES
+from retail_serving.storage import ObjectStore, open_store, too_large
 from retail_serving.versions import ObjectVersion
 
 log = logging.getLogger("retail_serving.reload")
@@ -48,12 +50,14 @@ class ModelRegistry:
         connect: Callable[[ModelSource], ObjectStore] = open_store,
         require_recorded_sha256: bool = True,
         nthread: int = 1,
+        max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
     ) -> None:
         self.locate = locate  # asked on every poll: the location may change at run time
         self.connect = connect
         self.metrics = metrics
         self.require_recorded_sha256 = require_recorded_sha256
         self.nthread = nthread
+        self.max_model_bytes = max_model_bytes
         self.current: ServedModel | None = None
         self.state = reload.ReloadState()
         self.last_error: str | None = None  # why the newest object version is not served
@@ -98,7 +102,9 @@ class ModelRegistry:
         uri = observed.location.uri
         try:
             store = self._store_for(observed.location)
-            data = store.fetch(observed)
+            if observed.size is not None and observed.size > self.max_model_bytes:
+                raise too_large(uri, observed.size, self.max_model_bytes)
+            data = store.fetch(observed, self.max_model_bytes)
             digest = artifact.sha256_hex(data)
             reload.verify(
                 digest,

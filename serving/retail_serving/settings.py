@@ -22,6 +22,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retail_contract.source import S3Uri
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+# The benchmark's model is 3.5 MB; a load briefly holds a few copies of the file (the bytes,
+# XGBoost's buffer, the structure check's), so an upload of gigabytes must not be read at all.
+DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
 class ServingSettings(BaseSettings):
@@ -40,6 +43,9 @@ class ServingSettings(BaseSettings):
         True, description="refuse S3 objects uploaded without sha256 metadata"
     )
     reload_interval_seconds: float = Field(30.0, gt=0, le=86_400)
+    max_model_bytes: int = Field(
+        DEFAULT_MAX_MODEL_BYTES, ge=1, description="refuse larger model objects, unread"
+    )
 
     max_batch_rows: int = Field(10_000, ge=1, description="/predict/batch and v2 row cap")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -3,8 +3,10 @@
 The reloader only needs two operations: a cheap ``head`` that identifies the current version
 of the object, and ``fetch`` that returns exactly the bytes of a version ``head`` reported (by
 VersionId when the bucket is versioned, else guarded by If-Match on the ETag, so a concurrent
-upload can never hand us a mix of old metadata and new bytes). boto3 picks up credentials and
-``AWS_ENDPOINT_URL`` from the standard environment; nothing here handles secrets.
+upload can never hand us a mix of old metadata and new bytes), and no more than ``limit`` of
+them: a larger object is refused before its body is read (``ModelTooLarge``). boto3 picks up
+credentials and ``AWS_ENDPOINT_URL`` from the standard environment; nothing here handles
+secrets.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from retail_contract.source import SHA256_METADATA_KEY, ModelSource, S3Uri
-from retail_serving.errors import SourceUnavailable
+from retail_serving.errors import ModelTooLarge, SourceUnavailable
 from retail_serving.versions import ObjectVersion
 
 if TYPE_CHECKING:
@@ -30,7 +32,11 @@ class ObjectStore(Protocol):
 
     def head(self) -> ObjectVersion: ...
 
-    def fetch(self, version: ObjectVersion) -> bytes: ...
+    def fetch(self, version: ObjectVersion, limit: int) -> bytes: ...
+
+
+def too_large(uri: str, size: int, limit: int) -> ModelTooLarge:
+    return ModelTooLarge(f"{uri} is {size:,} bytes, over the {limit:,} of MAX_MODEL_BYTES")
 
 
 def s3_client() -> S3Client:
@@ -81,9 +87,10 @@ class S3Store:
             etag=response.get("ETag", "").strip('"') or None,
             version_id=_version_id(response),
             sha256=response.get("Metadata", {}).get(SHA256_METADATA_KEY),
+            size=response.get("ContentLength"),
         )
 
-    def fetch(self, version: ObjectVersion) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self.location.key}
@@ -93,7 +100,14 @@ class S3Store:
             arguments["IfMatch"] = f'"{version.etag}"'
         try:
             response = self._client.get_object(**arguments)
-            return bytes(response["Body"].read())
+            body = response["Body"]
+            size = response.get("ContentLength")
+            if size is not None and size > limit:
+                body.close()
+                raise too_large(self.uri, size, limit)
+            # read() to the end: botocore then checks the length (a cut-off body is a
+            # temporary failure, not a refusal).
+            return bytes(body.read())
         except (BotoCoreError, ClientError) as error:
             raise _unavailable("GET", self.uri, error) from error
 
@@ -111,13 +125,19 @@ class FileStore:
             stat = self.path.stat()
         except OSError as error:
             raise SourceUnavailable(f"cannot stat {self.path}: {error.strerror}") from error
-        return ObjectVersion(etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", version_id=None)
+        return ObjectVersion(
+            etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", version_id=None, size=stat.st_size
+        )
 
-    def fetch(self, version: ObjectVersion) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
         try:
-            return self.path.read_bytes()
+            with self.path.open("rb") as file:
+                data = file.read(limit + 1)  # the file may have grown since its HEAD
         except OSError as error:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
+        if len(data) > limit:
+            raise too_large(self.uri, self.path.stat().st_size, limit)
+        return data
 
 
 def open_store(source: ModelSource) -> ObjectStore:

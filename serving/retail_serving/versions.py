@@ -19,6 +19,7 @@ class ObjectVersion:
     version_id: str | None
     sha256: str | None = None
     location: ModelSource | None = None  # which location this HEAD was made for
+    size: int | None = None  # bytes, as the HEAD reported them
 
     @property
     def identity(self) -> tuple[ModelSource | None, str | None, str | None]:

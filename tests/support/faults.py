@@ -97,7 +97,10 @@ class FaultProxy:
                 for name, value in headers:
                     if name.lower() not in _HOP_BY_HOP:
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
+                length = str(len(payload))
+                if self.command == "HEAD":  # the length the GET would have, not the empty body's
+                    length = next((v for k, v in headers if k.lower() == "content-length"), length)
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)

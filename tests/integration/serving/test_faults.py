@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from retail_contract.source import S3Uri
 from retail_serving import artifact
+from retail_serving.errors import ModelTooLarge
 from retail_serving.payloads import EXAMPLE
+from retail_serving.storage import S3Store
 from tests.support.faults import FaultProxy, Rule, s3_error
 
 from .conftest import PredictorProcess, VersionedBucket, wait_for
@@ -208,3 +211,39 @@ def test_an_object_that_is_not_servable_is_refused_once_and_not_retried(
     bucket.put(model_version("next"))
     wait_for(lambda: predictor.serving("next"), "the next good object")
     assert predictor.info()["last_reload_error"] is None
+
+
+def test_an_object_over_max_model_bytes_is_refused_on_its_head_and_never_downloaded(
+    bucket: VersionedBucket, proxy: CountingProxy, model_version: Versions, start_predictor: Start
+) -> None:
+    good = model_version("good")
+    bucket.put(good)
+    limit = {"MAX_MODEL_BYTES": str(2 * len(good))}
+    predictor = start_predictor(
+        bucket.uri, bucket.moto.env() | {"AWS_ENDPOINT_URL": proxy.endpoint} | limit
+    )
+    wait_for(lambda: predictor.serving("good"), "the good model")
+    downloads = proxy.forwarded["GET"]
+    bucket.put(good + b" " * 2 * len(good))  # three times a model's size, its sha256 recorded
+    failures = ("retail_model_reload_failures_total", {"reason": "too_large"})
+    wait_for(lambda: predictor.metric(failures[0], **failures[1]) == 1, "a too_large refusal")
+    polls = proxy.polls()
+    wait_for(lambda: proxy.polls() >= polls + QUIET_POLLS, f"{QUIET_POLLS} more polls")
+    assert proxy.forwarded["GET"] == downloads  # refused on its HEAD: not a byte downloaded
+    assert predictor.metric(failures[0], **failures[1]) == 1
+    still_serving_good(predictor)
+    assert "MAX_MODEL_BYTES" in predictor.info()["last_reload_error"]
+    bucket.put(model_version("next"))
+    wait_for(lambda: predictor.serving("next"), "the next good object")
+
+
+def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
+    bucket: VersionedBucket,
+) -> None:
+    bucket.put(b"x" * 1000)
+    store = S3Store(S3Uri.parse(bucket.uri))
+    version = store.head()
+    assert version.size == 1000
+    with pytest.raises(ModelTooLarge, match="1,000 bytes, over the 999 of MAX_MODEL_BYTES"):
+        store.fetch(version, 999)  # the GET's own Content-Length, whatever the HEAD said
+    assert store.fetch(version, 1000) == b"x" * 1000

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from retail_contract.source import ModelSource, S3Uri
 from retail_serving.app import locator
-from retail_serving.errors import SourceUnavailable
+from retail_serving.errors import ModelTooLarge, SourceUnavailable
 from retail_serving.settings import ServingSettings
 from retail_serving.storage import FileStore, open_store, read_source_file
 
@@ -70,3 +70,14 @@ def test_locations_open_the_right_source(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="invalid"):
         open_store(ModelSource("s3://"))
     assert S3Uri.parse("s3://b/a/b/c.ubj") == S3Uri("b", "a/b/c.ubj")
+
+
+def test_a_file_store_reports_the_size_and_reads_no_more_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "m.ubj"
+    path.write_bytes(b"x" * 100)
+    store = FileStore(path)
+    version = store.head()
+    assert version.size == 100
+    assert store.fetch(version, 100) == b"x" * 100
+    with pytest.raises(ModelTooLarge, match="100 bytes, over the 99 of MAX_MODEL_BYTES"):
+        store.fetch(version, 99)  # grown since its HEAD, say: refused all the same

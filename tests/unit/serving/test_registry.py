@@ -33,19 +33,23 @@ class MemoryStore:
         version_id = f"v{len(self.versions) + 1}"
         self.versions[version_id] = data
         recorded = artifact.sha256_hex(data) if sha256 is None else sha256
-        self.current = ObjectVersion(f"etag-{version_id}", version_id, sha256=recorded)
+        self.current = ObjectVersion(
+            f"etag-{version_id}", version_id, sha256=recorded, size=len(data)
+        )
 
     def head(self) -> ObjectVersion:
         if self.down or self.current is None:
             raise SourceUnavailable("HEAD memory://model failed: unreachable")
         return self.current
 
-    def fetch(self, version: ObjectVersion) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
         assert version.version_id is not None
         self.downloads += 1
         if self.downloads_dropped:
             raise SourceUnavailable("GET memory://model failed: connection dropped")
-        return self.versions[version.version_id]
+        data = self.versions[version.version_id]
+        assert len(data) <= limit  # the registry refuses larger objects on their HEAD
+        return data
 
 
 def counter(metrics: ServingMetrics, name: str, **labels: str) -> float:
@@ -64,10 +68,13 @@ def metrics() -> ServingMetrics:
 
 
 def registry_for(
-    source: MemoryStore, metrics: ServingMetrics, location: ModelSource | None = None
+    source: MemoryStore,
+    metrics: ServingMetrics,
+    location: ModelSource | None = None,
+    **options: int,
 ) -> ModelRegistry:
     where = location or ModelSource(source.uri)
-    return ModelRegistry(lambda: where, metrics, connect=lambda _: source)
+    return ModelRegistry(lambda: where, metrics, connect=lambda _: source, **options)
 
 
 def version_bytes(trained: TrainedModel, version: str) -> bytes:
@@ -122,6 +129,26 @@ def test_a_bad_new_version_keeps_the_old_model_and_is_counted_and_logged_once(
     assert counter(metrics, "retail_model_reload_failures_total", reason=reason) == 1
     assert len(caplog.records) == 1
     assert registry.last_error is not None and registry.last_error.startswith(reason)
+
+
+def test_an_object_over_the_size_limit_is_refused_unread_until_it_changes(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    good = version_bytes(trained, "good")
+    registry = registry_for(source, metrics, max_model_bytes=2 * len(good))
+    source.put(good)
+    assert registry.poll()
+    downloads = source.downloads
+    source.put(good + b" " * 2 * len(good))  # three times the size of a good model
+    for _ in range(3):
+        assert not registry.poll()
+    assert source.downloads == downloads  # refused on its HEAD, never downloaded
+    assert registry.current is not None and registry.current.model.version == "good"
+    assert counter(metrics, "retail_model_reload_failures_total", reason="too_large") == 1
+    assert registry.last_error is not None
+    assert registry.last_error.startswith("too_large") and "MAX_MODEL_BYTES" in registry.last_error
+    source.put(version_bytes(trained, "next"))
+    assert registry.poll() and registry.current.model.version == "next"
 
 
 def test_an_unreachable_source_keeps_serving_and_logs_once(
