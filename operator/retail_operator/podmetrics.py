@@ -3,7 +3,8 @@
 ``MetricsReader`` is the small protocol the reconcile depends on (unit tests pass a fake);
 ``PodMetrics`` is the real adapter: it lists the pods by label selector through the API
 server and reads ``http://<pod IP>:8080/metrics`` from each ready one, as Prometheus would.
-A pod that cannot be read (not ready, no IP, a timeout, outside ``networks``) is left out:
+A pod that cannot be read (not ready, no IP, a timeout, outside ``networks``, an answer over
+``METRICS_LIMIT``, which a predictor's tens of kB never come near) is left out:
 its traffic is simply not counted, and a group nobody can read is silence, which never
 promotes a candidate.
 """
@@ -25,6 +26,7 @@ from retail_operator.rendering import PREDICTOR_PORT
 logger = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+METRICS_LIMIT = 4 * 1024 * 1024  # bytes read from one pod at most: the operator's memory is shared
 
 
 class MetricsReader(Protocol):
@@ -45,10 +47,16 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 class PodMetrics:
     def __init__(
-        self, kube: KubeApi, *, networks: Sequence[Network] = (), timeout: float = 2.0
+        self,
+        kube: KubeApi,
+        *,
+        networks: Sequence[Network] = (),
+        timeout: float = 2.0,
+        port: int = PREDICTOR_PORT,
     ) -> None:
         self._kube = kube
         self._networks = tuple(networks)
+        self._port = port
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -77,10 +85,17 @@ class PodMetrics:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         host = f"[{ip}]" if ":" in ip else ip
         try:
-            async with self._session.get(f"http://{host}:{PREDICTOR_PORT}/metrics") as response:
+            async with self._session.get(f"http://{host}:{self._port}/metrics") as response:
                 if response.status != 200:
                     return None
-                return PodSample.parse(await response.text())
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > METRICS_LIMIT:
+                        raise ValueError(f"answer over {METRICS_LIMIT} bytes")
+                    chunks.append(chunk)
+                return PodSample.parse(b"".join(chunks).decode())  # Prometheus text is UTF-8
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             logger.debug("metrics of pod %s not read: %s", ip, error)
             return None
