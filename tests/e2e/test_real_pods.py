@@ -12,6 +12,9 @@ load counts its failed requests, and the promise is zero.
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -65,6 +68,55 @@ def test_the_in_cluster_operator_rolls_out_ready_pods_on_the_real_node(
         assert container["ready"] and container["restartCount"] == 0
     info = stack.model_info(pods[0]["metadata"]["name"])
     assert info["source_uri"] == f"s3://{BUCKET}/{KEY}" and info["version_id"]
+
+
+def unrouted_entries(port: int) -> list[str]:
+    """Conntrack entries for connections to NodePort ``port`` that kube-proxy never NATed to a
+    pod (their reply comes from 127.0.0.1 itself): each refuses the next connection that
+    reuses its source port, for as long as it lives (two minutes)."""
+    listed = subprocess.run(
+        ["conntrack", "-L", "-p", "tcp", "--orig-port-dst", str(port)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    replies = [(line, line.split("src=")[2:3]) for line in listed.splitlines()]
+    return [line for line, reply in replies if reply and reply[0].split()[0] == "127.0.0.1"]
+
+
+def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -> None:
+    # The Service comes first and its pods after, so for a while kube-proxy refuses the port.
+    name = f"late-{uuid.uuid4().hex[:5]}"
+    exposed: dict[str, int] = {}
+    exposing = threading.Thread(
+        target=lambda: exposed.update(port=stack.on_node.expose(NAMESPACE, name)), daemon=True
+    )
+    exposing.start()
+    try:
+        port = int(
+            stack.on_node.wait_for(
+                "the NodePort",
+                lambda: stack.kubectl(
+                    "get", "service", f"{name}-local", "-n", NAMESPACE,
+                    "-o", "jsonpath={.spec.ports[0].nodePort}", "--ignore-not-found",
+                ),
+                timeout=30,
+            )
+        )  # fmt: skip
+        time.sleep(3)  # a probe in these seconds would be refused, and leave its entry behind
+        assert unrouted_entries(port) == []
+        tag = f"e2e-{stack.run}"
+        stack.on_node.apply(
+            stack.on_node.retail_model(name, NAMESPACE, tag, f"s3://{BUCKET}/{KEY}")
+        )
+        stack.wait_condition(name, "Ready", "True")
+        exposing.join(timeout=60)
+        assert exposed.get("port") == port
+        with Load(port, workers=2, max_seconds=3) as load:
+            pass
+        assert load.report.failed == 0, load.report.summary()
+        assert unrouted_entries(port) == []
+    finally:
+        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=false")
+        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
 
 
 def test_predict_through_the_service_on_loopback(

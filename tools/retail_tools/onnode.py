@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from retail_tools.cluster import cluster
+from retail_tools.cluster import cluster, network
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig
 from retail_tools.standin import AwsStandIn
 
@@ -159,7 +159,12 @@ class OnNode:
         service = json.loads(self.kubectl("get", "service", f"{name}-local", "-n", namespace,
                                           "-o", "json"))  # fmt: skip
         port = int(service["spec"]["ports"][0]["nodePort"])
-        # kube-proxy programs a new NodePort a moment after the Service exists.
+        # kube-proxy programs a new NodePort a moment after the Service exists, and until it
+        # knows the endpoints it refuses connections to it. Not a byte is sent before then: a
+        # refused SYN leaves a conntrack entry without NAT for two minutes, and a later
+        # connection that happens to reuse its source port is refused by it too (what made
+        # the demo's loads lose one or two requests in ten thousand).
+        self.wait_for(f"kube-proxy to route port {port}", lambda: _routed(port), timeout=60)
         self.wait_for(f"127.0.0.1:{port} to answer", lambda: _ready(port), timeout=60)
         return port
 
@@ -191,6 +196,13 @@ class OnNode:
                 return last
             time.sleep(0.5)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _routed(port: int) -> bool:
+    """Whether kube-proxy has a NAT rule for NodePort ``port``: it has one only once the
+    Service has endpoints (before that, a filter rule refuses the port)."""
+    rules = network.run("iptables", "-t", "nat", "-S", "KUBE-NODEPORTS", check=False).stdout
+    return f"--dport {port} " in rules
 
 
 def _ready(port: int) -> bool:
