@@ -12,6 +12,7 @@ secrets.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -133,10 +134,11 @@ class FileStore:
         try:
             with self.path.open("rb") as file:
                 data = file.read(limit + 1)  # the file may have grown since its HEAD
+                size = os.fstat(file.fileno()).st_size
         except OSError as error:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
         if len(data) > limit:
-            raise too_large(self.uri, self.path.stat().st_size, limit)
+            raise too_large(self.uri, size, limit)
         return data
 
 
