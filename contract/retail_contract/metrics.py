@@ -15,8 +15,11 @@ REQUESTS = "retail_http_requests"
 LATENCY = "retail_http_request_duration_seconds"
 # Counter: rows predicted, by the model's version and the predicted (arg-max) class.
 PREDICTIONS = "retail_predictions"
-# Gauge: 1 for the model being served, labelled by its version and sha256.
+# Gauge: 1 for the model being served, labelled by its version and sha256: which model a
+# pod's counts speak for.
 MODEL_INFO = "retail_model_info"
+MODEL_VERSION_LABEL = "version"
+MODEL_SHA256_LABEL = "sha256"
 
 ROUTE_LABEL = "route"
 STATUS_LABEL = "status"

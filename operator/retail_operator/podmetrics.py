@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from retail_operator.canary import PodSample, Samples
+from retail_operator.canary.evidence import InvalidMetrics, PodReading, PodState
 from retail_operator.kube import KubeApi
 from retail_operator.rendering import PREDICTOR_PORT
 
@@ -29,9 +29,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 METRICS_LIMIT = 4 * 1024 * 1024  # bytes read from one pod at most: the operator's memory is shared
 
 
+Scrape = list[tuple[PodState, PodReading | None]]
+
+
 class MetricsReader(Protocol):
-    async def sample(self, namespace: str, selector: str) -> Samples:
-        """Every readable pod matching ``selector``, by pod name and uid."""
+    async def sample(self, namespace: str, selector: str) -> Scrape:
+        """Every pod matching ``selector``, with its reading (None: not read)."""
         ...
 
 
@@ -43,6 +46,17 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def pod_state(pod: dict[str, Any]) -> PodState:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return PodState(
+        name=pod["metadata"]["name"],
+        uid=pod["metadata"].get("uid", ""),
+        ready=_ready(pod),
+        restarts=sum(int(s.get("restartCount", 0)) for s in statuses),
+        terminating=bool(pod["metadata"].get("deletionTimestamp")),
+    )
 
 
 class PodMetrics:
@@ -70,17 +84,19 @@ class PodMetrics:
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in self._networks)
 
-    async def sample(self, namespace: str, selector: str) -> Samples:
+    async def sample(self, namespace: str, selector: str) -> Scrape:
         pods = await self._kube.list("v1", "Pod", namespace, selector)
-        readable = [
-            (f"{pod['metadata']['name']}/{pod['metadata'].get('uid', '')}", ip)
-            for pod in pods
-            if _ready(pod) and (ip := pod.get("status", {}).get("podIP")) and self._allowed(ip)
+        states = [pod_state(pod) for pod in pods]
+        addresses = [
+            ip
+            if state.ready and (ip := pod.get("status", {}).get("podIP")) and self._allowed(ip)
+            else None
+            for pod, state in zip(pods, states, strict=True)
         ]
-        read = await asyncio.gather(*(self._read(ip) for _, ip in readable))
-        return {key: sample for (key, _), sample in zip(readable, read, strict=True) if sample}
+        readings = await asyncio.gather(*(self._read(ip) if ip else _none() for ip in addresses))
+        return list(zip(states, readings, strict=True))
 
-    async def _read(self, ip: str) -> PodSample | None:
+    async def _read(self, ip: str) -> PodReading | None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         host = f"[{ip}]" if ":" in ip else ip
@@ -95,7 +111,13 @@ class PodMetrics:
                     if size > METRICS_LIMIT:
                         raise ValueError(f"answer over {METRICS_LIMIT} bytes")
                     chunks.append(chunk)
-                return PodSample.parse(b"".join(chunks).decode())  # Prometheus text is UTF-8
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                text = b"".join(chunks).decode()  # Prometheus text is UTF-8
+            # Off the event loop: a few MiB of text take about a second to parse.
+            return await asyncio.to_thread(PodReading.parse, text)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, InvalidMetrics) as error:
             logger.debug("metrics of pod %s not read: %s", ip, error)
             return None
+
+
+async def _none() -> None:
+    return None

@@ -27,11 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from retail_operator import canary, rendering
+from retail_operator import rendering
+from retail_operator.canary import analysis
+from retail_operator.canary.evidence import GroupWindow
 from retail_operator.conditions import MODEL_ROLLED_OUT, ConditionStatus, Verdict, now_rfc3339
 from retail_operator.facts import ModelObject
 from retail_operator.kube import KubeApi
-from retail_operator.podmetrics import MetricsReader
+from retail_operator.podmetrics import MetricsReader, Scrape
 from retail_operator.rendering import Owner, Target
 from retail_operator.spec import RetailModelSpec
 
@@ -60,20 +62,20 @@ class Step:
 
 @dataclass(frozen=True)
 class _Window:
-    """An analysis under way: the candidate and both groups' first scrape."""
+    """An analysis under way: the candidate and both groups' evidence so far."""
 
     version_id: str
     started: float  # monotonic
     started_at: str  # RFC 3339, for the status
-    stable: canary.Samples
-    canary: canary.Samples
+    stable: GroupWindow
+    canary: GroupWindow
 
 
 def _version(version_id: str, sha256: str, model_version: str) -> dict[str, str]:
     return {"versionId": version_id, "sha256": sha256, "modelVersion": model_version}
 
 
-def _figures(figures: canary.Figures, policy_summary: str) -> dict[str, Any]:
+def _figures(figures: analysis.Figures, policy_summary: str) -> dict[str, Any]:
     measured = {
         "requests": figures.requests,
         "stableRequests": figures.stable_requests,
@@ -91,10 +93,6 @@ def _figures(figures: canary.Figures, policy_summary: str) -> dict[str, Any]:
 
 def _condition(status: ConditionStatus, reason: str, message: str) -> Verdict:
     return Verdict(MODEL_ROLLED_OUT, status, reason, message)
-
-
-def _model_version(samples: canary.Samples) -> str:
-    return next((s.model_version for s in samples.values() if s.model_version), "")
 
 
 @dataclass
@@ -121,7 +119,7 @@ class CanaryRollout:
         )
         await self.kube.delete("v1", "ConfigMap", owner.namespace, track.config_map_name(owner))
 
-    async def _scrape(self, owner: Owner) -> tuple[canary.Samples, canary.Samples]:
+    async def _scrape(self, owner: Owner) -> tuple[Scrape, Scrape]:
         stable, candidate = await asyncio.gather(
             self.pods.sample(owner.namespace, rendering.pod_selector(owner, canary_pods=False)),
             self.pods.sample(owner.namespace, rendering.pod_selector(owner, canary_pods=True)),
@@ -217,9 +215,17 @@ class CanaryRollout:
         policy = spec.rollout.canary.analysis
         window = self._windows.get(key)
         if window is None or window.version_id != latest:
-            first_stable, first_canary = await self._scrape(owner)
-            window = _Window(latest, time.monotonic(), now_rfc3339(), first_stable, first_canary)
+            window = _Window(
+                latest,
+                time.monotonic(),
+                now_rfc3339(),
+                GroupWindow(stable.get("sha256", "")),
+                GroupWindow(found.sha256, watch_health=True),
+            )
             self._windows[key] = window
+            first_stable, first_canary = await self._scrape(owner)
+            window.stable.record(first_stable)
+            window.canary.record(first_canary)
             self.emit(
                 body,
                 "Normal",
@@ -232,23 +238,25 @@ class CanaryRollout:
             await self.kube.apply(manifest)
 
         stable_now, canary_now = await self._scrape(owner)
-        verdict = canary.judge(
-            canary.increase(window.stable, stable_now),
-            canary.increase(window.canary, canary_now),
+        window.stable.record(stable_now)
+        window.canary.record(canary_now)
+        verdict = analysis.judge(
+            window.stable.evidence(),
+            window.canary.evidence(),
             policy,
             time.monotonic() - window.started,
         )
-        stable["modelVersion"] = _model_version(stable_now) or stable.get("modelVersion", "")
+        stable["modelVersion"] = window.stable.model_version or stable.get("modelVersion", "")
         candidate = state.get("candidate") or {}
         known = candidate.get("modelVersion", "") if candidate.get("versionId") == latest else ""
-        candidate = _version(latest, found.sha256, _model_version(canary_now) or known)
+        candidate = _version(latest, found.sha256, window.canary.model_version or known)
         state.update(
             candidate=candidate,
             figures=_figures(verdict.figures, verdict.figures.summary(policy)),
             startedAt=window.started_at,
         )
 
-        if verdict.decision is canary.Decision.WAIT:
+        if verdict.decision is analysis.Decision.WAIT:
             state["phase"] = ANALYZING
             return Step(
                 pinned_to(stable["versionId"]),
@@ -258,7 +266,7 @@ class CanaryRollout:
             )
         self.forget(key)
         await self._remove_canary(owner)
-        if verdict.decision is canary.Decision.PROMOTE:
+        if verdict.decision is analysis.Decision.PROMOTE:
             message = f"Version {latest} promoted: {verdict.message}"
             self.emit(body, "Normal", PROMOTED, message)
             state.update(phase=PROMOTED, stable=candidate)

@@ -146,10 +146,16 @@ class Analysis(_Spec):
     """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet."""
 
     duration_seconds: int = 120
+    # No verdict by then rolls the candidate back (Inconclusive); None: 10 × duration_seconds.
+    max_duration_seconds: int | None = None
     min_requests: int = 200
     max_error_rate: float = 0.01
     max_latency_ratio: float = 1.5
     max_prediction_shift: float = 0.10
+
+    @property
+    def deadline_seconds(self) -> int:
+        return self.max_duration_seconds or 10 * self.duration_seconds
 
 
 class CanaryPolicy(_Spec):

@@ -65,7 +65,7 @@ class ServingMetrics:
         self.model_info = Gauge(
             names.MODEL_INFO,
             "The model being served (value 1), labelled by version and sha256.",
-            ["version", "sha256"],
+            [names.MODEL_VERSION_LABEL, names.MODEL_SHA256_LABEL],
             registry=self.registry,
         )
         self.model_loaded_at = Gauge(

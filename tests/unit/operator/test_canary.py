@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from retail_operator.canary import (
+from retail_operator.canary.analysis import (
+    DEADLINE,
     ERROR_RATE,
     LATENCY_RATIO,
+    POD_HEALTH,
     PREDICTION_SHIFT,
+    Counts,
     Decision,
-    PodSample,
-    increase,
+    GroupEvidence,
     judge,
 )
+from retail_operator.canary.evidence import GroupWindow, PodReading, PodState
 from retail_operator.spec import Analysis
 from retail_serving.metrics import LATENCY_BUCKETS, ServingMetrics
 
@@ -32,11 +35,21 @@ def group(
     failed: int = 0,
     latency: float = 0.004,
     shares: tuple[float, float, float] = (0.3, 0.5, 0.2),
-) -> PodSample:
+) -> GroupEvidence:
     """A group's window: ``requests`` each predicting one row, all at ``latency`` seconds."""
+    return GroupEvidence(counts(requests, failed=failed, latency=latency, shares=shares))
+
+
+def counts(
+    requests: int,
+    *,
+    failed: int = 0,
+    latency: float = 0.004,
+    shares: tuple[float, float, float] = (0.3, 0.5, 0.2),
+) -> Counts:
     answered = requests - failed
     bounds = [*LATENCY_BUCKETS, float("inf")]
-    return PodSample(
+    return Counts(
         requests=requests,
         failed=failed,
         latency={bound: float(requests if latency <= bound else 0) for bound in bounds},
@@ -69,9 +82,25 @@ def test_too_early_waits_even_when_every_rule_holds() -> None:
     ids=["silence", "no candidate traffic", "one short", "stable short"],
 )
 def test_fewer_than_min_requests_never_promotes_however_long(stable: int, candidate: int) -> None:
-    verdict = judge(group(stable), group(candidate), POLICY, elapsed=10 * LONG_ENOUGH)
+    verdict = judge(group(stable), group(candidate), POLICY, POLICY.deadline_seconds - 1)
     assert verdict.decision is Decision.WAIT
     assert "Waiting for traffic" in verdict.message
+    late = judge(group(stable), group(candidate), POLICY, POLICY.deadline_seconds)
+    assert late.decision is Decision.ROLL_BACK and late.rule == DEADLINE
+    assert late.message.startswith("no verdict within 1200 s (Waiting for traffic")
+
+
+def test_the_deadline_defaults_to_ten_durations_and_can_be_set() -> None:
+    assert POLICY.deadline_seconds == 1200
+    assert POLICY.model_copy(update={"max_duration_seconds": 300}).deadline_seconds == 300
+
+
+def test_a_canary_pod_incident_rolls_back_whatever_the_figures() -> None:
+    incident = "pod prices-canary-x restarted (1 container restart(s))"
+    crashed = GroupEvidence(counts(300), (incident,))
+    verdict = judge(group(600), crashed, POLICY, 1.0)
+    assert verdict.decision is Decision.ROLL_BACK and verdict.rule == POD_HEALTH
+    assert verdict.message.startswith("pod prices-canary-x restarted")
 
 
 def test_the_error_rule_rolls_back_a_candidate_that_fails_requests() -> None:
@@ -116,16 +145,21 @@ def test_without_predictions_on_one_side_there_is_nothing_to_compare() -> None:
 
 
 def test_a_window_is_what_each_pod_did_between_the_scrapes() -> None:
-    start = {"a": group(1000), "b": group(500)}
-    now = {
-        "a": group(1200),  # +200
-        "b": group(50),  # restarted since: counts from zero
-        "c": group(30),  # new since the start
-    }
-    window = increase(start, now)
-    assert window.requests == 200 + 50 + 30
-    assert window.latency[float("inf")] == 280
-    assert sum(window.predictions.values()) == pytest.approx(280)
+    sha = "ab" * 32
+
+    def scrape(**pods: int) -> list[tuple[PodState, PodReading | None]]:
+        return [
+            (PodState(name, f"uid-{name}", ready=True, restarts=0), PodReading(counts(n), "", sha))
+            for name, n in pods.items()
+        ]
+
+    window = GroupWindow(sha)
+    window.record(scrape(a=1000, b=500))  # the baseline
+    window.record(scrape(a=1100, b=50, c=30))  # b restarted since; c is new since the start
+    window.record(scrape(a=1200, b=80, c=40))
+    assert window.totals.requests == 200 + (50 + 30) + (30 + 10)
+    assert window.totals.latency[float("inf")] == 320
+    assert sum(window.totals.predictions.values()) == pytest.approx(320)
 
 
 def test_the_predictors_own_metrics_parse_into_a_sample() -> None:
@@ -140,8 +174,9 @@ def test_the_predictors_own_metrics_parse_into_a_sample() -> None:
     metrics.predicted("v7", ("Low", "Medium", "High"), [1, 0, 7])
     metrics.model_swapped("v7", "ab" * 32, 0.0)
 
-    sample = PodSample.parse(metrics.render().decode())
+    reading = PodReading.parse(metrics.render().decode())
+    sample = reading.counts
     assert (sample.requests, sample.failed) == (15, 2)
     assert sample.predictions == {"Low": 1, "Medium": 0, "High": 7}
     assert sample.latency[0.005] == 15 and sample.latency[float("inf")] == 15
-    assert sample.model_version == "v7"
+    assert (reading.model_version, reading.model_sha256) == ("v7", "ab" * 32)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from retail_operator.canary import PodSample
+from retail_operator.canary.evidence import PodReading
 from retail_operator.podmetrics import METRICS_LIMIT, PodMetrics
 
 ONE_REQUEST = (
@@ -37,8 +37,8 @@ async def pod_answering(body: Callable[[], bytes]) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def read(body: Callable[[], bytes]) -> PodSample | None:
-    async def scenario() -> PodSample | None:
+def read(body: Callable[[], bytes]) -> PodReading | None:
+    async def scenario() -> PodReading | None:
         async with pod_answering(body) as port:
             reader = PodMetrics(kube=None, port=port)  # type: ignore[arg-type]  # _read only
             try:
@@ -51,7 +51,7 @@ def read(body: Callable[[], bytes]) -> PodSample | None:
 
 def test_a_pods_metrics_are_read() -> None:
     sample = read(lambda: ONE_REQUEST.encode())
-    assert sample is not None and sample.requests == 1.0
+    assert sample is not None and sample.counts.requests == 1.0
 
 
 def test_an_answer_over_the_limit_is_left_out_unread() -> None:

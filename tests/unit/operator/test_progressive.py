@@ -7,8 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from retail_operator.canary import PodSample, Samples
+from retail_operator.canary.analysis import Counts
+from retail_operator.canary.evidence import PodReading, PodState
 from retail_operator.facts import ModelObject
+from retail_operator.podmetrics import Scrape
 from retail_operator.progressive import CanaryRollout, Step
 from retail_operator.rendering import Owner, Target
 from retail_operator.spec import ModelSpec, RetailModelSpec
@@ -23,7 +25,9 @@ SPEC = RetailModelSpec.from_body(
         "model": {"s3Uri": "s3://models/prices/model.ubj"},
         "rollout": {
             "strategy": "Canary",
-            "canary": {"analysis": {"durationSeconds": 0, "minRequests": 100}},
+            "canary": {
+                "analysis": {"durationSeconds": 0, "maxDurationSeconds": 600, "minRequests": 100}
+            },
         },
     }
 )
@@ -31,9 +35,13 @@ GOOD = {"Low": 30.0, "Medium": 50.0, "High": 20.0}
 ONE_CLASS = {"Low": 0.0, "Medium": 0.0, "High": 100.0}
 
 
-def pod(requests: float, predictions: dict[str, float], version: str = "") -> Samples:
+def pod(
+    requests: float, predictions: dict[str, float], version: str = "", sha256: str = ""
+) -> Scrape:
+    """One ready pod's scrape, serving the model with ``sha256`` (version ``version``)."""
     latency = {0.005: requests, float("inf"): requests}
-    return {"pod/uid": PodSample(requests, 0.0, latency, predictions, version)}
+    reading = PodReading(Counts(requests, 0.0, latency, predictions), version, sha256)
+    return [(PodState("pod", "uid", ready=True, restarts=0), reading)]
 
 
 @dataclass
@@ -53,10 +61,10 @@ class FakeKube:
 class FakeReader:
     """Each group's scrapes, answered in order (the last one repeats)."""
 
-    stable: list[Samples]
-    canary: list[Samples]
+    stable: list[Scrape]
+    canary: list[Scrape]
 
-    async def sample(self, namespace: str, selector: str) -> Samples:
+    async def sample(self, namespace: str, selector: str) -> Scrape:
         scrapes = self.canary if "track=canary" in selector else self.stable
         return scrapes.pop(0) if len(scrapes) > 1 else scrapes[0]
 
@@ -74,7 +82,7 @@ class World:
         return CanaryRollout(self.kube, self.reader, emit)  # type: ignore[arg-type]
 
 
-def world(stable: list[Samples], canary: list[Samples]) -> World:
+def world(stable: list[Scrape], canary: list[Scrape]) -> World:
     return World(FakeKube(), FakeReader(stable, canary))
 
 
@@ -92,7 +100,7 @@ def written(result: Step) -> dict[str, Any]:
 
 
 def test_the_first_version_seen_becomes_stable_and_is_pinned() -> None:
-    subject = world([{}], [{}])
+    subject = world([[]], [[]])
     result = step(subject.rollout(), "v1", {})
     assert result.status["phase"] == "Stable"
     assert result.status["stable"] == {"versionId": "v1", "sha256": "sha-v1", "modelVersion": ""}
@@ -102,7 +110,7 @@ def test_the_first_version_seen_becomes_stable_and_is_pinned() -> None:
 
 
 def test_a_new_version_runs_on_a_canary_while_the_stable_pods_keep_theirs() -> None:
-    subject = world([{}], [{}])
+    subject = world([[]], [[]])
     rollout = subject.rollout()
     result = step(rollout, "v2", written(step(rollout, "v1", {})))
     assert result.status["phase"] == "Analyzing"
@@ -117,7 +125,10 @@ def test_a_new_version_runs_on_a_canary_while_the_stable_pods_keep_theirs() -> N
 
 
 def test_a_good_candidate_is_promoted_and_the_stable_pods_pinned_to_it() -> None:
-    subject = world([pod(0, {}), pod(200, GOOD, "m1")], [pod(0, {}), pod(100, GOOD, "m2")])
+    subject = world(
+        [pod(0, {}, "m1", "sha-v1"), pod(200, GOOD, "m1", "sha-v1")],
+        [pod(0, {}, "m2", "sha-v2"), pod(100, GOOD, "m2", "sha-v2")],
+    )
     rollout = subject.rollout()
     result = step(rollout, "v2", written(step(rollout, "v1", {})))
     assert result.status["phase"] == "Promoted"
@@ -131,7 +142,10 @@ def test_a_good_candidate_is_promoted_and_the_stable_pods_pinned_to_it() -> None
 
 
 def test_a_one_class_candidate_is_rolled_back_and_not_retried() -> None:
-    subject = world([pod(0, {}), pod(200, GOOD)], [pod(0, {}), pod(100, ONE_CLASS)])
+    subject = world(
+        [pod(0, {}, sha256="sha-v1"), pod(200, GOOD, sha256="sha-v1")],
+        [pod(0, {}, sha256="sha-v2"), pod(100, ONE_CLASS, sha256="sha-v2")],
+    )
     rollout = subject.rollout()
     result = step(rollout, "v2", written(step(rollout, "v1", {})))
     assert result.status["phase"] == "RolledBack"
@@ -160,7 +174,7 @@ def test_a_one_class_candidate_is_rolled_back_and_not_retried() -> None:
 
 
 def test_silence_keeps_analysing() -> None:
-    subject = world([{}], [{}])
+    subject = world([[]], [[]])
     rollout = subject.rollout()
     status = written(step(rollout, "v1", {}))
     for _ in range(3):
@@ -171,7 +185,7 @@ def test_silence_keeps_analysing() -> None:
 
 
 def test_an_unversioned_bucket_is_said_once_and_pins_nothing() -> None:
-    subject = world([{}], [{}])
+    subject = world([[]], [[]])
     rollout = subject.rollout()
     result = step(rollout, "null", {})
     assert (result.verdict.status, result.verdict.reason) == ("False", "VersioningRequired")

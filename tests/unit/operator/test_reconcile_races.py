@@ -9,8 +9,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from retail_operator.canary import Samples
 from retail_operator.facts import Finding, ModelObject, ScanReport, ScanState
+from retail_operator.podmetrics import Scrape
 from retail_operator.progressive import CanaryRollout
 from retail_operator.reconcile import Reconciler
 from retail_operator.spec import ImageRef, ModelSpec
@@ -68,8 +68,8 @@ class Models:
 
 
 class NoMetrics:
-    async def sample(self, namespace: str, selector: str) -> Samples:
-        return {}
+    async def sample(self, namespace: str, selector: str) -> Scrape:
+        return []
 
 
 def body(tag: str, deployed: str) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""Judging a canary: may the candidate model take all the traffic? Pure, tested without I/O.
+"""The judge: may the candidate model take all the traffic? Pure, tested without I/O.
 
-The operator scrapes every pod of the stable group and of the canary group twice: when the
-analysis starts and now (``PodSample.parse`` reads one pod's ``/metrics``). ``increase``
-turns two scrapes of a group into what the group did in between, pod by pod, the way
-Prometheus's ``increase()`` does: a pod that restarted (its counters went down) or appeared
-since counts from zero. ``judge`` compares the two groups under the policy:
+``judge`` compares two groups' evidence over the analysis window, the stable pods' and the
+canary pods' (``evidence`` adds it up from their ``/metrics``), under the RetailModel's
+``spec.rollout.canary.analysis``:
 
+* a canary pod restarted, or stopped being Ready, during the window: **RollBack** at once
+  (rule ``podHealth``): a candidate that crashes under load has lost requests nobody counted;
 * fewer than ``minRequests`` prediction requests in either group: **Wait** (silence never
   promotes, and there is nothing to compare with);
 * a rule broken: **RollBack**, naming the rule and the figures. Checked as soon as there are
@@ -15,6 +15,8 @@ since counts from zero. ``judge`` compares the two groups under the policy:
     (interpolated inside a bucket, as Prometheus's ``histogram_quantile`` does);
   - prediction shift: the largest difference, over the classes, between the share of rows the
     candidate predicted as that class and the share the stable model did;
+* past ``maxDurationSeconds`` with no verdict: **RollBack** (rule ``deadline``, reported as
+  Inconclusive): a candidate that cannot earn its traffic in time does not keep a canary;
 * every rule holds but ``durationSeconds`` has not passed: **Wait**;
 * otherwise **Promote**.
 """
@@ -27,75 +29,52 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from retail_contract import metrics as names
 from retail_operator.spec import Analysis
 
 QUANTILE = 0.99
 ERROR_RATE = "errorRate"
 LATENCY_RATIO = "latencyRatio"
 PREDICTION_SHIFT = "predictionShift"
+POD_HEALTH = "podHealth"
+DEADLINE = "deadline"
 
 Key = TypeVar("Key", str, float)
 
 
 @dataclass(frozen=True)
-class PodSample:
-    """One pod's prediction counters at one moment (or a group's increase over a window)."""
+class Counts:
+    """What pods did: prediction requests, how many failed, their latency histogram and the
+    rows predicted per class. One pod's counters at one moment, or a group's sum over a
+    window."""
 
     requests: float = 0.0  # prediction requests, any status
     failed: float = 0.0  # of which answered 5xx
     latency: Mapping[float, float] = field(default_factory=dict)  # bucket bound → cumulative
     predictions: Mapping[str, float] = field(default_factory=dict)  # rows by predicted class
-    model_version: str = ""  # the model the pod serves (retail_model_info)
 
-    @classmethod
-    def parse(cls, text: str) -> PodSample:
-        """Read the predictor's Prometheus text; ``ValueError`` when it is not that format."""
-        requests = failed = 0.0
-        latency: dict[float, float] = {}
-        predictions: dict[str, float] = {}
-        version = ""
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = sample.labels
-                if sample.name == f"{names.REQUESTS}_total":
-                    if labels.get(names.ROUTE_LABEL) in names.PREDICTION_ROUTES:
-                        requests += sample.value
-                        if labels.get(names.STATUS_LABEL, "").startswith("5"):
-                            failed += sample.value
-                elif sample.name == f"{names.LATENCY}_bucket":
-                    if labels.get(names.ROUTE_LABEL) in names.PREDICTION_ROUTES:
-                        bound = float(labels["le"])
-                        latency[bound] = latency.get(bound, 0.0) + sample.value
-                elif sample.name == f"{names.PREDICTIONS}_total":
-                    name = labels.get(names.CLASS_LABEL, "")
-                    predictions[name] = predictions.get(name, 0.0) + sample.value
-                elif sample.name == names.MODEL_INFO and sample.value == 1:
-                    version = labels.get("version", "")
-        return cls(requests, failed, latency, predictions, version)
-
-    def since(self, earlier: PodSample | None) -> PodSample:
-        """What this pod did since ``earlier``; all of it if it is new or restarted since."""
-        if earlier is None or self.requests < earlier.requests:
-            return self
-        return PodSample(
-            self.requests - earlier.requests,
-            self.failed - earlier.failed,
-            _subtract(self.latency, earlier.latency),
-            _subtract(self.predictions, earlier.predictions),
-            self.model_version,
-        )
-
-    def __add__(self, other: PodSample) -> PodSample:
-        return PodSample(
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
             self.requests + other.requests,
             self.failed + other.failed,
             _add(self.latency, other.latency),
             _add(self.predictions, other.predictions),
-            self.model_version or other.model_version,
         )
+
+    def __sub__(self, earlier: Counts) -> Counts:
+        return Counts(
+            self.requests - earlier.requests,
+            self.failed - earlier.failed,
+            _subtract(self.latency, earlier.latency),
+            _subtract(self.predictions, earlier.predictions),
+        )
+
+    def values(self) -> list[float]:
+        return [
+            self.requests,
+            self.failed,
+            *self.latency.values(),
+            *self.predictions.values(),
+        ]
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile of latency in seconds, or None without observations."""
@@ -118,9 +97,6 @@ class PodSample:
         return {name: count / total for name, count in self.predictions.items()} if total else {}
 
 
-Samples = Mapping[str, PodSample]  # pod (name and uid) → its sample
-
-
 def _add(a: Mapping[Key, float], b: Mapping[Key, float]) -> dict[Key, float]:
     result = dict(a)
     for key, value in b.items():
@@ -132,12 +108,13 @@ def _subtract(a: Mapping[Key, float], b: Mapping[Key, float]) -> dict[Key, float
     return {key: value - b.get(key, 0.0) for key, value in a.items()}
 
 
-def increase(start: Samples, now: Samples) -> PodSample:
-    """What a group of pods did between two scrapes (pods gone since are not counted)."""
-    total = PodSample()
-    for pod, sample in now.items():
-        total = total + sample.since(start.get(pod))
-    return total
+@dataclass(frozen=True)
+class GroupEvidence:
+    """A group's window: what its pods did, and what went wrong with the pods themselves
+    (a restart, a pod that stopped being Ready), each said in words."""
+
+    counts: Counts = Counts()
+    incidents: tuple[str, ...] = ()
 
 
 class Decision(StrEnum):
@@ -179,10 +156,10 @@ class Verdict:
     decision: Decision
     figures: Figures
     message: str
-    rule: str = ""  # the rule a RollBack broke: errorRate, latencyRatio or predictionShift
+    rule: str = ""  # the rule a RollBack broke: one of the rule names above
 
 
-def measure(stable: PodSample, candidate: PodSample) -> Figures:
+def measure(stable: Counts, candidate: Counts) -> Figures:
     error_rate = candidate.failed / candidate.requests if candidate.requests else None
     stable_p99, candidate_p99 = stable.quantile(QUANTILE), candidate.quantile(QUANTILE)
     latency_ratio = candidate_p99 / stable_p99 if stable_p99 and candidate_p99 is not None else None
@@ -216,10 +193,31 @@ def _broken(figures: Figures, policy: Analysis) -> tuple[str, float, float] | No
     )
 
 
-def judge(stable: PodSample, candidate: PodSample, policy: Analysis, elapsed: float) -> Verdict:
+def judge(
+    stable: GroupEvidence, candidate: GroupEvidence, policy: Analysis, elapsed: float
+) -> Verdict:
     """The verdict on a candidate after ``elapsed`` seconds of analysis."""
-    figures = measure(stable, candidate)
+    figures = measure(stable.counts, candidate.counts)
     summary = figures.summary(policy)
+    if candidate.incidents:
+        return Verdict(
+            Decision.ROLL_BACK,
+            figures,
+            f"{'; '.join(candidate.incidents)}: {summary}",
+            POD_HEALTH,
+        )
+    verdict = _on_the_figures(figures, policy, elapsed, summary)
+    if verdict.decision is Decision.WAIT and elapsed >= policy.deadline_seconds:
+        return Verdict(
+            Decision.ROLL_BACK,
+            figures,
+            f"no verdict within {policy.deadline_seconds} s ({verdict.message})",
+            DEADLINE,
+        )
+    return verdict
+
+
+def _on_the_figures(figures: Figures, policy: Analysis, elapsed: float, summary: str) -> Verdict:
     if figures.requests < policy.min_requests or figures.stable_requests < policy.min_requests:
         return Verdict(Decision.WAIT, figures, f"Waiting for traffic: {summary}")
     broken = _broken(figures, policy)
