@@ -6,8 +6,10 @@
 --              under way, or a model canary is being analysed (even while Ready is True: the
 --              stable pods serve, the candidate is not promoted yet).
 -- Degraded:    the running image has findings the policy blocks (RunningImageCompliant=False:
---              it keeps serving, someone must act), the spec's image is blocked by its scan,
---              the model cannot be used, the rollout failed, or a model canary was rolled back.
+--              it keeps serving, someone must act), the spec cannot be carried out (a child's
+--              name is held by another object, or the spec cannot be read), the spec's image is
+--              blocked by its scan, the model cannot be used, the rollout failed, or a model
+--              canary was rolled back (by a rule, inconclusive, or refused without traffic).
 --              A blocking reason on Ready alone is enough: Ready is the operator's summary.
 -- Healthy:     Ready=True for the current generation, no canary under analysis.
 local hs = {}
@@ -69,6 +71,13 @@ local function blocks(c, reasons)
 end
 
 local ready = condition("Ready")
+local refusedReasons = { NameConflict = true, SpecInvalid = true }
+if blocks(ready, refusedReasons) then
+  hs.status = "Degraded"
+  hs.message = "Spec not carried out: " .. describe(ready, "Ready is False")
+  return hs
+end
+
 local scan = condition("ImageScanPassed")
 if blocks(scan, blockingScanReasons) or blocks(ready, blockingScanReasons) then
   local why = blocks(scan, blockingScanReasons) and scan or ready
@@ -106,7 +115,8 @@ local function canaryText(fallback)
   end
   return fallback
 end
-if phase == "RolledBack" or (canary ~= nil and canary.status == "False" and canary.reason == "RolledBack") then
+local rolledBackReasons = { RolledBack = true, Inconclusive = true, RejectedBefore = true, Sha256Required = true }
+if phase == "RolledBack" or (canary ~= nil and canary.status == "False" and rolledBackReasons[canary.reason]) then
   hs.status = "Degraded"
   hs.message = "Model canary rolled back: " .. canaryText("RolledBack")
   return hs

@@ -1,23 +1,27 @@
-"""Status conditions in the metav1.Condition shape, and how they change without flapping.
+"""Status conditions: what each says, and how they change without flapping. Pure.
 
-``merge`` keeps a condition's ``lastTransitionTime`` unless its status changed, so repeated
-reconciles of an unchanged world leave the status byte-for-byte the same; ``transitions`` says
-which conditions changed, and ``announcements`` which of those changes become Kubernetes Events.
+A ``Check`` is one condition's content (status, reason, message) plus how soon to look again.
+``describe`` turns a reconcile's checks and the live Deployment into the conditions, with
+Ready as the summary. ``merge`` keeps a condition's ``lastTransitionTime`` unless its status
+changed, so repeated reconciles of an unchanged world leave the status byte-for-byte the same;
+``announcements`` says which changes become Kubernetes Events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypedDict
+from typing import Literal
 
-ConditionStatus = Literal["True", "False", "Unknown"]
+from retail_operator.errors import OperatorError, TemporaryError
+from retail_operator.facts import DeploymentState
+from retail_operator.status import Condition, ConditionStatus
 
 IMAGE_SCAN_PASSED = "ImageScanPassed"  # the spec's image may roll out
 RUNNING_IMAGE_COMPLIANT = "RunningImageCompliant"  # the image that runs still passes the policy
 MODEL_AVAILABLE = "ModelAvailable"
-MODEL_ROLLED_OUT = "ModelRolledOut"  # a canary rollout's state; its own Events (progressive)
+MODEL_ROLLED_OUT = "ModelRolledOut"  # a canary rollout's state; its own Events (canary.machine)
 AVAILABLE = "Available"
 READY = "Ready"
 ORDER = (
@@ -34,13 +38,35 @@ PROGRESS_REASONS = frozenset(
 )
 
 
-class Condition(TypedDict):
-    type: str
+@dataclass(frozen=True)
+class Check:
+    """One condition's content, plus whether to look again soon. ``status`` is "Unknown" when
+    the check itself could not be made."""
+
     status: ConditionStatus
     reason: str
     message: str
-    lastTransitionTime: str
-    observedGeneration: int
+    retry_after: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "True"
+
+    @classmethod
+    def failed(cls, error: OperatorError) -> Check:
+        """A check that raised: Unknown (and soon again) when temporary, else False."""
+        if isinstance(error, TemporaryError):
+            return cls("Unknown", error.reason, error.message, error.retry_after)
+        return cls("False", error.reason, error.message)
+
+    @classmethod
+    def from_condition(cls, condition: Condition | None) -> Check:
+        if condition is None:
+            return cls("Unknown", "NotChecked", "not checked yet")
+        return cls(condition["status"], condition["reason"], condition["message"])
+
+
+Checks = Mapping[str, Check]  # condition type → its check
 
 
 @dataclass(frozen=True)
@@ -52,39 +78,91 @@ class Announcement:
     message: str
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A condition's desired content, before timestamps."""
-
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str
-
-
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _rollout_state(deployment: DeploymentState | None, replicas: int) -> Check:
+    if deployment is None:
+        return Check("False", "NotDeployed", "No Deployment exists yet")
+    if replicas == 0 and deployment.rolled_out:
+        return Check("True", "ScaledToZero", "The Deployment is scaled to zero replicas")
+    counted = f"{deployment.available_replicas}/{deployment.replicas} replicas available"
+    if deployment.available:
+        return Check("True", "MinimumReplicasAvailable", counted)
+    if deployment.progress_failed:
+        return Check("False", "ProgressDeadlineExceeded", deployment.available_message)
+    return Check("False", "MinimumReplicasUnavailable", counted)
+
+
+def describe(
+    *,
+    image: Check,
+    model: Check,
+    desired_image: str | None,
+    deployed_image: str | None,
+    deployment: DeploymentState | None,
+    replicas: int,
+    running: Check | None = None,
+) -> dict[str, Check]:
+    """The conditions. Ready is the summary: the spec is fully rolled out, available, and what
+    runs still passes the scan policy. RunningImageCompliant appears once something runs."""
+    available = _rollout_state(deployment, replicas)
+    checks = {IMAGE_SCAN_PASSED: image, MODEL_AVAILABLE: model, AVAILABLE: available}
+    if running is not None:
+        checks[RUNNING_IMAGE_COMPLIANT] = running
+    serving = f"; still serving {deployed_image}" if deployed_image else ""
+    runs_the_spec = deployed_image is not None and deployed_image == desired_image
+    if running is not None and running.status == "False" and runs_the_spec:
+        ready = Check("False", running.reason, running.message)
+    elif not image.passed:
+        ready = Check("False", image.reason, f"Image not rolled out: {image.message}{serving}")
+    elif not model.passed:
+        ready = Check("False", model.reason, f"Model not rolled out: {model.message}{serving}")
+    elif deployment is None or deployed_image is None or deployed_image != desired_image:
+        ready = Check("False", "RolloutPending", f"Rolling out {desired_image}")
+    elif deployment.image != desired_image or not deployment.rolled_out:
+        ready = Check(
+            "False",
+            "RolloutInProgress",
+            f"{deployment.updated_replicas}/{deployment.replicas} replicas updated, "
+            f"{deployment.available_replicas} available",
+        )
+    elif not available.passed:
+        ready = Check("False", available.reason, available.message)
+    else:
+        ready = Check("True", "Ready", f"{desired_image} is serving {model.message}")
+    checks[READY] = ready
+    return checks
+
+
+def refused(check: Check, *, serving: str | None) -> dict[str, Check]:
+    """The conditions of a RetailModel whose spec cannot be carried out at all (SpecInvalid,
+    NameConflict): Ready says why, and what still runs keeps running."""
+    still = f"; still serving {serving}" if serving else ""
+    return {READY: Check(check.status, check.reason, f"{check.message}{still}")}
+
+
 def merge(
     existing: Iterable[Condition],
-    verdicts: Sequence[Verdict],
+    checks: Checks,
     *,
     generation: int,
     now: str,
 ) -> list[Condition]:
-    """The new conditions list: ``verdicts`` stamped, keeping unchanged transition times."""
+    """The new conditions list: ``checks`` stamped, keeping unchanged transition times."""
     previous = {c["type"]: c for c in existing}
     merged: list[Condition] = []
-    for verdict in sorted(verdicts, key=lambda v: ORDER.index(v.type)):
-        old = previous.get(verdict.type)
-        changed = old is None or old["status"] != verdict.status
+    for type_ in sorted(checks, key=ORDER.index):
+        check = checks[type_]
+        old = previous.get(type_)
+        changed = old is None or old["status"] != check.status
         merged.append(
             Condition(
-                type=verdict.type,
-                status=verdict.status,
-                reason=verdict.reason,
-                message=verdict.message,
+                type=type_,
+                status=check.status,
+                reason=check.reason,
+                message=check.message,
                 lastTransitionTime=now if changed or old is None else old["lastTransitionTime"],
                 observedGeneration=generation,
             )
@@ -107,7 +185,7 @@ def announcements(existing: Iterable[Condition], merged: Iterable[Condition]) ->
     condition. Each Event is an API write: five per RetailModel took about a quarter of the
     control plane's CPU while a thousand rolled out (bench/RESULTS.md).
     """
-    announced = []  # ModelRolledOut's transitions carry figures: progressive posts its own
+    announced = []  # ModelRolledOut's transitions carry figures: the canary posts its own
     for changed in transitions(existing, merged):
         good = changed["status"] == "True"
         if changed["type"] in (AVAILABLE, MODEL_ROLLED_OUT) or (good and changed["type"] != READY):

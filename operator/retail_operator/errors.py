@@ -1,9 +1,12 @@
-"""The operator's error vocabulary, by meaning rather than by origin.
+"""The operator's error vocabulary, by meaning rather than by origin, and what each means for
+the next look.
 
-Adapters (``aws``, ``kube``) translate library exceptions into these; the handlers map them to
-kopf's retry behaviour in one place. A *temporary* error is worth retrying soon (throttling,
-timeouts, a restarting API server); a *permanent* one will not change until something outside
-changes (a missing image, denied access), so it becomes a condition and waits for the resync.
+Adapters (``aws``, ``kube``) translate library exceptions into these. ``retry_after`` is the
+one place that says how soon a failure is worth trying again: a *temporary* error soon
+(throttling, timeouts, a restarting API server); a *permanent* one not before something outside
+changes (a missing image, denied access, a name someone else holds), so it becomes a condition
+and waits for the resync. ``NotLeader`` is neither: this replica stopped leading, and writes
+nothing more until it leads again.
 """
 
 from __future__ import annotations
@@ -50,3 +53,31 @@ class AccessDenied(PermanentError):
 
 class ModelNotFound(PermanentError):
     reason = "ModelNotFound"
+
+
+class SpecInvalid(PermanentError):
+    """The spec was admitted by the API server but cannot be carried out as written (a field
+    the schema cannot check, or a child the API server refuses); the message names the field."""
+
+    reason = "SpecInvalid"
+
+
+class NameConflict(PermanentError):
+    """A child's name is taken by an object this RetailModel does not own: it is left alone."""
+
+    reason = "NameConflict"
+
+
+class NotLeader(OperatorError):
+    """This replica no longer holds the Lease (or will not by the time a write could land)."""
+
+    reason = "NotLeader"
+
+
+def retry_after(error: Exception, resync: float) -> float:
+    """How soon to look again after ``error``: never later than the resync."""
+    if isinstance(error, TemporaryError):
+        return min(error.retry_after, resync)
+    if isinstance(error, OperatorError):
+        return resync
+    return min(resync, 30.0)  # a bug: try again, but do not spin

@@ -1,10 +1,12 @@
 """kopf handlers: the operator's thin face on the Kubernetes watch streams.
 
-Watch events for RetailModels feed the ``Scheduler``; watch events for the children feed the
-reconciler's cheap drift-and-availability path. No handler here stores progress in the objects
-and none needs a finalizer: owned children go by garbage collection. With leader election on
-(the default), every replica watches but only the one holding the Lease reconciles or writes
-(``leadership``); a replica that loses the Lease stands by again.
+Watch events for RetailModels and for the children feed the ``Registry`` (every replica keeps
+it warm); a RetailModel's event makes it due in the ``Scheduler``, and a child's event, on the
+leader, takes the reconciler's cheap drift-and-availability path. No handler here stores
+progress in the objects and none needs a finalizer: owned children go by garbage collection.
+With leader election on (the default), every replica watches but only the one holding the
+Lease reconciles or writes (``leadership``); a replica that loses the Lease cancels what it was
+doing and stands by again.
 """
 
 from __future__ import annotations
@@ -20,22 +22,22 @@ import kopf
 from retail_operator import metrics
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
-from retail_operator.errors import OperatorError
+from retail_operator.canary.scraping import PodMetrics, parse_networks
+from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
-from retail_operator.podmetrics import PodMetrics, parse_networks
-from retail_operator.progressive import CanaryRollout
+from retail_operator.objects import Registry
 from retail_operator.reconcile import Reconciler
-from retail_operator.rendering import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
+from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, VERSION
 from retail_operator.scheduler import Scheduler
-from retail_operator.settings import OperatorSettings
+from retail_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def _lease_namespace(config: OperatorSettings) -> str:
+def _lease_namespace(config: Settings) -> str:
     if config.lease_namespace:
         return config.lease_namespace
     try:
@@ -63,14 +65,14 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config = OperatorSettings()
-    settings.peering.standalone = True
-    settings.posting.enabled = False  # our own Events say what happened, not kopf's log lines
-    settings.persistence.diffbase_storage = _NoDiffBase()
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 60
+    kopf_settings, config = settings, Settings()
+    kopf_settings.peering.standalone = True
+    kopf_settings.posting.enabled = False  # our own Events say what happened, not kopf's logs
+    kopf_settings.persistence.diffbase_storage = _NoDiffBase()
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.client_timeout = 330
+    kopf_settings.watching.connect_timeout = 10
+    kopf_settings.networking.request_timeout = 60
     kube = KubeApi(await load_configuration())
     events = EventPoster(kube)
     pods = PodMetrics(kube, networks=parse_networks(config.scrape_networks))
@@ -78,9 +80,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         kube=kube,
         images=ImageInspector(tag_ttl=config.tag_ttl_seconds, scan_ttl=config.scan_ttl_seconds),
         models=ModelInspector(ttl=config.model_ttl_seconds),
+        pods=pods,
         emit=events,
-        canary=CanaryRollout(kube, pods, events, poll_seconds=config.pending_seconds),
         pending_seconds=config.pending_seconds,
+        poll_seconds=config.pending_seconds,
     )
     election: LeaderElection | None = None
     if config.leader_election:
@@ -95,8 +98,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                 config.retry_period_seconds,
             ),
         )
+        kube.fence = election  # every write lands while this replica leads, or is not sent
+    registry = Registry()
     scheduler = Scheduler(
         reconciler,
+        registry,
         resync_seconds=config.resync_seconds,
         concurrency=config.concurrency,
         leading=election.leading if election else None,
@@ -105,8 +111,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.kube = kube
     memo.pods = pods
     memo.events = events
+    memo.registry = registry
     memo.reconciler = reconciler
     memo.scheduler = scheduler
+    memo.resync_seconds = config.resync_seconds
     memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
     if election is None:
         metrics.LEADER.set(1)
@@ -115,9 +123,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     def leadership_changed(leading: bool) -> None:
         metrics.LEADER.set(1 if leading else 0)
         if leading:
-            scheduler.catch_up()
-        # Lost: the scheduler pauses (it runs only while ``leading`` is set) and child events
-        # are ignored; this replica watches on as a standby until it can lead again.
+            scheduler.resume()
+        else:
+            scheduler.pause()  # writes are fenced already; stop the work that wanted them
 
     election.on_change = leadership_changed
     memo.election_task = asyncio.create_task(election.run(), name="retail-leader-election")
@@ -155,42 +163,35 @@ def api_calls(memo: kopf.Memo, **_: Any) -> dict[str, int]:
 async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # async, so kopf runs it on the event loop: kopf runs plain functions in a worker thread,
     # and the Scheduler (its heap, its asyncio.Event) belongs to the loop.
+    registry: Registry = memo.registry
     scheduler: Scheduler = memo.scheduler
+    key = (body.metadata["namespace"], body.metadata["name"])
     if type == "DELETED":
-        scheduler.forget(body.metadata["namespace"], body.metadata["name"])
-    else:
-        scheduler.observe(body)
+        registry.forget(key)
+        scheduler.forget(key)
+        return
+    tracked, due = registry.observe(body)
+    if due:
+        scheduler.schedule(tracked.key, 0.0)
 
 
 async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -> None:
-    owner = next(
-        (
-            ref
-            for ref in body.metadata.get("ownerReferences", [])
-            if ref.get("kind") == KIND and ref.get("controller")
-        ),
-        None,
-    )
-    if owner is None:
-        return
+    registry: Registry = memo.registry
+    tracked = registry.child_event(kind, type == "DELETED", body)
+    if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
+        return  # not a child of a RetailModel this replica knows (or one on its way out)
     if memo.election is not None and not memo.election.is_leader:
-        return  # a standby writes nothing
-    scheduler: Scheduler = memo.scheduler
-    key = (body.metadata["namespace"], owner["name"])
-    parent = scheduler.body(key)
-    if parent is None or parent["metadata"].get("uid") != owner.get("uid"):
-        return  # an orphan on its way to garbage collection, or not ours
-    if parent["metadata"].get("deletionTimestamp"):
-        return
+        return  # a standby keeps the index warm and writes nothing
     live = None if type == "DELETED" else dict(body)
     try:
-        status = await memo.reconciler.child_changed(parent, kind, body.metadata["name"], live)
-    except OperatorError as error:
-        logger.warning("%s/%s: %s; the next resync will retry", *key, error)
-        scheduler.schedule(key, 5.0)
+        await memo.reconciler.child_changed(tracked, kind, body.metadata["name"], live)
+    except NotLeader:
         return
-    if status is not None:
-        scheduler.update_status(key, status)
+    except OperatorError as error:
+        delay = retry_after(error, memo.resync_seconds)
+        logger.warning("%s/%s: %s; looking again in %.0fs", *tracked.key, error, delay)
+        memo.scheduler.schedule(tracked.key, delay)
+        return
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)

@@ -1,10 +1,16 @@
-"""A small async Kubernetes adapter: server-side apply, reads, status patches.
+"""A small async Kubernetes adapter: server-side apply, reads, status patches, and merge
+patches computed from two documents.
 
 Built on the official client's asyncio flavour (``kubernetes.aio``) for configuration and
 authentication (kubeconfig, exec plugins, in-cluster tokens that rotate), but it speaks JSON
 dicts rather than generated models: the operator applies documents it renders itself, and
 parsing every response into pydantic models would cost more than the reconcile. Failures are
 translated into the operator's error vocabulary.
+
+Every write is fenced: with leader election, ``Fence.write_deadline`` says by when a write
+must have landed for this replica to still be the only one acting (or raises ``NotLeader``),
+and the write's client timeout ends there. A write cannot start, or hang on, past the moment
+a standby could take over. The Lease's own calls are the only unfenced writes.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes.aio import config as kube_config
@@ -23,7 +30,14 @@ from kubernetes.aio.client import ApiClient, Configuration
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.config.config_exception import ConfigException
 
-from retail_operator.errors import AccessDenied, OperatorError, PermanentError, TemporaryError
+from retail_operator.errors import (
+    AccessDenied,
+    NotLeader,
+    OperatorError,
+    PermanentError,
+    SpecInvalid,
+    TemporaryError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +46,14 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 # A 404 answers these: nothing to read, or nothing left to delete.
 _ABSENT_IS_AN_ANSWER = frozenset({"GET", "DELETE"})
+REQUEST_TIMEOUT = 30.0  # seconds for any call, unless the fence leaves less
 
 _PATHS = {
     ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps/{name}",
     ("v1", "Service"): "/api/v1/namespaces/{namespace}/services/{name}",
     ("v1", "Pod"): "/api/v1/namespaces/{namespace}/pods/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    ("apps/v1", "ReplicaSet"): "/apis/apps/v1/namespaces/{namespace}/replicasets/{name}",
     (
         "mlops.retail.io/v1alpha1",
         "RetailModel",
@@ -63,12 +79,47 @@ async def load_configuration() -> Configuration:
     return configuration
 
 
+class AlreadyExists(TemporaryError):
+    """A create found an object of that name (409): look at it before deciding anything."""
+
+    reason = "AlreadyExists"
+
+
+class Fence(Protocol):
+    def write_deadline(self) -> float:
+        """The monotonic time by which a write must have landed; ``NotLeader`` if none."""
+        ...
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """An RFC 7386 merge patch turning ``old`` into ``new`` (removed keys become null)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
 class KubeApi:
     """The handful of API calls the reconcile needs, with call counting for benchmarks."""
 
-    def __init__(self, configuration: Configuration) -> None:
+    def __init__(self, configuration: Configuration, fence: Fence | None = None) -> None:
         self._client = ApiClient(configuration)
+        self.fence = fence
         self.calls = 0
+
+    def _timeout(self, fenced: bool) -> float:
+        if not fenced or self.fence is None:
+            return REQUEST_TIMEOUT
+        left = self.fence.write_deadline() - time.monotonic()
+        if left <= 0:
+            raise NotLeader("no longer leading: the write would land after the lease")
+        return min(REQUEST_TIMEOUT, left)
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
@@ -81,10 +132,12 @@ class KubeApi:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        fenced: bool = True,
     ) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
+        timeout = self._timeout(fenced and method != "GET")
         self.calls += 1
         try:
             serialized = await self._client.param_serialize(
@@ -95,7 +148,7 @@ class KubeApi:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = await self._client.call_api(*serialized, _request_timeout=30)
+            response = await self._client.call_api(*serialized, _request_timeout=timeout)
             data = await response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
             if error.status == 404 and method in _ABSENT_IS_AN_ANSWER:
@@ -114,8 +167,15 @@ class KubeApi:
         parsed: dict[str, Any] = json.loads(data)
         return parsed
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
-        return await self._request("GET", object_path(api_version, kind, namespace, name))
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str, *, cached: bool = False
+    ) -> Any:
+        """One object, or None. ``cached``: from the API server's watch cache (cheap, may lag
+        by moments), for questions a moment's lag cannot hurt."""
+        query = [("resourceVersion", "0")] if cached else None
+        return await self._request(
+            "GET", object_path(api_version, kind, namespace, name), query=query
+        )
 
     async def list(
         self, api_version: str, kind: str, namespace: str, selector: str
@@ -125,16 +185,19 @@ class KubeApi:
         found = await self._request("GET", path, query=[("labelSelector", selector)])
         return list((found or {}).get("items", []))
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete an object (its dependents in the background); one already gone is fine."""
-        await self._request(
-            "DELETE",
-            object_path(api_version, kind, namespace, name),
-            body={"propagationPolicy": "Background"},
-        )
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str = ""
+    ) -> None:
+        """Delete an object (its dependents in the background); one already gone is fine.
+        With ``uid``, only that very object: one re-created under the name since is kept."""
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        await self._request("DELETE", object_path(api_version, kind, namespace, name), body=options)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with the operator's field manager, taking over conflicting fields."""
+        """Server-side apply with the operator's field manager, taking over conflicting fields
+        (call it only for an object this RetailModel owns: ``children``)."""
         meta = manifest["metadata"]
         path = object_path(
             manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
@@ -156,27 +219,40 @@ class KubeApi:
         path = object_path(api_version, kind, namespace, name)
         await self._request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(
+        self, namespace: str, name: str, uid: str, status: dict[str, Any]
+    ) -> None:
+        """Merge-patch a RetailModel's status, only if it is still the object with ``uid``
+        (not one deleted and re-created under the same name since)."""
         path = object_path("mlops.retail.io/v1alpha1", "RetailModel", namespace, name)
         await self._request(
-            "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
+            "PATCH",
+            f"{path}/status",
+            body={"metadata": {"uid": uid}, "status": status},
+            content_type=MERGE_PATCH,
         )
 
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """POST a new object (the leader-election Lease); a 409 says it exists already."""
+    async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
+        """POST a new object; ``AlreadyExists`` when one of that name exists."""
         meta = manifest["metadata"]
         path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], "")
-        result = await self._request("POST", path.rstrip("/"), body=manifest)
+        result = await self._request(
+            "POST",
+            path.rstrip("/"),
+            query=[("fieldManager", FIELD_MANAGER)],
+            body=manifest,
+            fenced=fenced,
+        )
         assert result is not None
         return result
 
-    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def replace(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
         """PUT an object with its ``resourceVersion``: a 409 when someone changed it since."""
         meta = manifest["metadata"]
         path = object_path(
             manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
         )
-        result = await self._request("PUT", path, body=manifest)
+        result = await self._request("PUT", path, body=manifest, fenced=fenced)
         assert result is not None
         return result
 
@@ -237,13 +313,19 @@ class EventPoster:
 
 
 def _translate(status: int | None, body: str, path: str) -> Exception:
-    message = body
+    message, reason = body, ""
     try:
-        message = json.loads(body).get("message", body)
+        document = json.loads(body)
+        message, reason = document.get("message", body), document.get("reason", "")
     except (ValueError, AttributeError):
         pass
     if status == 403:
         return AccessDenied(f"Kubernetes denied {path}: {message}")
+    if status == 409 and reason == "AlreadyExists":
+        return AlreadyExists(f"{path}: {message}", retry_after=2)
+    if status == 422:
+        # The API server names the field: "Deployment.apps "x" is invalid: spec...: ...".
+        return SpecInvalid(f"the API server refused it: {message}")
     if status in (409, 429) or status is None or status >= 500:
         return TemporaryError(
             f"Kubernetes API {status}: {message}", reason="ApiUnavailable", retry_after=2

@@ -1,4 +1,4 @@
-"""Leader election on a ``coordination.k8s.io`` Lease, the Kubernetes convention.
+"""Leader election on a ``coordination.k8s.io`` Lease, the Kubernetes convention, fenced.
 
 Every replica runs kopf and watches (so a standby has warm state and takes over at once), but
 only the replica holding the Lease reconciles or writes anything. This is how
@@ -9,10 +9,19 @@ A standby judges the lease by what it *observes*, not by the holder's clock: the
 expired when its record (holder and renew time) has not changed for ``lease_duration`` on the
 standby's own monotonic clock, so skewed clocks cannot make two leaders. Taking over is an
 update with the record's ``resourceVersion``, so of two standbys racing, one wins and the
-other gets a conflict. A leader that cannot renew within ``renew_deadline`` stops leading at
-once (``leading`` is cleared: it writes nothing more) and goes back to being a standby in the
-same process, so an API server that is down for a while costs no restart; a leader shutting down
-releases the lease so its successor need not wait.
+other gets a conflict.
+
+The leader fences itself. A renewal counts from the moment its request was *sent* (the API
+server records the renew time somewhere after that), and leading ends ``renew_deadline``
+after the last renewal that succeeded, whether or not a renewal is still hanging: each attempt
+is cut off at that deadline. ``write_deadline`` is that moment, and every write the operator
+makes (``kube.KubeApi``) must land before it, or is not sent. A standby cannot take over
+before ``lease_duration`` has passed since it saw the last renewal, which is later than the
+old leader's last possible write because ``renew_deadline < lease_duration`` (``Timing``
+refuses anything else). On losing the lease, ``on_change(False)`` cancels what was running;
+the replica goes back to being a standby in the same process, so an API server that is down
+for a while costs no restart, and a leader shutting down releases the lease so its successor
+need not wait.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from retail_operator.errors import AccessDenied, OperatorError
+from retail_operator.errors import AccessDenied, NotLeader, OperatorError
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +58,9 @@ class LeaseStore(Protocol):
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any: ...
 
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+    async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]: ...
 
-    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+    async def replace(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,14 @@ class Timing:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                "leader election needs 0 < retry period < renew deadline < lease duration "
+                f"(got {self.retry_period}, {self.renew_deadline}, {self.lease_duration}): "
+                "a leader must stop acting before a standby may take over"
+            )
 
 
 def _micro_time(moment: datetime) -> str:
@@ -82,6 +99,12 @@ class LeaderElection:
     def is_leader(self) -> bool:
         return self.leading.is_set()
 
+    def write_deadline(self) -> float:
+        """When this replica's leadership ends unless renewed: writes must land before it."""
+        if not self.leading.is_set():
+            raise NotLeader(f"{self.identity} does not hold the lease {self.name}")
+        return self._renewed_at + self.timing.renew_deadline
+
     async def run(self) -> None:
         """Acquire, renew, and after a lost lease try again as a standby, until the task is
         cancelled (shutdown: the lease is released)."""
@@ -95,18 +118,29 @@ class LeaderElection:
 
     async def _lead_once(self) -> None:
         """Wait for the lease, then hold it until it cannot be renewed in time."""
-        while not await self._try_acquire():
+        while True:
+            sent = time.monotonic()
+            if await self._try_acquire():
+                break
             await asyncio.sleep(self.timing.retry_period)
         logger.info("leading as %s (lease %s/%s)", self.identity, self.namespace, self.name)
-        self._renewed_at = time.monotonic()
+        self._renewed_at = sent
         self.leading.set()
         await self._notify(True)
         while True:
             await asyncio.sleep(self.timing.retry_period)
-            if await self._try_acquire():
-                self._renewed_at = time.monotonic()
-            elif time.monotonic() - self._renewed_at > self.timing.renew_deadline:
-                logger.error("could not renew the lease for %.0fs: standing by",
+            sent = time.monotonic()
+            left = self._renewed_at + self.timing.renew_deadline - sent
+            renewed = False
+            if left > 0:
+                try:
+                    renewed = await asyncio.wait_for(self._try_acquire(), timeout=left)
+                except TimeoutError:
+                    logger.warning("renewing the lease took longer than the renew deadline")
+            if renewed:
+                self._renewed_at = sent
+            elif time.monotonic() >= self._renewed_at + self.timing.renew_deadline:
+                logger.error("could not renew the lease for %.1fs: standing by",
                              self.timing.renew_deadline)  # fmt: skip
                 self.leading.clear()
                 self.losses += 1
@@ -127,7 +161,7 @@ class LeaderElection:
             lease = await self.store.get(API_VERSION, "Lease", self.namespace, self.name)
             now = datetime.now(UTC)
             if lease is None:
-                await self.store.create(self._lease(now, transitions=0, acquired=now))
+                await self.store.create(self._lease(now, transitions=0, acquired=now), fenced=False)
                 return True
             spec = lease.get("spec", {})
             holder = spec.get("holderIdentity") or ""
@@ -138,7 +172,7 @@ class LeaderElection:
             acquired = spec.get("acquireTime") if mine else _micro_time(now)
             updated = self._lease(now, transitions=transitions, acquired=acquired)
             updated["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
-            await self.store.replace(updated)
+            await self.store.replace(updated, fenced=False)
             if not mine:
                 logger.info("took over the lease from %r", holder or "nobody")
             return True
@@ -180,7 +214,7 @@ class LeaderElection:
                 return
             lease["spec"]["holderIdentity"] = ""
             lease["spec"]["leaseDurationSeconds"] = 1
-            await self.store.replace(lease)
+            await self.store.replace(lease, fenced=False)
             logger.info("released the lease")
         except OperatorError as error:
             logger.warning("could not release the lease: %s", error)

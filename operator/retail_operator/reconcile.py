@@ -1,46 +1,77 @@
-"""One reconcile of one RetailModel: check, decide, apply, report.
+"""One reconcile of one RetailModel: check, decide, carry out, report.
 
 ``Reconciler.reconcile`` runs the whole loop: resolve and judge the image (ECR), find the model
-(S3), choose what the children should run (``rollout``; under the Canary strategy, which model
-version the stable pods keep and whether a candidate runs beside them: ``progressive``),
-server-side apply them (``kube``), and write the status and Events.
-``Reconciler.child_changed`` is the cheap path taken when a child changes: revert drift on
-that child and refresh availability, with no AWS calls.
-Reconciles of one RetailModel never overlap (a lock per object); different ones run
-concurrently.
+(S3), read what runs now from the live children the RetailModel owns, choose what the children
+should run (``gate``; under the Canary strategy the state machine ``canary.machine`` says which
+model version the stable pods keep and whether a candidate runs beside them, and this module
+carries out its plan: the canary's children, the evidence, the verdict), apply the children
+(``children``: only ones it owns) and write the status and Events. The status is output only.
+
+``Reconciler.child_changed`` is the cheap path taken when a child changes: put back what this
+replica applied last, if the child drifted, and refresh availability, with no AWS calls.
+Reconciles of one RetailModel never overlap (its lock); different ones run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
-from retail_operator import conditions, metrics, rendering, rollout, scanpolicy
+from retail_operator import gate, metrics, rendering, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
-from retail_operator.errors import OperatorError, TemporaryError
+from retail_operator.canary import machine
+from retail_operator.canary.scraping import MetricsReader
+from retail_operator.children import Children, LiveChildren
+from retail_operator.conditions import (
+    MODEL_ROLLED_OUT,
+    READY,
+    Announcement,
+    Check,
+    announcements,
+    describe,
+    merge,
+    now_rfc3339,
+)
+from retail_operator.errors import NameConflict, NotLeader, OperatorError, SpecInvalid
 from retail_operator.facts import DeploymentState, ModelObject, ScanReport
-from retail_operator.kube import KubeApi
-from retail_operator.progressive import CanaryRollout, EventSink
+from retail_operator.kube import KubeApi, merge_patch
+from retail_operator.objects import Applied, Tracked
 from retail_operator.rendering import Owner, Target
 from retail_operator.scanpolicy import ImageDecision, evaluate_scan
 from retail_operator.spec import ImageRef, ModelSpec, RetailModelSpec
+from retail_operator.status import (
+    ImageStatus,
+    ModelStatus,
+    RetailModelStatus,
+    RolloutStatus,
+    condition,
+    parse,
+)
+from retail_operator.status import (
+    ModelSource as SourceStatus,
+)
 
 logger = logging.getLogger(__name__)
 
 # Exceptions ending within this are counted on /metrics (retail_operator_scan_exceptions_expiring).
 EXPIRY_WARNING = timedelta(days=7)
+# (involved object body, event type, reason, message)
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: dict[str, Any]  # the RetailModel's status as written
-    retry_after: float | None = None  # look again this soon (a scan running, AWS throttled)
+    status: RetailModelStatus  # the RetailModel's status as written
+    retry_after: float | None = None  # look again this soon (a scan running, a canary, throttling)
 
 
 @dataclass(frozen=True)
@@ -50,44 +81,47 @@ class _Subject:
     owner: Owner
     generation: int
     spec: RetailModelSpec
-    status: dict[str, Any]
+    status: RetailModelStatus  # what this replica wrote last, else what the body says
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> _Subject:
+    def parse(cls, tracked: Tracked) -> _Subject:
+        """``SpecInvalid`` naming the field when the spec cannot be read."""
+        body = tracked.body
         meta = body["metadata"]
+        try:
+            spec = RetailModelSpec.from_body(body.get("spec", {}))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SpecInvalid(f"spec.{where}: {first['msg']}") from None
         return cls(
             owner=Owner(meta["name"], meta["namespace"], meta["uid"]),
             generation=int(meta.get("generation", 1)),
-            spec=RetailModelSpec.from_body(body.get("spec", {})),
-            status=dict(body.get("status") or {}),
+            spec=spec,
+            status=tracked.written if tracked.written is not None else parse(body.get("status")),
         )
 
-    def deployed(self) -> Target | None:
-        image = self.status.get("deployedImage")
-        model = self.status.get("deployedModel")
-        if not image or not model:
-            return None
-        return Target(image=str(image), model=ModelSpec.model_validate(model))
+    def status_check(self, type_: str) -> Check | None:
+        """A condition as last written, to carry through a reconcile that cannot judge it."""
+        found = condition(self.status, type_)
+        return Check.from_condition(found) if found is not None else None
 
 
-def _failed_check(error: OperatorError) -> rollout.Check:
-    if isinstance(error, TemporaryError):
-        return rollout.Check("Unknown", error.reason, error.message, error.retry_after)
-    return rollout.Check("False", error.reason, error.message)
+@dataclass(frozen=True)
+class _ImageCheck:
+    digest: str
+    report: ScanReport | None
+    check: Check
+    decision: ImageDecision | None
 
 
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """An RFC 7386 merge patch turning ``old`` into ``new`` (removed keys become null)."""
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif value != before:
-            patch[key] = value
-    return patch
+@dataclass(frozen=True)
+class _Running:
+    """What the children run now, read from the live objects this RetailModel owns."""
+
+    target: Target | None  # None: no Deployment, or its model source cannot be read
+    deployment: dict[str, Any] | None
+    config_map: dict[str, Any] | None
 
 
 @dataclass
@@ -95,123 +129,231 @@ class Reconciler:
     kube: KubeApi
     images: ImageInspector
     models: ModelInspector
+    pods: MetricsReader
     emit: EventSink
-    canary: CanaryRollout
-    pending_seconds: float = 5.0
-    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-    # The status each RetailModel was last given here, read under its lock: a watch event that
-    # waited on the lock holds a body from before the wait, whose status may be outdated.
-    _written: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pending_seconds: float = 5.0  # look again this soon while a scan runs
+    poll_seconds: float = 5.0  # and while a canary is analysed
+    clock: Callable[[], float] = time.monotonic  # the analysis window's clock
+    children: Children = field(init=False)
 
-    def _lock(self, owner: Owner) -> asyncio.Lock:
-        return self._locks.setdefault((owner.namespace, owner.name), asyncio.Lock())
+    def __post_init__(self) -> None:
+        self.children = Children(self.kube)
 
-    def forget(self, namespace: str, name: str) -> None:
-        self._locks.pop((namespace, name), None)
-        self._written.pop((namespace, name), None)
-        self.canary.forget((namespace, name))
-        metrics.blocked_images.forget((namespace, name))
-        metrics.expiring_exceptions.forget((namespace, name))
+    def forget(self, key: tuple[str, str]) -> None:
+        metrics.blocked_images.forget(key)
+        metrics.expiring_exceptions.forget(key)
 
-    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        subject = _Subject.parse(body)
-        async with self._lock(subject.owner):
-            return await self._reconcile(body, subject)
+    async def reconcile(self, tracked: Tracked) -> Outcome:
+        async with tracked.lock:
+            live = self.children.live(tracked)
+            try:
+                subject = _Subject.parse(tracked)
+            except SpecInvalid as error:
+                return await self._refuse(tracked, live, error)
+            return await self._reconcile(tracked, live, subject)
 
-    async def _reconcile(self, body: Mapping[str, Any], subject: _Subject) -> Outcome:
-        spec = subject.spec
-        (digest, report, image, decision), (model_object, model) = await asyncio.gather(
-            self._check_image(subject), self._check_model(spec.model)
+    async def _reconcile(self, tracked: Tracked, live: LiveChildren, subject: _Subject) -> Outcome:
+        spec, owner = subject.spec, subject.owner
+        image, (found, model), running = await asyncio.gather(
+            self._check_image(spec.image, spec), self._check_model(spec.model), _running(live)
         )
-        counts = decision.counts if decision else {}
-        key = (subject.owner.namespace, subject.owner.name)
-        metrics.blocked_images.set(key, 1 if decision is not None and not decision.passed else 0)
+        desired = Target(spec.image.pinned(image.digest), spec.model) if image.digest else None
+        running_check, admissible = await self._check_running(running.target, spec, image)
+        previous = running.target if admissible else None
+        target = gate.choose_target(desired, image.check, model, previous)
+        key = tracked.key
+        metrics.blocked_images.set(key, 0 if image.check.passed else 1)
         metrics.expiring_exceptions.set(
             key, scanpolicy.ending_soon(spec.scan_policy, datetime.now(UTC), EXPIRY_WARNING)
         )
-        desired = Target(spec.image.pinned(digest), spec.model) if digest else None
-        previous = subject.deployed()
-        if previous is None and not (image.passed and model.passed):
-            previous = await self._live_target(subject.owner)
-        target = rollout.choose_target(desired, image, model, previous)
-        step = None
+
+        step: machine.Plan | None = None
+        refusal: OperatorError | None = None
         follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
-        if follows_canary and target is not None and model_object is not None and model.passed:
-            step = await self.canary.step(
-                body, subject.owner, subject.generation, spec, target, model_object, subject.status
-            )
-            target = step.stable
-        elif not follows_canary and "rollout" in subject.status:
-            await self.canary.clear(subject.owner, subject.status["rollout"])
-        running = await self._check_running(subject, target, desired, decision)
+        if follows_canary and target is not None and found is not None and model.passed:
+            try:
+                step = await self._canary(tracked, live, subject, running, target, found)
+                target = step.stable
+            except NameConflict as error:
+                tracked.window = None
+                refusal, target = error, None  # nothing applied: what runs keeps running
+        elif not follows_canary:
+            tracked.window = None
+            await self._remove_canary(live, owner)
 
         deployment: DeploymentState | None = None
         if target is not None:
-            deployment = await self._apply_children(spec, subject.owner, target)
-            if previous is not None and previous.model != target.model:
-                await self._refresh_pods(subject.owner, target)
+            memory = step.memory.to_json() if step is not None and step.memory else None
+            try:
+                deployment = await self._apply_children(tracked, live, subject, target, memory)
+            except (SpecInvalid, NameConflict) as error:
+                refusal = error  # nothing of it was applied over anyone's object
+            else:
+                if running.target is not None and running.target.model != target.model:
+                    await self._refresh_pods(owner, target)
+        if deployment is None and running.deployment is not None:
+            deployment = DeploymentState.from_live(running.deployment)
 
-        verdicts = rollout.describe(
-            image=image,
+        deployed = target if target is not None and refusal is None else running.target
+        checks = describe(
+            image=image.check,
             model=model,
             desired_image=desired.image if desired else None,
-            deployed=target,
+            deployed_image=deployed.image if deployed else None,
             deployment=deployment,
             replicas=spec.replicas,
-            running=running,
+            running=running_check,
         )
         if step is not None:
-            verdicts.append(step.verdict)
-        elif follows_canary and (held := _held_condition(subject.status)) is not None:
-            verdicts.append(held)  # nothing new to judge by (a check failed): keep saying it
-        status: dict[str, Any] = {
-            "image": {
-                "tag": spec.image.tag,
-                "digest": digest,
-                "scanStatus": report.ecr_status if report else "",
-                "findingCounts": counts,
-                "scanCompletedAt": report.completed_at if report else "",
-            },
-            "model": {
-                "s3Uri": spec.model.s3_uri,
-                "etag": model_object.etag if model_object else "",
-                "versionId": model_object.version_id if model_object else "",
-                "sha256": model_object.sha256 if model_object else "",
-            },
-        }
+            checks[MODEL_ROLLED_OUT] = step.check
+        elif follows_canary and (held := subject.status_check(MODEL_ROLLED_OUT)) is not None:
+            checks[MODEL_ROLLED_OUT] = held  # nothing new to judge by (a check failed)
+        if refusal is not None:
+            serving = f"; still serving {deployed.image}" if deployed else ""
+            checks[READY] = Check("False", refusal.reason, f"{refusal.message}{serving}")
+
+        status = RetailModelStatus(
+            image=_image_status(spec.image, image),
+            model=_model_status(spec.model, found),
+        )
         if step is not None:
-            status["rollout"] = step.status
-        elif follows_canary and "rollout" in subject.status:
-            status["rollout"] = subject.status["rollout"]
-        if target is not None:
-            status["deployedImage"] = target.image
-            status["deployedModel"] = target.model.model_dump(by_alias=True)
-            if previous is not None and previous.image != target.image:
-                self.emit(body, "Normal", "RollingOut", f"Rolling out {target.image}")
-        if decision and decision.expired and not _was_blocked(subject.status):
+            status["rollout"] = step.rollout
+        if deployed is not None:
+            status["deployedImage"] = deployed.image
+            status["deployedModel"] = _source_status(deployed.model)
+            if running.target is not None and running.target.image != deployed.image:
+                self.emit(tracked.body, "Normal", "RollingOut", f"Rolling out {deployed.image}")
+        if image.decision and image.decision.expired and not _was_blocked(subject.status):
             self.emit(
-                body, "Warning", "ExceptionExpired", scanpolicy.expired_note(decision.expired)
+                tracked.body,
+                "Warning",
+                "ExceptionExpired",
+                scanpolicy.expired_note(image.decision.expired),
             )
-        written = await self._write_status(body, subject, verdicts, status, subject.generation)
-        retry = [c.retry_after for c in (image, model, step) if c and c.retry_after is not None]
-        return Outcome(written, min(retry) if retry else None)
+        if step is not None:
+            self._announce(tracked, step.announcements)
+        written = await self._write_status(tracked, checks, status, subject.generation)
+        retries = [c.retry_after for c in (image.check, model) if c.retry_after is not None]
+        if step is not None and step.retry_after is not None:
+            retries.append(step.retry_after)
+        return Outcome(written, min(retries) if retries else None)
+
+    async def _refuse(self, tracked: Tracked, live: LiveChildren, error: SpecInvalid) -> Outcome:
+        """A spec that cannot be read: say so, naming the field; what runs keeps running."""
+        running = await _running(live)
+        serving = f"; still serving {running.target.image}" if running.target else ""
+        check = Check("False", error.reason, f"{error.message}{serving}")
+        generation = int(tracked.body["metadata"].get("generation", 1))
+        written = await self._write_status(tracked, {READY: check}, RetailModelStatus(), generation)
+        return Outcome(written)
+
+    async def _canary(
+        self,
+        tracked: Tracked,
+        live: LiveChildren,
+        subject: _Subject,
+        running: _Running,
+        target: Target,
+        found: ModelObject,
+    ) -> machine.Plan:
+        """One canary step: the machine's plan, carried out (evidence gathered, the verdict
+        asked for, the canary applied or removed)."""
+        spec, owner = subject.spec, subject.owner
+        memory = machine.recover(running.config_map, rendering.MEMORY_ANNOTATION, running.target)
+        previous = subject.status_check(MODEL_ROLLED_OUT)
+        step = machine.plan(
+            spec=spec,
+            generation=subject.generation,
+            target=target,
+            found=found,
+            memory=memory,
+            window=tracked.window,
+            previous_reason=previous.reason if previous else "",
+        )
+        if step.analyse is None or step.canary is None:
+            tracked.window = None
+            await self._remove_canary(live, owner)
+            return await self._learn_stable_version(step, running)
+        canary_deployment: dict[str, Any] = {}
+        canary = rendering.render_canary(spec, owner, step.canary)
+        await self.children.claim(live, canary)
+        for manifest in canary:
+            canary_deployment = await self.children.apply(live, manifest)
+        window = tracked.window
+        if window is None or window.candidate.version_id != step.analyse.version_id:
+            assert step.memory is not None and step.memory.stable is not None
+            window = machine.Window.open(
+                step.analyse, step.memory.stable, now=self.clock(), now_text=now_rfc3339()
+            )
+            tracked.window = window
+        stable_pods, canary_pods = await asyncio.gather(
+            self.pods.sample(running.deployment) if running.deployment else _nothing(),
+            self.pods.sample(canary_deployment),
+        )
+        window.stable.record(stable_pods)
+        window.canary.record(canary_pods)
+        concluded = machine.conclude(
+            step,
+            spec=spec,
+            generation=subject.generation,
+            target=target,
+            window=window,
+            now=self.clock(),
+            poll_seconds=self.poll_seconds,
+        )
+        if concluded.canary is None:  # a verdict: the canary goes
+            tracked.window = None
+            await self._remove_canary(live, owner)
+            logger.info("%s/%s: %s", owner.namespace, owner.name, concluded.check.message)
+        return concluded
+
+    async def _learn_stable_version(self, step: machine.Plan, running: _Running) -> machine.Plan:
+        """At rest, the stable version's model version comes from its pods, once: it is
+        remembered (on the stable ConfigMap) with the rest."""
+        memory = step.memory
+        if memory is None or memory.stable is None or memory.stable.model_version:
+            return step
+        if running.deployment is None:
+            return step
+        window = machine.Window.open(memory.stable, memory.stable, now=0.0, now_text="")
+        window.stable.record(await self.pods.sample(running.deployment))
+        if not window.stable.model_version:
+            return step
+        stable = replace(memory.stable, model_version=window.stable.model_version)
+        rollout = RolloutStatus(**step.rollout)
+        rollout["stable"] = stable.status()
+        return replace(step, memory=replace(memory, stable=stable), rollout=rollout)
+
+    async def _remove_canary(self, live: LiveChildren, owner: Owner) -> None:
+        """No canary may stay behind outside an analysis: remove any this RetailModel owns."""
+        track = rendering.CANARY_TRACK
+        await self.children.remove(live, "Deployment", track.deployment_name(owner))
+        await self.children.remove(live, "ConfigMap", track.config_map_name(owner))
 
     async def _apply_children(
-        self, spec: RetailModelSpec, owner: Owner, target: Target
+        self,
+        tracked: Tracked,
+        live: LiveChildren,
+        subject: _Subject,
+        target: Target,
+        memory: str | None,
     ) -> DeploymentState:
         """Apply the children: the Service alongside the ConfigMap then the Deployment (which
         mounts the ConfigMap, so it goes second). A new Service waits longest at the API server
         (it allocates a cluster IP): applied after the others, it held each reconcile for
         seconds when many RetailModels rolled out at once (bench/RESULTS.md)."""
-        documents = {m["kind"]: m for m in rendering.render_children(spec, owner, target)}
+        rendered = rendering.render_children(subject.spec, subject.owner, target, memory)
+        await self.children.claim(live, rendered)
+        documents = {m["kind"]: m for m in rendered}
 
         async def config_then_deployment() -> dict[str, Any]:
-            await self.kube.apply(documents["ConfigMap"])
-            return await self.kube.apply(documents["Deployment"])
+            await self.children.apply(live, documents["ConfigMap"])
+            return await self.children.apply(live, documents["Deployment"])
 
         applied: tuple[dict[str, Any], dict[str, Any]] = await asyncio.gather(
-            config_then_deployment(), self.kube.apply(documents["Service"])
+            config_then_deployment(), self.children.apply(live, documents["Service"])
         )
+        tracked.applied = Applied(target, {(m["kind"], m["metadata"]["name"]): m for m in rendered})
         return DeploymentState.from_live(applied[0])
 
     async def _refresh_pods(self, owner: Owner, target: Target) -> None:
@@ -237,6 +379,8 @@ class Reconciler:
                     if not annotation.items() <= pod["metadata"].get("annotations", {}).items()
                 )
             )
+        except NotLeader:
+            raise
         except OperatorError as error:
             logger.warning(
                 "%s/%s: pods not annotated with their new model source (%s); they read it on "
@@ -246,182 +390,204 @@ class Reconciler:
                 error,
             )
 
-    async def _check_image(
-        self, subject: _Subject
-    ) -> tuple[str, ScanReport | None, rollout.Check, ImageDecision | None]:
+    async def _check_image(self, reference: ImageRef, spec: RetailModelSpec) -> _ImageCheck:
         try:
-            digest = await self.images.digest(subject.spec.image)
+            digest = await self.images.digest(reference)
         except OperatorError as error:
-            return "", None, _failed_check(error), None
-        try:
-            report = await self.images.scan(subject.spec.image, digest)
-        except OperatorError as error:
-            return digest, None, _failed_check(error), None
-        decision = evaluate_scan(report, subject.spec.scan_policy, datetime.now(UTC))
-        retry = self.pending_seconds if decision.pending else decision.recheck_after
-        check = rollout.Check(
-            "True" if decision.passed else "False", decision.reason, decision.message, retry
-        )
-        return digest, report, check, decision
-
-    async def _check_running(
-        self,
-        subject: _Subject,
-        target: Target | None,
-        desired: Target | None,
-        decision: ImageDecision | None,
-    ) -> rollout.Check | None:
-        """Judge the image that runs (what the children run now) against the scan policy: on
-        every reconcile, so findings published after the rollout are noticed within a resync
-        (the finished-scan cache bounds the ECR calls)."""
-        if target is None:
-            return None
-        if desired is not None and desired.image == target.image and decision is not None:
-            return rollout.running_check(decision, target.image)  # the same digest, just read
-        repository, _, digest = target.image.partition("@")
-        reference = ImageRef(repository=repository, tag=subject.spec.image.tag)
+            return _ImageCheck("", None, Check.failed(error), None)
         try:
             report = await self.images.scan(reference, digest)
         except OperatorError as error:
-            return _failed_check(error)
-        policy = subject.spec.scan_policy
-        return rollout.running_check(evaluate_scan(report, policy, datetime.now(UTC)), target.image)
+            return _ImageCheck(digest, None, Check.failed(error), None)
+        decision = evaluate_scan(report, spec.scan_policy, datetime.now(UTC))
+        retry = self.pending_seconds if decision.pending else decision.recheck_after
+        check = Check(
+            "True" if decision.passed else "False", decision.reason, decision.message, retry
+        )
+        return _ImageCheck(digest, report, check, decision)
 
-    async def _check_model(self, source: ModelSpec) -> tuple[ModelObject | None, rollout.Check]:
+    async def _check_running(
+        self, running: Target | None, spec: RetailModelSpec, spec_image: _ImageCheck
+    ) -> tuple[Check | None, bool]:
+        """Judge the image that runs now against the scan policy: on every reconcile, so
+        findings published after the rollout are noticed within a resync (the finished-scan
+        cache bounds the ECR calls). Also whether it may be kept running by this reconcile
+        (applied again as it is): only if it passes the gate now."""
+        if running is None:
+            return None, False
+        if spec_image.decision is not None and running.image == spec.image.pinned(
+            spec_image.digest
+        ):
+            decision = spec_image.decision  # the same digest, just read
+        else:
+            repository, _, digest = running.image.partition("@")
+            reference = ImageRef(repository=repository, tag=spec.image.tag)
+            try:
+                reference.registry_id  # noqa: B018  (an image the gate cannot check)
+                report = await self.images.scan(reference, digest)
+            except ValueError:
+                return Check(
+                    "False",
+                    "NotFromEcr",
+                    f"The running image {running.image} is not an ECR image pinned by digest: "
+                    "its scan cannot be read. It keeps running; nothing is applied over it "
+                    "until the spec's image passes.",
+                ), False
+            except OperatorError as error:
+                return Check.failed(error), False
+            decision = evaluate_scan(report, spec.scan_policy, datetime.now(UTC))
+        return gate.running_check(decision, running.image), decision.passed
+
+    async def _check_model(self, source: ModelSpec) -> tuple[ModelObject | None, Check]:
         try:
             found = await self.models.head(source)
         except OperatorError as error:
-            return None, _failed_check(error)
-        return found, rollout.check_model(source, found)
-
-    async def _live_target(self, owner: Owner) -> Target | None:
-        """What the children run now, read from them: recovers a crash between an apply and
-        the status write that would have recorded it."""
-        live = await self.kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-        config = await self.kube.get(
-            "v1", "ConfigMap", owner.namespace, rendering.config_map_name(owner)
-        )
-        if live is None or config is None:
-            return None
-        image = DeploymentState.from_live(live).image
-        document = config.get("data", {}).get(MODEL_SOURCE_FILE, "")
-        try:
-            source = ModelSource.from_json(document)
-        except ValueError:
-            logger.warning(
-                "%s/%s: the model-source ConfigMap is not readable; not recovering from it",
-                owner.namespace,
-                owner.name,
-            )
-            return None
-        return Target(image=image, model=ModelSpec.from_source(source)) if image else None
+            return None, Check.failed(error)
+        return found, gate.check_model(source, found)
 
     async def child_changed(
-        self, body: Mapping[str, Any], kind: str, name: str, live: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
-        """A child changed or vanished: put back what we own and refresh availability."""
-        subject = _Subject.parse(body)
-        async with self._lock(subject.owner):
-            # A reconcile may have rolled out something new while this event waited for the
-            # lock: judge the child by what was recorded last, not by the body handed in.
-            latest = self._written.get((subject.owner.namespace, subject.owner.name))
-            if latest is not None:
-                subject = replace(subject, status=latest)
-            target = subject.deployed()
-            if target is None:
-                return None  # nothing rolled out yet: the RetailModel's own reconcile decides
-            wanted = next(
-                (
-                    m
-                    for m in rendering.render_children(subject.spec, subject.owner, target)
-                    if m["kind"] == kind and m["metadata"]["name"] == name
-                ),
-                None,
-            )
+        self, tracked: Tracked, kind: str, name: str, live: Mapping[str, Any] | None
+    ) -> RetailModelStatus | None:
+        """A child changed or vanished: put back what this replica applied, and refresh
+        availability."""
+        async with tracked.lock:
+            applied = tracked.applied
+            written = tracked.written
+            if applied is None or written is None:
+                return None  # the RetailModel's own reconcile decides
+            wanted = applied.manifests.get((kind, name))
             if wanted is None:
                 return None  # a canary child: the full reconcile's canary step looks after it
+            try:
+                subject = _Subject.parse(tracked)
+            except SpecInvalid:
+                return None
             if live is None or not rendering.is_subset(wanted, live):
-                live = await self.kube.apply(wanted)
+                live = await self.children.apply(self.children.live(tracked), dict(wanted))
                 self.emit(
-                    body,
+                    tracked.body,
                     "Normal",
                     "DriftReverted",
-                    f"{kind} {wanted['metadata']['name']} did not match the spec; re-applied",
+                    f"{kind} {name} did not match the spec; re-applied",
                 )
             if kind != "Deployment":
                 return None
-            previous = {c["type"]: c for c in subject.status.get("conditions", [])}
-            image, model = (
-                _check_from_condition(previous.get(t))
-                for t in (conditions.IMAGE_SCAN_PASSED, conditions.MODEL_AVAILABLE)
-            )
-            running_condition = previous.get(conditions.RUNNING_IMAGE_COMPLIANT)
-            running = _check_from_condition(running_condition) if running_condition else None
-            digest = subject.status.get("image", {}).get("digest", "")
-            verdicts = rollout.describe(
-                image=image,
-                model=model,
+            checks = {c["type"]: Check.from_condition(c) for c in written.get("conditions", [])}
+            image = written.get("image")
+            digest = image["digest"] if image else ""
+            refreshed = describe(
+                image=checks.get("ImageScanPassed", Check.from_condition(None)),
+                model=checks.get("ModelAvailable", Check.from_condition(None)),
                 desired_image=subject.spec.image.pinned(digest) if digest else None,
-                deployed=target,
+                deployed_image=applied.target.image,
                 deployment=DeploymentState.from_live(dict(live)),
                 replicas=subject.spec.replicas,
-                running=running,
+                running=checks.get("RunningImageCompliant"),
             )
-            held = _held_condition(subject.status)
-            if held is not None:
-                verdicts.append(held)
-            status = {k: v for k, v in subject.status.items() if k != "conditions"}
+            for type_ in (MODEL_ROLLED_OUT, READY):
+                if type_ in checks and type_ not in refreshed:
+                    refreshed[type_] = checks[type_]
+            if READY in checks and checks[READY].reason in _REFUSALS:
+                refreshed[READY] = checks[READY]  # a refusal stands until a full reconcile
+            status = RetailModelStatus(**written)
             # Only the full reconcile may claim a new generation as observed: this path has
             # looked at nothing but the child, so it speaks for the generation last reconciled.
-            observed = int(subject.status.get("observedGeneration", 0))
-            return await self._write_status(body, subject, verdicts, status, observed)
+            observed = int(written.get("observedGeneration", 0))
+            return await self._write_status(tracked, refreshed, status, observed)
+
+    def _announce(self, tracked: Tracked, announcements: tuple[Announcement, ...]) -> None:
+        for announcement in announcements:
+            self.emit(tracked.body, announcement.type, announcement.reason, announcement.message)
 
     async def _write_status(
         self,
-        body: Mapping[str, Any],
-        subject: _Subject,
-        verdicts: list[conditions.Verdict],
-        status: dict[str, Any],
+        tracked: Tracked,
+        checks: Mapping[str, Check],
+        status: RetailModelStatus,
         generation: int,
-    ) -> dict[str, Any]:
+    ) -> RetailModelStatus:
         """Patch the status if anything changed, post Events for transitions; return it."""
-        old_conditions = subject.status.get("conditions", [])
-        merged = conditions.merge(
-            old_conditions, verdicts, generation=generation, now=conditions.now_rfc3339()
+        before: Mapping[str, Any] = (
+            tracked.written if tracked.written is not None else tracked.body.get("status") or {}
         )
-        new_status = {**status, "observedGeneration": generation, "conditions": merged}
-        patch = merge_patch(subject.status, new_status)
+        old_conditions = (tracked.written if tracked.written is not None else parse(before)).get(
+            "conditions", []
+        )
+        merged = merge(old_conditions, checks, generation=generation, now=now_rfc3339())
+        new_status = RetailModelStatus(**status)
+        new_status["observedGeneration"] = generation
+        new_status["conditions"] = merged
+        patch = merge_patch(before, new_status)
         if patch:
-            await self.kube.patch_status(subject.owner.namespace, subject.owner.name, patch)
-        self._written[(subject.owner.namespace, subject.owner.name)] = new_status
-        for event in conditions.announcements(old_conditions, merged):
-            self.emit(body, event.type, event.reason, event.message)
+            namespace, name = tracked.key
+            await self.kube.patch_status(namespace, name, tracked.uid, patch)
+        tracked.written = new_status
+        for event in announcements(old_conditions, merged):
+            self.emit(tracked.body, event.type, event.reason, event.message)
         return new_status
 
 
-def _was_blocked(status: Mapping[str, Any]) -> bool:
-    """Whether the last reconcile already refused the image for its findings (so an expired
-    exception has been announced)."""
-    return any(
-        c.get("type") == conditions.IMAGE_SCAN_PASSED
-        and c.get("status") == "False"
-        and c.get("reason") == "VulnerabilitiesFound"
-        for c in status.get("conditions", [])
+# Ready's reasons for a spec that cannot be carried out: only a full reconcile may lift them.
+_REFUSALS = frozenset({SpecInvalid.reason, NameConflict.reason})
+
+
+async def _nothing() -> list[Any]:
+    return []
+
+
+async def _running(live: LiveChildren) -> _Running:
+    """What the stable children run now, read from the ones this RetailModel owns (never from
+    its status): recovers a crash between an apply and the status write that would have
+    recorded it, and is all a refused spec may keep running."""
+    namespace, name = live.tracked.key
+    owner = Owner(name, namespace, live.tracked.uid)
+    deployment, config_map = await asyncio.gather(
+        live.owned("Deployment", owner.name),
+        live.owned("ConfigMap", rendering.config_map_name(owner)),
+    )
+    if deployment is None or config_map is None:
+        return _Running(None, deployment, config_map)
+    image = DeploymentState.from_live(deployment).image
+    document = (config_map.get("data") or {}).get(MODEL_SOURCE_FILE, "")
+    try:
+        source = ModelSource.from_json(document)
+    except ValueError:
+        logger.warning("%s/%s: the model-source ConfigMap is not readable", *live.tracked.key)
+        return _Running(None, deployment, config_map)
+    target = Target(image=image, model=ModelSpec.from_source(source)) if image else None
+    return _Running(target, deployment, config_map)
+
+
+def _image_status(reference: ImageRef, image: _ImageCheck) -> ImageStatus:
+    report, decision = image.report, image.decision
+    return ImageStatus(
+        tag=reference.tag,
+        digest=image.digest,
+        scanStatus=report.ecr_status if report else "",
+        findingCounts=dict(decision.counts) if decision else {},
+        scanCompletedAt=report.completed_at if report else "",
     )
 
 
-def _held_condition(status: Mapping[str, Any]) -> conditions.Verdict | None:
-    """The ModelRolledOut condition as last written, to carry through a reconcile that could
-    not take a canary step."""
-    for condition in status.get("conditions", []):
-        if condition.get("type") == conditions.MODEL_ROLLED_OUT:
-            return conditions.Verdict(
-                condition["type"], condition["status"], condition["reason"], condition["message"]
-            )
-    return None
+def _model_status(source: ModelSpec, found: ModelObject | None) -> ModelStatus:
+    return ModelStatus(
+        s3Uri=source.s3_uri,
+        etag=found.etag if found else "",
+        versionId=found.version_id if found else "",
+        sha256=found.sha256 if found else "",
+    )
 
 
-def _check_from_condition(condition: Mapping[str, Any] | None) -> rollout.Check:
-    if condition is None:
-        return rollout.Check("Unknown", "NotChecked", "not checked yet")
-    return rollout.Check(condition["status"], condition["reason"], condition["message"])
+def _source_status(model: ModelSpec) -> SourceStatus:
+    return SourceStatus(s3Uri=model.s3_uri, versionId=model.version_id, sha256=model.sha256)
+
+
+def _was_blocked(status: RetailModelStatus) -> bool:
+    """Whether the last reconcile already refused the image for its findings (so an expired
+    exception has been announced)."""
+    found = condition(status, "ImageScanPassed")
+    return (
+        found is not None
+        and found["status"] == "False"
+        and (found["reason"] == "VulnerabilitiesFound")
+    )

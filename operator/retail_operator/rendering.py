@@ -17,7 +17,11 @@ With a canary rollout (``spec.rollout.strategy: Canary``) a second Deployment,
 pinned to the candidate model version. Its pods carry the labels the Service selects, so
 traffic splits between the groups in proportion to their pods; ``TRACK_LABEL`` tells them
 apart (``stable`` pods get it only under the Canary strategy, so an Immediate RetailModel's
-pod template stays what it always was).
+pod template stays what it always was). The canary's pod template carries
+``SOURCE_ANNOTATION`` itself: a new candidate is a new template, so new pods serve it, and no
+pod of the last candidate is ever counted for this one. The stable ConfigMap carries the
+canary's memory (``MEMORY_ANNOTATION``, written by ``canary.machine``), so that it survives a
+lost status.
 """
 
 from __future__ import annotations
@@ -36,10 +40,9 @@ PLURAL = "retailmodels"
 KIND = "RetailModel"
 OWNER_LABEL = f"{GROUP}/retailmodel"
 TRACK_LABEL = f"{GROUP}/track"
-STABLE = "stable"
-CANARY = "canary"
 MANAGED_BY = "retail-operator"
 SOURCE_ANNOTATION = f"{GROUP}/model-source"  # on running pods: a digest of their ConfigMap's
+MEMORY_ANNOTATION = f"{GROUP}/rollout"  # on the stable ConfigMap: what the canary remembers
 PREDICTOR_PORT = 8080
 # Graceful shutdown, so a rolling update fails no request: on deletion the pod leaves the
 # Service's endpoints while the preStop sleep holds SIGTERM back (kube-proxy needs a moment to
@@ -96,12 +99,12 @@ class Track:
 
     def selector(self, owner: Owner) -> dict[str, str]:
         # The stable Deployment's selector predates tracks and is immutable: it stays as it was.
-        return {**selector(owner), TRACK_LABEL: CANARY} if self.name == CANARY else selector(owner)
+        return {**selector(owner), TRACK_LABEL: self.name} if self.suffix else selector(owner)
 
 
 UNTRACKED = Track("", "")
-STABLE_TRACK = Track(STABLE, "")
-CANARY_TRACK = Track(CANARY, "-canary")
+STABLE_TRACK = Track("stable", "")
+CANARY_TRACK = Track("canary", "-canary")
 
 
 def labels(owner: Owner) -> dict[str, str]:
@@ -120,7 +123,7 @@ def selector(owner: Owner) -> dict[str, str]:
 def pod_selector(owner: Owner, *, canary_pods: bool) -> str:
     """A label selector for the canary pods, or for all the others (the stable ones)."""
     operator = "=" if canary_pods else "!="
-    return f"{OWNER_LABEL}={owner.name},{TRACK_LABEL}{operator}{CANARY}"
+    return f"{OWNER_LABEL}={owner.name},{TRACK_LABEL}{operator}{CANARY_TRACK.name}"
 
 
 def config_map_name(owner: Owner) -> str:
@@ -148,11 +151,16 @@ def _metadata(owner: Owner, name: str) -> dict[str, Any]:
     }
 
 
-def render_config_map(owner: Owner, target: Target, track: Track = UNTRACKED) -> Manifest:
+def render_config_map(
+    owner: Owner, target: Target, track: Track = UNTRACKED, memory: str | None = None
+) -> Manifest:
+    metadata = _metadata(owner, track.config_map_name(owner))
+    if memory is not None:
+        metadata["annotations"] = {MEMORY_ANNOTATION: memory}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(owner, track.config_map_name(owner)),
+        "metadata": metadata,
         "data": {MODEL_SOURCE_FILE: target.model.source().to_json()},
     }
 
@@ -248,6 +256,8 @@ def render_deployment(
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PREDICTOR_PORT),
                         "prometheus.io/path": "/metrics",
+                        # The canary's pods are the candidate's: a new candidate, new pods.
+                        **(source_annotation(target) if track is CANARY_TRACK else {}),
                     },
                 },
                 "spec": pod_spec,
@@ -269,10 +279,12 @@ def render_service(owner: Owner) -> Manifest:
     }
 
 
-def render_children(spec: RetailModelSpec, owner: Owner, target: Target) -> list[Manifest]:
+def render_children(
+    spec: RetailModelSpec, owner: Owner, target: Target, memory: str | None = None
+) -> list[Manifest]:
     """Every child, in the order to apply them (the ConfigMap before the pods that mount it)."""
     return [
-        render_config_map(owner, target, stable_track(spec)),
+        render_config_map(owner, target, stable_track(spec), memory),
         render_deployment(spec, owner, target),
         render_service(owner),
     ]

@@ -6,21 +6,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 import kopf
-from kopf._core.engines.peering import Identity
 
 from retail_operator import metrics
 from retail_operator.leadership import identity
-from retail_operator.settings import OperatorSettings
+from retail_operator.settings import Settings
 
 
 def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
     """Run until interrupted; all namespaces unless ``namespace`` is given."""
     import retail_operator.handlers  # noqa: F401  (registers the handlers)
 
-    settings = OperatorSettings()
+    settings = Settings()
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if not verbose:  # kopf says "Handler … succeeded" for every watch event; keep warnings only
@@ -30,11 +30,12 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
     )
     metrics.serve(settings.metrics_port)
 
+    # kopf's default identity asks the OS for a user name, which the image's numeric UID does
+    # not have; it takes POD_ID instead when set (the Deployment sets it to the pod's name).
+    os.environ.setdefault("POD_ID", identity())
+
     async def operate() -> None:
         await kopf.operator(
-            # kopf's default identity asks the OS for a user name, which the image's numeric
-            # UID does not have. (kopf exports no name for its Identity NewType of str.)
-            identity=Identity(identity()),
             standalone=True,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),

@@ -6,11 +6,11 @@ AWS is configured by boto3's standard variables and chain (``AWS_REGION``,
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class OperatorSettings(BaseSettings):
+class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIL_OPERATOR_", frozen=True)
 
     resync_seconds: float = Field(
@@ -32,9 +32,31 @@ class OperatorSettings(BaseSettings):
     lease_namespace: str = Field(
         "", description="The Lease's namespace; empty: the pod's own namespace (else default)."
     )
-    lease_duration_seconds: float = Field(15.0, gt=0, description="How long a lease is held.")
-    renew_deadline_seconds: float = Field(10.0, gt=0, description="Give up leading after this.")
+    lease_duration_seconds: float = Field(
+        15.0, gt=0, description="How long a lease is held; a standby waits this long."
+    )
+    renew_deadline_seconds: float = Field(
+        10.0, gt=0, description="Stop leading (and writing) this long after the last renewal."
+    )
     retry_period_seconds: float = Field(2.0, gt=0, description="How often to renew or try.")
+
+    @model_validator(mode="after")
+    def _fenced_leadership(self) -> Settings:
+        """A leader must stop acting before a standby may take over (``leadership``)."""
+        if self.leader_election and not (
+            0
+            < self.retry_period_seconds
+            < self.renew_deadline_seconds
+            < self.lease_duration_seconds
+        ):
+            raise ValueError(
+                "RETAIL_OPERATOR_RETRY_PERIOD_SECONDS < RENEW_DEADLINE_SECONDS < "
+                "LEASE_DURATION_SECONDS is required (got "
+                f"{self.retry_period_seconds}, {self.renew_deadline_seconds}, "
+                f"{self.lease_duration_seconds})"
+            )
+        return self
+
     scrape_networks: str = Field(
         "",
         description="CIDRs (comma-separated) whose pod IPs the canary analysis may read "

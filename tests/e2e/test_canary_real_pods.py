@@ -158,7 +158,7 @@ def test_a_candidate_answering_one_class_is_rolled_back_by_the_prediction_shift(
         decided = time.monotonic()
         canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
     state = canary.rollout()
-    assert state["phase"] == "RolledBack" and state["rejectedVersionId"] == version_id
+    assert state["phase"] == "RolledBack" and state["rejected"][-1]["versionId"] == version_id
     assert "predictionShift rule" in condition["message"]
     assert "on High" in condition["message"]  # the class whose share moved, with the figures
     assert state["figures"]["predictionShift"] > ANALYSIS["maxPredictionShift"]
@@ -183,7 +183,7 @@ def test_a_candidate_failing_requests_is_rolled_back_by_the_error_rate(canary: C
         )
         after = load.report.failed - failed
     state = canary.rollout()
-    assert state["phase"] == "RolledBack" and state["rejectedVersionId"] == version_id
+    assert state["phase"] == "RolledBack" and state["rejected"][-1]["versionId"] == version_id
     assert "errorRate rule" in condition["message"]
     assert state["figures"]["errorRate"] > ANALYSIS["maxErrorRate"]
     assert canary.stable_versions() == {canary.stable_version}

@@ -11,6 +11,7 @@ enhanced scanning's; every boto3 failure becomes an ``errors`` value.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -105,9 +106,10 @@ def read_scan(
     """The scan of ``repository@digest``, every page of findings; ``on_request`` is called
     before each ECR request (the operator counts them). No scan yet is ``MISSING``.
 
-    Fails closed: a COMPLETE (or enhanced ACTIVE) answer without a findings object, or with
-    fewer findings than its own severity counts, or with more pages than ``MAX_PAGES``, is
-    ``INCOMPLETE``, never clean (enhanced scanning has answered COMPLETE before its findings
+    Fails closed: a COMPLETE (or enhanced ACTIVE) answer without a findings object, or whose
+    list of findings does not match its own counts severity by severity (a list cut short, or
+    counts of one severity beside findings of another), or with more pages than ``MAX_PAGES``,
+    is ``INCOMPLETE``, never clean (enhanced scanning has answered COMPLETE before its findings
     existed)."""
     where = f"ECR scan of {repository}"
     findings: list[Finding] = []
@@ -156,11 +158,13 @@ def read_scan(
     if state is ScanState.COMPLETE:
         if not had_findings_object:
             return _incomplete(digest, status, "no findings object in the answer")
-        if sum(counts.values()) > len(findings):
+        stated = {severity.upper(): n for severity, n in counts.items() if n}
+        listed = dict(Counter(f.severity.upper() for f in findings))
+        if stated != listed:
             return _incomplete(
                 digest,
                 status,
-                f"its counts name {sum(counts.values())} findings, the list has {len(findings)}",
+                f"its counts say {_by_severity(stated)}, its list has {_by_severity(listed)}",
             )
     return ScanReport(
         digest=digest,
@@ -171,6 +175,10 @@ def read_scan(
         completed_at=completed_at,
         severity_counts=counts if detail else {},
     )
+
+
+def _by_severity(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{severity} {n}" for severity, n in sorted(counts.items())) or "none"
 
 
 def _incomplete(digest: str, status: Mapping[str, Any], why: str) -> ScanReport:

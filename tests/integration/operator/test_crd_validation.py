@@ -57,6 +57,8 @@ MALFORMED = [
     ("spec.scanPolicy", {"requireScan": "yes"}, "spec.scanPolicy.requireScan"),
     ("spec.scanPolicy", {"ignoreCVEs": "CVE-1"}, "spec.scanPolicy.ignoreCVEs"),
     ("spec.resources", {"limits": {"cpu": "lots"}}, "spec.resources.limits.cpu"),
+    ("spec.resources", {"requests": {"cpu": "-1"}}, "spec.resources.requests[cpu]"),
+    ("spec.resources", {"limits": {"memory": "-2Gi"}}, "must not be negative"),
     ("spec.serviceAccountName", "Not_A_Name", "spec.serviceAccountName"),
     (
         "spec.scanPolicy",
@@ -75,6 +77,16 @@ MALFORMED = [
     ),
     ("spec.nodeSelector", {"pool": 7}, "spec.nodeSelector.pool"),
     ("spec.tolerations", [{"key": "k", "operator": "Maybe"}], "spec.tolerations[0].operator"),
+    (
+        "spec.tolerations",
+        [{"key": "k", "operator": "Exists", "value": "v"}],
+        "spec.tolerations[0]: Invalid value: a toleration with operator Exists takes no value",
+    ),
+    (
+        "spec.tolerations",
+        [{"key": "k", "tolerationSeconds": 5, "effect": "NoSchedule"}],
+        "tolerationSeconds applies to the NoExecute effect only",
+    ),
     ("spec.envFrom", [{"secretRef": {}}], "spec.envFrom[0].secretRef.name: Required value"),
     ("spec.rollout", {"strategy": "BlueGreen"}, "spec.rollout.strategy"),
     ("spec.rollout", {"canary": {"replicas": 0}}, "spec.rollout.canary.replicas"),
@@ -105,6 +117,25 @@ def test_malformed_spec_is_rejected_naming_the_field(
     assert result.returncode != 0, f"accepted: {document['spec']}"
     assert "is invalid" in result.stderr
     assert named in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["dotted.name", "1-leading-digit", "a" * 51],
+    ids=["a dot", "a leading digit", "longer than 50"],
+)
+def test_a_name_a_child_could_not_carry_is_refused(
+    local_cluster: LocalCluster, crd_installed: None, name: str
+) -> None:
+    """The name becomes the Service's, a label value and each child's prefix: one that any of
+    them would refuse is refused at the API server, not left without a status."""
+    document = copy.deepcopy(VALID)
+    document["metadata"]["name"] = name
+    result = local_cluster.kubectl(
+        "create", "-n", "default", "-f", "-", stdin=yaml.safe_dump(document), check=False
+    )
+    assert result.returncode != 0, f"accepted: {name}"
+    assert "metadata.name must be a DNS-1035 label of at most 50 characters" in result.stderr
 
 
 def test_valid_spec_is_accepted_with_defaults(

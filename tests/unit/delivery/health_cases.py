@@ -271,4 +271,31 @@ CASES = (
         "Ready: r:v1 is serving s3://b/k",
     ),
     Case("canary-stable", _canary("Stable", ""), "Healthy", "Ready: r:v1 is serving s3://b/k"),
+    *[
+        Case(
+            f"canary-{reason}",
+            _canary(
+                "RolledBack",
+                "",
+                condition("ModelRolledOut", "False", reason, f"v7: {reason}"),
+            ),
+            "Degraded",
+            f"Model canary rolled back: {reason}: v7: {reason}",
+        )
+        for reason in ("Inconclusive", "RejectedBefore", "Sha256Required")
+    ],
+    *[
+        Case(
+            f"refused-{reason}",
+            retail_model(
+                SCANNED,
+                MODEL_FOUND,
+                AVAILABLE,
+                condition("Ready", "False", reason, "Service prices already exists"),
+            ),
+            "Degraded",
+            f"Spec not carried out: {reason}: Service prices already exists",
+        )
+        for reason in ("NameConflict", "SpecInvalid")
+    ],
 )

@@ -14,6 +14,8 @@ OPERATOR_RULES = {
     # delete: the canary Deployment and ConfigMap when a canary ends
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
+    # list: a Deployment's current ReplicaSet, whose pods alone are a canary group's evidence
+    ("apps", "replicasets"): {"list"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     # get/list: the canary analysis reads pods' /metrics by pod IP; patch: the model-source
     # annotation that makes the kubelet refresh a changed ConfigMap at once

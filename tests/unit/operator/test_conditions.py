@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from retail_operator import conditions
 from retail_operator.conditions import (
     AVAILABLE,
     IMAGE_SCAN_PASSED,
     MODEL_AVAILABLE,
     READY,
-    Condition,
-    Verdict,
+    Check,
     announcements,
-    merge,
     transitions,
 )
+from retail_operator.status import Condition, ConditionStatus
+
+Row = tuple[str, Check]
+
+
+def Verdict(type_: str, status: ConditionStatus, reason: str, message: str) -> Row:  # noqa: N802
+    """One condition's check, by type (the rows read like the conditions they become)."""
+    return type_, Check(status, reason, message)
+
+
+def merge(existing: Sequence[Condition], rows: Sequence[Row], **stamp: object) -> list[Condition]:
+    return conditions.merge(existing, dict(rows), **stamp)  # type: ignore[arg-type]
 
 
 def test_new_conditions_are_stamped_and_ordered() -> None:
@@ -63,7 +76,7 @@ def test_transitions_report_status_or_reason_changes_only() -> None:
     assert [c["reason"] for c in transitions(old, reason)] == ["VulnerabilitiesFound"]
 
 
-def _conditions(*verdicts: Verdict) -> list[Condition]:
+def _conditions(*verdicts: Row) -> list[Condition]:
     return merge([], list(verdicts), generation=1, now="T")
 
 

@@ -99,7 +99,15 @@ def test_a_findings_list_shorter_than_its_counts_is_incomplete() -> None:
     cut = PagedEcr(scan_answer("COMPLETE", [HIGH], {"HIGH": 1, "CRITICAL": 1}))
     report = read_scan(cut, "mlops/retail-api", DIGEST)
     assert report.state is ScanState.INCOMPLETE
-    assert "its counts name 2 findings, the list has 1" in report.description
+    assert "its counts say CRITICAL 1, HIGH 1, its list has HIGH 1" in report.description
+
+
+def test_counts_are_matched_severity_by_severity_not_in_total() -> None:
+    """{CRITICAL: 1, LOW: 1} beside two LOWs adds up, and hides a CRITICAL: never clean."""
+    low = [{"name": f"CVE-{n}", "severity": "LOW"} for n in (1, 2)]
+    swapped = PagedEcr(scan_answer("COMPLETE", low, {"CRITICAL": 1, "LOW": 1}))
+    state, reason, passed = decide(swapped)
+    assert (state, reason, passed) == (ScanState.INCOMPLETE, "ScanIncomplete", False)
 
 
 def test_every_page_is_read_and_a_whole_list_is_complete() -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import pytest
 
-from retail_operator.errors import TemporaryError
+from retail_operator.errors import NotLeader, TemporaryError
 from retail_operator.leadership import LeaderElection, Timing
 
 FAST = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.02)
@@ -21,20 +22,25 @@ class MemoryLeases:
         self.lease: dict[str, Any] | None = None
         self.version = 0
         self.down_for: set[str] = set()  # identities whose calls fail (a partitioned replica)
+        self.hung_for: set[str] = set()  # identities whose calls never return
 
-    def _check(self, manifest: dict[str, Any] | None, caller: str) -> None:
+    async def _check(self, manifest: dict[str, Any] | None, caller: str) -> None:
         if caller in self.down_for:
             raise TemporaryError("unreachable", reason="ApiUnavailable", retry_after=0)
+        if caller in self.hung_for:
+            await asyncio.Event().wait()  # a connection that stopped answering
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         return copy.deepcopy(self.lease)
 
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
+        assert not fenced, "the Lease's own writes are never fenced"
         if self.lease is not None:
             raise TemporaryError("409 exists", reason="ApiUnavailable", retry_after=0)
         return self._store(manifest)
 
-    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def replace(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
+        assert not fenced, "the Lease's own writes are never fenced"
         assert self.lease is not None
         if manifest["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise TemporaryError("409 conflict", reason="ApiUnavailable", retry_after=0)
@@ -59,16 +65,16 @@ class Replica:
         self.leases, self.identity = leases, identity
 
     async def get(self, *args: str) -> Any:
-        self.leases._check(None, self.identity)
+        await self.leases._check(None, self.identity)
         return await self.leases.get(*args)
 
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.leases._check(manifest, self.identity)
-        return await self.leases.create(manifest)
+    async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
+        await self.leases._check(manifest, self.identity)
+        return await self.leases.create(manifest, fenced=fenced)
 
-    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.leases._check(manifest, self.identity)
-        return await self.leases.replace(manifest)
+    async def replace(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
+        await self.leases._check(manifest, self.identity)
+        return await self.leases.replace(manifest, fenced=fenced)
 
 
 def election(leases: MemoryLeases, identity: str) -> LeaderElection:
@@ -151,3 +157,37 @@ async def test_racing_standbys_never_both_lead(leases: MemoryLeases) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_leader_whose_renewal_hangs_stops_at_the_renew_deadline(
+    leases: MemoryLeases,
+) -> None:
+    """A renewal that never returns must not keep a leader leading: it is cut off at the renew
+    deadline, counted from the last renewal sent, and no write may be started after it."""
+    a = election(leases, "a")
+    task = asyncio.create_task(a.run())
+    await until(lambda: a.is_leader)
+    deadline = a.write_deadline()
+    assert deadline - time.monotonic() <= FAST.renew_deadline
+    leases.hung_for.add("a")
+    hung_at = time.monotonic()
+    await until(lambda: not a.is_leader, timeout=FAST.lease_duration)
+    stopped = time.monotonic()
+    assert stopped - hung_at <= FAST.renew_deadline + FAST.retry_period + 0.05
+    assert stopped < hung_at + FAST.lease_duration  # before any standby could take over
+    with pytest.raises(NotLeader):
+        a.write_deadline()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("lease", "renew", "retry"),
+    [(10, 10, 2), (10, 15, 2), (10, 5, 5), (10, 5, 0)],
+    ids=["renew = lease", "renew > lease", "retry = renew", "no retry period"],
+)
+def test_timings_that_could_make_two_leaders_are_refused(
+    lease: float, renew: float, retry: float
+) -> None:
+    with pytest.raises(ValueError, match="renew deadline < lease duration"):
+        Timing(lease_duration=lease, renew_deadline=renew, retry_period=retry)

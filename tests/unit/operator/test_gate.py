@@ -1,11 +1,11 @@
-"""What runs and how it is described: the blocked-image guarantee and the Ready summary."""
+"""What may run and how it is described: the blocked-image guarantee and the Ready summary."""
 
 from __future__ import annotations
 
-from retail_operator.conditions import Verdict
+from retail_operator.conditions import Check, describe
 from retail_operator.facts import DeploymentState, ModelObject
+from retail_operator.gate import check_model, choose_target, running_check
 from retail_operator.rendering import Target
-from retail_operator.rollout import Check, check_model, choose_target, describe, running_check
 from retail_operator.scanpolicy import ImageDecision
 from retail_operator.spec import ModelSpec
 
@@ -49,8 +49,8 @@ def test_unknown_checks_never_roll_out() -> None:
     assert choose_target(NEW, throttled, MODEL_OK, OLD) == OLD
 
 
-def ready_of(verdicts: list[Verdict]) -> tuple[str, str]:
-    ready = verdicts[-1]
+def ready_of(verdicts: dict[str, Check]) -> tuple[str, str]:
+    ready = verdicts["Ready"]
     return ready.status, ready.reason
 
 
@@ -59,11 +59,11 @@ def test_ready_when_rolled_out_and_available() -> None:
         image=PASS,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=NEW,
+        deployed_image=NEW.image,
         deployment=deployment(NEW.image),
         replicas=2,
     )
-    assert [v.type for v in verdicts] == ["ImageScanPassed", "ModelAvailable", "Available", "Ready"]
+    assert list(verdicts) == ["ImageScanPassed", "ModelAvailable", "Available", "Ready"]
     assert ready_of(verdicts) == ("True", "Ready")
 
 
@@ -72,7 +72,7 @@ def test_rollout_in_progress_while_old_pods_remain() -> None:
         image=PASS,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=NEW,
+        deployed_image=NEW.image,
         deployment=deployment(NEW.image, ready=1, total=3),
         replicas=2,
     )
@@ -84,14 +84,14 @@ def test_blocked_image_reports_reason_and_what_still_runs() -> None:
         image=BLOCKED,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=OLD,
+        deployed_image=OLD.image,
         deployment=deployment(OLD.image),
         replicas=2,
     )
     status, reason = ready_of(verdicts)
     assert (status, reason) == ("False", "VulnerabilitiesFound")
-    assert "still serving repo@sha256:old" in verdicts[-1].message
-    assert verdicts[2].status == "True"  # the old Deployment is still available
+    assert "still serving repo@sha256:old" in verdicts["Ready"].message
+    assert verdicts["Available"].status == "True"  # the old Deployment is still available
 
 
 def test_no_deployment_is_not_available() -> None:
@@ -99,11 +99,11 @@ def test_no_deployment_is_not_available() -> None:
         image=BLOCKED,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=None,
+        deployed_image=None,
         deployment=None,
         replicas=1,
     )
-    assert (verdicts[2].status, verdicts[2].reason) == ("False", "NotDeployed")
+    assert (verdicts["Available"].status, verdicts["Available"].reason) == ("False", "NotDeployed")
 
 
 def test_checksum_is_compared_when_pinned() -> None:
@@ -132,12 +132,12 @@ def test_the_running_image_with_new_findings_is_not_compliant_and_keeps_serving(
         image=BLOCKED,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=NEW,
+        deployed_image=NEW.image,
         deployment=deployment(NEW.image),
         replicas=2,
         running=running,
     )
-    by_type = {v.type: v for v in verdicts}
+    by_type = verdicts
     assert by_type["RunningImageCompliant"].status == "False"
     assert by_type["Available"].status == "True"  # nothing was stopped
     # Ready says what is wrong with what runs, not that a rollout is waiting.
@@ -151,13 +151,13 @@ def test_a_blocked_new_image_and_a_compliant_running_one_are_told_apart() -> Non
         image=BLOCKED,
         model=MODEL_OK,
         desired_image=NEW.image,
-        deployed=OLD,
+        deployed_image=OLD.image,
         deployment=deployment(OLD.image),
         replicas=2,
         running=running,
     )
     assert ready_of(verdicts) == ("False", "VulnerabilitiesFound")
-    assert f"still serving {OLD.image}" in verdicts[-1].message
+    assert f"still serving {OLD.image}" in verdicts["Ready"].message
 
 
 def test_a_running_image_that_cannot_be_judged_is_unknown() -> None:
@@ -167,7 +167,7 @@ def test_a_running_image_that_cannot_be_judged_is_unknown() -> None:
 
 def test_nothing_running_means_no_running_image_condition() -> None:
     verdicts = describe(
-        image=BLOCKED, model=MODEL_OK, desired_image=NEW.image, deployed=None,
+        image=BLOCKED, model=MODEL_OK, desired_image=NEW.image, deployed_image=None,
         deployment=None, replicas=2, running=None,
     )  # fmt: skip
-    assert "RunningImageCompliant" not in {v.type for v in verdicts}
+    assert "RunningImageCompliant" not in verdicts

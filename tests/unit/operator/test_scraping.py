@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from retail_operator.canary.evidence import PodReading
-from retail_operator.podmetrics import METRICS_LIMIT, PodMetrics
+from retail_operator.canary.scraping import METRICS_LIMIT, PodMetrics
 
 ONE_REQUEST = (
     "# TYPE retail_http_requests_total counter\n"

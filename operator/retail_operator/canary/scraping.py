@@ -1,12 +1,15 @@
 """Reading a group of predictor pods' ``/metrics``: the canary analysis's only source.
 
 ``MetricsReader`` is the small protocol the reconcile depends on (unit tests pass a fake);
-``PodMetrics`` is the real adapter: it lists the pods by label selector through the API
-server and reads ``http://<pod IP>:8080/metrics`` from each ready one, as Prometheus would.
-A pod that cannot be read (not ready, no IP, a timeout, outside ``networks``, an answer over
-``METRICS_LIMIT``, which a predictor's tens of kB never come near) is left out:
-its traffic is simply not counted, and a group nobody can read is silence, which never
-promotes a candidate.
+``PodMetrics`` is the real adapter. A group is the pods of one Deployment's *current*
+ReplicaSet, found by owner uid and revision, not by labels alone: a pod someone else labels
+like a predictor, or a pod of the Deployment's previous template (the last candidate), is not
+in it. Each pod comes back with what the API server says of it (``PodState``: ready, restarts)
+and, from each ready one, ``http://<pod IP>:8080/metrics`` read as Prometheus would and parsed
+off the event loop (``evidence.PodReading``). A pod that cannot be read (not ready, no IP, a
+timeout, outside ``networks``, an answer over ``METRICS_LIMIT``, which a predictor's tens of
+kB never come near, or text that is not the predictor's) has no reading: its traffic is not
+counted, and a group nobody can read is silence, which never promotes a candidate.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -32,10 +35,24 @@ METRICS_LIMIT = 4 * 1024 * 1024  # bytes read from one pod at most: the operator
 Scrape = list[tuple[PodState, PodReading | None]]
 
 
+REVISION = "deployment.kubernetes.io/revision"
+
+
 class MetricsReader(Protocol):
-    async def sample(self, namespace: str, selector: str) -> Scrape:
-        """Every pod matching ``selector``, with its reading (None: not read)."""
+    async def sample(self, deployment: Mapping[str, Any]) -> Scrape:
+        """Every pod of ``deployment``'s current ReplicaSet, with its reading (None: not
+        read)."""
         ...
+
+
+def _controlled_by(body: Mapping[str, Any], uid: str) -> bool:
+    references = body.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("controller") and r.get("uid") == uid for r in references)
+
+
+def _match_labels(deployment: Mapping[str, Any]) -> str:
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels", {})
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -84,8 +101,27 @@ class PodMetrics:
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in self._networks)
 
-    async def sample(self, namespace: str, selector: str) -> Scrape:
-        pods = await self._kube.list("v1", "Pod", namespace, selector)
+    async def sample(self, deployment: Mapping[str, Any]) -> Scrape:
+        meta = deployment.get("metadata", {})
+        namespace, uid = meta.get("namespace", ""), meta.get("uid", "")
+        revision = (meta.get("annotations") or {}).get(REVISION)
+        selector = _match_labels(deployment)
+        if not uid or not revision or not selector:
+            return []  # the Deployment controller has not rolled this template out yet
+        replica_sets = await self._kube.list("apps/v1", "ReplicaSet", namespace, selector)
+        current = [
+            rs["metadata"]["uid"]
+            for rs in replica_sets
+            if _controlled_by(rs, uid)
+            and (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
+        ]
+        if not current:
+            return []
+        pods = [
+            pod
+            for pod in await self._kube.list("v1", "Pod", namespace, selector)
+            if _controlled_by(pod, current[0])
+        ]
         states = [pod_state(pod) for pod in pods]
         addresses = [
             ip

@@ -1,0 +1,111 @@
+"""The children a RetailModel owns, and only those: looked up, applied, removed.
+
+A child is this RetailModel's when its controller owner reference names the RetailModel's uid.
+``Children.apply`` server-side applies a child (taking over conflicting fields, so hand edits
+to the fields the operator renders are reverted) only after making sure of that: an object of
+the same name that someone else made (or that a RetailModel of the same name, deleted since,
+left behind) is never applied over, adopted or deleted; ``NameConflict`` names it instead.
+``Children.remove`` deletes only an object it owns, with the object's uid as a precondition.
+
+``LiveChildren`` answers "what is there?" for one reconcile: from the watch-fed ``Registry``
+when it knows the child, else with one read of the API server's watch cache, remembered for
+the rest of the reconcile (a new RetailModel's three children cost three cheap reads, once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from retail_operator.errors import NameConflict
+from retail_operator.kube import KubeApi
+from retail_operator.objects import Tracked, controller_uid
+
+_API_VERSIONS = {"Deployment": "apps/v1", "ConfigMap": "v1", "Service": "v1"}
+
+
+def _describe_owner(body: Mapping[str, Any]) -> str:
+    references = body.get("metadata", {}).get("ownerReferences") or []
+    controller = next((r for r in references if r.get("controller")), None)
+    if controller is None:
+        return "it has no controller"
+    kind, name, uid = (controller.get(k) for k in ("kind", "name", "uid"))
+    return f"its controller is {kind} {name} ({uid})"
+
+
+@dataclass
+class LiveChildren:
+    """One reconcile's view of the live children (None: absent)."""
+
+    kube: KubeApi
+    tracked: Tracked
+    _read: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+
+    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The live child, whoever owns it (None when there is none)."""
+        if (kind, name) in self._read:  # applied, removed or read in this reconcile
+            return self._read[(kind, name)]
+        namespace = self.tracked.key[0]
+        known = self.tracked.registry.child(namespace, kind, name)
+        if known is not None:
+            return known
+        found: dict[str, Any] | None = await self.kube.get(
+            _API_VERSIONS[kind], kind, namespace, name, cached=True
+        )
+        self._read[(kind, name)] = found
+        return found
+
+    async def owned(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The live child, only if this RetailModel owns it."""
+        live = await self.get(kind, name)
+        if live is None or controller_uid(live) != self.tracked.uid:
+            return None
+        return live
+
+    def applied(self, kind: str, name: str, live: dict[str, Any] | None) -> None:
+        self._read[(kind, name)] = live
+
+
+@dataclass
+class Children:
+    kube: KubeApi
+
+    def live(self, tracked: Tracked) -> LiveChildren:
+        return LiveChildren(self.kube, tracked)
+
+    async def claim(self, live: LiveChildren, manifests: list[dict[str, Any]]) -> None:
+        """``NameConflict`` if any of these names is taken by an object this RetailModel does
+        not own: checked for all before any is applied, so none is half rolled out."""
+        for manifest in manifests:
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            existing = await live.get(kind, name)
+            if existing is not None and controller_uid(existing) != live.tracked.uid:
+                raise NameConflict(
+                    f"{kind} {name} already exists and is not this RetailModel's "
+                    f"({_describe_owner(existing)}): it is left alone; delete or rename it, or "
+                    "rename the RetailModel"
+                )
+
+    async def apply(self, live: LiveChildren, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Apply a child of ``live``'s RetailModel; ``NameConflict`` if the name is taken."""
+        await self.claim(live, [manifest])
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        applied = await self.kube.apply(manifest)
+        live.applied(kind, name, applied)
+        return applied
+
+    async def remove(self, live: LiveChildren, kind: str, name: str) -> bool:
+        """Delete a child this RetailModel owns (only that very object); whether one went."""
+        owned = await live.owned(kind, name)
+        if owned is None:
+            return False
+        await self.kube.delete(
+            _API_VERSIONS[kind],
+            kind,
+            live.tracked.key[0],
+            name,
+            uid=str(owned["metadata"].get("uid", "")),
+        )
+        live.applied(kind, name, None)  # gone for the rest of this reconcile
+        return True

@@ -1,0 +1,151 @@
+"""Everything this replica holds about each RetailModel and its children, in one place.
+
+``Registry`` is fed by the watch streams (``handlers``): the latest body of every RetailModel
+(a ``Tracked``), and the latest body of every child the operator labels as its own, indexed by
+namespace, kind and name. A child counts as a RetailModel's only if its controller owner
+reference names that RetailModel's uid (``Tracked.owned``): a same-named object someone else
+made is never mistaken for one.
+
+A ``Tracked`` also holds what this replica did: the status it wrote last (``written``), what
+it applied to the children last (``applied``, which the cheap child-event path puts back when
+a child drifts) and the canary analysis under way (``window``). None of it is read from the
+status, and all of it is dropped when this replica starts leading again (``reset``): a new
+leader cannot know what happened meanwhile, and finds out from the live objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from retail_operator.canary.machine import Window
+from retail_operator.rendering import KIND, Manifest, Target
+from retail_operator.status import RetailModelStatus
+
+Key = tuple[str, str]  # (namespace, name)
+ChildKey = tuple[str, str, str]  # (namespace, kind, name)
+
+
+def _controller(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for reference in body.get("metadata", {}).get("ownerReferences") or []:
+        if reference.get("kind") == KIND and reference.get("controller"):
+            return dict(reference)
+    return None
+
+
+def controller_uid(body: Mapping[str, Any]) -> str:
+    """The uid of the RetailModel that controls ``body``, or "" if none does."""
+    owner = _controller(body)
+    return str(owner.get("uid", "")) if owner else ""
+
+
+def _trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A child's body without its managedFields: the bulk of it, and never read here."""
+    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What this replica applied to a RetailModel's stable children last."""
+
+    target: Target
+    manifests: Mapping[tuple[str, str], Manifest]  # (kind, name) → the document applied
+
+
+@dataclass
+class Tracked:
+    key: Key
+    body: dict[str, Any]
+    registry: Registry
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    written: RetailModelStatus | None = None
+    applied: Applied | None = None
+    window: Window | None = None
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"].get("uid", ""))
+
+    def owned(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The live child ``kind``/``name`` as last seen, only if this RetailModel owns it."""
+        child = self.registry.child(self.key[0], kind, name)
+        if child is None or not self.uid or controller_uid(child) != self.uid:
+            return None
+        return child
+
+    def reset(self) -> None:
+        self.written = None
+        self.applied = None
+        self.window = None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._objects: dict[Key, Tracked] = {}
+        self._children: dict[ChildKey, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._objects.values()))
+
+    def get(self, key: Key) -> Tracked | None:
+        return self._objects.get(key)
+
+    def observe(self, body: Mapping[str, Any]) -> tuple[Tracked, bool]:
+        """A RetailModel's watch event: remember its body. True when it is new to this replica
+        or its spec moved past the generation its status speaks for (worth reconciling now)."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        known = self._objects.get(key)
+        copy = {
+            "metadata": dict(meta),
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
+        if known is not None and _resource_version(known.body) > _resource_version(copy) > 0:
+            return known, False  # an older event than what we already hold
+        if known is None or known.uid != copy["metadata"].get("uid"):
+            tracked = Tracked(key, copy, self)  # new, or deleted and re-created since
+            self._objects[key] = tracked
+            return tracked, True
+        known.body = copy
+        generation = meta.get("generation", 0)
+        observed = copy["status"].get("observedGeneration")
+        return known, observed != generation
+
+    def forget(self, key: Key) -> Tracked | None:
+        return self._objects.pop(key, None)
+
+    def reset(self) -> None:
+        for tracked in self._objects.values():
+            tracked.reset()
+
+    def child(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        return self._children.get((namespace, kind, name))
+
+    def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> Tracked | None:
+        """Index a child's watch event; the RetailModel that owns it, if one is known."""
+        meta = body["metadata"]
+        key = (meta["namespace"], kind, meta["name"])
+        if deleted:
+            if self._children.get(key, {}).get("metadata", {}).get("uid") == meta.get("uid"):
+                del self._children[key]
+        else:
+            self._children[key] = _trimmed(body)
+        owner = _controller(body)
+        if owner is None:
+            return None
+        tracked = self._objects.get((meta["namespace"], str(owner.get("name", ""))))
+        return tracked if tracked is not None and tracked.uid == owner.get("uid") else None
+
+
+def _resource_version(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0

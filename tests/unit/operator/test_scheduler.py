@@ -1,0 +1,108 @@
+"""When the next look comes: the earliest of every reason, never later than the resync; and a
+lost lease cancels what runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from retail_operator.errors import TemporaryError
+from retail_operator.objects import Registry, Tracked
+from retail_operator.reconcile import Outcome
+from retail_operator.scheduler import Scheduler
+
+RESYNC = 60.0
+BODY = {"metadata": {"name": "prices", "namespace": "shop", "uid": "u", "generation": 1}}
+
+
+class Reconciler:
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def reconcile(self, tracked: Tracked) -> Outcome:
+        self.started.set()
+        if isinstance(self.result, BaseException):
+            raise self.result
+        if self.result == "hang":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        return Outcome({}, self.result)
+
+    def forget(self, key: Any) -> None:
+        pass
+
+
+async def next_look(result: Any) -> float:
+    """Seconds from a reconcile's end to the RetailModel's next one."""
+    registry = Registry()
+    tracked, _ = registry.observe(BODY)
+    scheduler = Scheduler(
+        Reconciler(result),  # type: ignore[arg-type]
+        registry,
+        resync_seconds=RESYNC,
+        concurrency=1,
+    )
+    scheduler.schedule(tracked.key, 0.0)
+    loop = asyncio.create_task(scheduler.run())
+    while tracked.key in scheduler._due and scheduler._due[tracked.key] <= time.monotonic():
+        await asyncio.sleep(0.001)
+    while tracked.key not in scheduler._due:
+        await asyncio.sleep(0.001)
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    return scheduler._due[tracked.key] - time.monotonic()
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (None, RESYNC),
+        (5.0, 5.0),  # a scan in progress, a canary's next look
+        (2.27e9, RESYNC),  # a scan exception that ends in 2099: the resync still comes
+        (TemporaryError("throttled", retry_after=3.0), 3.0),
+        (TemporaryError("throttled", retry_after=1e6), RESYNC),
+        (RuntimeError("a bug"), 30.0),
+    ],
+    ids=["resync", "sooner", "far exception", "temporary", "far retry", "crash"],
+)
+def test_the_next_look_is_the_earliest_reason_and_never_past_the_resync(
+    result: Any, expected: float
+) -> None:
+    delay = asyncio.run(next_look(result))
+    assert expected - 1 <= delay <= expected
+
+
+def test_losing_the_lease_cancels_the_reconcile_in_flight() -> None:
+    async def scenario() -> bool:
+        registry = Registry()
+        tracked, _ = registry.observe(BODY)
+        reconciler = Reconciler("hang")
+        leading = asyncio.Event()
+        leading.set()
+        scheduler = Scheduler(
+            reconciler,  # type: ignore[arg-type]
+            registry,
+            resync_seconds=RESYNC,
+            concurrency=1,
+            leading=leading,
+        )
+        scheduler.schedule(tracked.key, 0.0)
+        loop = asyncio.create_task(scheduler.run())
+        await reconciler.started.wait()
+        leading.clear()
+        scheduler.pause()
+        await asyncio.sleep(0.01)
+        cancelled = reconciler.cancelled  # before asyncio.run cancels whatever is left
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        return cancelled
+
+    assert asyncio.run(scenario())
