@@ -1,10 +1,14 @@
-"""A proxy in front of the local API server that can hold one chosen request unanswered.
+"""A proxy in front of the local API server that can hold requests unanswered, and that
+records every write it forwards.
 
 The operator under test gets a kubeconfig naming the proxy (plain HTTP on loopback); the proxy
 forwards every request to the real API server over TLS with the cluster's admin credentials,
 streaming the answer (watches included). A test sets ``hold`` to a predicate on (method, path,
 body): the first matching request is never forwarded nor answered, ``held`` is set, and the
 test can look at the cluster while the operator waits in exactly that call, then kill it.
+``stall`` holds *every* matching request that way (a connection that stopped answering for
+some calls only). ``writes`` lists each write forwarded, with when it was received and when
+the API server had answered it (``time.monotonic``, this process's clock).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import base64
 import ssl
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +27,18 @@ import yaml
 from aiohttp import web
 
 Hold = Callable[[str, str, bytes], bool]
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Write:
+    method: str
+    path: str
+    received: float
+    answered: float
+    status: int
+
+
 # Hop-by-hop headers and what the proxy itself decides (framing, encoding, credentials).
 _NOT_FORWARDED = {
     "connection",
@@ -52,7 +70,9 @@ class ApiProxy:
         self._upstream = str(cluster["server"])
         self._directory = directory
         self.hold: Hold | None = None
+        self.stall: Hold | None = None
         self.held = threading.Event()
+        self.writes: list[Write] = []
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
@@ -80,11 +100,14 @@ class ApiProxy:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         body = await request.read()
-        hold = self.hold
+        hold, stall = self.hold, self.stall
         if hold is not None and not self.held.is_set() and hold(request.method, request.path, body):
             self.held.set()
             await asyncio.Event().wait()  # until the client goes away (it is killed)
+        if stall is not None and stall(request.method, request.path, body):
+            await asyncio.Event().wait()  # until the client gives up
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         async with self._session.request(
             request.method,
@@ -99,6 +122,11 @@ class ApiProxy:
                     k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED
                 },
             )
+            if request.method in WRITES:
+                write = Write(
+                    request.method, request.path, received, time.monotonic(), upstream.status
+                )
+                self.writes.append(write)
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():  # watches stream, event by event
                 await response.write(chunk)
