@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ KEY = "models/prices/canary.ubj"
 DURATION = 10  # the shortest the CRD allows
 CANARY = {
     "strategy": "Canary",
-    "canary": {"replicas": 1, "analysis": {"durationSeconds": DURATION, "minRequests": 1}},
+    "canary": {"replicas": 1, "analysis": {"durationSeconds": DURATION, "minRequests": 50}},
 }
 LOOKS = 3  # HEADs of the model after the analysis window, each a full reconcile
 
@@ -125,7 +126,7 @@ def test_silence_never_promotes_past_the_duration(
     assert scenario.get("deployment", "prices-canary") is not None
     condition = scenario.condition("prices", "ModelRolledOut")
     assert condition is not None and condition["reason"] == "Analyzing"
-    assert "0 candidate / 0 stable requests (min 1)" in condition["message"]
+    assert "0 candidate / 0 stable requests (min 50)" in condition["message"]
 
 
 def test_pinning_a_version_bypasses_the_canary_and_removes_it(
@@ -168,3 +169,103 @@ def test_an_unversioned_bucket_is_reported_clearly(scenario: Scenario) -> None:
     assert warned[0]["type"] == "Warning"
     assert scenario.get("deployment", "plain-canary") is None
     assert rollout(scenario, "plain")["phase"] == "Stable"
+
+
+def deadline(seconds: int) -> dict[str, Any]:
+    analysis = {"durationSeconds": DURATION, "maxDurationSeconds": seconds, "minRequests": 50}
+    return {"strategy": "Canary", "canary": {"replicas": 1, "analysis": analysis}}
+
+
+def test_the_canary_pod_template_names_its_candidate(
+    scenario: Scenario, analyzing: tuple[str, str]
+) -> None:
+    """A new candidate is a new template, so new pods: none of the last candidate's serve it."""
+    _, v2 = analyzing
+
+    def annotation() -> str:
+        canary = scenario.get("deployment", "prices-canary") or {}
+        template = canary.get("spec", {}).get("template", {}).get("metadata", {})
+        return str(template.get("annotations", {}).get("mlops.retail.io/model-source", ""))
+
+    first = scenario.wait_for("the candidate named in the template", annotation)
+    v3 = scenario.aws.put_model(BUCKET, KEY, b"model-v3")
+    scenario.wait_for("the canary pinned to v3", lambda: rollout(scenario, "prices")
+                      .get("candidate", {}).get("versionId") == v3)  # fmt: skip
+    second = scenario.wait_for("a new template", lambda: annotation() != first and annotation())
+    assert second and second != first
+    assert pinned_version(scenario, "prices-model-canary") == v3
+    assert v2 != v3
+
+
+def test_silence_past_the_deadline_is_inconclusive_and_survives_a_lost_status(
+    scenario: Scenario,
+) -> None:
+    scenario.image("v1")
+    scenario.aws.put_model(BUCKET, KEY, b"model-v1")
+    uri = f"s3://{BUCKET}/{KEY}"
+    scenario.apply(scenario.manifest("prices", "v1", uri, rollout=deadline(DURATION)))
+    scenario.wait_condition("prices", "ModelRolledOut", "True", "Stable")
+    v2 = scenario.aws.put_model(BUCKET, KEY, b"model-v2")
+    condition = scenario.wait_condition(
+        "prices", "ModelRolledOut", "False", "Inconclusive", timeout=DURATION + 30
+    )
+    assert (
+        f"Version {v2} rolled back, inconclusive: no verdict within {DURATION} s"
+        in (condition["message"])
+    )
+    scenario.wait_for(
+        "the canary removed", lambda: scenario.get("deployment", "prices-canary") is None
+    )
+    # The status goes (an Argo CD replace, a restore) and the operator restarts.
+    scenario.operator.stop()
+    try:
+        scenario.cluster.kubectl(
+            "patch", "retailmodel", "prices", "-n", scenario.namespace,
+            "--subresource=status", "--type=merge", "-p", '{"status": null}',
+        )  # fmt: skip
+    finally:
+        scenario.operator.start()
+    scenario.wait_condition("prices", "ModelRolledOut", "False", "RolledBack")
+    state = rollout(scenario, "prices")
+    assert state["phase"] == "RolledBack" and state["rejected"][-1]["versionId"] == v2
+    for _ in range(LOOKS):  # looked at again and again: never analysed again
+        time.sleep(float(scenario.operator.env["RETAIL_OPERATOR_RESYNC_SECONDS"]))
+        assert scenario.get("deployment", "prices-canary") is None
+    assert pinned_version(scenario, "prices-model") != v2
+
+    v3 = scenario.aws.put_model(BUCKET, KEY, b"model-v2")  # the same bytes, a new version
+    same = scenario.wait_condition("prices", "ModelRolledOut", "False", "RejectedBefore")
+    assert f"version {v3} has the same bytes" in same["message"] and v2 in same["message"]
+    assert scenario.get("deployment", "prices-canary") is None
+
+
+def test_a_leftover_canary_it_owns_is_removed(scenario: Scenario) -> None:
+    scenario.image("v1")
+    scenario.aws.put_model(BUCKET, KEY, b"model-v1")
+    scenario.apply(scenario.manifest("prices", "v1", f"s3://{BUCKET}/{KEY}", rollout=CANARY))
+    scenario.wait_condition("prices", "ModelRolledOut", "True", "Stable")
+    stable = scenario.get("deployment", "prices")
+    leftover = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "prices-canary",
+            "namespace": scenario.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "retail-operator"},
+            "ownerReferences": stable["metadata"]["ownerReferences"],  # the RetailModel's
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"leftover": "yes"}},
+            "template": {
+                "metadata": {"labels": {"leftover": "yes"}},
+                "spec": {"containers": [{"name": "c", "image": "leftover"}]},
+            },
+        },
+    }
+    scenario.cluster.apply(json.dumps(leftover), scenario.namespace)
+    scenario.wait_for(
+        "the leftover canary removed",
+        lambda: scenario.get("deployment", "prices-canary") is None,
+        timeout=30,
+    )
