@@ -68,6 +68,12 @@ class NameConflict(PermanentError):
     reason = "NameConflict"
 
 
+class PolicyViolation(PermanentError):
+    """The spec breaks a rule of a RetailModelPolicy that applies to its namespace."""
+
+    reason = "PolicyViolation"
+
+
 class NotLeader(OperatorError):
     """This replica no longer holds the Lease (or will not by the time a write could land)."""
 

@@ -55,6 +55,7 @@ class ModelObject:
     etag: str
     version_id: str
     sha256: str  # from the object's ``sha256`` metadata; empty when absent
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True)

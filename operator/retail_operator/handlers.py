@@ -27,13 +27,15 @@ from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
 from retail_operator.objects import Registry
+from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
-from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, VERSION
+from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, POLICY_PLURAL, VERSION
 from retail_operator.scheduler import Scheduler
 from retail_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+POLICY_STATUS_SECONDS = 10.0
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -116,6 +118,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.scheduler = scheduler
     memo.resync_seconds = config.resync_seconds
     memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
+    memo.policy_task = asyncio.create_task(
+        _report_policies(registry, kube, election), name="retail-policy-status"
+    )
     if election is None:
         metrics.LEADER.set(1)
         return
@@ -131,8 +136,34 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.election_task = asyncio.create_task(election.run(), name="retail-leader-election")
 
 
+async def _report_policies(
+    registry: Registry, kube: KubeApi, election: LeaderElection | None
+) -> None:
+    """Keep each RetailModelPolicy's status (which namespaces, how many RetailModels outside
+    it) current, from the leader, writing only what changed."""
+    written: dict[str, dict[str, Any]] = {}
+    while True:
+        await asyncio.sleep(POLICY_STATUS_SECONDS)
+        if election is not None and not election.is_leader:
+            written.clear()
+            continue
+        for name, policy in list(registry.policies.items()):
+            status = {
+                "appliesTo": policy.describe_scope(),
+                "violations": len(registry.violating.get(name, ())),
+            }
+            if written.get(name) == status:
+                continue
+            try:
+                await kube.patch_policy_status(name, status)
+                written[name] = status
+            except OperatorError as error:
+                logger.info("RetailModelPolicy %s: status not written: %s", name, error)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.policy_task.cancel()
     memo.loop_task.cancel()
     await memo.scheduler.stop()
     if memo.election is not None:
@@ -173,6 +204,47 @@ async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
     tracked, due = registry.observe(body)
     if due:
         scheduler.schedule(tracked.key, 0.0)
+
+
+@kopf.on.event(GROUP, VERSION, POLICY_PLURAL)
+async def policy_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A RetailModelPolicy changed: every RetailModel is judged against it again, now."""
+    registry: Registry = memo.registry
+    name = body.metadata["name"]
+    if type == "DELETED":
+        registry.policies.pop(name, None)
+        registry.violating.pop(name, None)
+    else:
+        try:
+            policy = Policy.from_body(body)
+        except ValueError as error:  # the CRD's schema admits only what parses; say so anyway
+            logger.error("RetailModelPolicy %s is not readable, ignored: %s", name, error)
+            return
+        if registry.policies.get(name) == policy:
+            return
+        registry.policies[name] = policy
+    scheduler: Scheduler = memo.scheduler
+    for tracked in registry:
+        scheduler.schedule(tracked.key, 0.0)
+
+
+@kopf.on.event("v1", "namespaces")
+async def namespace_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A namespace's labels decide which policies apply to its RetailModels."""
+    registry: Registry = memo.registry
+    name = body.metadata["name"]
+    labels = dict(body.metadata.get("labels") or {})
+    if type == "DELETED":
+        registry.namespaces.pop(name, None)
+        return
+    if registry.namespaces.get(name) == labels:
+        return
+    known = name in registry.namespaces
+    registry.namespaces[name] = labels
+    if known and any(p.spec.namespace_selector for p in registry.policies.values()):
+        scheduler: Scheduler = memo.scheduler
+        for tracked in registry.in_namespace(name):
+            scheduler.schedule(tracked.key, 0.0)
 
 
 async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -> None:

@@ -232,6 +232,10 @@ class KubeApi:
             content_type=MERGE_PATCH,
         )
 
+    async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:
+        path = f"/apis/mlops.retail.io/v1alpha1/retailmodelpolicies/{name}/status"
+        await self._request("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
     async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:
         """POST a new object; ``AlreadyExists`` when one of that name exists."""
         meta = manifest["metadata"]

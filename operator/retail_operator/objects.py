@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retail_operator.canary.machine import Window
+from retail_operator.policy import Policy
 from retail_operator.rendering import KIND, Manifest, Target
 from retail_operator.status import RetailModelStatus
 
@@ -86,6 +87,20 @@ class Registry:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
         self._children: dict[ChildKey, dict[str, Any]] = {}
+        self.policies: dict[str, Policy] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}  # namespace → its labels
+        # policy name → the RetailModels outside it at their last reconcile
+        self.violating: dict[str, set[Key]] = {}
+
+    def in_namespace(self, namespace: str) -> list[Tracked]:
+        return [t for t in self._objects.values() if t.key[0] == namespace]
+
+    def record_violations(self, key: Key, policies: set[str]) -> None:
+        for name, keys in self.violating.items():
+            if name not in policies:
+                keys.discard(key)
+        for name in policies:
+            self.violating.setdefault(name, set()).add(key)
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -119,6 +134,7 @@ class Registry:
         return known, observed != generation
 
     def forget(self, key: Key) -> Tracked | None:
+        self.record_violations(key, set())
         return self._objects.pop(key, None)
 
     def reset(self) -> None:

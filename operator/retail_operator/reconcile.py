@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
-from retail_operator import gate, metrics, rendering, scanpolicy
+from retail_operator import gate, metrics, policy, rendering, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.canary import machine
@@ -41,7 +41,13 @@ from retail_operator.conditions import (
     merge,
     now_rfc3339,
 )
-from retail_operator.errors import NameConflict, NotLeader, OperatorError, SpecInvalid
+from retail_operator.errors import (
+    NameConflict,
+    NotLeader,
+    OperatorError,
+    PolicyViolation,
+    SpecInvalid,
+)
 from retail_operator.facts import DeploymentState, ModelObject, ScanReport
 from retail_operator.kube import KubeApi, merge_patch
 from retail_operator.objects import Applied, Tracked
@@ -154,13 +160,29 @@ class Reconciler:
 
     async def _reconcile(self, tracked: Tracked, live: LiveChildren, subject: _Subject) -> Outcome:
         spec, owner = subject.spec, subject.owner
-        image, (found, model), running = await asyncio.gather(
-            self._check_image(spec.image, spec), self._check_model(spec.model), _running(live)
+        policies = policy.applying(
+            tracked.registry.policies.values(), tracked.registry.namespaces.get(owner.namespace, {})
         )
+        bucket_owner = policy.requirements(policies).bucket_owner
+        broken = policy.violations(spec, policies, datetime.now(UTC))
+        image, (found, model), running = await asyncio.gather(
+            self._check_image(spec.image, spec),
+            self._check_model(spec.model, bucket_owner),
+            _running(live),
+        )
+        if found is not None and (too_large := policy.model_too_large(found.size, policies)):
+            broken.append(too_large)
+        tracked.registry.record_violations(tracked.key, {v.policy for v in broken})
         desired = Target(spec.image.pinned(image.digest), spec.model) if image.digest else None
         running_check, admissible = await self._check_running(running.target, spec, image)
+        if running.target is not None and policy.image_refused(running.target.image, policies):
+            admissible = False
         previous = running.target if admissible else None
         target = gate.choose_target(desired, image.check, model, previous)
+        refusal: OperatorError | None = None
+        if broken:  # outside the platform's policy: nothing new rolls out
+            refusal = PolicyViolation("; ".join(map(str, broken)))
+            target = previous
         key = tracked.key
         metrics.blocked_images.set(key, 0 if image.check.passed else 1)
         metrics.expiring_exceptions.set(
@@ -168,9 +190,8 @@ class Reconciler:
         )
 
         step: machine.Plan | None = None
-        refusal: OperatorError | None = None
         follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
-        if follows_canary and target is not None and found is not None and model.passed:
+        if follows_canary and not broken and target is not None and found and model.passed:
             try:
                 step = await self._canary(tracked, live, subject, running, target, found)
                 target = step.stable
@@ -187,14 +208,15 @@ class Reconciler:
             try:
                 deployment = await self._apply_children(tracked, live, subject, target, memory)
             except (SpecInvalid, NameConflict) as error:
-                refusal = error  # nothing of it was applied over anyone's object
+                refusal = refusal or error  # nothing of it was applied over anyone's object
             else:
                 if running.target is not None and running.target.model != target.model:
                     await self._refresh_pods(owner, target)
         if deployment is None and running.deployment is not None:
             deployment = DeploymentState.from_live(running.deployment)
 
-        deployed = target if target is not None and refusal is None else running.target
+        applied = target is not None and not isinstance(refusal, SpecInvalid | NameConflict)
+        deployed = target if applied else running.target
         checks = describe(
             image=image.check,
             model=model,
@@ -438,9 +460,11 @@ class Reconciler:
             decision = evaluate_scan(report, spec.scan_policy, datetime.now(UTC))
         return gate.running_check(decision, running.image), decision.passed
 
-    async def _check_model(self, source: ModelSpec) -> tuple[ModelObject | None, Check]:
+    async def _check_model(
+        self, source: ModelSpec, bucket_owner: str
+    ) -> tuple[ModelObject | None, Check]:
         try:
-            found = await self.models.head(source)
+            found = await self.models.head(source, bucket_owner=bucket_owner)
         except OperatorError as error:
             return None, Check.failed(error)
         return found, gate.check_model(source, found)
@@ -528,7 +552,7 @@ class Reconciler:
 
 
 # Ready's reasons for a spec that cannot be carried out: only a full reconcile may lift them.
-_REFUSALS = frozenset({SpecInvalid.reason, NameConflict.reason})
+_REFUSALS = frozenset({SpecInvalid.reason, NameConflict.reason, PolicyViolation.reason})
 
 
 async def _nothing() -> list[Any]:

@@ -134,6 +134,12 @@ class EnvSource(_Spec):
     def manifest(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True)
 
+    def reference(self) -> str:
+        """``ConfigMap/NAME`` or ``Secret/NAME``, as a RetailModelPolicy names sources."""
+        if self.secret_ref is not None:
+            return f"Secret/{self.secret_ref.get('name', '')}"
+        return f"ConfigMap/{(self.config_map_ref or {}).get('name', '')}"
+
 
 class RolloutStrategy(StrEnum):
     """How a new model object reaches the pods."""

@@ -31,6 +31,8 @@ CRD = "retailmodels.mlops.retail.io"
 NEEDED = [
     *[(verb, "retailmodels.mlops.retail.io", "") for verb in ("get", "list", "watch", "patch")],
     *[(verb, "retailmodels.mlops.retail.io", "status") for verb in ("get", "patch", "update")],
+    *[(verb, "retailmodelpolicies.mlops.retail.io", "") for verb in ("get", "list", "watch")],
+    ("patch", "retailmodelpolicies.mlops.retail.io", "status"),
     *[
         (verb, resource, "")
         for resource in ("deployments.apps", "services", "configmaps")
@@ -149,6 +151,8 @@ def test_granted_rules_list_nothing_beyond_the_cluster_role(deployed: LocalClust
     ours = {
         "retailmodels.mlops.retail.io",
         "retailmodels.mlops.retail.io/status",
+        "retailmodelpolicies.mlops.retail.io",
+        "retailmodelpolicies.mlops.retail.io/status",
         "deployments.apps",
         "services",
         "configmaps",

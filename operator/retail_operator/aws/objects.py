@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from retail_contract.source import SHA256_METADATA_KEY
 from retail_operator.aws import clients
 from retail_operator.cache import TtlCache
 from retail_operator.errors import AccessDenied, ModelNotFound
@@ -23,20 +24,25 @@ _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 class ModelInspector:
     def __init__(self, *, ttl: float = 5.0) -> None:
-        self._heads: TtlCache[tuple[str, str], ModelObject] = TtlCache(lambda _: ttl)
+        self._heads: TtlCache[tuple[str, str, str], ModelObject] = TtlCache(lambda _: ttl)
         self.calls = 0
 
-    async def head(self, source: ModelSpec) -> ModelObject:
+    async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject:
+        """The object's HEAD; with ``bucket_owner``, only from a bucket that account owns (S3
+        refuses the call otherwise, which reads as AccessDenied)."""
         return await self._heads.get(
-            (source.s3_uri, source.version_id), lambda: asyncio.to_thread(self._head, source)
+            (source.s3_uri, source.version_id, bucket_owner),
+            lambda: asyncio.to_thread(self._head, source, bucket_owner),
         )
 
-    def _head(self, source: ModelSpec) -> ModelObject:
+    def _head(self, source: ModelSpec, bucket_owner: str) -> ModelObject:
         self.calls += 1
         location = source.location
         kwargs: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key}
         if source.version_id:
             kwargs["VersionId"] = source.version_id
+        if bucket_owner:
+            kwargs["ExpectedBucketOwner"] = bucket_owner
         try:
             head = clients.s3().head_object(**kwargs)
         except ClientError as error:
@@ -56,5 +62,6 @@ class ModelInspector:
         return ModelObject(
             etag=str(head.get("ETag", "")).strip('"'),
             version_id=str(head.get("VersionId", "") or ""),
-            sha256=str(metadata.get("sha256", "")),
+            sha256=str(metadata.get(SHA256_METADATA_KEY, "")),
+            size=int(head.get("ContentLength", 0) or 0),
         )

@@ -90,10 +90,15 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def crd_installed(local_cluster: LocalCluster) -> None:
-    local_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
-    local_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io", "--timeout=60s"
-    )
+    for file, name in (
+        ("retailmodel", "retailmodels"),
+        ("retailmodelpolicy", "retailmodelpolicies"),
+    ):
+        document = ROOT / "crds" / f"{file}.yaml"
+        local_cluster.kubectl("apply", "--server-side", "-f", str(document))
+        local_cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}.mlops.retail.io", "--timeout=60s"
+        )
 
 
 @pytest.fixture(scope="session")

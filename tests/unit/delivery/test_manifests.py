@@ -11,6 +11,8 @@ from tests.unit.delivery.manifests import find, render
 OPERATOR_RULES = {
     ("mlops.retail.io", "retailmodels"): {"get", "list", "watch", "patch"},
     ("mlops.retail.io", "retailmodels/status"): {"get", "patch", "update"},
+    ("mlops.retail.io", "retailmodelpolicies"): {"get", "list", "watch"},
+    ("mlops.retail.io", "retailmodelpolicies/status"): {"patch"},
     # delete: the canary Deployment and ConfigMap when a canary ends
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},

@@ -126,7 +126,7 @@ class Models:
 
     latest: ModelObject = field(default_factory=lambda: ModelObject("etag", "v1", "sha-v1"))
 
-    async def head(self, source: ModelSpec) -> ModelObject:
+    async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject:
         if source.version_id:
             return ModelObject("etag", source.version_id, f"sha-{source.version_id}")
         return self.latest

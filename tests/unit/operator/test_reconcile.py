@@ -268,3 +268,28 @@ def test_a_leftover_canary_it_owns_is_removed_and_a_foreign_one_is_not() -> None
     world.reconcile(tracked)
     assert ("Deployment", "prices-canary") in world.store.deleted
     assert "prices-model-canary" in world.store.kinds("ConfigMap")
+
+
+def test_a_spec_outside_the_policy_is_refused_and_what_runs_keeps_running() -> None:
+    from retail_operator.policy import Policy
+
+    world = World()
+    tracked = world.retailmodel("v1")
+    world.reconcile(tracked)
+    world.registry.policies["default"] = Policy.from_body(
+        {"metadata": {"name": "default"}, "spec": {"scanning": {"maxBlockSeverity": "HIGH"}}}
+    )
+    tracked.body["spec"]["image"]["tag"] = "v2"
+    tracked.body["spec"]["scanPolicy"] = {"blockSeverity": "NONE"}
+    world.reconcile(tracked)
+    assert images_applied(world) == [pinned("v1"), pinned("v1")]  # v2 never applied
+    status, reason, message = world.condition(tracked, "Ready")
+    assert (status, reason) == ("False", "PolicyViolation")
+    assert message.startswith("RetailModelPolicy default: scanning.maxBlockSeverity")
+    assert f"still serving {pinned('v1')}" in message
+    assert world.registry.violating == {"default": {tracked.key}}
+    tracked.body["spec"]["scanPolicy"] = {"blockSeverity": "HIGH"}  # back within it
+    world.reconcile(tracked)
+    assert images_applied(world)[-1] == pinned("v2")
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
+    assert world.registry.violating == {"default": set()}
