@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import yaml
+from pydantic import ValidationError
 
+from retail_operator.canary.analysis import ERROR_ALPHA, SHIFT_ALPHA
 from retail_operator.canary.statistics import (
     RATE_RATIOS,
     SHIFT_SCALE,
@@ -17,6 +22,7 @@ from retail_operator.canary.statistics import (
     quantile_ranks,
     shift_p_value,
 )
+from retail_operator.spec import MIN_REQUESTS_FLOOR, Analysis
 
 CLASSES = ("Low", "Medium", "High")
 SHARES = (0.28, 0.43, 0.29)  # the trained model's predicted classes on fresh baskets
@@ -143,3 +149,60 @@ def _rows(n: int, shares: tuple[float, ...]) -> dict[str, float]:
 
 def _named(counts: Looks) -> dict[str, float]:
     return {name: float(count) for name, count in zip(CLASSES, counts, strict=True)}
+
+
+# Analyses that cannot fail are refused, at the API server (the CRD's CEL rules) and here.
+
+
+def test_min_requests_floor_is_where_the_tests_can_first_reject() -> None:
+    """With MIN_REQUESTS_FLOOR requests in each group, a candidate predicting only a class the
+    stable model never does, or failing every request, is rolled back; with one fewer the
+    shift test cannot reject even that, so an analysis could promote anything."""
+    floor = MIN_REQUESTS_FLOOR
+    assert shift_p_value({"Low": floor}, {"High": floor}) <= SHIFT_ALPHA
+    assert shift_p_value({"Low": floor - 1}, {"High": floor - 1}) > SHIFT_ALPHA
+    assert excess_p_value(0, floor, floor, floor) <= ERROR_ALPHA
+
+
+def test_the_crd_refuses_what_the_spec_refuses() -> None:
+    analysis = _crd_analysis()
+    rules = {
+        name: [rule["rule"] for rule in field.get("x-kubernetes-validations", [])]
+        for name, field in analysis["properties"].items()
+    }
+    assert rules["minRequests"] == [f"self >= {MIN_REQUESTS_FLOOR}"]
+    assert rules["maxErrorRate"] == rules["maxPredictionShift"] == ["self < 1.0"]
+    (deadline,) = analysis["x-kubernetes-validations"]
+    assert deadline["fieldPath"] == ".maxDurationSeconds"
+    defaults = Analysis()
+    assert {name: field.get("default") for name, field in analysis["properties"].items()} == {
+        "durationSeconds": defaults.duration_seconds,
+        "maxDurationSeconds": defaults.max_duration_seconds,
+        "minRequests": defaults.min_requests,
+        "maxErrorRate": defaults.max_error_rate,
+        "maxLatencyRatio": defaults.max_latency_ratio,
+        "maxPredictionShift": defaults.max_prediction_shift,
+    }
+
+
+@pytest.mark.parametrize(
+    "analysis",
+    [
+        {"minRequests": MIN_REQUESTS_FLOOR - 1},
+        {"maxErrorRate": 1},
+        {"maxPredictionShift": 1.0},
+        {"durationSeconds": 300, "maxDurationSeconds": 299},
+    ],
+    ids=["minRequests", "maxErrorRate", "maxPredictionShift", "maxDurationSeconds"],
+)
+def test_an_analysis_that_cannot_fail_is_refused(analysis: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        Analysis.model_validate(analysis)
+
+
+def _crd_analysis() -> dict[str, Any]:
+    crd = yaml.safe_load((Path(__file__).parents[3] / "crds" / "retailmodel.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    analysis: dict[str, Any] = schema["rollout"]["properties"]["canary"]["properties"]["analysis"]
+    return analysis
