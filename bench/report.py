@@ -443,6 +443,126 @@ def real_path(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     ]
 
 
+def _rate(hits: int, runs: int) -> str:
+    return f"{hits / runs:.2%} ({hits:,} of {runs:,})"
+
+
+def _spread(figures: dict[str, float] | None, unit: str) -> str:
+    if figures is None:
+        return "—"
+    return f"{figures['median']:,.0f} / {figures['p95']:,.0f}{unit}"
+
+
+def _rolled_back(
+    what: str, scenario: dict[str, Any], at_most: float | None = None, at_least: float = 0.0
+) -> Target:
+    """A target on the share of a scenario's runs rolled back, met when its whole 95 %
+    interval is within the bound: ``at_most`` for candidates that should pass, else
+    ``at_least``."""
+    low, high = scenario["rolled_back_interval"]
+    measured = _rate(scenario["rolled_back"], scenario["runs"])
+    if at_most is not None:
+        return Target(
+            f"canary judge: {what}",
+            f"≤ {at_most * 100:g} %",
+            f"{measured}, 95 % interval up to {high:.2%}",
+            high <= at_most,
+        )
+    return Target(
+        f"canary judge: {what}",
+        f"≥ {at_least * 100:g} %",
+        f"{measured}, 95 % interval from {low:.2%}",
+        low >= at_least,
+    )
+
+
+def canary_judge(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    """The real judge on simulated traffic (issue 22's stated error rates)."""
+    settings, scenarios = result["settings"], {s["name"]: s for s in result["scenarios"]}
+    policy = settings["policy"]
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in settings["stable_shares"].items())
+    lines = [
+        "### The canary judge on simulated traffic (`bench.canary_judge`)",
+        "",
+        "The operator's own `judge`, called every "
+        f"{settings['look_seconds']} s on both groups' totals, on simulated traffic: one "
+        "canary pod beside two stable ones (each request goes to the canary with probability "
+        "1/3), Poisson arrivals at the rate shown, one row per request. The stable model's "
+        f"predicted classes are those of `retail_training`'s model on fresh baskets ({shares}); "
+        "both groups fail 0.5 % of requests unless said otherwise; latency is log-normal like "
+        "the real path's (p50 3.6 ms, p99 11 ms), counted in the predictor's buckets. Default "
+        f"analysis (durationSeconds {policy['durationSeconds']}, minRequests "
+        f"{policy['minRequests']}, maxErrorRate {policy['maxErrorRate']}, maxLatencyRatio "
+        f"{policy['maxLatencyRatio']}, maxPredictionShift {policy['maxPredictionShift']}, "
+        f"deadline {settings['deadline_seconds']} s); *watched* runs are never promoted "
+        "early, so every look up to the deadline can roll them back. Seed "
+        f"{settings['seed']}: a rerun gives the same figures. Rolled-back intervals are 95 % "
+        "Wilson intervals; verdict times are over the runs that reached the expected verdict.",
+        "",
+        "| scenario | req/s | runs | promoted | rolled back (by rule) | rolled back, 95 % "
+        "interval | verdict s, median / p95 | candidate requests at verdict, median / p95 |",
+        "|---|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for s in scenarios.values():
+        rules = ", ".join(f"{rule} {n}" for rule, n in s["rolled_back_by_rule"].items())
+        low, high = s["rolled_back_interval"]
+        lines.append(
+            f"| {s['what']} | {s['rate']} | {s['runs']:,} | {s['promoted']:,} | "
+            f"{s['rolled_back']:,}{f' ({rules})' if rules else ''} | {low:.2%}–{high:.2%} | "
+            f"{_spread(s['verdict_seconds'], '')} | {_spread(s['verdict_canary_requests'], '')} |"
+        )
+    curves = [
+        s for s in scenarios.values() if s["expected"] == "RollBack" or "retrained" in s["name"]
+    ]
+    sizes = list(curves[0]["rolled_back_by_canary_requests"])
+    lines += [
+        "",
+        "Share of runs rolled back by the look at which the candidate had at most this many "
+        "requests (looks come every 5 s, so at 300 req/s every 500 candidate requests):",
+        "",
+        "| scenario | req/s | " + " | ".join(f"{int(n):,}" for n in sizes) + " |",
+        "|---|---:|" + "---:|" * len(sizes),
+    ]
+    for s in curves:
+        shares_by_size = s["rolled_back_by_canary_requests"]
+        lines.append(
+            f"| {s['what']} | {s['rate']} | "
+            + " | ".join(f"{shares_by_size[n]:.1%}" for n in sizes)
+            + " |"
+        )
+    deadline, sample = settings["deadline_seconds"], settings["sample_size"]
+    targets = [
+        _rolled_back(
+            "same-model (A/A) candidates rolled back by any rule, watched to the "
+            f"{deadline} s deadline, {scenarios[name]['rate']} req/s",
+            scenarios[name],
+            at_most=0.01,
+        )
+        for name in ("aa-busy-watched", "aa-quiet-watched")
+    ]
+    targets += [
+        _rolled_back(
+            f"{scenarios[name]['what']} rolled back before promotion, with about {sample:,} "
+            f"candidate rows at the promotion look ({scenarios[name]['rate']} req/s)",
+            scenarios[name],
+            at_least=0.95,
+        )
+        for name in ("shift-down-moderate", "shift-up-moderate")
+    ]
+    errors = ("errors-busy", "errors-from-zero-busy", "errors-quiet", "errors-quiet-longer")
+    targets += [
+        _rolled_back(
+            f"{scenarios[name]['what']} rolled back before promotion "
+            f"({scenarios[name]['rate']} req/s; median / p95 verdict "
+            f"{_spread(scenarios[name]['verdict_seconds'], ' s')})",
+            scenarios[name],
+            at_least=0.95,
+        )
+        for name in (*errors, "errors-from-zero-quiet")
+    ]
+    return lines, targets
+
+
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "**not met**", None: "not measured"}[met]
 
@@ -457,6 +577,7 @@ def main() -> None:
         ("serving_reload", serving_reload),
         ("operator_scale", operator_scale),
         ("real_path", real_path),
+        ("canary_judge", canary_judge),
     ):
         result = read_result(name)
         if result is None:
@@ -466,7 +587,7 @@ def main() -> None:
         sections += [
             *lines,
             "",
-            ("" if name == "real_path" else f"Chart: `bench/{name}.png`. ")
+            ("" if name in ("real_path", "canary_judge") else f"Chart: `bench/{name}.png`. ")
             + f"Commit {result.get('commit', '?')}, finished "
             f"{result['finished_at'][:19]} UTC.",
             "",
@@ -482,12 +603,14 @@ def main() -> None:
         "the same run on the same machine (2 shared cores: servers on core 0, load generators",
         "on core 1).",
         "",
-        "## Targets (issues 7 and 15)",
+        "## Targets (issues 7, 15 and 22)",
         "",
         "A verdict for every measured scale and concurrency. Throughput ratios count successful",
         "requests only; a p99 is compared with the lowest peer p99, and a run with any failed",
         "request has no p99 to its credit (∞). Each serving target names which of our routes",
-        "is compared with the peers' v2 tensor route.",
+        "is compared with the peers' v2 tensor route. The canary judge's targets are rates over",
+        "seeded simulated runs (`bench.canary_judge`, not run by `make bench`), met when their",
+        "95 % interval clears the target.",
         "",
         "| target | wanted | measured | verdict |",
         "|---|---|---|---|",

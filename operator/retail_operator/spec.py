@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from retail_contract.source import ModelSource, S3Uri
@@ -148,16 +148,34 @@ class RolloutStrategy(StrEnum):
     CANARY = "Canary"  # a few pods serve it first; it is promoted or rolled back by analysis
 
 
+# The fewest requests per group with which the judge's tests can reject anything at their
+# alpha: below it, even a candidate that predicts only classes the stable model never does is
+# promoted. The CRD refuses a smaller minRequests with the same number.
+MIN_REQUESTS_FLOOR = 50
+
+
 class Analysis(_Spec):
-    """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet."""
+    """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet.
+
+    The CRD's CEL rules refuse an analysis that cannot fail; the same bounds hold here."""
 
     duration_seconds: int = 120
     # No verdict by then rolls the candidate back (Inconclusive); None: 10 × duration_seconds.
     max_duration_seconds: int | None = None
-    min_requests: int = 200
-    max_error_rate: float = 0.01
+    min_requests: int = Field(200, ge=MIN_REQUESTS_FLOOR)
+    # How far the candidate's failure rate may exceed the stable pods' (0.01: one point more).
+    max_error_rate: float = Field(0.01, ge=0, lt=1)
     max_latency_ratio: float = 1.5
-    max_prediction_shift: float = 0.10
+    # Below the power target's five points, so a five-point shift can roll back.
+    max_prediction_shift: float = Field(0.03, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _a_deadline_after_the_duration(self) -> Analysis:
+        if self.max_duration_seconds is not None and (
+            self.max_duration_seconds < self.duration_seconds
+        ):
+            raise ValueError("maxDurationSeconds must be at least durationSeconds")
+        return self
 
     @property
     def deadline_seconds(self) -> int:
