@@ -94,6 +94,9 @@ MALFORMED = [
         ("spec.rollout", {"canary": {"analysis": {field: value}}}, f"analysis.{field}")
         for field, value in [
             ("minRequests", 0),  # zero requests would let silence promote
+            ("minRequests", 49),  # below 50 no test can reject: an analysis that cannot fail
+            ("maxErrorRate", 1),
+            ("maxPredictionShift", 1.0),
             ("durationSeconds", 1),
             ("maxErrorRate", 1.5),
             ("maxLatencyRatio", 0.5),
@@ -117,6 +120,18 @@ def test_malformed_spec_is_rejected_naming_the_field(
     assert result.returncode != 0, f"accepted: {document['spec']}"
     assert "is invalid" in result.stderr
     assert named in result.stderr
+
+
+def test_a_deadline_before_the_duration_is_refused(
+    local_cluster: LocalCluster, crd_installed: None
+) -> None:
+    analysis = {"durationSeconds": 120, "maxDurationSeconds": 60}
+    document = mutate("spec.rollout", {"canary": {"analysis": analysis}})
+    document["metadata"]["name"] = f"bad-{uuid.uuid4().hex[:6]}"
+    result = local_cluster.kubectl(
+        "create", "-n", "default", "-f", "-", stdin=yaml.safe_dump(document), check=False
+    )
+    assert result.returncode != 0 and "must be at least durationSeconds" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -168,7 +183,7 @@ def test_valid_spec_is_accepted_with_defaults(
                 "minRequests": 200,
                 "maxErrorRate": 0.01,
                 "maxLatencyRatio": 1.5,
-                "maxPredictionShift": 0.1,
+                "maxPredictionShift": 0.03,
             },
         },
     }
