@@ -22,7 +22,13 @@ from retail_operator.errors import NameConflict
 from retail_operator.kube import KubeApi
 from retail_operator.objects import Tracked, controller_uid
 
-_API_VERSIONS = {"Deployment": "apps/v1", "ConfigMap": "v1", "Service": "v1"}
+_API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ConfigMap": "v1",
+    "Service": "v1",
+    "PodDisruptionBudget": "policy/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+}
 
 
 def _describe_owner(body: Mapping[str, Any]) -> str:

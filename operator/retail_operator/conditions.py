@@ -82,17 +82,19 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _rollout_state(deployment: DeploymentState | None, replicas: int) -> Check:
+def _rollout_state(deployment: DeploymentState | None, minimum: int) -> Check:
+    """Available: at least ``minimum`` replicas available (all of them for a fixed count; the
+    autoscaler's minimum while it scales, so a scale-up is not an outage)."""
     if deployment is None:
         return Check("False", "NotDeployed", "No Deployment exists yet")
-    if replicas == 0 and deployment.rolled_out:
+    if minimum == 0 and deployment.replicas == 0 and deployment.template_rolled_out:
         return Check("True", "ScaledToZero", "The Deployment is scaled to zero replicas")
     counted = f"{deployment.available_replicas}/{deployment.replicas} replicas available"
-    if deployment.available:
-        return Check("True", "MinimumReplicasAvailable", counted)
     if deployment.progress_failed:
         return Check("False", "ProgressDeadlineExceeded", deployment.available_message)
-    return Check("False", "MinimumReplicasUnavailable", counted)
+    if minimum > 0 and deployment.available_replicas >= minimum:
+        return Check("True", "MinimumReplicasAvailable", counted)
+    return Check("False", "MinimumReplicasUnavailable", f"{counted} (at least {minimum} wanted)")
 
 
 def describe(
@@ -102,12 +104,13 @@ def describe(
     desired_image: str | None,
     deployed_image: str | None,
     deployment: DeploymentState | None,
-    replicas: int,
+    minimum: int,
     running: Check | None = None,
 ) -> dict[str, Check]:
-    """The conditions. Ready is the summary: the spec is fully rolled out, available, and what
-    runs still passes the scan policy. RunningImageCompliant appears once something runs."""
-    available = _rollout_state(deployment, replicas)
+    """The conditions. Ready is the summary: the spec is fully rolled out (every pod on the
+    current template), at least ``minimum`` replicas are available, and what runs still passes
+    the scan policy. RunningImageCompliant appears once something runs."""
+    available = _rollout_state(deployment, minimum)
     checks = {IMAGE_SCAN_PASSED: image, MODEL_AVAILABLE: model, AVAILABLE: available}
     if running is not None:
         checks[RUNNING_IMAGE_COMPLIANT] = running
@@ -121,7 +124,7 @@ def describe(
         ready = Check("False", model.reason, f"Model not rolled out: {model.message}{serving}")
     elif deployment is None or deployed_image is None or deployed_image != desired_image:
         ready = Check("False", "RolloutPending", f"Rolling out {desired_image}")
-    elif deployment.image != desired_image or not deployment.rolled_out:
+    elif deployment.image != desired_image or not deployment.template_rolled_out:
         ready = Check(
             "False",
             "RolloutInProgress",

@@ -75,12 +75,12 @@ class DeploymentState:
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
 
     @property
-    def rolled_out(self) -> bool:
-        """Every desired pod runs the current template and is available; no old pods remain."""
+    def template_rolled_out(self) -> bool:
+        """Every pod runs the current template; no old pods remain (availability aside: a
+        scale-up adds current pods that are not available yet, and is no rollout)."""
         return (
             self.observed_generation >= self.generation
             and self.updated_replicas == self.replicas
-            and self.available_replicas == self.replicas
             and self.total_replicas == self.replicas
         )
 

@@ -26,6 +26,7 @@ from retail_operator.canary.scraping import PodMetrics, parse_networks
 from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
+from retail_operator.modelwatch import ModelWatch
 from retail_operator.objects import Registry
 from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
@@ -75,6 +76,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kopf_settings.watching.client_timeout = 330
     kopf_settings.watching.connect_timeout = 10
     kopf_settings.networking.request_timeout = 60
+    namespaced = bool(memo.get("namespaced"))
+    if namespaced:  # no cluster-wide reads of CustomResourceDefinitions to discover resources
+        kopf_settings.scanning.disabled = True
     kube = KubeApi(await load_configuration())
     events = EventPoster(kube)
     pods = PodMetrics(kube, networks=parse_networks(config.scrape_networks))
@@ -118,8 +122,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.scheduler = scheduler
     memo.resync_seconds = config.resync_seconds
     memo.loop_task = asyncio.create_task(scheduler.run(), name="retail-scheduler")
+    watch = ModelWatch(
+        registry,
+        reconciler.models,
+        scheduler.schedule,
+        interval=config.model_watch_seconds,
+        leading=election.leading if election else None,
+    )
+    memo.watch_task = asyncio.create_task(watch.run(), name="retail-model-watch")
+    # A namespaced operator sees some namespaces only: the policies' counts are not its to say.
     memo.policy_task = asyncio.create_task(
-        _report_policies(registry, kube, election), name="retail-policy-status"
+        _report_policies(registry, kube, election, enabled=not namespaced),
+        name="retail-policy-status",
     )
     if election is None:
         metrics.LEADER.set(1)
@@ -137,12 +151,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 
 async def _report_policies(
-    registry: Registry, kube: KubeApi, election: LeaderElection | None
+    registry: Registry, kube: KubeApi, election: LeaderElection | None, *, enabled: bool
 ) -> None:
     """Keep each RetailModelPolicy's status (which namespaces, how many RetailModels outside
     it) current, from the leader, writing only what changed."""
     written: dict[str, dict[str, Any]] = {}
-    while True:
+    while enabled:
         await asyncio.sleep(POLICY_STATUS_SECONDS)
         if election is not None and not election.is_leader:
             written.clear()
@@ -164,6 +178,7 @@ async def _report_policies(
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.policy_task.cancel()
+    memo.watch_task.cancel()
     memo.loop_task.cancel()
     await memo.scheduler.stop()
     if memo.election is not None:
@@ -274,6 +289,16 @@ async def deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _child_event("Service", type, body, memo)
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
+async def disruption_budget_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _child_event("PodDisruptionBudget", type, body, memo)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
+async def autoscaler_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _child_event("HorizontalPodAutoscaler", type, body, memo)
 
 
 @kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)

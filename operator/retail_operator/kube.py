@@ -42,6 +42,9 @@ from retail_operator.errors import (
 logger = logging.getLogger(__name__)
 
 FIELD_MANAGER = "retail-operator"
+# Holds a Deployment's replica count between the operator leaving it and its autoscaler
+# taking it (``scale``).
+HANDOFF_MANAGER = "retail-operator-handoff"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 # A 404 answers these: nothing to read, or nothing left to delete.
@@ -54,6 +57,14 @@ _PATHS = {
     ("v1", "Pod"): "/api/v1/namespaces/{namespace}/pods/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
     ("apps/v1", "ReplicaSet"): "/apis/apps/v1/namespaces/{namespace}/replicasets/{name}",
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+    ): "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}",
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+    ): "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}",
     (
         "mlops.retail.io/v1alpha1",
         "RetailModel",
@@ -103,6 +114,16 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif value != before:
             patch[key] = value
     return patch
+
+
+def owns_replicas(deployment: Mapping[str, Any]) -> bool:
+    """Whether the operator's server-side applies own the Deployment's ``spec.replicas``."""
+    return any(
+        entry.get("manager") == FIELD_MANAGER
+        and entry.get("operation") == "Apply"
+        and "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {})
+        for entry in deployment.get("metadata", {}).get("managedFields") or []
+    )
 
 
 class KubeApi:
@@ -229,6 +250,19 @@ class KubeApi:
             "PATCH",
             f"{path}/status",
             body={"metadata": {"uid": uid}, "status": status},
+            content_type=MERGE_PATCH,
+        )
+
+    async def hand_off_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Write a Deployment's replicas (unchanged) as the hand-off manager, so that it owns
+        them too. A plain merge patch of the Deployment, not its scale subresource: admission
+        (the operator's ValidatingAdmissionPolicy) sees the Deployment, labels and owner."""
+        path = object_path("apps/v1", "Deployment", namespace, name)
+        await self._request(
+            "PATCH",
+            path,
+            query=[("fieldManager", HANDOFF_MANAGER)],
+            body={"spec": {"replicas": replicas}},
             content_type=MERGE_PATCH,
         )
 

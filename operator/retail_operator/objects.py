@@ -65,6 +65,7 @@ class Tracked:
     written: RetailModelStatus | None = None
     applied: Applied | None = None
     window: Window | None = None
+    model_seen: str = ""  # the model object's version the last reconcile saw (ModelWatch)
 
     @property
     def uid(self) -> str:
@@ -81,6 +82,7 @@ class Tracked:
         self.written = None
         self.applied = None
         self.window = None
+        self.model_seen = ""
 
 
 class Registry:

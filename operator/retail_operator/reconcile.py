@@ -49,7 +49,7 @@ from retail_operator.errors import (
     SpecInvalid,
 )
 from retail_operator.facts import DeploymentState, ModelObject, ScanReport
-from retail_operator.kube import KubeApi, merge_patch
+from retail_operator.kube import KubeApi, merge_patch, owns_replicas
 from retail_operator.objects import Applied, Tracked
 from retail_operator.rendering import Owner, Target
 from retail_operator.scanpolicy import ImageDecision, evaluate_scan
@@ -57,6 +57,7 @@ from retail_operator.spec import ImageRef, ModelSpec, RetailModelSpec
 from retail_operator.status import (
     ImageStatus,
     ModelStatus,
+    ReplicaStatus,
     RetailModelStatus,
     RolloutStatus,
     condition,
@@ -170,6 +171,8 @@ class Reconciler:
             self._check_model(spec.model, bucket_owner),
             _running(live),
         )
+        if found is not None:
+            tracked.model_seen = found.version_id or "unversioned"
         if found is not None and (too_large := policy.model_too_large(found.size, policies)):
             broken.append(too_large)
         tracked.registry.record_violations(tracked.key, {v.policy for v in broken})
@@ -223,7 +226,7 @@ class Reconciler:
             desired_image=desired.image if desired else None,
             deployed_image=deployed.image if deployed else None,
             deployment=deployment,
-            replicas=spec.replicas,
+            minimum=spec.minimum_replicas,
             running=running_check,
         )
         if step is not None:
@@ -240,6 +243,10 @@ class Reconciler:
         )
         if step is not None:
             status["rollout"] = step.rollout
+        if deployment is not None:
+            status["replicas"] = ReplicaStatus(
+                desired=deployment.replicas, available=deployment.available_replicas
+            )
         if deployed is not None:
             status["deployedImage"] = deployed.image
             status["deployedModel"] = _source_status(deployed.model)
@@ -351,6 +358,7 @@ class Reconciler:
         track = rendering.CANARY_TRACK
         await self.children.remove(live, "Deployment", track.deployment_name(owner))
         await self.children.remove(live, "ConfigMap", track.config_map_name(owner))
+        await self.children.remove(live, "PodDisruptionBudget", track.deployment_name(owner))
 
     async def _apply_children(
         self,
@@ -361,10 +369,14 @@ class Reconciler:
         memory: str | None,
     ) -> DeploymentState:
         """Apply the children: the Service alongside the ConfigMap then the Deployment (which
-        mounts the ConfigMap, so it goes second). A new Service waits longest at the API server
-        (it allocates a cluster IP): applied after the others, it held each reconcile for
-        seconds when many RetailModels rolled out at once (bench/RESULTS.md)."""
-        rendered = rendering.render_children(subject.spec, subject.owner, target, memory)
+        mounts the ConfigMap, so it goes second), then the disruption budget and the
+        autoscaler the spec asks for; remove the ones it no longer asks for. A new Service
+        waits longest at the API server (it allocates a cluster IP): applied after the others,
+        it held each reconcile for seconds when many RetailModels rolled out at once
+        (bench/RESULTS.md)."""
+        spec, owner = subject.spec, subject.owner
+        replicas = await self._replicas(live, spec, owner)
+        rendered = rendering.render_children(spec, owner, target, memory, replicas=replicas)
         await self.children.claim(live, rendered)
         documents = {m["kind"]: m for m in rendered}
 
@@ -375,8 +387,34 @@ class Reconciler:
         applied: tuple[dict[str, Any], dict[str, Any]] = await asyncio.gather(
             config_then_deployment(), self.children.apply(live, documents["Service"])
         )
+        for kind in rendering.OPTIONAL_KINDS:
+            if kind in documents:
+                await self.children.apply(live, documents[kind])
+            else:
+                await self.children.remove(live, kind, owner.name)
         tracked.applied = Applied(target, {(m["kind"], m["metadata"]["name"]): m for m in rendered})
         return DeploymentState.from_live(applied[0])
+
+    async def _replicas(
+        self, live: LiveChildren, spec: RetailModelSpec, owner: Owner
+    ) -> int | None:
+        """The replica count to apply: the spec's; with an autoscaler, the spec's only to
+        start a new Deployment (within the autoscaler's bounds), and none after, so the
+        autoscaler owns it. Leaving the field out of an apply would reset it to 1 while the
+        operator is its only owner: the live count is first handed over to another field
+        manager (the same count, written by another field manager), and only then left out."""
+        scaling = spec.autoscaling
+        if scaling is None:
+            return spec.replicas
+        existing = await live.owned("Deployment", owner.name)
+        if existing is None:
+            return max(scaling.min_replicas, min(spec.replicas, scaling.max_replicas))
+        full = await self.kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+        if full is not None and owns_replicas(full):
+            await self.kube.hand_off_replicas(
+                owner.namespace, owner.name, int(full["spec"]["replicas"])
+            )
+        return None
 
     async def _refresh_pods(self, owner: Owner, target: Target) -> None:
         """Annotate the stable pods with the model source their ConfigMap now holds, so that
@@ -505,7 +543,7 @@ class Reconciler:
                 desired_image=subject.spec.image.pinned(digest) if digest else None,
                 deployed_image=applied.target.image,
                 deployment=DeploymentState.from_live(dict(live)),
-                replicas=subject.spec.replicas,
+                minimum=subject.spec.minimum_replicas,
                 running=checks.get("RunningImageCompliant"),
             )
             for type_ in (MODEL_ROLLED_OUT, READY):

@@ -32,7 +32,7 @@ from typing import Any
 
 from retail_contract import env
 from retail_contract.source import MODEL_SOURCE_DIR, MODEL_SOURCE_FILE, MODEL_SOURCE_PATH
-from retail_operator.spec import ModelSpec, RetailModelSpec
+from retail_operator.spec import ModelSpec, RetailModelSpec, Spread
 
 GROUP = "mlops.retail.io"
 VERSION = "v1alpha1"
@@ -211,12 +211,45 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
     return container
 
 
+_TOPOLOGY_KEYS = (("zone", "topology.kubernetes.io/zone"), ("node", "kubernetes.io/hostname"))
+
+
+def _spread(spec: RetailModelSpec, track: Track, owner: Owner) -> list[dict[str, Any]]:
+    """Replicas spread across zones and nodes (soft by default): a zone or a node lost takes
+    as few of them as the cluster allows. Counted per ReplicaSet (the pod-template hash), so a
+    rolling update's new pods spread among themselves."""
+    constraints = []
+    for field, key in _TOPOLOGY_KEYS:
+        how: Spread = getattr(spec.topology_spread, field)
+        if how is Spread.OFF:
+            continue
+        constraints.append(
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "DoNotSchedule" if how is Spread.HARD else "ScheduleAnyway",
+                "labelSelector": {"matchLabels": track.pod_labels(owner)},
+                "matchLabelKeys": ["pod-template-hash"],
+            }
+        )
+    return constraints
+
+
 def render_deployment(
-    spec: RetailModelSpec, owner: Owner, target: Target, track: Track | None = None
+    spec: RetailModelSpec,
+    owner: Owner,
+    target: Target,
+    track: Track | None = None,
+    *,
+    replicas: int | None = -1,
 ) -> Manifest:
-    """The stable Deployment (``track`` None: as the spec's strategy implies) or the canary."""
+    """The stable Deployment (``track`` None: as the spec's strategy implies) or the canary.
+
+    ``replicas`` None leaves the count out of the document (an autoscaler owns it); -1 takes
+    it from the spec."""
     track = track or stable_track(spec)
-    replicas = spec.rollout.canary.replicas if track is CANARY_TRACK else spec.replicas
+    if replicas == -1:
+        replicas = spec.rollout.canary.replicas if track is CANARY_TRACK else spec.replicas
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -239,12 +272,15 @@ def render_deployment(
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [t.manifest() for t in spec.tolerations]
+    if spread := _spread(spec, track, owner):
+        pod_spec["topologySpreadConstraints"] = spread
+    deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(owner, track.deployment_name(owner)),
         "spec": {
-            "replicas": replicas,
+            **deployment_spec,
             "selector": {"matchLabels": track.selector(owner)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -280,22 +316,97 @@ def render_service(owner: Owner) -> Manifest:
     }
 
 
+def render_disruption_budget(spec: RetailModelSpec, owner: Owner, track: Track) -> Manifest | None:
+    """The group's PodDisruptionBudget, when it has two pods or more and budgets are on: a
+    node drain (an EKS node group upgrade) evicts at most ``maxUnavailable`` of them at once.
+    Pods that are not ready may always be evicted, so a crash-looping pod never blocks a drain."""
+    if track is CANARY_TRACK:
+        fewest = spec.rollout.canary.replicas
+    else:
+        fewest = spec.minimum_replicas
+    if not spec.disruption.enabled or fewest < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, track.deployment_name(owner)),
+        "spec": {
+            "maxUnavailable": spec.disruption.max_unavailable,
+            "selector": {"matchLabels": track.pod_labels(owner)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def render_autoscaler(spec: RetailModelSpec, owner: Owner) -> Manifest | None:
+    """The stable Deployment's HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation)."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": scaling.scale_down_stabilization_seconds
+                }
+            },
+        },
+    }
+
+
+# Children a RetailModel has only with some specs: removed (if it owns them) when not rendered.
+OPTIONAL_KINDS = ("PodDisruptionBudget", "HorizontalPodAutoscaler")
+
+
 def render_children(
-    spec: RetailModelSpec, owner: Owner, target: Target, memory: str | None = None
+    spec: RetailModelSpec,
+    owner: Owner,
+    target: Target,
+    memory: str | None = None,
+    *,
+    replicas: int | None = -1,
 ) -> list[Manifest]:
-    """Every child, in the order to apply them (the ConfigMap before the pods that mount it)."""
+    """Every child, in the order to apply them (the ConfigMap before the pods that mount it):
+    the ConfigMap, the Deployment (``replicas`` as in ``render_deployment``), the Service, and
+    the disruption budget and the autoscaler when the spec asks for them."""
+    optional = (
+        render_disruption_budget(spec, owner, stable_track(spec)),
+        render_autoscaler(spec, owner),
+    )
     return [
         render_config_map(owner, target, stable_track(spec), memory),
-        render_deployment(spec, owner, target),
+        render_deployment(spec, owner, target, replicas=replicas),
         render_service(owner),
+        *(manifest for manifest in optional if manifest is not None),
     ]
 
 
 def render_canary(spec: RetailModelSpec, owner: Owner, target: Target) -> list[Manifest]:
-    """The canary's ConfigMap (pinned to the candidate) and Deployment, in the order to apply."""
+    """The canary's ConfigMap (pinned to the candidate), Deployment and, with two pods or more,
+    disruption budget, in the order to apply."""
+    budget = render_disruption_budget(spec, owner, CANARY_TRACK)
     return [
         render_config_map(owner, target, CANARY_TRACK),
         render_deployment(spec, owner, target, CANARY_TRACK),
+        *([budget] if budget else []),
     ]
 
 

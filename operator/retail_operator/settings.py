@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIL_OPERATOR_", frozen=True)
 
+    namespaces: str = Field(
+        "",
+        description="Namespaces to serve, comma-separated (the namespaced install); empty: all. "
+        "The command line's --namespace takes precedence.",
+    )
     resync_seconds: float = Field(
         60.0, gt=0, description="Re-check every RetailModel this often (new scans, new models)."
     )
@@ -20,6 +25,12 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Re-check this soon while a scan is in progress."
     )
     concurrency: int = Field(32, ge=1, description="Reconciles running at once.")
+    model_watch_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often the model object of a Canary RetailModel is looked at (a HEAD), "
+        "so a new upload starts its canary within seconds rather than at the next resync.",
+    )
     tag_ttl_seconds: float = Field(15.0, ge=0, description="How long a tag→digest is trusted.")
     scan_ttl_seconds: float = Field(60.0, ge=0, description="How long a finished scan is cached.")
     model_ttl_seconds: float = Field(5.0, ge=0, description="How long an S3 HEAD is cached.")

@@ -198,6 +198,39 @@ class RolloutPolicy(_Spec):
         return self.strategy is RolloutStrategy.CANARY
 
 
+class Autoscaling(_Spec):
+    """``spec.autoscaling``: a HorizontalPodAutoscaler (autoscaling/v2) on the stable pods, on
+    their CPU use against their CPU request; ``replicas`` then only sets the start."""
+
+    min_replicas: int = 1
+    max_replicas: int
+    target_cpu_utilization_percentage: int = Field(70, alias="targetCPUUtilizationPercentage")
+    scale_down_stabilization_seconds: int = 300
+
+
+class Disruption(_Spec):
+    """``spec.disruption``: the PodDisruptionBudget of each group with two pods or more (a
+    drain or an eviction may take at most ``maxUnavailable`` of them at once)."""
+
+    enabled: bool = True
+    max_unavailable: int | str = 1
+
+
+class Spread(StrEnum):
+    """How replicas spread over a topology: soft (preferred), hard (required) or not at all."""
+
+    SOFT = "Soft"
+    HARD = "Hard"
+    OFF = "Off"
+
+
+class TopologySpread(_Spec):
+    """``spec.topologySpread``: replicas spread across zones and nodes, softly by default."""
+
+    zone: Spread = Spread.SOFT
+    node: Spread = Spread.SOFT
+
+
 class RetailModelSpec(_Spec):
     image: ImageRef
     model: ModelSpec
@@ -210,6 +243,14 @@ class RetailModelSpec(_Spec):
     tolerations: tuple[Toleration, ...] = ()
     rollout: RolloutPolicy = RolloutPolicy()
     env_from: tuple[EnvSource, ...] = ()
+    autoscaling: Autoscaling | None = None
+    disruption: Disruption = Disruption()
+    topology_spread: TopologySpread = TopologySpread()
+
+    @property
+    def minimum_replicas(self) -> int:
+        """The fewest stable pods the spec asks for: what Ready waits for."""
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
     @classmethod
     def from_body(cls, spec: Mapping[str, Any]) -> RetailModelSpec:

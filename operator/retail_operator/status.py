@@ -73,8 +73,8 @@ class RolloutStatus(TypedDict):
 
 
 class ReplicaStatus(TypedDict):
-    desired: int
-    current: int
+    desired: int  # the stable Deployment's replicas (the autoscaler's choice, with one)
+    available: int
 
 
 class RetailModelStatus(TypedDict, total=False):

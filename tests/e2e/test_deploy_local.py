@@ -41,6 +41,11 @@ NEEDED = [
     ("delete", "deployments.apps", ""),  # the canary's, when a canary ends
     ("delete", "configmaps", ""),
     ("list", "replicasets.apps", ""),  # a Deployment's current ReplicaSet: a canary group
+    *[
+        (verb, resource, "")
+        for resource in ("poddisruptionbudgets.policy", "horizontalpodautoscalers.autoscaling")
+        for verb in ("get", "list", "watch", "create", "patch", "delete")
+    ],
     ("get", "pods", ""),  # the canary analysis reads pods' /metrics by pod IP
     ("list", "pods", ""),
     ("patch", "pods", ""),  # the model-source annotation, so the kubelet refreshes the ConfigMap
@@ -162,6 +167,8 @@ def test_granted_rules_list_nothing_beyond_the_cluster_role(deployed: LocalClust
         "customresourcedefinitions.apiextensions.k8s.io",
         "pods",  # get/list/patch: the pods whose metrics it reads, and their source annotation
         "replicasets.apps",  # list: which pods are a group's
+        "poddisruptionbudgets.policy",
+        "horizontalpodautoscalers.autoscaling",
     }
     assert resources - everyone == ours
 

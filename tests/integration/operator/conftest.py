@@ -75,6 +75,22 @@ class OperatorProcess:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def reconciles(self) -> float:
+        return sum(
+            value
+            for name, value in self.metrics().items()
+            if name.startswith("retail_operator_reconciles_total")
+        )
+
+    def wait_reconciles(self, count: int, timeout: float = 60) -> None:
+        """Until ``count`` more reconciles have finished (of any RetailModel)."""
+        target = self.reconciles() + count
+        deadline = time.monotonic() + timeout
+        while self.reconciles() < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {count} reconciles in {timeout} s")
+            time.sleep(0.2)
+
     def metrics(self) -> dict[str, float]:
         """The operator's /metrics as {"name{labels}": value}."""
         port = self.env["RETAIL_OPERATOR_METRICS_PORT"]

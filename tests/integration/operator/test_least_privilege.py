@@ -160,3 +160,84 @@ def test_with_its_own_token_alone_it_does_its_whole_job(
         "team=evil",
     )  # fmt: skip
     assert refused(label, "retail-operator-annotates-pods-only"), label.stderr
+
+
+NAMESPACED_ACCOUNT = "retail-operator-namespaced"
+
+
+@pytest.fixture
+def namespaced_install(scenario: Scenario, tmp_path: Path) -> Iterator[Path]:
+    """deploy/overlays/namespaced's RBAC, serving this test's namespace only, for a
+    ServiceAccount of its own (the cluster-wide install's account is bound cluster-wide by the
+    other tests here): its token's kubeconfig."""
+    cluster = scenario.cluster
+    rendered = cluster.kubectl("kustomize", str(ROOT / "deploy" / "overlays" / "namespaced"))
+    documents = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    cluster_roles = {d["metadata"]["name"] for d in documents if d["kind"] == "ClusterRole"}
+    assert cluster_roles == {"retail-operator-policy-reader"}  # nothing cluster-wide to write
+    kept = []
+    for document in documents:
+        if document["kind"] not in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}:
+            continue
+        meta = document["metadata"]
+        if meta.get("namespace") == "retail":
+            meta["namespace"] = scenario.namespace
+        if document["kind"].startswith("Cluster"):
+            meta["name"] = f"{meta['name']}-{scenario.namespace}"
+            if "roleRef" in document:
+                document["roleRef"]["name"] = f"{document['roleRef']['name']}-{scenario.namespace}"
+        for subject in document.get("subjects", []):
+            subject["name"] = NAMESPACED_ACCOUNT
+        kept.append(document)
+    cluster.kubectl("create", "serviceaccount", NAMESPACED_ACCOUNT, "-n", NAMESPACE, check=False)
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(kept))
+    token = cluster.kubectl(
+        "create", "token", NAMESPACED_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    try:
+        yield cluster.token_kubeconfig(token, tmp_path / "namespaced-kubeconfig")
+    finally:
+        for document in kept:
+            if document["kind"].startswith("Cluster"):
+                cluster.kubectl(
+                    "delete", document["kind"].lower(), document["metadata"]["name"], check=False
+                )
+
+
+def test_the_namespaced_install_does_its_job_in_its_namespace_and_nowhere_else(
+    scenario: Scenario, namespaced_install: Path, tmp_path: Path
+) -> None:
+    other = scenario.cluster.test_namespace("other")
+    try:
+        for verb, args in (
+            ("create", ("configmap", "x", "-n", other, "--from-literal=a=b")),
+            ("get", ("pods", "-n", other)),
+            ("get", ("deployments", "-n", "kube-system")),
+        ):
+            result = as_operator(scenario.cluster, namespaced_install, verb, *args)
+            assert result.returncode != 0 and "forbidden" in result.stderr, result.stderr
+    finally:
+        scenario.cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+    session = scenario.operator
+    session.stop()
+    port = free_port()
+    env = session.env | {
+        "KUBECONFIG": str(namespaced_install),
+        "RETAIL_OPERATOR_NAMESPACES": scenario.namespace,
+        "RETAIL_OPERATOR_LEADER_ELECTION": "false",  # the Lease's Role names another account
+        "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
+        "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
+    }
+    namespaced = OperatorProcess(env, tmp_path / "namespaced.log", port)
+    namespaced.start()
+    try:
+        scenario.operator = namespaced
+        scenario.image("v1")
+        scenario.apply(scenario.manifest("prices", "v1", scenario.model()))
+        scenario.wait_condition("prices", "Ready", "True")
+        assert "Forbidden" not in namespaced.logs(), namespaced.logs()[-3000:]
+    finally:
+        namespaced.stop()
+        scenario.operator = session
+        session.start()

@@ -18,6 +18,16 @@ OPERATOR_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     # list: a Deployment's current ReplicaSet, whose pods alone are a canary group's evidence
     ("apps", "replicasets"): {"list"},
+    # the budgets and the autoscaler a spec asks for
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("autoscaling", "horizontalpodautoscalers"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     # get/list: the canary analysis reads pods' /metrics by pod IP; patch: the model-source
     # annotation that makes the kubelet refresh a changed ConfigMap at once

@@ -39,6 +39,7 @@ class ObjectStore:
     deleted: list[tuple[str, str]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     patched_pods: list[str] = field(default_factory=list)
+    handed_off: list[int] = field(default_factory=list)
     gate: asyncio.Event | None = None  # holds status writes while set up
 
     def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +69,13 @@ class ObjectStore:
         )
         live["metadata"]["generation"] = 1
         if manifest["kind"] == "Deployment":
-            replicas = manifest["spec"]["replicas"]
+            before = self.objects.get(key, {}).get("spec", {}).get("replicas", 1)
+            replicas = manifest["spec"].get("replicas", before)
+            live["spec"]["replicas"] = replicas
+            owned = {"f:replicas": {}} if "replicas" in manifest["spec"] else {}
+            live["metadata"]["managedFields"] = [
+                {"manager": "retail-operator", "operation": "Apply", "fieldsV1": {"f:spec": owned}}
+            ]
             live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
             live["status"] = {
                 "observedGeneration": 1,
@@ -93,6 +100,9 @@ class ObjectStore:
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> None:
         self.patched_pods.append(name)
+
+    async def hand_off_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        self.handed_off.append(replicas)
 
     async def patch_status(
         self, namespace: str, name: str, uid: str, status: dict[str, Any]

@@ -61,7 +61,7 @@ def test_ready_when_rolled_out_and_available() -> None:
         desired_image=NEW.image,
         deployed_image=NEW.image,
         deployment=deployment(NEW.image),
-        replicas=2,
+        minimum=2,
     )
     assert list(verdicts) == ["ImageScanPassed", "ModelAvailable", "Available", "Ready"]
     assert ready_of(verdicts) == ("True", "Ready")
@@ -74,7 +74,7 @@ def test_rollout_in_progress_while_old_pods_remain() -> None:
         desired_image=NEW.image,
         deployed_image=NEW.image,
         deployment=deployment(NEW.image, ready=1, total=3),
-        replicas=2,
+        minimum=2,
     )
     assert ready_of(verdicts) == ("False", "RolloutInProgress")
 
@@ -86,7 +86,7 @@ def test_blocked_image_reports_reason_and_what_still_runs() -> None:
         desired_image=NEW.image,
         deployed_image=OLD.image,
         deployment=deployment(OLD.image),
-        replicas=2,
+        minimum=2,
     )
     status, reason = ready_of(verdicts)
     assert (status, reason) == ("False", "VulnerabilitiesFound")
@@ -101,7 +101,7 @@ def test_no_deployment_is_not_available() -> None:
         desired_image=NEW.image,
         deployed_image=None,
         deployment=None,
-        replicas=1,
+        minimum=1,
     )
     assert (verdicts["Available"].status, verdicts["Available"].reason) == ("False", "NotDeployed")
 
@@ -134,7 +134,7 @@ def test_the_running_image_with_new_findings_is_not_compliant_and_keeps_serving(
         desired_image=NEW.image,
         deployed_image=NEW.image,
         deployment=deployment(NEW.image),
-        replicas=2,
+        minimum=2,
         running=running,
     )
     by_type = verdicts
@@ -153,7 +153,7 @@ def test_a_blocked_new_image_and_a_compliant_running_one_are_told_apart() -> Non
         desired_image=NEW.image,
         deployed_image=OLD.image,
         deployment=deployment(OLD.image),
-        replicas=2,
+        minimum=2,
         running=running,
     )
     assert ready_of(verdicts) == ("False", "VulnerabilitiesFound")
@@ -168,6 +168,6 @@ def test_a_running_image_that_cannot_be_judged_is_unknown() -> None:
 def test_nothing_running_means_no_running_image_condition() -> None:
     verdicts = describe(
         image=BLOCKED, model=MODEL_OK, desired_image=NEW.image, deployed_image=None,
-        deployment=None, replicas=2, running=None,
+        deployment=None, minimum=2, running=None,
     )  # fmt: skip
     assert "RunningImageCompliant" not in verdicts

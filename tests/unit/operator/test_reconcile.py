@@ -293,3 +293,27 @@ def test_a_spec_outside_the_policy_is_refused_and_what_runs_keeps_running() -> N
     assert images_applied(world)[-1] == pinned("v2")
     assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
     assert world.registry.violating == {"default": set()}
+
+
+def test_turning_autoscaling_on_hands_the_count_over_before_leaving_it_out() -> None:
+    """Leaving replicas out of an apply while the operator alone owns them would reset the
+    Deployment to one replica: the count is first written by another manager."""
+    world = World()
+    tracked = world.retailmodel("v1", replicas=3, resources={"requests": {"cpu": "1"}})
+    world.reconcile(tracked)
+    tracked.body["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 8}
+    world.reconcile(tracked)
+    assert world.store.handed_off == [3]
+    last = [m for m in world.store.applied if m["kind"] == "Deployment"][-1]
+    assert "replicas" not in last["spec"]
+    assert world.store.kinds("Deployment")["prices"]["spec"]["replicas"] == 3
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= {
+        m["kind"] for m in world.store.applied
+    }
+    world.reconcile(tracked)
+    assert world.store.handed_off == [3]  # once: the operator no longer owns the count
+    del tracked.body["spec"]["autoscaling"]
+    tracked.body["spec"]["replicas"] = 1
+    world.reconcile(tracked)
+    assert ("HorizontalPodAutoscaler", "prices") in world.store.deleted
+    assert ("PodDisruptionBudget", "prices") in world.store.deleted

@@ -143,3 +143,63 @@ def test_env_from_reaches_the_predictor_container_as_given() -> None:
     assert pod["containers"][0]["envFrom"] == sources
     plain = render_deployment(spec(), OWNER, target())["spec"]["template"]["spec"]
     assert "envFrom" not in plain["containers"][0]
+
+
+def kinds(**extra: object) -> dict[str, dict[str, object]]:
+    return {c["kind"]: c for c in render_children(spec(**extra), OWNER, target())}
+
+
+def test_a_disruption_budget_from_two_replicas_on_and_never_for_one() -> None:
+    assert "PodDisruptionBudget" not in kinds(replicas=1)
+    budget = kinds(replicas=2)["PodDisruptionBudget"]
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": render_deployment(spec(), OWNER, target())["spec"][
+            "template"]["metadata"]["labels"]},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }  # fmt: skip
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert "PodDisruptionBudget" not in kinds(replicas=3, disruption={"enabled": False})
+    half = kinds(replicas=4, disruption={"maxUnavailable": "50%"})["PodDisruptionBudget"]
+    assert half["spec"]["maxUnavailable"] == "50%"
+
+
+def test_under_canary_the_stable_budget_leaves_the_canary_pods_out() -> None:
+    canary = {"strategy": "Canary", "canary": {"replicas": 2}}
+    budget = kinds(replicas=2, rollout=canary)["PodDisruptionBudget"]
+    assert budget["spec"]["selector"]["matchLabels"]["mlops.retail.io/track"] == "stable"
+    from retail_operator.rendering import render_canary
+
+    canary_children = render_canary(spec(replicas=2, rollout=canary), OWNER, target())
+    (canary_budget,) = [c for c in canary_children if c["kind"] == "PodDisruptionBudget"]
+    assert canary_budget["metadata"]["name"] == "prices-canary"
+    assert canary_budget["spec"]["selector"]["matchLabels"]["mlops.retail.io/track"] == "canary"
+
+
+def test_autoscaling_renders_a_cpu_autoscaler_and_leaves_the_count_to_it() -> None:
+    scaling = {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60}
+    extra = {"autoscaling": scaling, "resources": {"requests": {"cpu": "500m"}}}
+    children = kinds(**extra)
+    autoscaler = children["HorizontalPodAutoscaler"]["spec"]
+    assert autoscaler["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "prices"}  # fmt: skip
+    assert (autoscaler["minReplicas"], autoscaler["maxReplicas"]) == (2, 6)
+    assert autoscaler["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    assert "PodDisruptionBudget" in children  # two replicas at the least
+    counted = render_children(spec(**extra), OWNER, target(), replicas=None)
+    deployment = next(c for c in counted if c["kind"] == "Deployment")
+    assert "replicas" not in deployment["spec"]
+
+
+def test_replicas_spread_softly_across_zones_and_nodes_by_default() -> None:
+    pod = render_deployment(spec(), OWNER, target())["spec"]["template"]["spec"]
+    spread = pod["topologySpreadConstraints"]
+    assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in spread] == [
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+        ("kubernetes.io/hostname", "ScheduleAnyway"),
+    ]
+    assert all(c["matchLabelKeys"] == ["pod-template-hash"] for c in spread)
+    hard = render_deployment(spec(topologySpread={"zone": "Hard", "node": "Off"}), OWNER, target())
+    (zone,) = hard["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert (zone["topologyKey"], zone["whenUnsatisfiable"]) == (
+        "topology.kubernetes.io/zone", "DoNotSchedule")  # fmt: skip
