@@ -254,16 +254,21 @@ class KubeApi:
         )
 
     async def hand_off_replicas(self, namespace: str, name: str, replicas: int) -> None:
-        """Write a Deployment's replicas (unchanged) as the hand-off manager, so that it owns
-        them too. A plain merge patch of the Deployment, not its scale subresource: admission
-        (the operator's ValidatingAdmissionPolicy) sees the Deployment, labels and owner."""
-        path = object_path("apps/v1", "Deployment", namespace, name)
+        """Apply a Deployment's replicas (unchanged) as the hand-off manager, so that it owns
+        them too. An apply records co-ownership even when the value does not change, where an
+        update of the same value would be a no-op (and record nothing)."""
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
         await self._request(
             "PATCH",
-            path,
+            object_path("apps/v1", "Deployment", namespace, name),
             query=[("fieldManager", HANDOFF_MANAGER)],
-            body={"spec": {"replicas": replicas}},
-            content_type=MERGE_PATCH,
+            body=manifest,
+            content_type=APPLY_PATCH,
         )
 
     async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:

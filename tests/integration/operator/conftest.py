@@ -111,7 +111,7 @@ def crd_installed(local_cluster: LocalCluster) -> None:
         ("retailmodelpolicy", "retailmodelpolicies"),
     ):
         document = ROOT / "crds" / f"{file}.yaml"
-        local_cluster.kubectl("apply", "--server-side", "-f", str(document))
+        local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(document))
         local_cluster.kubectl(
             "wait", "--for=condition=Established", f"crd/{name}.mlops.retail.io", "--timeout=60s"
         )

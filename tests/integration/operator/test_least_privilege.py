@@ -96,9 +96,10 @@ def operator_as_itself(
     scenario: Scenario, operator_token: Path, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """The operator with nothing but its own token, in place of the session's (admin) one."""
-    scenario.operator.stop()
+    session = scenario.operator
+    session.stop()
     port = free_port()
-    env = scenario.operator.env | {
+    env = session.env | {
         "KUBECONFIG": str(operator_token),
         "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
         "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
@@ -107,17 +108,18 @@ def operator_as_itself(
     }
     process = OperatorProcess(env, tmp_path / "operator.log", port)
     process.start()
+    scenario.operator = process  # its log tail on a timeout
     try:
         yield process
     finally:
         process.stop()
-        scenario.operator.start()
+        scenario.operator = session
+        session.start()
 
 
 def test_with_its_own_token_alone_it_does_its_whole_job(
     scenario: Scenario, operator_token: Path, operator_as_itself: OperatorProcess
 ) -> None:
-    scenario.operator = operator_as_itself  # for the log tail on a timeout
     scenario.image("v1")
     scenario.apply(scenario.manifest("prices", "v1", scenario.model("models/a.ubj")))
     scenario.wait_condition("prices", "Ready", "True")
@@ -177,9 +179,10 @@ def namespaced_install(scenario: Scenario, tmp_path: Path) -> Iterator[Path]:
     assert cluster_roles == {"retail-operator-policy-reader"}  # nothing cluster-wide to write
     kept = []
     for document in documents:
-        if document["kind"] not in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}:
-            continue
         meta = document["metadata"]
+        tenant = document["kind"] in {"Role", "RoleBinding"} and meta["namespace"] == "retail"
+        if not tenant and document["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            continue  # the Lease's Role and binding stay the cluster-wide install's
         if meta.get("namespace") == "retail":
             meta["namespace"] = scenario.namespace
         if document["kind"].startswith("Cluster"):

@@ -4,6 +4,7 @@ zones. The same under load on the real node is in tests/e2e/test_operations_real
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -66,9 +67,15 @@ def test_autoscaling_takes_the_count_over_without_resetting_it(scenario: Scenari
     for _ in range(3):  # three more reconciles: never reset, never taken back
         scenario.operator.wait_reconciles(1)
         assert scenario.get("deployment", "prices")["spec"]["replicas"] == 3
+    live = json.loads(
+        scenario.cluster.kubectl(
+            "get", "deployment", "prices", "-n", scenario.namespace, "-o", "json",
+            "--show-managed-fields",
+        ).stdout
+    )  # fmt: skip
     managers = {
         e["manager"]
-        for e in scenario.get("deployment", "prices")["metadata"]["managedFields"]
+        for e in live["metadata"]["managedFields"]
         if "f:replicas" in e.get("fieldsV1", {}).get("f:spec", {})
     }
     assert "retail-operator-handoff" in managers
