@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from retail_tools.cluster import build, cluster, processes
+from retail_tools import processes
+from retail_tools.cluster import build, cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port_base
 

@@ -1,6 +1,6 @@
 """Start, stop and inspect the local Argo CD against the local control plane.
 
-Three processes, each tracked like the cluster's own components (``cluster/processes.py``):
+Three processes, each tracked like the cluster's own components (``processes``):
 Debian's ``redis-server`` on loopback (Argo CD's cache), the repo-server (plain gRPC, no GPG,
 its work folders and kustomize private to this instance) and the application controller. The
 controller believes it runs in the cluster (``ARGOCD_FAKE_IN_CLUSTER``) and reads the cluster's
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from retail_tools import processes
 from retail_tools.argocd.build import is_built
 from retail_tools.argocd.config import NAMESPACE, ArgocdConfig
-from retail_tools.cluster import processes
 from retail_tools.cluster.cluster import kubectl
 
 START_TIMEOUT_SECONDS = 60.0

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_tools.cluster import network, node, node_images, processes, sandboxes
+from retail_tools import processes
+from retail_tools.cluster import network, node, node_images, sandboxes
 from retail_tools.cluster.build import is_built
 from retail_tools.cluster.components import (
     Component,

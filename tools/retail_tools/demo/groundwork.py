@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
-from retail_tools.cluster import processes
+from retail_tools import processes
 from retail_tools.cluster.config import ClusterConfig
 from retail_tools.demo import gitops
 from retail_tools.demo.context import BUCKET, MODEL_KEY, NAMESPACE, Demo, DemoError, console

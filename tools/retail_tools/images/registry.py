@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_tools.cluster import processes
+from retail_tools import processes
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import ImageError, LineCallback, run_logged
 

@@ -1,6 +1,7 @@
-"""Background processes that outlive the command that started them, tracked by pid files.
+"""Background processes that outlive the command that started them, tracked by pid files: the
+control plane's components, the local registry and Argo CD's processes all run this way.
 
-Each component runs in its own session (so its own process group), with output appended to a
+Each one runs in its own session (so its own process group), with output appended to a
 log file, and its pid written to ``<run dir>/<name>.pid``. A pid is only trusted while
 ``/proc/<pid>/exe`` still is the binary we started, so a recycled pid is never signalled.
 Stopping signals the whole process group: TERM, then KILL if it lingers.
