@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retail_tools.settings import current
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-CACHE = Path(os.environ.get("RETAILMODEL_CACHE") or Path.home() / ".cache" / "retailmodel")
-BENCH_CACHE = CACHE / "bench"
+BENCH_CACHE = current().cache / "bench"
 VENV_BIN = Path(sys.executable).parent
 SERVER_CPU = "0"
 LOAD_CPU = "1"

@@ -49,6 +49,7 @@ from retail_tools.images.podman import podman_env, remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.load import Load, LoadReport
 from retail_tools.onnode import OPERATOR_NAMESPACE, OnNode
+from retail_tools.settings import current
 
 WORK = BENCH_CACHE / "real_path"
 NAMESPACE = "retail-bench"
@@ -153,8 +154,8 @@ class RealPath:
     def __init__(self, workdir: Path) -> None:
         self.run = uuid.uuid4().hex[:6]
         self.tag = f"bench-{self.run}"
-        self.images = ImagesConfig.from_env()
-        config = ClusterConfig.from_env()
+        self.images = ImagesConfig.from_settings(current())
+        config = ClusterConfig.from_settings(current())
         self.registry_started = registry.status(self.images).pid is None
         registry.up(self.images, step)
         self.aws = OnNode.standin_for(config).start()

@@ -29,6 +29,7 @@ from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.onnode import OnNode
+from retail_tools.settings import current
 from retail_training import training
 from tests.support.cluster import LocalCluster
 
@@ -102,7 +103,7 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run = uuid.uuid4().hex[:6]
-    images = ImagesConfig.from_env()
+    images = ImagesConfig.from_settings(current())
     registry_was_up = registry.status(images).pid is not None
     registry.up(images, lambda _line: None)
     aws = OnNode.standin_for(local_cluster.config).start()

@@ -39,6 +39,7 @@ from retail_tools.cluster import cluster
 from retail_tools.cluster.build import build as build_cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port, free_port_base
+from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
 from tests.integration.operator.conftest import OperatorProcess
 from tests.support.cluster import LocalCluster
@@ -164,7 +165,7 @@ def model_health(status: str, message: str = "") -> Callable[[apps.ApplicationVi
 
 @pytest.fixture(scope="package")
 def gitops_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    shared = ClusterConfig.from_env()
+    shared = ClusterConfig.from_settings(current())
     config = ClusterConfig(
         cache_dir=shared.cache_dir,
         cluster_dir=tmp_path_factory.mktemp("gitops") / "cluster",
@@ -185,7 +186,7 @@ def argocd(
 ) -> Iterator[ArgocdConfig]:
     """Argo CD started once for this folder, against the private cluster."""
     config = replace(
-        ArgocdConfig.from_env(),
+        ArgocdConfig.from_settings(current()),
         cluster=gitops_cluster.config,
         state_dir=tmp_path_factory.mktemp("argocd"),
         port_base=free_port_base(4),

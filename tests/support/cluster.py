@@ -31,6 +31,7 @@ from retail_tools import processes
 from retail_tools.cluster import build, cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port_base
+from retail_tools.settings import current
 
 TEST_NAMESPACE_LABEL = "retailmodel.io/test-namespace"
 
@@ -80,7 +81,7 @@ class LocalCluster:
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     build.build(config)
     with _sessions(config) as sessions:
         alone = sessions.join(cluster.up(config))
@@ -158,7 +159,7 @@ def cluster_namespace(local_cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture
 def private_cluster_config(tmp_path: Path) -> ClusterConfig:
     """A second cluster sharing the built binaries but nothing else (folder, ports)."""
-    shared = ClusterConfig.from_env()
+    shared = ClusterConfig.from_settings(current())
     return ClusterConfig(
         cache_dir=shared.cache_dir,
         cluster_dir=tmp_path / "cluster",

@@ -24,6 +24,7 @@ import yaml
 
 from retail_tools.cluster import cluster, network
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig
+from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,6 @@ def placement() -> dict[str, Any]:
         ],  # fmt: skip
         "envFrom": [{"secretRef": {"name": STANDIN_SECRET}}],
     }
-
-
-def kustomize_binary() -> str:
-    """The kustomize the Makefile builds (``$KUSTOMIZE``), else one on PATH."""
-    return os.environ.get("KUSTOMIZE") or "kustomize"
 
 
 @dataclass
@@ -105,7 +101,7 @@ class OnNode:
             )
         )
         rendered = subprocess.run(
-            [kustomize_binary(), "build", str(overlay)],
+            [str(current().kustomize), "build", str(overlay)],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         documents = [d for d in yaml.safe_load_all(rendered) if d]

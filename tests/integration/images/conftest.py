@@ -23,6 +23,7 @@ import pytest
 from retail_tools.images import registry
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
+from retail_tools.settings import current
 from retail_tools.standin import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -42,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def images_config() -> ImagesConfig:
-    return ImagesConfig.from_env()
+    return ImagesConfig.from_settings(current())
 
 
 @pytest.fixture(scope="session")

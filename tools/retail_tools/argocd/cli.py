@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retail_tools.argocd.config import ArgocdConfig
+from retail_tools.settings import current
 
 app = typer.Typer(
     name="argocd",
@@ -57,7 +58,7 @@ def build_command(
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is complete.")] = False,
 ) -> None:
     """Build (or reuse) Argo CD's binary from the Go module proxy."""
-    config = ArgocdConfig.from_env()
+    config = ArgocdConfig.from_settings(current())
     _build(config, force)
     console.print(f"Argo CD {config.version} ready: {config.binary()}")
 
@@ -68,7 +69,7 @@ def up() -> None:
     processes (building first if needed); a no-op if it runs."""
     from retail_tools.argocd import stack
 
-    config = ArgocdConfig.from_env()
+    config = ArgocdConfig.from_settings(current())
     _build(config, force=False)
     started = time.monotonic()
     names = stack.up(config, notify=lambda line: console.print(f"  {line}"))
@@ -81,7 +82,7 @@ def down() -> None:
     """Stop Argo CD's processes (its objects stay in the cluster)."""
     from retail_tools.argocd import stack
 
-    stopped = stack.down(ArgocdConfig.from_env())
+    stopped = stack.down(ArgocdConfig.from_settings(current()))
     console.print(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
 
 
@@ -90,7 +91,7 @@ def status() -> None:
     """Show each process, its port and health; exit 1 unless all are up."""
     from retail_tools.argocd import stack
 
-    components = stack.status(ArgocdConfig.from_env())
+    components = stack.status(ArgocdConfig.from_settings(current()))
     table = Table("component", "pid", "port", "health", "log")
     for item in components:
         health = "healthy" if item.healthy else ("unhealthy" if item.pid else "not running")
@@ -110,7 +111,7 @@ def app_command(
     """Show an Application: sync, revision, health, last sync and each resource's health."""
     from retail_tools.argocd import apps
 
-    config = ArgocdConfig.from_env()
+    config = ArgocdConfig.from_settings(current())
     if refresh:
         apps.refresh(config, name)
     application = apps.get(config, name)

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from retail_tools.cluster.config import ClusterConfig
+from retail_tools.settings import current
 
 # ``build`` and ``cluster`` (and through them ``cryptography``) are imported inside the
 # commands, so ``retailctl --help`` does not pay for them.
@@ -101,7 +102,7 @@ def build_command(
 ) -> None:
     """Build (or reuse) etcd, the Kubernetes components and kubelet, kubectl, kwok and crictl
     from the Go proxy."""
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     started = time.monotonic()
     _build(config, force)
     console.print(
@@ -115,7 +116,7 @@ def up() -> None:
     it is running."""
     from retail_tools.cluster import cluster
 
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     _build(config, force=False)
     started = time.monotonic()
     names = cluster.up(config, notify=lambda line: console.print(f"  {line}"))
@@ -140,7 +141,7 @@ def down(
     host (its data is kept unless --purge)."""
     from retail_tools.cluster import cluster
 
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     stopped = cluster.down(config)
     console.print(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
     if purge:
@@ -159,7 +160,7 @@ def status() -> None:
     from retail_tools.images import registry
     from retail_tools.images.config import ImagesConfig
 
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     components = cluster.status(config)
     table = Table("component", "pid", "port", "health", "log")
     for item in components:
@@ -167,7 +168,7 @@ def status() -> None:
         port = str(item.port) if item.port is not None else "-"
         table.add_row(item.name, str(item.pid or "-"), port, health, str(item.log))
     Console().print(table)
-    mirror = registry.status(ImagesConfig.from_env())
+    mirror = registry.status(ImagesConfig.from_settings(current()))
     answering = "answering" if mirror.answering else "not running"
     typer.echo(f"Registry (ECR's stand-in endpoint): {mirror.address} {answering}")
     if unhealthy := [item.name for item in components if not item.healthy]:
@@ -184,7 +185,7 @@ def leftovers() -> None:
     from retail_tools.cluster import cluster
     from retail_tools.cluster.leftovers import leftovers as find_leftovers
 
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     found = find_leftovers(config, podman_running=cluster.podman_runs_containers())
     for line in found:
         typer.echo(line)
@@ -196,7 +197,7 @@ def leftovers() -> None:
 @app.command()
 def kubeconfig() -> None:
     """Print the path of the cluster's admin kubeconfig."""
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     if not config.kubeconfig.exists():
         raise click.ClickException("no kubeconfig yet: run `retailctl cluster up` first")
     typer.echo(str(config.kubeconfig))
@@ -207,7 +208,7 @@ def kubeconfig() -> None:
 )
 def kubectl(context: typer.Context) -> None:
     """Run the cluster's own kubectl against it: retailctl cluster kubectl -- get nodes."""
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     binary = config.binary("kubectl")
     if not binary.exists():
         raise click.ClickException("kubectl is not built yet: run `retailctl cluster build`")

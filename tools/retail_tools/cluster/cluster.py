@@ -78,7 +78,7 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
     try:
         if config.real_node:
             network.prepare(config)  # the bridge address the API server advertises
-            node.write_node_files(config, pki, registry_address())
+            node.write_node_files(config, pki, config.registry)
         _start(config, components(config), started, notify)
         _ensure_nodes(config)
         notify(f"{FAKE_NODE_COUNT} kwok nodes are Ready")
@@ -88,13 +88,6 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
         down(config, only=started)
         raise
     return tuple(started)
-
-
-def registry_address() -> str:
-    """The local registry (standing in for ECR's endpoint) that the node's containerd mirrors."""
-    from retail_tools.images.config import ImagesConfig
-
-    return ImagesConfig.from_env().registry_address
 
 
 def _start(
@@ -123,7 +116,7 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     containerd, *agents = node.node_components(config)
     started_at = time.monotonic()
     _start(config, (containerd,), started, notify)
-    if node_images.ensure_pause_image(config, registry_address()):
+    if node_images.ensure_pause_image(config, config.registry):
         notify("pause image imported into containerd")
     kubectl(config, "apply", "-f", "-", stdin=node.kubelet_api_binding())
     _start(config, agents, started, notify)

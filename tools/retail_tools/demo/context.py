@@ -26,9 +26,13 @@ from typing import IO, Any
 from rich.console import Console
 from rich.panel import Panel
 
+from retail_tools.argocd.config import ArgocdConfig
 from retail_tools.argocd.gitrepo import GitRepository
+from retail_tools.cluster.config import ClusterConfig
+from retail_tools.images.config import ImagesConfig
 from retail_tools.load import LoadReport
 from retail_tools.onnode import OnNode
+from retail_tools.settings import Settings, current
 from retail_tools.standin import AwsStandIn
 
 console = Console(highlight=False)
@@ -78,6 +82,7 @@ class Demo:
     workdir: Path
     retailctl: str = field(default_factory=lambda: str(Path(sys.executable).with_name("retailctl")))
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    settings: Settings = field(default_factory=current)
     cluster_started: bool = False
     registry_started: bool = False
     argocd_started: bool = False
@@ -95,6 +100,18 @@ class Demo:
     # Measured on the way, summed up at the end.
     durations: list[tuple[str, float]] = field(default_factory=list)
     loads: dict[str, LoadReport] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        return ClusterConfig.from_settings(self.settings)
+
+    @property
+    def images(self) -> ImagesConfig:
+        return ImagesConfig.from_settings(self.settings)
+
+    @property
+    def argocd(self) -> ArgocdConfig:
+        return ArgocdConfig.from_settings(self.settings)
 
     @property
     def stand_in(self) -> AwsStandIn:

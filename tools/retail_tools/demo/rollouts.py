@@ -21,7 +21,6 @@ from retail_tools.demo import gitops
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, http, wait
 from retail_tools.demo.groundwork import push, train_and_push
 from retail_tools.images.build import TARGETS, build_release
-from retail_tools.images.config import ImagesConfig
 from retail_tools.load import BASKET, Load
 from retail_tools.onnode import OPERATOR_NAMESPACE, REPO_ROOT, placement
 
@@ -132,7 +131,7 @@ def reverted_in_git(demo: Demo) -> None:
 def new_image_rolled_out(demo: Demo) -> None:
     tag = release(demo, "next", findings=[])
     digest = demo.digests[f"serving:{tag}"]
-    trail = HealthTrail()
+    trail = HealthTrail(demo)
     with Load(demo.port, workers=4, max_seconds=420) as load:
         started = time.monotonic()
         change_tag(demo, tag, watch=trail.seen)
@@ -196,11 +195,12 @@ def change_tag(demo: Demo, tag: str, watch: Callable[[], object] = lambda: None)
 class HealthTrail:
     """The RetailModel's health in Argo CD each time it was looked at, changes only."""
 
-    def __init__(self) -> None:
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
         self.states: list[str] = []
 
     def seen(self) -> bool:
-        view = gitops.current()
+        view = gitops.application_view(self.demo)
         model = view.resource("RetailModel", NAME) if view else None
         if model is not None and model.health and self.states[-1:] != [model.health]:
             self.states.append(model.health)
@@ -219,7 +219,7 @@ def release(demo: Demo, suffix: str, findings: list[tuple[str, str]]) -> str:
         f"[bold cyan]$ podman build --label org.retailmodel.release={tag} "
         f"--tag {target.reference(tag)}  [/][dim](FROM {target.reference(base)})"
     )
-    build_release(ImagesConfig.from_env(), target, base, tag, demo.workdir / "releases" / tag)
+    build_release(demo.images, target, base, tag, demo.workdir / "releases" / tag)
     push(demo, "serving", tag, findings)
     return tag
 

@@ -15,6 +15,7 @@ import typer
 
 from retail_tools.ecr.tags import TagNameError, image_tag
 from retail_tools.images.config import ImagesConfig
+from retail_tools.settings import current
 
 image_app = typer.Typer(
     help="Image tags, builds with podman, pushes to the local registry and ECR.",
@@ -74,7 +75,11 @@ def build_command(
     target = target_named(name)
     context = context.resolve()
     reference = build_image(
-        ImagesConfig.from_env(), target, tag or default_tag(target, context), context, _progress
+        ImagesConfig.from_settings(current()),
+        target,
+        tag or default_tag(target, context),
+        context,
+        _progress,
     )
     typer.echo(reference)
 
@@ -95,7 +100,11 @@ def push_command(
     from retail_tools.images.push import push_image
 
     manifest = push_image(
-        ImagesConfig.from_env(), target_named(name), tag, boto3.client("ecr"), _progress
+        ImagesConfig.from_settings(current()),
+        target_named(name),
+        tag,
+        boto3.client("ecr"),
+        _progress,
     )
     typer.echo(manifest.digest)
 
@@ -105,7 +114,7 @@ def registry_build() -> None:
     """Build crane (the registry) from the Go module proxy, once per version."""
     from retail_tools.images import registry
 
-    typer.echo(registry.ensure_crane(ImagesConfig.from_env(), _progress))
+    typer.echo(registry.ensure_crane(ImagesConfig.from_settings(current()), _progress))
 
 
 @registry_app.command("up")
@@ -113,7 +122,7 @@ def registry_up() -> None:
     """Start the registry (building crane first if needed); a no-op when it runs."""
     from retail_tools.images import registry
 
-    state = registry.up(ImagesConfig.from_env(), _progress)
+    state = registry.up(ImagesConfig.from_settings(current()), _progress)
     typer.echo(f"registry: serving on {state.address} (pid {state.pid})")
 
 
@@ -122,7 +131,7 @@ def registry_down() -> None:
     """Stop the registry. Blobs stay on disk; manifests live in its memory, so push again."""
     from retail_tools.images import registry
 
-    stopped = registry.down(ImagesConfig.from_env())
+    stopped = registry.down(ImagesConfig.from_settings(current()))
     typer.echo("registry: stopped" if stopped else "registry: was not running")
 
 
@@ -131,7 +140,7 @@ def registry_status() -> None:
     """Whether the registry runs and answers."""
     from retail_tools.images import registry
 
-    state = registry.status(ImagesConfig.from_env())
+    state = registry.status(ImagesConfig.from_settings(current()))
     if state.pid is None:
         typer.echo(f"registry: not running ({state.address})")
     else:

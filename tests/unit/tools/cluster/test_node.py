@@ -33,6 +33,7 @@ from retail_tools.cluster.pki import (
     KUBELET,
     ensure_pki,
 )
+from retail_tools.settings import Settings
 from retail_tools.standin import ACCOUNT, REGION
 
 REGISTRY = "127.0.0.1:5000"
@@ -57,12 +58,12 @@ def test_the_real_node_is_on_by_default_and_can_be_switched_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("RETAILMODEL_REAL_NODE", raising=False)
-    assert ClusterConfig.from_env().real_node is True
+    assert ClusterConfig.from_settings(Settings.from_env()).real_node is True
     monkeypatch.setenv("RETAILMODEL_REAL_NODE", "0")
-    assert ClusterConfig.from_env().real_node is False
+    assert ClusterConfig.from_settings(Settings.from_env()).real_node is False
     monkeypatch.setenv("RETAILMODEL_REAL_NODE", "yes")
     with pytest.raises(ValueError, match="RETAILMODEL_REAL_NODE"):
-        ClusterConfig.from_env()
+        ClusterConfig.from_settings(Settings.from_env())
 
 
 def test_with_a_real_node_pods_reach_the_api_server_on_the_bridge(tmp_path: Path) -> None:
