@@ -15,9 +15,21 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 STOP_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Status:
+    """One tracked process as ``status`` commands show it."""
+
+    name: str
+    pid: int | None
+    port: int | None  # the loopback port it listens on, if any
+    healthy: bool
+    log: Path
 
 
 def start(name: str, argv: tuple[str, ...], run_dir: Path, log_path: Path) -> int:

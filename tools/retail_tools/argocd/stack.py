@@ -47,15 +47,6 @@ class Component:
     health_url: str | None  # None: an open port is health enough
 
 
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    pid: int | None
-    port: int
-    healthy: bool
-    log: Path
-
-
 def components(config: ArgocdConfig) -> tuple[Component, ...]:
     redis = shutil.which("redis-server") or "/usr/bin/redis-server"
     work = config.state_dir / "repo-server"
@@ -271,9 +262,9 @@ def down(config: ArgocdConfig, only: list[str] | None = None) -> tuple[str, ...]
     return tuple(stopped)
 
 
-def status(config: ArgocdConfig) -> tuple[ComponentStatus, ...]:
+def status(config: ArgocdConfig) -> tuple[processes.Status, ...]:
     return tuple(
-        ComponentStatus(
+        processes.Status(
             component.name,
             processes.running_pid(component.name, config.run_dir, str(component.binary)),
             component.port,

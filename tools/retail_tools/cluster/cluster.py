@@ -23,7 +23,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from retail_tools import processes
@@ -46,15 +45,6 @@ PORTS_FREE_TIMEOUT_SECONDS = 10.0
 
 class ClusterError(RuntimeError):
     """The cluster could not be brought to the asked state; the message says why and where."""
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    pid: int | None
-    port: int | None
-    healthy: bool
-    log: Path
 
 
 Notify = Callable[[str], None]
@@ -213,11 +203,11 @@ def podman_runs_containers() -> bool:
     return bool(listing.stdout.strip())
 
 
-def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
+def status(config: ClusterConfig) -> tuple[processes.Status, ...]:
     config = _with_node(config)
     every = components(config) + (node.node_components(config) if config.real_node else ())
     return tuple(
-        ComponentStatus(
+        processes.Status(
             name=component.name,
             pid=(pid := processes.running_pid(component.name, config.run_dir, component.binary)),
             port=component.port,
