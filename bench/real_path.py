@@ -49,6 +49,7 @@ from retail_tools.images.podman import podman_env, remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.load import Load, LoadReport
 from retail_tools.onnode import OPERATOR_NAMESPACE, OnNode
+from retail_tools.polling import wait_until
 from retail_tools.settings import current
 
 WORK = BENCH_CACHE / "real_path"
@@ -216,7 +217,7 @@ class RealPath:
                 for pod in pods
             )
 
-        self.on_node.wait_for(f"two Ready pods on {digest[:19]}…", settled, timeout)
+        wait_until(settled, timeout=timeout, what=f"two Ready pods on {digest[:19]}…")
 
     def pod_groups(self) -> dict[str, list[str]]:
         operators = json.loads(

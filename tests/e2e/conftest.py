@@ -29,6 +29,7 @@ from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.onnode import OnNode
+from retail_tools.polling import wait_until
 from retail_tools.settings import current
 from retail_training import training
 from tests.support.cluster import LocalCluster
@@ -69,7 +70,7 @@ class Stack:
             return found if ok else {}
 
         try:
-            return dict(self.on_node.wait_for(f"{name} {kind}={status}", matches, timeout))
+            return dict(wait_until(matches, timeout=timeout, what=f"{name} {kind}={status}"))
         except TimeoutError:
             pytest.fail(f"{name} never had {kind}={status} {reason or ''}: " + self.diagnose(name))
 

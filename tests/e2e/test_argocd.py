@@ -21,7 +21,6 @@ garbage-collects the RetailModel's children.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.cluster import cluster
 from retail_tools.cluster.build import build as build_cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
+from retail_tools.polling import Timeout, wait_until
 from retail_tools.ports import free_port, free_port_base
 from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
@@ -102,13 +102,16 @@ class GitOps:
     def wait_for(
         self, what: str, probe: Callable[[apps.ApplicationView], bool], timeout: float = TIMEOUT
     ) -> apps.ApplicationView:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.view()
-            if last is not None and probe(last):
-                return last
-            time.sleep(0.2)
+        seen: list[apps.ApplicationView | None] = [None]
+
+        def reached() -> apps.ApplicationView | None:
+            seen[0] = view = self.view()
+            return view if view is not None and probe(view) else None
+
+        try:
+            return wait_until(reached, timeout=timeout, interval=0.2)
+        except Timeout:
+            last = seen[0]
         controller = self.argocd.log_dir / "application-controller.log"
         model = self.get("retailmodel", MODEL, "-n", NAMESPACE) or {}
         raise AssertionError(

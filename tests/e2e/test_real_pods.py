@@ -23,6 +23,7 @@ import pytest
 from retail_tools.images.build import build_release, target_named
 from retail_tools.images.push import push_image
 from retail_tools.load import Load
+from retail_tools.polling import wait_until
 from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
@@ -92,13 +93,13 @@ def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -
     exposing.start()
     try:
         port = int(
-            stack.on_node.wait_for(
-                "the NodePort",
+            wait_until(
                 lambda: stack.kubectl(
                     "get", "service", f"{name}-local", "-n", NAMESPACE,
                     "-o", "jsonpath={.spec.ports[0].nodePort}", "--ignore-not-found",
                 ),
                 timeout=30,
+                what="the NodePort",
             )
         )  # fmt: skip
         time.sleep(3)  # a probe in these seconds would be refused, and leave its entry behind
@@ -138,10 +139,10 @@ def test_a_new_model_reaches_every_pod_under_load_with_no_failed_request(
     with Load(port, workers=4, max_seconds=240) as load:
         version = stack.upload_model(seed=2)
         assert version not in before
-        stack.on_node.wait_for(
-            f"every pod serving {version}",
+        wait_until(
             lambda: all(stack.model_info(pod)["version"] == version for pod in pods),
             timeout=120,
+            what=f"every pod serving {version}",
         )
     report = load.report
     assert report.failed == 0, report.summary()
@@ -200,11 +201,12 @@ def test_a_lost_pod_is_replaced_while_the_service_keeps_answering(
     victim = stack.running_pods(name)[0]["metadata"]["name"]
     with Load(port, workers=2, max_seconds=180) as load:
         stack.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--wait=false")
-        stack.on_node.wait_for(
-            "a replacement pod Ready",
+        wait_until(
             lambda: (
                 len(stack.running_pods(name)) == 2
                 and victim not in {p["metadata"]["name"] for p in stack.running_pods(name)}
             ),
+            timeout=180,
+            what="a replacement pod Ready",
         )
     assert load.report.failed == 0, load.report.summary()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import yaml
 
 from retail_tools.cluster import cluster, network
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig
+from retail_tools.polling import answers, wait_until
 from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
 
@@ -160,8 +159,10 @@ class OnNode:
         # refused SYN leaves a conntrack entry without NAT for two minutes, and a later
         # connection that happens to reuse its source port is refused by it too (what made
         # the demo's loads lose one or two requests in ten thousand).
-        self.wait_for(f"kube-proxy to route port {port}", lambda: _routed(port), timeout=60)
-        self.wait_for(f"127.0.0.1:{port} to answer", lambda: _ready(port), timeout=60)
+        routed = f"kube-proxy to route port {port}"
+        wait_until(lambda: _routed(port), timeout=60, what=routed, interval=0.5)
+        ready = f"http://127.0.0.1:{port}/ready"
+        wait_until(lambda: answers(ready), timeout=60, what=f"{ready} to answer", interval=0.5)
         return port
 
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -183,27 +184,9 @@ class OnNode:
                     for c in pod["status"].get("conditions", []))
         ]  # fmt: skip
 
-    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 180) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(0.5)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
 
 def _routed(port: int) -> bool:
     """Whether kube-proxy has a NAT rule for NodePort ``port``: it has one only once the
     Service has endpoints (before that, a filter rule refuses the port)."""
     rules = network.run("iptables", "-t", "nat", "-S", "KUBE-NODEPORTS", check=False).stdout
     return f"--dport {port} " in rules
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False

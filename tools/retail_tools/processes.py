@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from retail_tools.polling import Timeout, wait_until
+
 STOP_GRACE_SECONDS = 15.0
 
 
@@ -83,10 +85,9 @@ def stop(name: str, run_dir: Path, binary: str) -> bool:
     pid = running_pid(name, run_dir, binary)
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while _group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _group_alive(pid):
+        try:
+            wait_until(lambda: not _group_alive(pid), timeout=STOP_GRACE_SECONDS, interval=0.1)
+        except Timeout:
             _signal_group(pid, signal.SIGKILL)
             while _group_alive(pid):
                 time.sleep(0.05)
@@ -99,6 +100,12 @@ def port_listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def last_line(log: Path) -> str:
+    """The last thing a process wrote to its log: what a failed start is told by."""
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return lines[-1] if lines else "no output"
 
 
 def _pid_file(run_dir: Path, name: str) -> Path:

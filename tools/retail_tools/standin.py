@@ -21,13 +21,13 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.ports import free_port
 
 REGION = "ap-southeast-1"
@@ -95,17 +95,18 @@ class AwsStandIn:
             env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
             start_new_session=True,  # a Ctrl-C in the terminal reaches the caller, not moto
         )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+        process = self._process
+
+        def answering() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"moto_server exited early; see {self._log or 'its output'}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto_server did not answer within {STARTUP_SECONDS} s")
+            return answers(f"{self.endpoint}/moto-api/", timeout=1)
+
+        try:
+            wait_until(answering, timeout=STARTUP_SECONDS, interval=0.1)
+        except Timeout:
+            self.stop()
+            raise RuntimeError(f"moto_server did not answer within {STARTUP_SECONDS} s") from None
 
     def stop(self) -> None:
         if self._server is not None:

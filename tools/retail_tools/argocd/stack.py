@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from retail_tools import processes
 from retail_tools.argocd.build import is_built
 from retail_tools.argocd.config import NAMESPACE, ArgocdConfig
 from retail_tools.cluster.cluster import kubectl
+from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -151,12 +149,15 @@ def install(config: ArgocdConfig) -> None:
 
 def _wait_established(config: ArgocdConfig, *crds: str) -> None:
     # Polled: `kubectl wait` fails outright while a new CRD has no status.conditions yet.
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    for crd in crds:
-        while not _established(config, crd):
-            if time.monotonic() > deadline:
-                raise ArgocdError(f"CRD {crd} not Established within {START_TIMEOUT_SECONDS:.0f}s")
-            time.sleep(0.2)
+    def pending() -> list[str]:
+        return [crd for crd in crds if not _established(config, crd)]
+
+    try:
+        wait_until(lambda: not pending(), timeout=START_TIMEOUT_SECONDS, interval=0.2)
+    except Timeout:
+        late = ", ".join(pending())
+        message = f"CRD {late} not Established within {START_TIMEOUT_SECONDS:.0f}s"
+        raise ArgocdError(message) from None
 
 
 def _established(config: ArgocdConfig, crd: str) -> bool:
@@ -219,19 +220,23 @@ def _start(config: ArgocdConfig, component: Component) -> bool:
 
 def _wait_healthy(config: ArgocdConfig, component: Component, pid: int) -> None:
     log = log_path(config, component)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not _healthy(config, component):
+
+    def healthy() -> bool:
+        if _healthy(config, component):
+            return True
         # By pid, not by binary: until /usr/bin/env has exec'd the component, it runs env.
         if processes.exit_status(pid) is not None or not Path(f"/proc/{pid}").exists():
-            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-            last = lines[-1] if lines else "no output"
+            last = processes.last_line(log)
             raise ArgocdError(f"{component.name} exited while starting ({last}); see {log}")
-        if time.monotonic() > deadline:
-            raise ArgocdError(
-                f"{component.name} did not become healthy within {START_TIMEOUT_SECONDS:.0f}s; "
-                f"see {log}"
-            )
-        time.sleep(0.25)
+        return False
+
+    try:
+        wait_until(healthy, timeout=START_TIMEOUT_SECONDS)
+    except Timeout:
+        raise ArgocdError(
+            f"{component.name} did not become healthy within {START_TIMEOUT_SECONDS:.0f}s; "
+            f"see {log}"
+        ) from None
 
 
 def _healthy(config: ArgocdConfig, component: Component) -> bool:
@@ -239,11 +244,7 @@ def _healthy(config: ArgocdConfig, component: Component) -> bool:
         return False
     if component.health_url is None:
         return processes.port_listening(component.port)
-    try:
-        with urllib.request.urlopen(component.health_url, timeout=2) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(component.health_url)
 
 
 def log_path(config: ArgocdConfig, component: Component) -> Path:

@@ -20,8 +20,6 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from retail_tools.cluster.components import (
 )
 from retail_tools.cluster.config import FAKE_NODE_COUNT, REAL_NODE_LABEL, ClusterConfig
 from retail_tools.cluster.pki import ADMIN, Pki, ensure_pki
+from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 120.0
 PORTS_FREE_TIMEOUT_SECONDS = 10.0
@@ -271,8 +270,7 @@ def _wait_healthy(config: ClusterConfig, component: Component) -> None:
     def healthy() -> bool:
         pid = processes.running_pid(component.name, config.run_dir, component.binary)
         if pid is None:
-            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-            last = lines[-1] if lines else "no output"
+            last = processes.last_line(log)
             raise ClusterError(f"{component.name} exited while starting ({last}); see {log}")
         return _probe(config, component)
 
@@ -280,11 +278,10 @@ def _wait_healthy(config: ClusterConfig, component: Component) -> None:
 
 
 def _poll(check: Callable[[], bool], failure: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not check():
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{failure} within {START_TIMEOUT_SECONDS:.0f}s; see {log}")
-        time.sleep(0.25)
+    try:
+        wait_until(check, timeout=START_TIMEOUT_SECONDS)
+    except Timeout:
+        raise ClusterError(f"{failure} within {START_TIMEOUT_SECONDS:.0f}s; see {log}") from None
 
 
 def _probe(config: ClusterConfig, component: Component) -> bool:
@@ -302,18 +299,15 @@ def _probe(config: ClusterConfig, component: Component) -> bool:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # the component's throwaway self-signed cert
-    try:
-        with urllib.request.urlopen(component.health_url, timeout=2, context=context) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(component.health_url, context=context)
 
 
 def _wait_ports_free(config: ClusterConfig) -> None:
-    deadline = time.monotonic() + PORTS_FREE_TIMEOUT_SECONDS
-    while busy := [port for port in config.ports.all() if processes.port_listening(port)]:
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"ports {', '.join(map(str, busy))} are still in use after stopping the cluster"
-            )
-        time.sleep(0.2)
+    def busy() -> list[int]:
+        return [port for port in config.ports.all() if processes.port_listening(port)]
+
+    try:
+        wait_until(lambda: not busy(), timeout=PORTS_FREE_TIMEOUT_SECONDS, interval=0.2)
+    except Timeout:
+        in_use = ", ".join(map(str, busy()))
+        raise ClusterError(f"ports {in_use} are still in use after stopping the cluster") from None

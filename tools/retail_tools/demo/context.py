@@ -9,19 +9,17 @@ Commands are shown as the reader would type them, and their output as they would
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from rich.console import Console
 from rich.panel import Panel
@@ -32,10 +30,12 @@ from retail_tools.cluster.config import ClusterConfig
 from retail_tools.images.config import ImagesConfig
 from retail_tools.load import LoadReport
 from retail_tools.onnode import OnNode
+from retail_tools.polling import Timeout, wait_until
 from retail_tools.settings import Settings, current
 from retail_tools.standin import AwsStandIn
 
 console = Console(highlight=False)
+T = TypeVar("T")
 
 # The names the story uses (those of deploy/samples and deploy/ecr).
 NAMESPACE = "retail"
@@ -57,17 +57,14 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
     return json.loads(payload) if payload else None
 
 
-def wait(what: str, probe: Callable[[], Any], timeout: float = 240) -> Any:
-    """Poll ``probe`` until it returns something true; that value. A spinner meanwhile."""
-    deadline = time.monotonic() + timeout
-    with console.status(f"waiting for {what}…"):
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                result = probe()
-                if result:
-                    return result
-            time.sleep(0.5)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+def wait(what: str, probe: Callable[[], T | None], timeout: float = 240) -> T:
+    """Poll ``probe`` until it returns something true; that value. A spinner meanwhile; a probe
+    that fails (a command that is not answering yet) counts as not yet."""
+    try:
+        with console.status(f"waiting for {what}…"):
+            return wait_until(probe, timeout=timeout, what=what, interval=0.5, ignore=(Exception,))
+    except Timeout:
+        raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
 
 @dataclass(frozen=True)

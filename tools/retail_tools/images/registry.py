@@ -10,16 +10,16 @@ process it started. The registry speaks plain HTTP on 127.0.0.1, so pushes use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from retail_tools import processes
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import ImageError, LineCallback, run_logged
+from retail_tools.polling import Timeout, answers, wait_until
 
 CRANE_VERSION = "v0.22.1"
 CRANE_MODULE = "github.com/google/go-containerregistry/cmd/crane"
@@ -84,14 +84,12 @@ def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
         _run_dir(config),
         log,
     )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if _answers(config):
-            on_step(f"registry serving on {config.registry_address} (pid {pid})")
-            return RegistryStatus(config.registry_address, pid, True)
-        if processes.exit_status(pid) is not None:
-            break
-        time.sleep(0.1)
+    with contextlib.suppress(Timeout):
+        settled = lambda: _answers(config) or processes.exit_status(pid) is not None  # noqa: E731
+        wait_until(settled, timeout=START_TIMEOUT_SECONDS, interval=0.1)
+    if _answers(config):
+        on_step(f"registry serving on {config.registry_address} (pid {pid})")
+        return RegistryStatus(config.registry_address, pid, True)
     processes.stop(PROCESS_NAME, _run_dir(config), str(crane))
     raise ImageError(f"the registry did not start on {config.registry_address}; see {log}")
 
@@ -115,11 +113,7 @@ def require_running(config: ImagesConfig) -> None:
 
 
 def _answers(config: ImagesConfig) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{config.registry_address}/v2/", timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(f"http://{config.registry_address}/v2/")
 
 
 def _run_dir(config: ImagesConfig) -> Path:
