@@ -77,13 +77,11 @@ def fresh_cluster() -> ClusterConfig:
     build.build(config)
     step(f"starting a private cluster in {folder} (API server on port {config.ports.apiserver})")
     cluster.up(config, notify=lambda line: step(f"  {line}"))
-    cluster.kubectl(config, "apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
-    cluster.kubectl(
-        config, "wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io"
-    )
+    config.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
+    config.kubectl("wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io")
     for namespace in ("baseline", "operator"):
-        cluster.kubectl(config, "create", "namespace", namespace)
-        cluster.kubectl(config, "wait", "--for=create", "serviceaccount/default", "-n", namespace)
+        config.kubectl("create", "namespace", namespace)
+        config.kubectl("wait", "--for=create", "serviceaccount/default", "-n", namespace)
     return config
 
 

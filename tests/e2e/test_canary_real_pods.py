@@ -11,7 +11,6 @@ request fails (rolled back by the error rate); and with no traffic at all, nothi
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 import uuid
@@ -55,8 +54,7 @@ class Canary:
     stable_version: str
 
     def rollout(self) -> dict[str, Any]:
-        body = json.loads(self.stack.kubectl("get", "retailmodel", self.name, "-n", NAMESPACE,
-                                             "-o", "json"))  # fmt: skip
+        body = self.stack.kubectl.get_json("retailmodel", self.name, "-n", NAMESPACE)
         return dict(body.get("status", {}).get("rollout", {}))
 
     def upload(self, model: tuple[bytes, str]) -> tuple[str, float]:
@@ -71,15 +69,17 @@ class Canary:
         )  # fmt: skip
 
     def events(self, reason: str) -> list[str]:
-        listing = json.loads(self.stack.kubectl(
-            "get", "events", "-n", NAMESPACE, "-o", "json",
+        listing = self.stack.kubectl.get_json(
+            "events", "-n", NAMESPACE,
             "--field-selector", f"involvedObject.name={self.name},reason={reason}",
-        ))  # fmt: skip
+        )  # fmt: skip
         return [str(event["message"]) for event in listing["items"]]
 
     def canary_gone(self) -> bool:
-        deployment = self.stack.kubectl("get", "deployment", f"{self.name}-canary", "-n",
-                                        NAMESPACE, "--ignore-not-found", "-o", "name")  # fmt: skip
+        deployment = self.stack.kubectl.output(
+            "get", "deployment", f"{self.name}-canary", "-n", NAMESPACE, "--ignore-not-found",
+            "-o", "name",
+        )  # fmt: skip
         canary_pods = [
             pod
             for pod in self.stack.on_node.pods(NAMESPACE, self.name)
@@ -200,7 +200,7 @@ def test_a_candidate_failing_requests_is_rolled_back_by_the_error_rate(canary: C
 def operator_reconciles(stack: Stack) -> int:
     """Reconciles the leading operator replica has finished (its /metrics, read by pod IP on
     the node's bridge)."""
-    pods = json.loads(stack.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))
+    pods = stack.kubectl.get_json("pods", "-n", OPERATOR_NAMESPACE)
     for pod in pods["items"]:
         address = pod["status"].get("podIP")
         if not address:
@@ -223,7 +223,7 @@ def test_silence_never_promotes_on_real_pods(canary: Canary) -> None:
     wait_until(
         lambda: len(stack.running_pods(canary.name)) == 2, timeout=180, what="the canary pod Ready"
     )
-    models = json.loads(stack.kubectl("get", "retailmodels", "-A", "-o", "json"))["items"]
+    models = stack.kubectl.get_json("retailmodels", "-A")["items"]
     assert [m["metadata"]["name"] for m in models] == [canary.name]  # the leader's only work
     started = canary.rollout()["startedAt"]
     window_ends = datetime.fromisoformat(started) + timedelta(seconds=DURATION)

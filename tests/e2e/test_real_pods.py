@@ -11,7 +11,6 @@ load counts its failed requests, and the promise is zero.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -55,9 +54,7 @@ def test_the_in_cluster_operator_rolls_out_ready_pods_on_the_real_node(
     stack: Stack, model_on_node: tuple[str, int]
 ) -> None:
     name, _ = model_on_node
-    operators = json.loads(stack.kubectl("get", "pods", "-n", "retailmodel-system", "-o", "json"))[
-        "items"
-    ]
+    operators = stack.kubectl.get_json("pods", "-n", "retailmodel-system")["items"]
     assert {p["spec"]["nodeName"] for p in operators} == {stack.on_node.config.node.name}
     pods = stack.running_pods(name)
     assert len(pods) == 2
@@ -94,7 +91,7 @@ def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -
     try:
         port = int(
             wait_until(
-                lambda: stack.kubectl(
+                lambda: stack.kubectl.output(
                     "get", "service", f"{name}-local", "-n", NAMESPACE,
                     "-o", "jsonpath={.spec.ports[0].nodePort}", "--ignore-not-found",
                 ),

@@ -10,7 +10,6 @@ never leaves this machine.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -20,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from retail_tools.cluster import cluster, network
+from retail_tools.cluster import network
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig
+from retail_tools.cluster.kubectl import Kubectl
 from retail_tools.polling import answers, wait_until
 from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
@@ -60,15 +60,13 @@ class OnNode:
         """A stand-in pods can reach: bound to the bridge gateway, not to loopback."""
         return AwsStandIn(host=config.node.gateway)
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return cluster.kubectl(self.config, *args, stdin=stdin).stdout
+    @property
+    def kubectl(self) -> Kubectl:
+        return self.config.kubectl
 
     def apply(self, documents: list[dict[str, Any]] | dict[str, Any]) -> None:
-        listed = documents if isinstance(documents, list) else [documents]
-        self.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-",
-            stdin=yaml.safe_dump_all(listed),
-        )  # fmt: skip
+        """Server-side, as the operator's own applies are."""
+        self.kubectl.apply(documents, server_side=True)
 
     def standin_secret(self, namespace: str) -> None:
         """The stand-in's endpoint and test credentials as the Secret pods take their AWS
@@ -151,8 +149,7 @@ class OnNode:
                 },
             }
         )
-        service = json.loads(self.kubectl("get", "service", f"{name}-local", "-n", namespace,
-                                          "-o", "json"))  # fmt: skip
+        service = self.kubectl.get_json("service", f"{name}-local", "-n", namespace)
         port = int(service["spec"]["ports"][0]["nodePort"])
         # kube-proxy programs a new NodePort a moment after the Service exists, and until it
         # knows the endpoints it refuses connections to it. Not a byte is sent before then: a
@@ -166,13 +163,19 @@ class OnNode:
         return port
 
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        listing = json.loads(
-            self.kubectl(
-                "get", "pods", "-n", namespace, "-l", f"mlops.retail.io/retailmodel={name}",
-                "-o", "json",
-            )
-        )  # fmt: skip
+        selector = f"mlops.retail.io/retailmodel={name}"
+        listing = self.kubectl.get_json("pods", "-n", namespace, "-l", selector)
         return list(listing["items"])
+
+    def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any]:
+        """The RetailModel's condition of type ``kind`` for its current generation ({} while it
+        has none): a condition about an older spec says nothing of this one."""
+        body = self.kubectl.get_json("retailmodel", name, "-n", namespace)
+        generation = body["metadata"]["generation"]
+        for condition in body.get("status", {}).get("conditions", []):
+            if condition["type"] == kind and condition.get("observedGeneration") == generation:
+                return dict(condition)
+        return {}
 
     def ready_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The RetailModel's pods that are Ready and not terminating."""

@@ -103,16 +103,14 @@ def test_port_forward_reaches_the_pod_over_loopback(
 ) -> None:
     config = real_node.config
     forward = subprocess.Popen(
-        [
-            str(config.binary("kubectl")),
-            f"--kubeconfig={config.kubeconfig}",
+        config.kubectl.argv(
             "port-forward",
             "--address=127.0.0.1",
             "-n",
             restricted_namespace,
             f"pod/{probe}",
             f":{PROBE_PORT}",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

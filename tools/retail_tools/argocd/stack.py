@@ -11,7 +11,6 @@ project's health check and annotation tracking, ``argocd-secret`` and the ``defa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from pathlib import Path
 from retail_tools import processes
 from retail_tools.argocd.build import is_built
 from retail_tools.argocd.config import NAMESPACE, ArgocdConfig
-from retail_tools.cluster.cluster import kubectl
 from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 60.0
@@ -140,11 +138,11 @@ def install(config: ArgocdConfig) -> None:
     """What argocd-server's install would have created, applied server-side (the CRDs are too
     big for the last-applied annotation)."""
     apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=retailctl-argocd")
-    kubectl(config.cluster, *apply, "-f", "-", stdin=_namespace_manifest())
-    kubectl(config.cluster, *apply, "-f", str(config.crds_dir))
+    config.cluster.kubectl(*apply, "-f", "-", stdin=_namespace_manifest())
+    config.cluster.kubectl(*apply, "-f", str(config.crds_dir))
     _wait_established(config, "applications.argoproj.io", "appprojects.argoproj.io")
-    kubectl(config.cluster, *apply, "-f", str(ARGOCD_CM))
-    kubectl(config.cluster, *apply, "-f", "-", stdin=_settings_manifest())
+    config.cluster.kubectl(*apply, "-f", str(ARGOCD_CM))
+    config.cluster.kubectl(*apply, "-f", "-", stdin=_settings_manifest())
 
 
 def _wait_established(config: ArgocdConfig, *crds: str) -> None:
@@ -161,7 +159,7 @@ def _wait_established(config: ArgocdConfig, *crds: str) -> None:
 
 
 def _established(config: ArgocdConfig, crd: str) -> bool:
-    body = json.loads(kubectl(config.cluster, "get", f"crd/{crd}", "-o", "json").stdout)
+    body = config.cluster.kubectl.get_json(f"crd/{crd}")
     conditions = body.get("status", {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 

@@ -145,8 +145,7 @@ def kubeconfig() -> None:
 def kubectl(context: typer.Context) -> None:
     """Run the cluster's own kubectl against it: retailctl cluster kubectl -- get nodes."""
     config = cluster_config()
-    binary = config.binary("kubectl")
-    if not binary.exists():
+    if not config.kubectl.binary.exists():
         raise click.ClickException("kubectl is not built yet: run `retailctl cluster build`")
-    argv = [str(binary), f"--kubeconfig={config.kubeconfig}", *context.args]
-    os.execv(binary, argv)
+    argv = config.kubectl.argv(*context.args)
+    os.execv(argv[0], argv)

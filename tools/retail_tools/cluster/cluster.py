@@ -15,7 +15,6 @@ left on the host and restores the host's settings (``leftovers`` checks that not
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import ssl
 import subprocess
@@ -35,15 +34,12 @@ from retail_tools.cluster.components import (
     write_component_files,
 )
 from retail_tools.cluster.config import FAKE_NODE_COUNT, REAL_NODE_LABEL, ClusterConfig
+from retail_tools.cluster.errors import ClusterError
 from retail_tools.cluster.pki import ADMIN, Pki, ensure_pki
 from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 120.0
 PORTS_FREE_TIMEOUT_SECONDS = 10.0
-
-
-class ClusterError(RuntimeError):
-    """The cluster could not be brought to the asked state; the message says why and where."""
 
 
 Notify = Callable[[str], None]
@@ -107,7 +103,7 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     _start(config, (containerd,), started, notify)
     if node_images.ensure_pause_image(config, config.registry):
         notify("pause image imported into containerd")
-    kubectl(config, "apply", "-f", "-", stdin=node.kubelet_api_binding())
+    config.kubectl("apply", "-f", "-", stdin=node.kubelet_api_binding())
     _start(config, agents, started, notify)
     name = config.node.name
     _poll(
@@ -117,8 +113,8 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     )
     # The kubelet taints only at registration: a node object kept from an earlier run is
     # brought back to the scheme here.
-    kubectl(config, "taint", "node", name, node.taint(), "--overwrite")
-    kubectl(config, "label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
+    config.kubectl("taint", "node", name, node.taint(), "--overwrite")
+    config.kubectl("label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
     notify(f"real node {name} is Ready ({time.monotonic() - started_at:.1f}s)")
 
 
@@ -217,31 +213,9 @@ def status(config: ClusterConfig) -> tuple[processes.Status, ...]:
     )
 
 
-def kubectl(
-    config: ClusterConfig,
-    *args: str,
-    stdin: str | None = None,
-    check: bool = True,
-    kubeconfig: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the cluster's own kubectl against it (as admin unless another ``kubeconfig`` is
-    given); with ``check``, a failure raises."""
-    credentials = kubeconfig or config.kubeconfig
-    result = subprocess.run(
-        [str(config.binary("kubectl")), f"--kubeconfig={credentials}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
-
-
 def ready_nodes(config: ClusterConfig) -> tuple[str, ...]:
     """Names of the nodes whose Ready condition is True."""
-    listing = json.loads(kubectl(config, "get", "nodes", "-o", "json").stdout)
+    listing = config.kubectl.get_json("nodes")
     return tuple(
         node["metadata"]["name"]
         for node in listing["items"]
@@ -253,12 +227,12 @@ def ready_nodes(config: ClusterConfig) -> tuple[str, ...]:
 
 
 def _ensure_nodes(config: ClusterConfig) -> None:
-    kubectl(config, "apply", "-f", "-", stdin=fake_nodes_manifest(FAKE_NODE_COUNT))
+    config.kubectl("apply", "-f", "-", stdin=fake_nodes_manifest(FAKE_NODE_COUNT))
     deadline = f"--timeout={int(START_TIMEOUT_SECONDS)}s"
-    kubectl(config, "wait", "--for=condition=Ready", "node", "-l", "type=kwok", deadline)
+    config.kubectl("wait", "--for=condition=Ready", "node", "-l", "type=kwok", deadline)
     # Pods can only be admitted once the namespace's ServiceAccount exists.
     _poll(
-        lambda: kubectl(config, "get", "serviceaccount", "default", check=False).returncode == 0,
+        lambda: config.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
         "the controller manager did not create the default ServiceAccount",
         config.log_dir / "kube-controller-manager.log",
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from retail_tools.cluster.kubectl import Kubectl
+
 if TYPE_CHECKING:
     from retail_tools.settings import Settings
 
@@ -183,6 +185,11 @@ class ClusterConfig:
 
     def component_kubeconfig(self, component: str) -> Path:
         return self.cluster_dir / f"{component}.kubeconfig"
+
+    @property
+    def kubectl(self) -> Kubectl:
+        """The cluster's own kubectl, as its admin."""
+        return Kubectl(self.binary("kubectl"), self.kubeconfig)
 
     @property
     def server(self) -> str:

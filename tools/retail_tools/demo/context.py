@@ -180,17 +180,10 @@ class Demo:
                 self.show(line.rstrip("\n"))
 
     def kubectl(self, *args: str, show: bool = True, check: bool = True, stdin: str = "") -> str:
-        return self.run(
-            "retailctl",
-            "cluster",
-            "kubectl",
-            "--",
-            *args,
-            show=show,
-            check=check,
-            stdin=stdin,
-            as_typed=f"kubectl {shlex.join(args)}",
-        )
+        """The cluster's kubectl, shown and streamed as any command the demo runs."""
+        argv = self.cluster.kubectl.argv(*args)
+        as_typed = f"kubectl {shlex.join(args)}"
+        return self.run(*argv, show=show, check=check, stdin=stdin, as_typed=as_typed)
 
     def measured(self, name: str, report: LoadReport) -> None:
         """Keep a load's report for the summary and show it; any failed request stops the

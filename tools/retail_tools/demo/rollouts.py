@@ -226,12 +226,7 @@ def release(demo: Demo, suffix: str, findings: list[tuple[str, str]]) -> str:
 
 def ready(demo: Demo) -> dict[str, Any]:
     """The RetailModel's Ready condition for its current generation ({} while it has none)."""
-    body = json.loads(demo.node.kubectl("get", "retailmodel", NAME, "-n", NAMESPACE, "-o", "json"))
-    generation = body["metadata"]["generation"]
-    for condition in body.get("status", {}).get("conditions", []):
-        if condition["type"] == "Ready" and condition.get("observedGeneration") == generation:
-            return dict(condition)
-    return {}
+    return demo.node.condition(NAMESPACE, NAME, "Ready")
 
 
 def wait_ready(demo: Demo, status: str, reason: str | None = None) -> None:
@@ -270,7 +265,7 @@ def model_info(demo: Demo, pod: str, *, show: bool) -> dict[str, Any]:
     args = ("exec", "-n", NAMESPACE, pod, "--", "python3", "-c")
     if show:
         console.print(f"[bold cyan]$ kubectl {shlex.join((*args, INFO_SCRIPT))}", soft_wrap=True)
-    info: dict[str, Any] = json.loads(demo.node.kubectl(*args, INFO_SCRIPT))
+    info: dict[str, Any] = json.loads(demo.node.kubectl.output(*args, INFO_SCRIPT))
     if show:
         console.print_json(data={k: v for k, v in info.items() if k != "features"})
     return info
