@@ -18,7 +18,6 @@ from retail_tools.ecr.bootstrap import bootstrap
 from retail_tools.ecr.config import load_config
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
-from retail_tools.images.push import MANIFEST_TYPES
 from retail_tools.standin import ACCOUNT
 from tests.integration.images.conftest import REPO_ROOT, RETAILCTL
 from tests.support.aws import MotoServer
@@ -26,6 +25,10 @@ from tests.support.aws import MotoServer
 pytestmark = pytest.mark.images
 
 REPOSITORY = "mlops/retail-api"
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
 
 
 @pytest.fixture

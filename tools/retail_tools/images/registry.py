@@ -2,16 +2,18 @@
 ``crane registry serve`` on loopback, its blobs kept under the registry folder.
 
 crane is built from the Go module proxy into ``<cache>/tools/crane-<version>`` (as the Makefile
-builds kustomize), once per version. The server runs as a background process tracked by a pid
-file, with the control plane's process helpers; ``up`` is idempotent and ``down`` stops only the
-process it started. The registry speaks plain HTTP on 127.0.0.1, so pushes use
-``--tls-verify=false`` and the node's containerd mirrors the ECR host to it.
+builds kustomize), once per version; ``crane`` also reads and tags manifests in the registry
+for ``push``. The server runs as a background process tracked by a pid file
+(``retail_tools.processes``); ``up`` is idempotent and ``down`` stops only the process it
+started. The registry speaks plain HTTP on 127.0.0.1, so pushes use ``--tls-verify=false``
+and the node's containerd mirrors the ECR host to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,18 @@ def ensure_crane(config: ImagesConfig, on_step: LineCallback) -> Path:
     )
     on_step(f"crane built in {time.monotonic() - started:.0f}s")
     return binary
+
+
+def crane(config: ImagesConfig, *args: str) -> bytes:
+    """What ``crane ARGS`` prints, against the local registry (plain HTTP); a failure is one
+    ImageError line with crane's own words."""
+    result = subprocess.run(
+        [str(crane_binary(config)), "--insecure", *args], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        raise ImageError(f"crane {args[0]} failed: {said[-1] if said else 'no output'}")
+    return result.stdout
 
 
 def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
