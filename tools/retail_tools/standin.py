@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from retail_contract.source import SHA256_METADATA_KEY
 from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.ports import free_port
 
@@ -243,23 +244,28 @@ class AwsStandIn:
             "/moto-api/static/ecr/scan-finding-results", {"results": [result], "region": REGION}
         )
 
-    def put_model(self, bucket: str, key: str, body: bytes, sha256: str | None = None) -> str:
-        """Upload ``body`` to a versioned ``bucket`` with its ``sha256`` metadata, as
-        ``retailctl model push`` does; return the version id."""
+    def ensure_bucket(self, bucket: str) -> None:
+        """A versioned ``bucket`` (each upload a new object version, as the models' bucket)."""
+        if bucket in self._buckets:
+            return
         s3 = self.client("s3")
-        if bucket not in self._buckets:
-            try:
-                s3.create_bucket(
-                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
-                )
-                s3.put_bucket_versioning(
-                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-                )
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            self._buckets.add(bucket)
-        digest = sha256 or hashlib.sha256(body).hexdigest()
-        response = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": digest})
+        try:
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        self._buckets.add(bucket)
+
+    def put_model(self, bucket: str, key: str, body: bytes) -> str:
+        """Upload ``body`` to a versioned ``bucket`` with its sha256 as object metadata under the
+        contract's key, as ``retailctl model push`` does; return the version id."""
+        self.ensure_bucket(bucket)
+        metadata = {SHA256_METADATA_KEY: hashlib.sha256(body).hexdigest()}
+        response = self.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body, Metadata=metadata
+        )
         return str(response.get("VersionId", ""))
 
     def _post(self, path: str, document: object) -> None:

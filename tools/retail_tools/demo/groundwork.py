@@ -81,9 +81,7 @@ def push(demo: Demo, name: str, tag: str, findings: list[tuple[str, str]]) -> st
 
 
 def model_published(demo: Demo) -> None:
-    s3 = demo.stand_in.client("s3")
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    demo.stand_in.ensure_bucket(BUCKET)
     console.print(f"bucket {BUCKET} created, versioned")
     demo.model_uri = f"s3://{BUCKET}/{MODEL_KEY}"
     train_and_push(demo, "model-v1.ubj", seed=1)
