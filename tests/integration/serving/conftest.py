@@ -20,8 +20,9 @@ import pytest
 from retail_serving import artifact
 from retail_serving.schema import FEATURE_NAMES
 from retail_tools.polling import Timeout, wait_until
+from retail_tools.standin import AwsStandIn
 from retail_training import training
-from tests.support.aws import REGION, MotoServer, free_port
+from tests.support.aws import REGION, free_port
 
 TRAINING_ROWS = 2_000
 STARTUP_SECONDS = 120
@@ -163,7 +164,7 @@ def model_version(trained: training.TrainedModel) -> Callable[[str], bytes]:
 
 @dataclass(frozen=True)
 class VersionedBucket:
-    moto: MotoServer
+    moto: AwsStandIn
     name: str
     key: str = "models/retail-price-sensitivity/model.ubj"
 
@@ -181,7 +182,7 @@ class VersionedBucket:
 
 
 @pytest.fixture
-def bucket(aws_env: MotoServer) -> VersionedBucket:
+def bucket(aws_env: AwsStandIn) -> VersionedBucket:
     name = "mlops-retail-forecast-models"
     s3: Any = aws_env.client("s3")
     s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})

@@ -82,9 +82,10 @@ class Ports:
 
 
 @dataclass(frozen=True)
-class RealNode:
-    """The one real node a machine can run. Its bridge, addresses, kubelet and kube-proxy ports
-    and iptables chains are machine-wide, so one cluster at a time owns it."""
+class NodeLayout:
+    """Where the one real node a machine can run keeps its things: its name, bridge, addresses
+    and folders. They are machine-wide (as are its kubelet and kube-proxy ports and iptables
+    chains), so one cluster at a time owns the node."""
 
     name: str = "real-node-0"
     bridge: str = "rmnode0"
@@ -130,7 +131,7 @@ class ClusterConfig:
     # Off unless asked for (the settings ask by default): a second cluster, such as a test's
     # private one, leaves the node alone.
     real_node: bool = False
-    node: RealNode = RealNode()
+    node: NodeLayout = NodeLayout()
     # The local registry the node's containerd pulls through (``retailctl image registry``).
     registry: str = "127.0.0.1:5000"
 

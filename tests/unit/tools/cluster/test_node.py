@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from retail_tools.cluster import pki as pki_module
 from retail_tools.cluster.components import components
-from retail_tools.cluster.config import ClusterConfig, Ports, RealNode
+from retail_tools.cluster.config import ClusterConfig, NodeLayout, Ports
 from retail_tools.cluster.node import (
     ECR_REGISTRY_HOST,
     containerd_config,
@@ -40,7 +40,7 @@ REGISTRY = "127.0.0.1:5000"
 
 
 def _config(tmp_path: Path, *, real_node: bool) -> ClusterConfig:
-    node = RealNode(root=tmp_path / "node-root", run=tmp_path / "node-run")
+    node = NodeLayout(root=tmp_path / "node-root", run=tmp_path / "node-run")
     return ClusterConfig(
         cache_dir=tmp_path / "cache",
         cluster_dir=tmp_path / "c",
@@ -110,7 +110,7 @@ def test_pulls_of_the_ecr_host_go_to_the_local_registry_and_never_fall_back_to_e
 def test_containerd_keeps_to_its_own_folders_and_pins_the_local_pause_image(
     tmp_path: Path,
 ) -> None:
-    node = RealNode(root=tmp_path / "root", run=tmp_path / "run")
+    node = NodeLayout(root=tmp_path / "root", run=tmp_path / "run")
     settings = tomllib.loads(containerd_config(node, REGISTRY))
     cri = settings["plugins"]["io.containerd.grpc.v1.cri"]
     assert settings["root"] == str(node.root / "containerd")
