@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from rich.console import Console
 from rich.panel import Panel
 
+from retail_tools import terminal
 from retail_tools.argocd.config import ArgocdConfig
 from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.cluster.config import ClusterConfig
@@ -34,7 +34,8 @@ from retail_tools.polling import Timeout, wait_until
 from retail_tools.settings import Settings, current
 from retail_tools.standin import AwsStandIn
 
-console = Console(highlight=False)
+# The terminal's width, or a wide one when the demo writes to a log (`make demo > demo.log`).
+console = terminal.console(highlight=False)
 T = TypeVar("T")
 
 # The names the story uses (those of deploy/samples and deploy/ecr).
