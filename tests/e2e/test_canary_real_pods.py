@@ -113,8 +113,7 @@ def canary(stack: Stack) -> Iterator[Canary]:
     try:
         yield Canary(stack, name, key, port, version)
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=true")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name, wait=True)
 
 
 def report(what: str, canary: Canary, uploaded: float, decided: float, load: Load) -> None:

@@ -46,8 +46,7 @@ def model_on_node(stack: Stack) -> Iterator[tuple[str, int]]:
     try:
         yield name, port
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=false")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name)
 
 
 def test_the_in_cluster_operator_rolls_out_ready_pods_on_the_real_node(
@@ -113,8 +112,7 @@ def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -
         assert load.report.failed == 0, load.report.summary()
         assert unrouted_entries(port) == []
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=false")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name)
 
 
 def test_predict_through_the_service_on_loopback(

@@ -162,6 +162,13 @@ class OnNode:
         wait_until(lambda: answers(ready), timeout=60, what=f"{ready} to answer", interval=0.5)
         return port
 
+    def remove(self, namespace: str, name: str, *, wait: bool = False) -> None:
+        """Delete a RetailModel and the NodePort ``expose`` made for it (``wait``: until the
+        RetailModel and what it owns are gone)."""
+        wait_flag = f"--wait={str(wait).lower()}"
+        self.kubectl("delete", "retailmodel", name, "-n", namespace, wait_flag)
+        self.kubectl("delete", "service", f"{name}-local", "-n", namespace, "--wait=false")
+
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         selector = f"mlops.retail.io/retailmodel={name}"
         listing = self.kubectl.get_json("pods", "-n", namespace, "-l", selector)
