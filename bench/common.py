@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -21,10 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retail_tools.polling import Timeout, answers, wait_until
+from retail_tools.settings import current
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-CACHE = Path(os.environ.get("RETAILMODEL_CACHE") or Path.home() / ".cache" / "retailmodel")
-BENCH_CACHE = CACHE / "bench"
+BENCH_CACHE = current().cache / "bench"
 VENV_BIN = Path(sys.executable).parent
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -41,18 +42,16 @@ def pinned(cpu: str, command: Sequence[str]) -> list[str]:
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     """Wait until ``url`` answers 200 (raising if ``process`` dies or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def up() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.HTTPError):
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+        return answers(url)
+
+    try:
+        wait_until(up, timeout=timeout)
+    except Timeout:
+        raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s") from None
 
 
 def post_json(url: str, body: bytes) -> Any:

@@ -53,6 +53,7 @@ from retail_tools.cluster import build, cluster
 from retail_tools.cluster.components import CLIENT_BURST, CLIENT_QPS
 from retail_tools.cluster.config import ClusterConfig, Ports
 from retail_tools.ports import free_port, free_port_base
+from retail_tools.settings import current
 from retail_tools.standin import ACCOUNT, REGION, AwsStandIn
 
 WORK = BENCH_CACHE / "operator"
@@ -68,7 +69,7 @@ SINGLES = 20
 
 
 def fresh_cluster() -> ClusterConfig:
-    shared = ClusterConfig.from_env()
+    shared = ClusterConfig.from_settings(current())
     folder = WORK / "cluster"
     config = ClusterConfig(shared.cache_dir, folder, Ports(free_port_base(6)), shared.toolchain)
     cluster.down(config)
@@ -76,13 +77,11 @@ def fresh_cluster() -> ClusterConfig:
     build.build(config)
     step(f"starting a private cluster in {folder} (API server on port {config.ports.apiserver})")
     cluster.up(config, notify=lambda line: step(f"  {line}"))
-    cluster.kubectl(config, "apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
-    cluster.kubectl(
-        config, "wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io"
-    )
+    config.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "retailmodel.yaml"))
+    config.kubectl("wait", "--for=condition=Established", "crd/retailmodels.mlops.retail.io")
     for namespace in ("baseline", "operator"):
-        cluster.kubectl(config, "create", "namespace", namespace)
-        cluster.kubectl(config, "wait", "--for=create", "serviceaccount/default", "-n", namespace)
+        config.kubectl("create", "namespace", namespace)
+        config.kubectl("wait", "--for=create", "serviceaccount/default", "-n", namespace)
     return config
 
 

@@ -24,7 +24,6 @@ was down, the RetailModel, the operator) it removes again. Traffic goes to 127.0
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -49,6 +48,8 @@ from retail_tools.images.podman import podman_env, remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.load import Load, LoadReport
 from retail_tools.onnode import OPERATOR_NAMESPACE, OnNode
+from retail_tools.polling import wait_until
+from retail_tools.settings import current
 
 WORK = BENCH_CACHE / "real_path"
 NAMESPACE = "retail-bench"
@@ -153,8 +154,8 @@ class RealPath:
     def __init__(self, workdir: Path) -> None:
         self.run = uuid.uuid4().hex[:6]
         self.tag = f"bench-{self.run}"
-        self.images = ImagesConfig.from_env()
-        config = ClusterConfig.from_env()
+        self.images = ImagesConfig.from_settings(current())
+        config = ClusterConfig.from_settings(current())
         self.registry_started = registry.status(self.images).pid is None
         registry.up(self.images, step)
         self.aws = OnNode.standin_for(config).start()
@@ -215,12 +216,10 @@ class RealPath:
                 for pod in pods
             )
 
-        self.on_node.wait_for(f"two Ready pods on {digest[:19]}…", settled, timeout)
+        wait_until(settled, timeout=timeout, what=f"two Ready pods on {digest[:19]}…")
 
     def pod_groups(self) -> dict[str, list[str]]:
-        operators = json.loads(
-            self.on_node.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json")
-        )["items"]
+        operators = self.on_node.kubectl.get_json("pods", "-n", OPERATOR_NAMESPACE)["items"]
         return {
             "predictor pods": [p["metadata"]["uid"] for p in self.pods()],
             "operator pods": [p["metadata"]["uid"] for p in operators],
@@ -300,17 +299,14 @@ def rolling_update(stack: RealPath) -> dict[str, Any]:
 
 
 def stack_port(stack: RealPath) -> int:
-    service = json.loads(
-        stack.on_node.kubectl("get", "service", f"{NAME}-local", "-n", NAMESPACE, "-o", "json")
-    )
+    service = stack.on_node.kubectl.get_json("service", f"{NAME}-local", "-n", NAMESPACE)
     return int(service["spec"]["ports"][0]["nodePort"])
 
 
 def operator_running() -> bool:
-    found = subprocess.run(
-        [str(VENV_BIN / "retailctl"), "cluster", "kubectl", "--", "get", "deployment",
-         "retail-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "-o", "name"],
-        capture_output=True, text=True, check=False,
+    found = ClusterConfig.from_settings(current()).kubectl(
+        "get", "deployment", "retail-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found",
+        "-o", "name", check=False,
     )  # fmt: skip
     return bool(found.stdout.strip())
 

@@ -4,6 +4,5 @@ pytest_plugins = [
     "tests.support.aws",
     "tests.support.cluster",
     "tests.support.real_node",
-    "tests.support.registry",
     "tests.support.faults",
 ]

@@ -23,12 +23,15 @@ from typing import Any
 import pytest
 
 from retail_serving import artifact
+from retail_tools.cluster.kubectl import Kubectl
 from retail_tools.images import registry
 from retail_tools.images.build import target_named
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import remove_tags
 from retail_tools.images.push import push_image
 from retail_tools.onnode import OnNode
+from retail_tools.polling import wait_until
+from retail_tools.settings import current
 from retail_training import training
 from tests.support.cluster import LocalCluster
 
@@ -48,16 +51,12 @@ class Stack:
     tags: dict[str, str]  # serving image tag → digest
     run: str
 
-    def kubectl(self, *args: str) -> str:
-        return self.on_node.kubectl(*args)
+    @property
+    def kubectl(self) -> Kubectl:
+        return self.on_node.kubectl
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
-        body = json.loads(self.kubectl("get", "retailmodel", name, "-n", NAMESPACE, "-o", "json"))
-        generation = body["metadata"]["generation"]
-        for condition in body.get("status", {}).get("conditions", []):
-            if condition["type"] == kind and condition.get("observedGeneration") == generation:
-                return dict(condition)
-        return {}
+        return self.on_node.condition(NAMESPACE, name, kind)
 
     def wait_condition(
         self, name: str, kind: str, status: str, reason: str | None = None, timeout: float = 240
@@ -68,14 +67,14 @@ class Stack:
             return found if ok else {}
 
         try:
-            return dict(self.on_node.wait_for(f"{name} {kind}={status}", matches, timeout))
+            return dict(wait_until(matches, timeout=timeout, what=f"{name} {kind}={status}"))
         except TimeoutError:
             pytest.fail(f"{name} never had {kind}={status} {reason or ''}: " + self.diagnose(name))
 
     def diagnose(self, name: str) -> str:
-        pods = self.kubectl("get", "pods", "-A", "-o", "wide")
-        events = self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp")
-        logs = self.kubectl(
+        pods = self.kubectl.output("get", "pods", "-A", "-o", "wide")
+        events = self.kubectl.output("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp")
+        logs = self.kubectl.output(
             "logs", "-n", "retailmodel-system", "deployment/retail-operator", "--tail=40"
         )
         return f"\n{pods}\n{events[-3000:]}\n--- operator ---\n{logs}"
@@ -89,7 +88,7 @@ class Stack:
             "import urllib.request;"
             "print(urllib.request.urlopen('http://127.0.0.1:8080/model/info').read().decode())"
         )
-        out = self.kubectl("exec", "-n", NAMESPACE, pod, "--", "python3", "-c", script)
+        out = self.kubectl.output("exec", "-n", NAMESPACE, pod, "--", "python3", "-c", script)
         return dict(json.loads(out))
 
     def upload_model(self, seed: int) -> str:
@@ -102,7 +101,7 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run = uuid.uuid4().hex[:6]
-    images = ImagesConfig.from_env()
+    images = ImagesConfig.from_settings(current())
     registry_was_up = registry.status(images).pid is not None
     registry.up(images, lambda _line: None)
     aws = OnNode.standin_for(local_cluster.config).start()

@@ -21,7 +21,6 @@ garbage-collects the RetailModel's children.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +37,9 @@ from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.cluster import cluster
 from retail_tools.cluster.build import build as build_cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
+from retail_tools.polling import Timeout, wait_until
 from retail_tools.ports import free_port, free_port_base
+from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
 from tests.integration.operator.conftest import OperatorProcess
 from tests.support.cluster import LocalCluster
@@ -101,13 +102,16 @@ class GitOps:
     def wait_for(
         self, what: str, probe: Callable[[apps.ApplicationView], bool], timeout: float = TIMEOUT
     ) -> apps.ApplicationView:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.view()
-            if last is not None and probe(last):
-                return last
-            time.sleep(0.2)
+        seen: list[apps.ApplicationView | None] = [None]
+
+        def reached() -> apps.ApplicationView | None:
+            seen[0] = view = self.view()
+            return view if view is not None and probe(view) else None
+
+        try:
+            return wait_until(reached, timeout=timeout, interval=0.2)
+        except Timeout:
+            last = seen[0]
         controller = self.argocd.log_dir / "application-controller.log"
         model = self.get("retailmodel", MODEL, "-n", NAMESPACE) or {}
         raise AssertionError(
@@ -164,7 +168,7 @@ def model_health(status: str, message: str = "") -> Callable[[apps.ApplicationVi
 
 @pytest.fixture(scope="package")
 def gitops_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    shared = ClusterConfig.from_env()
+    shared = ClusterConfig.from_settings(current())
     config = ClusterConfig(
         cache_dir=shared.cache_dir,
         cluster_dir=tmp_path_factory.mktemp("gitops") / "cluster",
@@ -185,7 +189,7 @@ def argocd(
 ) -> Iterator[ArgocdConfig]:
     """Argo CD started once for this folder, against the private cluster."""
     config = replace(
-        ArgocdConfig.from_env(),
+        ArgocdConfig.from_settings(current()),
         cluster=gitops_cluster.config,
         state_dir=tmp_path_factory.mktemp("argocd"),
         port_base=free_port_base(4),

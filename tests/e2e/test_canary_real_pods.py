@@ -11,7 +11,6 @@ request fails (rolled back by the error rate); and with no traffic at all, nothi
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 import uuid
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from retail_tools import candidates
 from retail_tools.load import Load
 from retail_tools.onnode import OPERATOR_NAMESPACE
+from retail_tools.polling import wait_until
 from tests.e2e.conftest import BUCKET, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
@@ -54,8 +54,7 @@ class Canary:
     stable_version: str
 
     def rollout(self) -> dict[str, Any]:
-        body = json.loads(self.stack.kubectl("get", "retailmodel", self.name, "-n", NAMESPACE,
-                                             "-o", "json"))  # fmt: skip
+        body = self.stack.kubectl.get_json("retailmodel", self.name, "-n", NAMESPACE)
         return dict(body.get("status", {}).get("rollout", {}))
 
     def upload(self, model: tuple[bytes, str]) -> tuple[str, float]:
@@ -70,15 +69,17 @@ class Canary:
         )  # fmt: skip
 
     def events(self, reason: str) -> list[str]:
-        listing = json.loads(self.stack.kubectl(
-            "get", "events", "-n", NAMESPACE, "-o", "json",
+        listing = self.stack.kubectl.get_json(
+            "events", "-n", NAMESPACE,
             "--field-selector", f"involvedObject.name={self.name},reason={reason}",
-        ))  # fmt: skip
+        )  # fmt: skip
         return [str(event["message"]) for event in listing["items"]]
 
     def canary_gone(self) -> bool:
-        deployment = self.stack.kubectl("get", "deployment", f"{self.name}-canary", "-n",
-                                        NAMESPACE, "--ignore-not-found", "-o", "name")  # fmt: skip
+        deployment = self.stack.kubectl.output(
+            "get", "deployment", f"{self.name}-canary", "-n", NAMESPACE, "--ignore-not-found",
+            "-o", "name",
+        )  # fmt: skip
         canary_pods = [
             pod
             for pod in self.stack.on_node.pods(NAMESPACE, self.name)
@@ -112,8 +113,7 @@ def canary(stack: Stack) -> Iterator[Canary]:
     try:
         yield Canary(stack, name, key, port, version)
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=true")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name, wait=True)
 
 
 def report(what: str, canary: Canary, uploaded: float, decided: float, load: Load) -> None:
@@ -130,11 +130,13 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(canary: Canary) -> 
         version_id, uploaded = canary.upload(good)
         condition = canary.verdict("Promoted")
         decided = time.monotonic()
-        canary.stack.on_node.wait_for(
-            f"every stable pod serving {good[1]}", lambda: canary.stable_versions() == {good[1]}
+        wait_until(
+            lambda: canary.stable_versions() == {good[1]},
+            timeout=180,
+            what=f"every stable pod serving {good[1]}",
         )
         served = time.monotonic()
-        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+        wait_until(canary.canary_gone, timeout=180, what="the canary to be gone")
     state = canary.rollout()
     assert state["phase"] == "Promoted", state
     assert state["stable"]["versionId"] == version_id
@@ -156,7 +158,7 @@ def test_a_candidate_answering_one_class_is_rolled_back_by_the_prediction_shift(
         version_id, uploaded = canary.upload(bad)
         condition = canary.verdict("RolledBack")
         decided = time.monotonic()
-        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+        wait_until(canary.canary_gone, timeout=180, what="the canary to be gone")
     state = canary.rollout()
     assert state["phase"] == "RolledBack" and state["rejected"][-1]["versionId"] == version_id
     assert "predictionShift rule" in condition["message"]
@@ -176,10 +178,12 @@ def test_a_candidate_failing_requests_is_rolled_back_by_the_error_rate(canary: C
         version_id, uploaded = canary.upload(bad)
         condition = canary.verdict("RolledBack")
         decided = time.monotonic()
-        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+        wait_until(canary.canary_gone, timeout=180, what="the canary to be gone")
         failed, sent = load.report.failed, load.report.sent
-        canary.stack.on_node.wait_for(
-            "500 more requests after the rollback", lambda: load.report.sent >= sent + 500
+        wait_until(
+            lambda: load.report.sent >= sent + 500,
+            timeout=180,
+            what="500 more requests after the rollback",
         )
         after = load.report.failed - failed
     state = canary.rollout()
@@ -195,7 +199,7 @@ def test_a_candidate_failing_requests_is_rolled_back_by_the_error_rate(canary: C
 def operator_reconciles(stack: Stack) -> int:
     """Reconciles the leading operator replica has finished (its /metrics, read by pod IP on
     the node's bridge)."""
-    pods = json.loads(stack.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))
+    pods = stack.kubectl.get_json("pods", "-n", OPERATOR_NAMESPACE)
     for pod in pods["items"]:
         address = pod["status"].get("podIP")
         if not address:
@@ -215,19 +219,23 @@ def test_silence_never_promotes_on_real_pods(canary: Canary) -> None:
     candidate = candidates.retrained(seed=2)
     version_id, _ = canary.upload(candidate)
     stack.wait_condition(canary.name, "ModelRolledOut", "False", "Analyzing")
-    stack.on_node.wait_for(
-        "the canary pod Ready", lambda: len(stack.running_pods(canary.name)) == 2
+    wait_until(
+        lambda: len(stack.running_pods(canary.name)) == 2, timeout=180, what="the canary pod Ready"
     )
-    models = json.loads(stack.kubectl("get", "retailmodels", "-A", "-o", "json"))["items"]
+    models = stack.kubectl.get_json("retailmodels", "-A")["items"]
     assert [m["metadata"]["name"] for m in models] == [canary.name]  # the leader's only work
     started = canary.rollout()["startedAt"]
     window_ends = datetime.fromisoformat(started) + timedelta(seconds=DURATION)
-    stack.on_node.wait_for(
-        "the analysis window to pass", lambda: datetime.now(UTC) > window_ends, DURATION + 10
+    wait_until(
+        lambda: datetime.now(UTC) > window_ends,
+        timeout=DURATION + 10,
+        what="the analysis window to pass",
     )
     seen = operator_reconciles(stack)
-    stack.on_node.wait_for(
-        "3 reconciles after the window", lambda: operator_reconciles(stack) >= seen + 3
+    wait_until(
+        lambda: operator_reconciles(stack) >= seen + 3,
+        timeout=180,
+        what="3 reconciles after the window",
     )
     state = canary.rollout()
     assert state["phase"] == "Analyzing" and state["startedAt"] == started

@@ -11,7 +11,6 @@ load counts its failed requests, and the promise is zero.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ import pytest
 from retail_tools.images.build import build_release, target_named
 from retail_tools.images.push import push_image
 from retail_tools.load import Load
+from retail_tools.polling import wait_until
 from tests.e2e.conftest import API, BUCKET, KEY, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
@@ -46,17 +46,14 @@ def model_on_node(stack: Stack) -> Iterator[tuple[str, int]]:
     try:
         yield name, port
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=false")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name)
 
 
 def test_the_in_cluster_operator_rolls_out_ready_pods_on_the_real_node(
     stack: Stack, model_on_node: tuple[str, int]
 ) -> None:
     name, _ = model_on_node
-    operators = json.loads(stack.kubectl("get", "pods", "-n", "retailmodel-system", "-o", "json"))[
-        "items"
-    ]
+    operators = stack.kubectl.get_json("pods", "-n", "retailmodel-system")["items"]
     assert {p["spec"]["nodeName"] for p in operators} == {stack.on_node.config.node.name}
     pods = stack.running_pods(name)
     assert len(pods) == 2
@@ -92,13 +89,13 @@ def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -
     exposing.start()
     try:
         port = int(
-            stack.on_node.wait_for(
-                "the NodePort",
-                lambda: stack.kubectl(
+            wait_until(
+                lambda: stack.kubectl.output(
                     "get", "service", f"{name}-local", "-n", NAMESPACE,
                     "-o", "jsonpath={.spec.ports[0].nodePort}", "--ignore-not-found",
                 ),
                 timeout=30,
+                what="the NodePort",
             )
         )  # fmt: skip
         time.sleep(3)  # a probe in these seconds would be refused, and leave its entry behind
@@ -115,8 +112,7 @@ def test_exposing_sends_nothing_until_kube_proxy_routes_the_port(stack: Stack) -
         assert load.report.failed == 0, load.report.summary()
         assert unrouted_entries(port) == []
     finally:
-        stack.kubectl("delete", "retailmodel", name, "-n", NAMESPACE, "--wait=false")
-        stack.kubectl("delete", "service", f"{name}-local", "-n", NAMESPACE, "--wait=false")
+        stack.on_node.remove(NAMESPACE, name)
 
 
 def test_predict_through_the_service_on_loopback(
@@ -138,10 +134,10 @@ def test_a_new_model_reaches_every_pod_under_load_with_no_failed_request(
     with Load(port, workers=4, max_seconds=240) as load:
         version = stack.upload_model(seed=2)
         assert version not in before
-        stack.on_node.wait_for(
-            f"every pod serving {version}",
+        wait_until(
             lambda: all(stack.model_info(pod)["version"] == version for pod in pods),
             timeout=120,
+            what=f"every pod serving {version}",
         )
     report = load.report
     assert report.failed == 0, report.summary()
@@ -200,11 +196,12 @@ def test_a_lost_pod_is_replaced_while_the_service_keeps_answering(
     victim = stack.running_pods(name)[0]["metadata"]["name"]
     with Load(port, workers=2, max_seconds=180) as load:
         stack.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--wait=false")
-        stack.on_node.wait_for(
-            "a replacement pod Ready",
+        wait_until(
             lambda: (
                 len(stack.running_pods(name)) == 2
                 and victim not in {p["metadata"]["name"] for p in stack.running_pods(name)}
             ),
+            timeout=180,
+            what="a replacement pod Ready",
         )
     assert load.report.failed == 0, load.report.summary()

@@ -8,7 +8,7 @@ describes a second, independent cluster (own folder, own free ports) for tests t
 theirs.
 
 Tests reach the cluster over HTTPS like any client: with ``local_cluster.kubeconfig`` or the
-``local_cluster.kubectl`` helper (the cluster's own kubectl).
+``local_cluster.kubectl`` handle (the cluster's own kubectl, ``retail_tools.cluster.kubectl``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,9 +26,12 @@ from typing import Any
 import pytest
 import yaml
 
-from retail_tools.cluster import build, cluster, processes
+from retail_tools import processes
+from retail_tools.cluster import build, cluster
 from retail_tools.cluster.config import ClusterConfig, Ports
+from retail_tools.cluster.kubectl import Kubectl
 from retail_tools.ports import free_port_base
+from retail_tools.settings import current
 
 TEST_NAMESPACE_LABEL = "retailmodel.io/test-namespace"
 
@@ -42,16 +44,11 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         return self.config.kubeconfig
 
-    def kubectl(
-        self,
-        *args: str,
-        stdin: str | None = None,
-        check: bool = True,
-        kubeconfig: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against the cluster (as admin unless another ``kubeconfig`` is given);
+    @property
+    def kubectl(self) -> Kubectl:
+        """The cluster's own kubectl (as admin unless a call names another ``kubeconfig``);
         with ``check``, a non-zero exit raises ``ClusterError`` with kubectl's message."""
-        return cluster.kubectl(self.config, *args, stdin=stdin, check=check, kubeconfig=kubeconfig)
+        return self.config.kubectl
 
     def token_kubeconfig(self, token: str, path: Path) -> Path:
         """A kubeconfig for the same cluster that authenticates with ``token`` only."""
@@ -62,7 +59,7 @@ class LocalCluster:
         return path
 
     def get_json(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return self.kubectl.get_json(*args)
 
     def test_namespace(self, prefix: str, labels: dict[str, str] | None = None) -> str:
         """A new namespace ``<prefix>-<random>``, labelled as a test's: the next session to
@@ -73,13 +70,12 @@ class LocalCluster:
         return name
 
     def apply(self, manifest: str, namespace: str | None = None) -> None:
-        scope = ("-n", namespace) if namespace else ()
-        self.kubectl("apply", *scope, "-f", "-", stdin=manifest)
+        self.kubectl.apply(manifest, namespace)
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
-    config = ClusterConfig.from_env()
+    config = ClusterConfig.from_settings(current())
     build.build(config)
     with _sessions(config) as sessions:
         alone = sessions.join(cluster.up(config))
@@ -157,7 +153,7 @@ def cluster_namespace(local_cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture
 def private_cluster_config(tmp_path: Path) -> ClusterConfig:
     """A second cluster sharing the built binaries but nothing else (folder, ports)."""
-    shared = ClusterConfig.from_env()
+    shared = ClusterConfig.from_settings(current())
     return ClusterConfig(
         cache_dir=shared.cache_dir,
         cluster_dir=tmp_path / "cluster",

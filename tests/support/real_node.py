@@ -28,6 +28,9 @@ PROBE_PORT = 8080
 
 @dataclass(frozen=True)
 class RealNode:
+    """The session cluster's real node as tests use it: the cluster, and the probe image
+    imported into the node's containerd (where the node's things are: ``config.node``)."""
+
     cluster: LocalCluster
     probe_image: str
 

@@ -10,11 +10,8 @@ never leaves this machine.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +19,11 @@ from typing import Any
 
 import yaml
 
-from retail_tools.cluster import cluster, network
+from retail_tools.cluster import network
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig
+from retail_tools.cluster.kubectl import Kubectl
+from retail_tools.polling import answers, wait_until
+from retail_tools.settings import current
 from retail_tools.standin import AwsStandIn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +46,6 @@ def placement() -> dict[str, Any]:
     }
 
 
-def kustomize_binary() -> str:
-    """The kustomize the Makefile builds (``$KUSTOMIZE``), else one on PATH."""
-    return os.environ.get("KUSTOMIZE") or "kustomize"
-
-
 @dataclass
 class OnNode:
     """One run of the product on the real node: a cluster that is up with its node, and a
@@ -65,15 +60,13 @@ class OnNode:
         """A stand-in pods can reach: bound to the bridge gateway, not to loopback."""
         return AwsStandIn(host=config.node.gateway)
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return cluster.kubectl(self.config, *args, stdin=stdin).stdout
+    @property
+    def kubectl(self) -> Kubectl:
+        return self.config.kubectl
 
     def apply(self, documents: list[dict[str, Any]] | dict[str, Any]) -> None:
-        listed = documents if isinstance(documents, list) else [documents]
-        self.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-",
-            stdin=yaml.safe_dump_all(listed),
-        )  # fmt: skip
+        """Server-side, as the operator's own applies are."""
+        self.kubectl.apply(documents, server_side=True)
 
     def standin_secret(self, namespace: str) -> None:
         """The stand-in's endpoint and test credentials as the Secret pods take their AWS
@@ -105,7 +98,7 @@ class OnNode:
             )
         )
         rendered = subprocess.run(
-            [kustomize_binary(), "build", str(overlay)],
+            [str(current().kustomize), "build", str(overlay)],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         documents = [d for d in yaml.safe_load_all(rendered) if d]
@@ -156,26 +149,40 @@ class OnNode:
                 },
             }
         )
-        service = json.loads(self.kubectl("get", "service", f"{name}-local", "-n", namespace,
-                                          "-o", "json"))  # fmt: skip
+        service = self.kubectl.get_json("service", f"{name}-local", "-n", namespace)
         port = int(service["spec"]["ports"][0]["nodePort"])
         # kube-proxy programs a new NodePort a moment after the Service exists, and until it
         # knows the endpoints it refuses connections to it. Not a byte is sent before then: a
         # refused SYN leaves a conntrack entry without NAT for two minutes, and a later
         # connection that happens to reuse its source port is refused by it too (what made
         # the demo's loads lose one or two requests in ten thousand).
-        self.wait_for(f"kube-proxy to route port {port}", lambda: _routed(port), timeout=60)
-        self.wait_for(f"127.0.0.1:{port} to answer", lambda: _ready(port), timeout=60)
+        routed = f"kube-proxy to route port {port}"
+        wait_until(lambda: _routed(port), timeout=60, what=routed, interval=0.5)
+        ready = f"http://127.0.0.1:{port}/ready"
+        wait_until(lambda: answers(ready), timeout=60, what=f"{ready} to answer", interval=0.5)
         return port
 
+    def remove(self, namespace: str, name: str, *, wait: bool = False) -> None:
+        """Delete a RetailModel and the NodePort ``expose`` made for it (``wait``: until the
+        RetailModel and what it owns are gone)."""
+        wait_flag = f"--wait={str(wait).lower()}"
+        self.kubectl("delete", "retailmodel", name, "-n", namespace, wait_flag)
+        self.kubectl("delete", "service", f"{name}-local", "-n", namespace, "--wait=false")
+
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        listing = json.loads(
-            self.kubectl(
-                "get", "pods", "-n", namespace, "-l", f"mlops.retail.io/retailmodel={name}",
-                "-o", "json",
-            )
-        )  # fmt: skip
+        selector = f"mlops.retail.io/retailmodel={name}"
+        listing = self.kubectl.get_json("pods", "-n", namespace, "-l", selector)
         return list(listing["items"])
+
+    def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any]:
+        """The RetailModel's condition of type ``kind`` for its current generation ({} while it
+        has none): a condition about an older spec says nothing of this one."""
+        body = self.kubectl.get_json("retailmodel", name, "-n", namespace)
+        generation = body["metadata"]["generation"]
+        for condition in body.get("status", {}).get("conditions", []):
+            if condition["type"] == kind and condition.get("observedGeneration") == generation:
+                return dict(condition)
+        return {}
 
     def ready_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The RetailModel's pods that are Ready and not terminating."""
@@ -187,27 +194,9 @@ class OnNode:
                     for c in pod["status"].get("conditions", []))
         ]  # fmt: skip
 
-    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 180) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(0.5)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
 
 def _routed(port: int) -> bool:
     """Whether kube-proxy has a NAT rule for NodePort ``port``: it has one only once the
     Service has endpoints (before that, a filter rule refuses the port)."""
     rules = network.run("iptables", "-t", "nat", "-S", "KUBE-NODEPORTS", check=False).stdout
     return f"--dport {port} " in rules
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False

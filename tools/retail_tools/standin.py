@@ -21,13 +21,14 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from retail_contract.source import SHA256_METADATA_KEY
+from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.ports import free_port
 
 REGION = "ap-southeast-1"
@@ -95,17 +96,18 @@ class AwsStandIn:
             env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
             start_new_session=True,  # a Ctrl-C in the terminal reaches the caller, not moto
         )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+        process = self._process
+
+        def answering() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"moto_server exited early; see {self._log or 'its output'}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto_server did not answer within {STARTUP_SECONDS} s")
+            return answers(f"{self.endpoint}/moto-api/", timeout=1)
+
+        try:
+            wait_until(answering, timeout=STARTUP_SECONDS, interval=0.1)
+        except Timeout:
+            self.stop()
+            raise RuntimeError(f"moto_server did not answer within {STARTUP_SECONDS} s") from None
 
     def stop(self) -> None:
         if self._server is not None:
@@ -242,23 +244,28 @@ class AwsStandIn:
             "/moto-api/static/ecr/scan-finding-results", {"results": [result], "region": REGION}
         )
 
-    def put_model(self, bucket: str, key: str, body: bytes, sha256: str | None = None) -> str:
-        """Upload ``body`` to a versioned ``bucket`` with its ``sha256`` metadata, as
-        ``retailctl model push`` does; return the version id."""
+    def ensure_bucket(self, bucket: str) -> None:
+        """A versioned ``bucket`` (each upload a new object version, as the models' bucket)."""
+        if bucket in self._buckets:
+            return
         s3 = self.client("s3")
-        if bucket not in self._buckets:
-            try:
-                s3.create_bucket(
-                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
-                )
-                s3.put_bucket_versioning(
-                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-                )
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            self._buckets.add(bucket)
-        digest = sha256 or hashlib.sha256(body).hexdigest()
-        response = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": digest})
+        try:
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        self._buckets.add(bucket)
+
+    def put_model(self, bucket: str, key: str, body: bytes) -> str:
+        """Upload ``body`` to a versioned ``bucket`` with its sha256 as object metadata under the
+        contract's key, as ``retailctl model push`` does; return the version id."""
+        self.ensure_bucket(bucket)
+        metadata = {SHA256_METADATA_KEY: hashlib.sha256(body).hexdigest()}
+        response = self.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body, Metadata=metadata
+        )
         return str(response.get("VersionId", ""))
 
     def _post(self, path: str, document: object) -> None:

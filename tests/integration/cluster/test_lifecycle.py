@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_tools.cluster import build, cluster, processes
+from retail_tools import processes
+from retail_tools.cluster import build, cluster
 from retail_tools.cluster.config import ClusterConfig
 
 pytestmark = pytest.mark.cluster

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 
 from retail_tools.cluster.cluster import ClusterError
 from retail_tools.cluster.config import REAL_NODE_LABEL
+from retail_tools.polling import Timeout, answers, wait_until
 from tests.support.real_node import PROBE_PORT, RealNode, probe_pod
 
 pytestmark = pytest.mark.cluster
@@ -58,19 +58,12 @@ def probe(real_node: RealNode, restricted_namespace: str) -> str:
     )
     # kube-proxy programs a new NodePort a moment after the Service and its endpoint exist.
     node_port = _node_port(real_node, restricted_namespace)
-    deadline = time.monotonic() + 60
-    while not _answers(f"http://127.0.0.1:{node_port}/"):
-        assert time.monotonic() < deadline, f"NodePort {node_port} never answered"
-        time.sleep(0.5)
-    return "probe"
-
-
-def _answers(url: str) -> bool:
+    url = f"http://127.0.0.1:{node_port}/"
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
+        wait_until(lambda: answers(url), timeout=60, interval=0.5)
+    except Timeout:
+        raise AssertionError(f"NodePort {node_port} never answered") from None
+    return "probe"
 
 
 def _get(real_node: RealNode, *args: str) -> Any:
@@ -110,16 +103,14 @@ def test_port_forward_reaches_the_pod_over_loopback(
 ) -> None:
     config = real_node.config
     forward = subprocess.Popen(
-        [
-            str(config.binary("kubectl")),
-            f"--kubeconfig={config.kubeconfig}",
+        config.kubectl.argv(
             "port-forward",
             "--address=127.0.0.1",
             "-n",
             restricted_namespace,
             f"pod/{probe}",
             f":{PROBE_PORT}",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

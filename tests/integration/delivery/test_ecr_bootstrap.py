@@ -10,7 +10,7 @@ import pytest
 
 from retail_tools.ecr.bootstrap import bootstrap
 from retail_tools.ecr.config import RegistryConfig, load_config
-from tests.support.aws import MotoServer
+from retail_tools.standin import AwsStandIn
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -27,7 +27,7 @@ def config() -> RegistryConfig:
 
 
 @pytest.fixture
-def ecr(aws_env: MotoServer) -> ECRClient:
+def ecr(aws_env: AwsStandIn) -> ECRClient:
     return cast("ECRClient", aws_env.client("ecr"))
 
 

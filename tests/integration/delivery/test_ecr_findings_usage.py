@@ -17,7 +17,7 @@ from retail_operator.facts import ScanState
 from retail_operator.spec import Severity
 from retail_tools.ecr.findings import gate, read_scan, serious, wait_for_scan
 from retail_tools.ecr.usage import RepositoryNotFoundError, measure_usage
-from tests.support.aws import MotoServer
+from retail_tools.standin import AwsStandIn
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def ecr(aws_env: MotoServer) -> ECRClient:
+def ecr(aws_env: AwsStandIn) -> ECRClient:
     client = cast("ECRClient", aws_env.client("ecr"))
     client.create_repository(repositoryName=REPOSITORY)
     client.create_repository(repositoryName="mlops/train-model")
@@ -62,7 +62,7 @@ def scan_result(tag: str, status: str, findings: list[dict[str, Any]]) -> dict[s
     }
 
 
-def retailctl(moto: MotoServer, *args: str) -> subprocess.CompletedProcess[str]:
+def retailctl(moto: AwsStandIn, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [RETAILCTL, *args],
         env={**os.environ, **moto.env()},
@@ -74,7 +74,7 @@ def retailctl(moto: MotoServer, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     digest = aws_env.push_image(REPOSITORY, "v20261129-abc1234", 1000)
 
     report = read_scan(ecr, REPOSITORY, "v20261129-abc1234")
@@ -84,7 +84,7 @@ def test_no_scan_yet_is_a_state_not_an_error(ecr: ECRClient, aws_env: MotoServer
 
 
 def test_findings_report_counts_and_only_serious_findings(
-    ecr: ECRClient, aws_env: MotoServer
+    ecr: ECRClient, aws_env: AwsStandIn
 ) -> None:
     tag = "dev-abc1234"
     aws_env.push_image(REPOSITORY, tag, 1000)
@@ -117,7 +117,7 @@ def test_findings_report_counts_and_only_serious_findings(
     assert gate(report, Severity.CRITICAL, ["CVE-2026-0001"]).passed
 
 
-def test_wait_polls_until_the_scan_settles(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_wait_polls_until_the_scan_settles(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     tag = "feature-x-abc1234"
     aws_env.push_image(REPOSITORY, tag, 1000)
     seen: list[str] = []
@@ -140,7 +140,7 @@ def test_wait_polls_until_the_scan_settles(ecr: ECRClient, aws_env: MotoServer) 
     assert report.state is ScanState.COMPLETE
 
 
-def test_wait_gives_up_at_the_deadline(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_wait_gives_up_at_the_deadline(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     tag = "feature-y-abc1234"
     aws_env.push_image(REPOSITORY, tag, 1000)
     now = [0.0]
@@ -167,7 +167,7 @@ def test_missing_image_is_one_clear_error(ecr: ECRClient) -> None:
         read_scan(ecr, REPOSITORY, "nope")
 
 
-def test_usage_counts_sizes_and_prices(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_usage_counts_sizes_and_prices(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     gib = 1024**3
     aws_env.push_image(REPOSITORY, "v1", 3 * gib)
     aws_env.push_image(REPOSITORY, "v2", 2 * gib)
@@ -188,7 +188,7 @@ def test_unknown_repository_is_one_clear_error(ecr: ECRClient) -> None:
         measure_usage(ecr, ["mlops/absent"])
 
 
-def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     tag = "v20261129-e000001"
     aws_env.push_image(REPOSITORY, tag, 1000)
     ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
@@ -218,7 +218,7 @@ def test_enhanced_scanning_findings_are_read_too(ecr: ECRClient, aws_env: MotoSe
     assert gate(report, Severity.HIGH).reason == "VulnerabilitiesFound"
 
 
-def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     tag = "v20261129-def5678"
     aws_env.push_image(REPOSITORY, tag, 1000)
     ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
@@ -251,7 +251,7 @@ def test_cli_findings_fails_on_blocking_severity(ecr: ECRClient, aws_env: MotoSe
 
 
 def test_cli_findings_refuses_an_unscanned_image_when_gating(
-    ecr: ECRClient, aws_env: MotoServer
+    ecr: ECRClient, aws_env: AwsStandIn
 ) -> None:
     aws_env.push_image(REPOSITORY, "dev-0000000", 1000)
 
@@ -271,7 +271,7 @@ def test_cli_findings_refuses_an_unscanned_image_when_gating(
     assert "ScanMissing" in result.stderr
 
 
-def test_cli_bootstrap_reports_then_says_no_changes(aws_env: MotoServer) -> None:
+def test_cli_bootstrap_reports_then_says_no_changes(aws_env: AwsStandIn) -> None:
     first = retailctl(aws_env, "ecr", "bootstrap")
     second = retailctl(aws_env, "ecr", "bootstrap", "--config", "deploy/ecr/repositories.yaml")
 
@@ -282,7 +282,7 @@ def test_cli_bootstrap_reports_then_says_no_changes(aws_env: MotoServer) -> None
     assert "mlops/train-model: no changes" in second.stdout
 
 
-def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: MotoServer) -> None:
+def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     aws_env.push_image(REPOSITORY, "v1", 1024**3)
 
     result = retailctl(aws_env, "ecr", "usage", "--json")
@@ -298,7 +298,7 @@ def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: MotoServer) -> None:
 
 
 def test_cli_findings_shows_what_each_exception_covers_and_until_when(
-    ecr: ECRClient, aws_env: MotoServer, tmp_path: Path
+    ecr: ECRClient, aws_env: AwsStandIn, tmp_path: Path
 ) -> None:
     tag = "v20261201-exc0001"
     aws_env.push_image(REPOSITORY, tag, 1000)
@@ -326,7 +326,7 @@ def test_cli_findings_shows_what_each_exception_covers_and_until_when(
 
 
 def test_cli_findings_refuses_a_malformed_policy_in_one_line(
-    aws_env: MotoServer, tmp_path: Path
+    aws_env: AwsStandIn, tmp_path: Path
 ) -> None:
     policy = tmp_path / "bad.yaml"
     policy.write_text("exceptions:\n  - {id: CVE-1, reason: x}\n")  # no expires

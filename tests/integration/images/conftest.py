@@ -8,11 +8,9 @@ test ends.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +21,8 @@ import pytest
 from retail_tools.images import registry
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
+from retail_tools.polling import Timeout, answers, wait_until
+from retail_tools.settings import current
 from retail_tools.standin import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def images_config() -> ImagesConfig:
-    return ImagesConfig.from_env()
+    return ImagesConfig.from_settings(current())
 
 
 @pytest.fixture(scope="session")
@@ -88,18 +88,16 @@ def container(config: ImagesConfig, image: str, *options: str) -> Iterator[str]:
 
 def wait_for_http(config: ImagesConfig, name: str, url: str) -> None:
     """Return once ``url`` answers 200; fail with the container's log if it never does."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+
+    def settled() -> bool:
+        """It answers, or it has stopped running (and never will)."""
         state = podman(config, "inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-        if state != "running":
-            break
-        time.sleep(0.25)
+        return answers(url) or state != "running"
+
+    with contextlib.suppress(Timeout):
+        wait_until(settled, timeout=START_TIMEOUT_SECONDS)
+    if answers(url):
+        return
     logs = podman(config, "logs", name, check=False)
     output = (logs.stdout + logs.stderr)[-3000:]
     pytest.fail(f"{url} never answered 200 ({name}); its log:\n{output}")

@@ -18,18 +18,20 @@ from retail_tools.ecr.bootstrap import bootstrap
 from retail_tools.ecr.config import load_config
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
-from retail_tools.images.push import MANIFEST_TYPES
-from retail_tools.standin import ACCOUNT
+from retail_tools.standin import ACCOUNT, AwsStandIn
 from tests.integration.images.conftest import REPO_ROOT, RETAILCTL
-from tests.support.aws import MotoServer
 
 pytestmark = pytest.mark.images
 
 REPOSITORY = "mlops/retail-api"
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
 
 
 @pytest.fixture
-def ecr_stand_in(aws_env: MotoServer) -> MotoServer:
+def ecr_stand_in(aws_env: AwsStandIn) -> AwsStandIn:
     """A clean ECR stand-in with the repositories of deploy/ecr/repositories.yaml (immutable
     tags)."""
     registry = load_config(REPO_ROOT / "deploy" / "ecr" / "repositories.yaml")
@@ -51,7 +53,7 @@ def fresh_tag(images: dict[str, str], images_config: ImagesConfig) -> Iterator[s
 
 
 def push(
-    registry: ImagesConfig, stand_in: MotoServer, name: str, tag: str
+    registry: ImagesConfig, stand_in: AwsStandIn, name: str, tag: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -78,7 +80,7 @@ def served_manifest(registry: ImagesConfig, reference: str) -> bytes:
 
 
 def test_push_registers_the_registrys_manifest_in_ecr(
-    private_registry: ImagesConfig, ecr_stand_in: MotoServer, fresh_tag: str
+    private_registry: ImagesConfig, ecr_stand_in: AwsStandIn, fresh_tag: str
 ) -> None:
     result = push(private_registry, ecr_stand_in, "serving", fresh_tag)
     assert result.returncode == 0, result.stderr
@@ -114,7 +116,7 @@ def test_an_immutable_tag_is_never_moved_to_other_bytes(
     images: dict[str, str],
     images_config: ImagesConfig,
     private_registry: ImagesConfig,
-    ecr_stand_in: MotoServer,
+    ecr_stand_in: AwsStandIn,
     fresh_tag: str,
 ) -> None:
     first = push(private_registry, ecr_stand_in, "serving", fresh_tag)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from tests.support.aws import free_port
 from tests.support.cluster import LocalCluster
 from tests.support.faults import FaultProxy
 
+from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.standin import AwsStandIn
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,18 +45,19 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(
                     f"operator exited; see {self.log}:\n{self.log.read_text()[-3000:]}"
                 )
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"operator not healthy within 60 s; see {self.log}")
+            return answers(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+
+        try:
+            wait_until(healthy, timeout=60, interval=0.2)
+        except Timeout:
+            raise RuntimeError(f"operator not healthy within 60 s; see {self.log}") from None
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies mid-reconcile."""
@@ -218,17 +219,13 @@ class Scenario:
         return None
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(0.3)
-        raise AssertionError(
-            f"timed out waiting for {what}; last={last!r}\n--- operator log tail ---\n"
-            + self.operator.logs()[-4000:]
-        )
+        try:
+            return wait_until(probe, timeout=timeout, interval=0.3)
+        except Timeout as timeout_error:
+            raise AssertionError(
+                f"timed out waiting for {what}; last={timeout_error.last!r}\n"
+                "--- operator log tail ---\n" + self.operator.logs()[-4000:]
+            ) from None
 
     def wait_condition(
         self, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 60

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,10 @@ import pytest
 
 from retail_serving import artifact
 from retail_serving.schema import FEATURE_NAMES
+from retail_tools.polling import Timeout, wait_until
+from retail_tools.standin import AwsStandIn
 from retail_training import training
-from tests.support.aws import REGION, MotoServer, free_port
+from tests.support.aws import REGION, free_port
 
 TRAINING_ROWS = 2_000
 STARTUP_SECONDS = 120
@@ -30,12 +31,10 @@ RELOAD_INTERVAL = "0.2"
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     """Poll ``condition`` until true; fail the test (saying what never happened) at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+    try:
+        wait_until(condition, timeout=timeout, interval=0.1)
+    except Timeout:
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def v2_inputs(rows: list[Any]) -> list[dict[str, Any]]:
@@ -165,7 +164,7 @@ def model_version(trained: training.TrainedModel) -> Callable[[str], bytes]:
 
 @dataclass(frozen=True)
 class VersionedBucket:
-    moto: MotoServer
+    moto: AwsStandIn
     name: str
     key: str = "models/retail-price-sensitivity/model.ubj"
 
@@ -183,7 +182,7 @@ class VersionedBucket:
 
 
 @pytest.fixture
-def bucket(aws_env: MotoServer) -> VersionedBucket:
+def bucket(aws_env: AwsStandIn) -> VersionedBucket:
     name = "mlops-retail-forecast-models"
     s3: Any = aws_env.client("s3")
     s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,18 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
+from retail_tools.settings import current
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("CACHE", Path.home() / ".cache" / "retailmodel"))
 
 
 def kustomize_binary() -> str:
-    configured = os.environ.get("KUSTOMIZE")
-    if configured and Path(configured).is_file():
-        return configured
-    built = sorted(glob.glob(str(CACHE / "tools" / "kustomize-*" / "kustomize")))
-    if not built:
+    built = current().kustomize
+    if not built.is_file():
         pytest.fail("kustomize is not built; run `make unit` or `make lint` to build it")
-    return built[-1]
+    return str(built)
 
 
 def render(overlay: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import yaml
 
 from retail_tools.argocd.build import is_built
 from retail_tools.argocd.config import ArgocdConfig
+from retail_tools.settings import current
 from tests.unit.delivery.argocd_configmap import CONFIGMAP_FILE
 from tests.unit.delivery.health_cases import CASES, Case
 
@@ -45,7 +46,7 @@ def assess(argocd: Path, resource: Path) -> Verdict:
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     """Every case assessed once, in parallel (each run is a fresh process of the CLI)."""
-    config = ArgocdConfig.from_env()
+    config = ArgocdConfig.from_settings(current())
     assert is_built(config), "Argo CD is not built: run `retailctl argocd build`"
     folder = tmp_path_factory.mktemp("retailmodels")
     files = {}

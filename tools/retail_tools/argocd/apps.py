@@ -17,7 +17,6 @@ import yaml
 
 from retail_tools.argocd.config import NAMESPACE, ArgocdConfig
 from retail_tools.argocd.stack import REPO_ROOT
-from retail_tools.cluster.cluster import kubectl
 
 EKS_APPLICATION = REPO_ROOT / "deploy" / "argocd" / "application.yaml"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
@@ -60,12 +59,12 @@ def local_application(
 
 
 def apply(config: ArgocdConfig, application: dict[str, Any]) -> None:
-    kubectl(config.cluster, "apply", "-f", "-", stdin=yaml.safe_dump(application))
+    config.cluster.kubectl.apply(application)
 
 
 def get(config: ArgocdConfig, name: str) -> dict[str, Any] | None:
-    result = kubectl(
-        config.cluster, "-n", NAMESPACE, "get", "application", name, "-o", "json", check=False
+    result = config.cluster.kubectl(
+        "-n", NAMESPACE, "get", "application", name, "-o", "json", check=False
     )
     return json.loads(result.stdout) if result.returncode == 0 else None
 
@@ -74,8 +73,7 @@ def refresh(config: ArgocdConfig, name: str, *, hard: bool = False) -> None:
     """Ask the controller to compare with git now instead of at its next poll (``hard``: also
     regenerate the manifests instead of using the repo-server's cache). The controller removes
     the annotation once it has."""
-    kubectl(
-        config.cluster,
+    config.cluster.kubectl(
         "-n", NAMESPACE, "annotate", "--overwrite", "application", name,
         f"{REFRESH_ANNOTATION}={'hard' if hard else 'normal'}",
     )  # fmt: skip

@@ -1,34 +1,27 @@
 """Where the local Argo CD lives: its pinned version, cache folder, state folder and ports.
 
-Environment variables (all optional):
-
-``RETAILMODEL_CACHE``
-    cache root, default ``~/.cache/retailmodel``; the binary goes to
-    ``<cache>/argocd-<version>/bin``.
-``RETAILMODEL_ARGOCD_DIR``
-    the running instance's state (pids, logs, redis data, the repo-server's work folders),
-    default ``<cache>/argocd``.
-``RETAILMODEL_ARGOCD_PORT_BASE``
-    first of four consecutive loopback ports (redis, repo-server, and the two metrics ports),
-    default 16480.
-``KUSTOMIZE``
-    the kustomize the repo-server runs, default the one ``make`` builds,
-    ``<cache>/tools/kustomize-v5.7.1/kustomize``.
+``ArgocdConfig.from_settings`` takes them from the tooling's one settings object
+(``retail_tools.settings``: ``RETAILMODEL_CACHE``, ``RETAILMODEL_ARGOCD_DIR``,
+``RETAILMODEL_ARGOCD_PORT_BASE``, ``KUSTOMIZE``) with the cluster it syncs. The binary goes to
+``<cache>/argocd-<version>/bin``; the running instance keeps its pids, logs, redis data and the
+repo-server's work folders in its state folder, and listens on four consecutive loopback ports
+(redis, repo-server, and the two metrics ports).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retail_tools.cluster.config import ClusterConfig
+
+if TYPE_CHECKING:
+    from retail_tools.settings import Settings
 
 # v3.2.12 does not compile from its module zip (undefined: settings.ValidateExternalURL), and
 # v3.3+ zips lack the ./gitops-engine folder their go.mod replaces.
 VERSION = "v3.2.11"
-KUSTOMIZE_VERSION = "v5.7.1"
-DEFAULT_PORT_BASE = 16480
 NAMESPACE = "argocd"
 # The commands of the one multi-call binary this project runs (it dispatches on argv[0]).
 COMMANDS = ("argocd", "argocd-repo-server", "argocd-application-controller")
@@ -46,25 +39,13 @@ class ArgocdConfig:
     version: str = VERSION
 
     @classmethod
-    def from_env(cls) -> ArgocdConfig:
-        cluster = ClusterConfig.from_env()
-        state = os.environ.get("RETAILMODEL_ARGOCD_DIR") or cluster.cache_dir / "argocd"
-        base = os.environ.get("RETAILMODEL_ARGOCD_PORT_BASE") or DEFAULT_PORT_BASE
-        try:
-            port_base = int(base)
-        except ValueError:
-            raise ValueError(
-                f"RETAILMODEL_ARGOCD_PORT_BASE must be a port number, not {base!r}"
-            ) from None
-        default_kustomize = (
-            cluster.cache_dir / "tools" / f"kustomize-{KUSTOMIZE_VERSION}" / "kustomize"
-        )
+    def from_settings(cls, settings: Settings) -> ArgocdConfig:
         return cls(
-            cache_dir=cluster.cache_dir,
-            state_dir=Path(state).expanduser(),
-            port_base=port_base,
-            cluster=cluster,
-            kustomize=Path(os.environ.get("KUSTOMIZE") or default_kustomize),
+            cache_dir=settings.cache,
+            state_dir=settings.argocd_dir,
+            port_base=settings.argocd_port_base,
+            cluster=ClusterConfig.from_settings(settings),
+            kustomize=settings.kustomize,
         )
 
     # The built binary, shared by every instance on the machine.

@@ -1,6 +1,6 @@
 """Start, stop and inspect the local Argo CD against the local control plane.
 
-Three processes, each tracked like the cluster's own components (``cluster/processes.py``):
+Three processes, each tracked like the cluster's own components (``processes``):
 Debian's ``redis-server`` on loopback (Argo CD's cache), the repo-server (plain gRPC, no GPG,
 its work folders and kustomize private to this instance) and the application controller. The
 controller believes it runs in the cluster (``ARGOCD_FAKE_IN_CLUSTER``) and reads the cluster's
@@ -11,20 +11,16 @@ project's health check and annotation tracking, ``argocd-secret`` and the ``defa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from retail_tools import processes
 from retail_tools.argocd.build import is_built
 from retail_tools.argocd.config import NAMESPACE, ArgocdConfig
-from retail_tools.cluster import processes
-from retail_tools.cluster.cluster import kubectl
+from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -45,15 +41,6 @@ class Component:
     argv: tuple[str, ...]
     port: int
     health_url: str | None  # None: an open port is health enough
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    pid: int | None
-    port: int
-    healthy: bool
-    log: Path
 
 
 def components(config: ArgocdConfig) -> tuple[Component, ...]:
@@ -151,25 +138,28 @@ def install(config: ArgocdConfig) -> None:
     """What argocd-server's install would have created, applied server-side (the CRDs are too
     big for the last-applied annotation)."""
     apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=retailctl-argocd")
-    kubectl(config.cluster, *apply, "-f", "-", stdin=_namespace_manifest())
-    kubectl(config.cluster, *apply, "-f", str(config.crds_dir))
+    config.cluster.kubectl(*apply, "-f", "-", stdin=_namespace_manifest())
+    config.cluster.kubectl(*apply, "-f", str(config.crds_dir))
     _wait_established(config, "applications.argoproj.io", "appprojects.argoproj.io")
-    kubectl(config.cluster, *apply, "-f", str(ARGOCD_CM))
-    kubectl(config.cluster, *apply, "-f", "-", stdin=_settings_manifest())
+    config.cluster.kubectl(*apply, "-f", str(ARGOCD_CM))
+    config.cluster.kubectl(*apply, "-f", "-", stdin=_settings_manifest())
 
 
 def _wait_established(config: ArgocdConfig, *crds: str) -> None:
     # Polled: `kubectl wait` fails outright while a new CRD has no status.conditions yet.
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    for crd in crds:
-        while not _established(config, crd):
-            if time.monotonic() > deadline:
-                raise ArgocdError(f"CRD {crd} not Established within {START_TIMEOUT_SECONDS:.0f}s")
-            time.sleep(0.2)
+    def pending() -> list[str]:
+        return [crd for crd in crds if not _established(config, crd)]
+
+    try:
+        wait_until(lambda: not pending(), timeout=START_TIMEOUT_SECONDS, interval=0.2)
+    except Timeout:
+        late = ", ".join(pending())
+        message = f"CRD {late} not Established within {START_TIMEOUT_SECONDS:.0f}s"
+        raise ArgocdError(message) from None
 
 
 def _established(config: ArgocdConfig, crd: str) -> bool:
-    body = json.loads(kubectl(config.cluster, "get", f"crd/{crd}", "-o", "json").stdout)
+    body = config.cluster.kubectl.get_json(f"crd/{crd}")
     conditions = body.get("status", {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
@@ -228,19 +218,23 @@ def _start(config: ArgocdConfig, component: Component) -> bool:
 
 def _wait_healthy(config: ArgocdConfig, component: Component, pid: int) -> None:
     log = log_path(config, component)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not _healthy(config, component):
+
+    def healthy() -> bool:
+        if _healthy(config, component):
+            return True
         # By pid, not by binary: until /usr/bin/env has exec'd the component, it runs env.
         if processes.exit_status(pid) is not None or not Path(f"/proc/{pid}").exists():
-            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-            last = lines[-1] if lines else "no output"
+            last = processes.last_line(log)
             raise ArgocdError(f"{component.name} exited while starting ({last}); see {log}")
-        if time.monotonic() > deadline:
-            raise ArgocdError(
-                f"{component.name} did not become healthy within {START_TIMEOUT_SECONDS:.0f}s; "
-                f"see {log}"
-            )
-        time.sleep(0.25)
+        return False
+
+    try:
+        wait_until(healthy, timeout=START_TIMEOUT_SECONDS)
+    except Timeout:
+        raise ArgocdError(
+            f"{component.name} did not become healthy within {START_TIMEOUT_SECONDS:.0f}s; "
+            f"see {log}"
+        ) from None
 
 
 def _healthy(config: ArgocdConfig, component: Component) -> bool:
@@ -248,11 +242,7 @@ def _healthy(config: ArgocdConfig, component: Component) -> bool:
         return False
     if component.health_url is None:
         return processes.port_listening(component.port)
-    try:
-        with urllib.request.urlopen(component.health_url, timeout=2) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(component.health_url)
 
 
 def log_path(config: ArgocdConfig, component: Component) -> Path:
@@ -271,9 +261,9 @@ def down(config: ArgocdConfig, only: list[str] | None = None) -> tuple[str, ...]
     return tuple(stopped)
 
 
-def status(config: ArgocdConfig) -> tuple[ComponentStatus, ...]:
+def status(config: ArgocdConfig) -> tuple[processes.Status, ...]:
     return tuple(
-        ComponentStatus(
+        processes.Status(
             component.name,
             processes.running_pid(component.name, config.run_dir, str(component.binary)),
             component.port,

@@ -15,18 +15,15 @@ left on the host and restores the host's settings (``leftovers`` checks that not
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from retail_tools.cluster import network, node, node_images, processes, sandboxes
+from retail_tools import processes
+from retail_tools.cluster import network, node, node_images, sandboxes
 from retail_tools.cluster.build import is_built
 from retail_tools.cluster.components import (
     Component,
@@ -37,23 +34,12 @@ from retail_tools.cluster.components import (
     write_component_files,
 )
 from retail_tools.cluster.config import FAKE_NODE_COUNT, REAL_NODE_LABEL, ClusterConfig
+from retail_tools.cluster.errors import ClusterError
 from retail_tools.cluster.pki import ADMIN, Pki, ensure_pki
+from retail_tools.polling import Timeout, answers, wait_until
 
 START_TIMEOUT_SECONDS = 120.0
 PORTS_FREE_TIMEOUT_SECONDS = 10.0
-
-
-class ClusterError(RuntimeError):
-    """The cluster could not be brought to the asked state; the message says why and where."""
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    pid: int | None
-    port: int | None
-    healthy: bool
-    log: Path
 
 
 Notify = Callable[[str], None]
@@ -77,7 +63,7 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
     try:
         if config.real_node:
             network.prepare(config)  # the bridge address the API server advertises
-            node.write_node_files(config, pki, registry_address())
+            node.write_node_files(config, pki, config.registry)
         _start(config, components(config), started, notify)
         _ensure_nodes(config)
         notify(f"{FAKE_NODE_COUNT} kwok nodes are Ready")
@@ -87,13 +73,6 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
         down(config, only=started)
         raise
     return tuple(started)
-
-
-def registry_address() -> str:
-    """The local registry (standing in for ECR's endpoint) that the node's containerd mirrors."""
-    from retail_tools.images.config import ImagesConfig
-
-    return ImagesConfig.from_env().registry_address
 
 
 def _start(
@@ -122,9 +101,9 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     containerd, *agents = node.node_components(config)
     started_at = time.monotonic()
     _start(config, (containerd,), started, notify)
-    if node_images.ensure_pause_image(config, registry_address()):
+    if node_images.ensure_pause_image(config, config.registry):
         notify("pause image imported into containerd")
-    kubectl(config, "apply", "-f", "-", stdin=node.kubelet_api_binding())
+    config.kubectl("apply", "-f", "-", stdin=node.kubelet_api_binding())
     _start(config, agents, started, notify)
     name = config.node.name
     _poll(
@@ -134,8 +113,8 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     )
     # The kubelet taints only at registration: a node object kept from an earlier run is
     # brought back to the scheme here.
-    kubectl(config, "taint", "node", name, node.taint(), "--overwrite")
-    kubectl(config, "label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
+    config.kubectl("taint", "node", name, node.taint(), "--overwrite")
+    config.kubectl("label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
     notify(f"real node {name} is Ready ({time.monotonic() - started_at:.1f}s)")
 
 
@@ -219,11 +198,11 @@ def podman_runs_containers() -> bool:
     return bool(listing.stdout.strip())
 
 
-def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
+def status(config: ClusterConfig) -> tuple[processes.Status, ...]:
     config = _with_node(config)
     every = components(config) + (node.node_components(config) if config.real_node else ())
     return tuple(
-        ComponentStatus(
+        processes.Status(
             name=component.name,
             pid=(pid := processes.running_pid(component.name, config.run_dir, component.binary)),
             port=component.port,
@@ -234,31 +213,9 @@ def status(config: ClusterConfig) -> tuple[ComponentStatus, ...]:
     )
 
 
-def kubectl(
-    config: ClusterConfig,
-    *args: str,
-    stdin: str | None = None,
-    check: bool = True,
-    kubeconfig: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the cluster's own kubectl against it (as admin unless another ``kubeconfig`` is
-    given); with ``check``, a failure raises."""
-    credentials = kubeconfig or config.kubeconfig
-    result = subprocess.run(
-        [str(config.binary("kubectl")), f"--kubeconfig={credentials}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
-
-
 def ready_nodes(config: ClusterConfig) -> tuple[str, ...]:
     """Names of the nodes whose Ready condition is True."""
-    listing = json.loads(kubectl(config, "get", "nodes", "-o", "json").stdout)
+    listing = config.kubectl.get_json("nodes")
     return tuple(
         node["metadata"]["name"]
         for node in listing["items"]
@@ -270,12 +227,12 @@ def ready_nodes(config: ClusterConfig) -> tuple[str, ...]:
 
 
 def _ensure_nodes(config: ClusterConfig) -> None:
-    kubectl(config, "apply", "-f", "-", stdin=fake_nodes_manifest(FAKE_NODE_COUNT))
+    config.kubectl("apply", "-f", "-", stdin=fake_nodes_manifest(FAKE_NODE_COUNT))
     deadline = f"--timeout={int(START_TIMEOUT_SECONDS)}s"
-    kubectl(config, "wait", "--for=condition=Ready", "node", "-l", "type=kwok", deadline)
+    config.kubectl("wait", "--for=condition=Ready", "node", "-l", "type=kwok", deadline)
     # Pods can only be admitted once the namespace's ServiceAccount exists.
     _poll(
-        lambda: kubectl(config, "get", "serviceaccount", "default", check=False).returncode == 0,
+        lambda: config.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
         "the controller manager did not create the default ServiceAccount",
         config.log_dir / "kube-controller-manager.log",
     )
@@ -287,8 +244,7 @@ def _wait_healthy(config: ClusterConfig, component: Component) -> None:
     def healthy() -> bool:
         pid = processes.running_pid(component.name, config.run_dir, component.binary)
         if pid is None:
-            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-            last = lines[-1] if lines else "no output"
+            last = processes.last_line(log)
             raise ClusterError(f"{component.name} exited while starting ({last}); see {log}")
         return _probe(config, component)
 
@@ -296,11 +252,10 @@ def _wait_healthy(config: ClusterConfig, component: Component) -> None:
 
 
 def _poll(check: Callable[[], bool], failure: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not check():
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{failure} within {START_TIMEOUT_SECONDS:.0f}s; see {log}")
-        time.sleep(0.25)
+    try:
+        wait_until(check, timeout=START_TIMEOUT_SECONDS)
+    except Timeout:
+        raise ClusterError(f"{failure} within {START_TIMEOUT_SECONDS:.0f}s; see {log}") from None
 
 
 def _probe(config: ClusterConfig, component: Component) -> bool:
@@ -318,18 +273,15 @@ def _probe(config: ClusterConfig, component: Component) -> bool:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # the component's throwaway self-signed cert
-    try:
-        with urllib.request.urlopen(component.health_url, timeout=2, context=context) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(component.health_url, context=context)
 
 
 def _wait_ports_free(config: ClusterConfig) -> None:
-    deadline = time.monotonic() + PORTS_FREE_TIMEOUT_SECONDS
-    while busy := [port for port in config.ports.all() if processes.port_listening(port)]:
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"ports {', '.join(map(str, busy))} are still in use after stopping the cluster"
-            )
-        time.sleep(0.2)
+    def busy() -> list[int]:
+        return [port for port in config.ports.all() if processes.port_listening(port)]
+
+    try:
+        wait_until(lambda: not busy(), timeout=PORTS_FREE_TIMEOUT_SECONDS, interval=0.2)
+    except Timeout:
+        in_use = ", ".join(map(str, busy()))
+        raise ClusterError(f"ports {in_use} are still in use after stopping the cluster") from None

@@ -1,32 +1,23 @@
 """Where the local control plane lives: pinned versions, cache folders, state folder and ports.
 
-Everything the rest of ``localcluster`` needs to know about the machine is read here, once,
-from the environment (``ClusterConfig.from_env``), and passed down as frozen values, so a test
-can run a second, independent cluster by building a config with another folder and ports.
-
-Environment variables (all optional):
-
-``RETAILMODEL_CACHE``
-    cache root, default ``~/.cache/retailmodel``; binaries go to
-    ``<cache>/controlplane/<toolchain key>/bin``.
-``RETAILMODEL_CLUSTER_DIR``
-    the cluster's state folder (certificates, kubeconfigs, etcd data, pids, ``logs/``),
-    default ``<cache>/cluster``.
-``RETAILMODEL_CLUSTER_PORT_BASE``
-    first of six consecutive loopback ports, default 16443 (the API server's port).
-``RETAILMODEL_REAL_NODE``
-    ``1`` (default) also runs the machine's one real node (containerd, kubelet, kube-proxy) in
-    this cluster; ``0`` runs the control plane and kwok's fake nodes only.
+``ClusterConfig.from_settings`` takes what it needs from the tooling's one settings object
+(``retail_tools.settings``: ``RETAILMODEL_CACHE``, ``RETAILMODEL_CLUSTER_DIR``,
+``RETAILMODEL_CLUSTER_PORT_BASE``, ``RETAILMODEL_REAL_NODE``) and the rest of ``cluster`` gets
+it as frozen values, so a test can run a second, independent cluster by building a config with
+another folder and ports.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-DEFAULT_PORT_BASE = 16443
-DEFAULT_REAL_NODE = "1"
+from retail_tools.cluster.kubectl import Kubectl
+
+if TYPE_CHECKING:
+    from retail_tools.settings import Settings
+
 FAKE_NODE_COUNT = 3
 # kwok manages only the nodes carrying this annotation, so real nodes are never touched.
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
@@ -91,9 +82,10 @@ class Ports:
 
 
 @dataclass(frozen=True)
-class RealNode:
-    """The one real node a machine can run. Its bridge, addresses, kubelet and kube-proxy ports
-    and iptables chains are machine-wide, so one cluster at a time owns it."""
+class NodeLayout:
+    """Where the one real node a machine can run keeps its things: its name, bridge, addresses
+    and folders. They are machine-wide (as are its kubelet and kube-proxy ports and iptables
+    chains), so one cluster at a time owns the node."""
 
     name: str = "real-node-0"
     bridge: str = "rmnode0"
@@ -136,34 +128,21 @@ class ClusterConfig:
     cluster_dir: Path
     ports: Ports
     toolchain: Toolchain = Toolchain()
-    # Off unless asked for (from_env asks by default): a second cluster, such as a test's
+    # Off unless asked for (the settings ask by default): a second cluster, such as a test's
     # private one, leaves the node alone.
     real_node: bool = False
-    node: RealNode = RealNode()
+    node: NodeLayout = NodeLayout()
+    # The local registry the node's containerd pulls through (``retailctl image registry``).
+    registry: str = "127.0.0.1:5000"
 
     @classmethod
-    def from_env(cls) -> ClusterConfig:
-        cache = Path(
-            os.environ.get("RETAILMODEL_CACHE") or Path.home() / ".cache" / "retailmodel"
-        ).expanduser()
-        cluster = os.environ.get("RETAILMODEL_CLUSTER_DIR") or cache / "cluster"
-        base = os.environ.get("RETAILMODEL_CLUSTER_PORT_BASE") or DEFAULT_PORT_BASE
-        try:
-            ports = Ports(int(base))
-        except ValueError:
-            raise ValueError(
-                f"RETAILMODEL_CLUSTER_PORT_BASE must be a port number, not {base!r}"
-            ) from None
-        if not 1024 <= ports.base <= 65535 - 6:
-            raise ValueError(f"RETAILMODEL_CLUSTER_PORT_BASE {ports.base} is out of range")
-        real_node = os.environ.get("RETAILMODEL_REAL_NODE", DEFAULT_REAL_NODE)
-        if real_node not in ("0", "1"):
-            raise ValueError(f"RETAILMODEL_REAL_NODE must be 0 or 1, not {real_node!r}")
+    def from_settings(cls, settings: Settings) -> ClusterConfig:
         return cls(
-            cache_dir=cache,
-            cluster_dir=Path(cluster).expanduser(),
-            ports=ports,
-            real_node=real_node == "1",
+            cache_dir=settings.cache,
+            cluster_dir=settings.cluster_dir,
+            ports=Ports(settings.cluster_port_base),
+            real_node=settings.has_real_node,
+            registry=settings.registry_address,
         )
 
     # The built binaries, shared by every cluster on the machine.
@@ -207,6 +186,11 @@ class ClusterConfig:
 
     def component_kubeconfig(self, component: str) -> Path:
         return self.cluster_dir / f"{component}.kubeconfig"
+
+    @property
+    def kubectl(self) -> Kubectl:
+        """The cluster's own kubectl, as its admin."""
+        return Kubectl(self.binary("kubectl"), self.kubeconfig)
 
     @property
     def server(self) -> str:

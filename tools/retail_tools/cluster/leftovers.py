@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retail_tools.cluster import network, processes
+from retail_tools import processes
+from retail_tools.cluster import network
 from retail_tools.cluster.config import ClusterConfig
 from retail_tools.cluster.node import (
     KUBE_PROXY_HEALTHZ_PORT,

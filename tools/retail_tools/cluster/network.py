@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import TypedDict
 
-from retail_tools.cluster.config import ClusterConfig, RealNode
+from retail_tools.cluster.config import ClusterConfig, NodeLayout
 from retail_tools.cluster.node import CNI_NETWORK
 
 # The kubelet (protectKernelDefaults off) sets vm.overcommit_memory, kernel.panic and
@@ -97,7 +97,7 @@ def prepare(config: ClusterConfig) -> None:
     )
 
 
-def clean_up(node: RealNode, *, podman_running: bool) -> list[str]:
+def clean_up(node: NodeLayout, *, podman_running: bool) -> list[str]:
     """Remove what the stopped node left and restore the host settings; returns what it did.
 
     ``CNI-*`` chains are shared with podman's CNI networks, so they stay while podman runs a
@@ -190,7 +190,7 @@ def _delete_chains(command: str, table: str, pattern: re.Pattern[str]) -> list[s
     return done
 
 
-def _mounts_under(node: RealNode) -> list[str]:
+def _mounts_under(node: NodeLayout) -> list[str]:
     """Mount points under the node's folders, deepest first (so each unmount can succeed)."""
     roots = (str(node.root), str(node.run))
     points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
@@ -208,7 +208,7 @@ def cni_cache_entries() -> list[Path]:
     return [*CNI_CACHE.glob(f"{CNI_NETWORK}-*"), *CNI_CACHE.glob("cni-loopback-*")]
 
 
-def kubelet_files(node: RealNode) -> list[Path]:
+def kubelet_files(node: NodeLayout) -> list[Path]:
     """What the kubelet writes outside its root folder: its device-plugin socket and the
     /var/log/containers links to our pods' logs."""
     found = [
@@ -224,14 +224,14 @@ def kubelet_files(node: RealNode) -> list[Path]:
     return found
 
 
-def created_paths(node: RealNode) -> list[Path]:
+def created_paths(node: NodeLayout) -> list[Path]:
     """The fixed paths that did not exist before the node first started and exist now."""
     return [
         Path(path) for path in load_baseline(node).get("absent_paths", []) if Path(path).exists()
     ]
 
 
-def _remove_fixed_paths(node: RealNode) -> list[str]:
+def _remove_fixed_paths(node: NodeLayout) -> list[str]:
     done = []
     for path in created_paths(node):
         for folder in sorted(path.glob("**/"), key=lambda p: len(p.parts), reverse=True):
@@ -242,7 +242,7 @@ def _remove_fixed_paths(node: RealNode) -> list[str]:
     return done
 
 
-def _restore_sysctls(node: RealNode) -> list[str]:
+def _restore_sysctls(node: NodeLayout) -> list[str]:
     if not node.baseline_file.exists():  # nothing recorded since the last restore
         return []
     baseline = load_baseline(node)
@@ -256,7 +256,7 @@ def _restore_sysctls(node: RealNode) -> list[str]:
     return done
 
 
-def load_baseline(node: RealNode) -> Baseline:
+def load_baseline(node: NodeLayout) -> Baseline:
     """The recorded host settings (or, after ``down``, the ones it restored); empty if none."""
     for path in (node.baseline_file, node.restored_file):
         if path.exists():

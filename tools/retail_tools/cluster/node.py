@@ -19,7 +19,7 @@ import yaml
 
 from retail_tools.cluster import pki as identities
 from retail_tools.cluster.components import Component, Probe
-from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig, RealNode
+from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig, NodeLayout
 from retail_tools.cluster.kubeconfig import write_kubeconfig
 from retail_tools.cluster.pki import Pki
 
@@ -136,7 +136,7 @@ def write_node_files(config: ClusterConfig, pki: Pki, registry: str) -> None:
         )
 
 
-def containerd_config(node: RealNode, registry: str) -> str:
+def containerd_config(node: NodeLayout, registry: str) -> str:
     """containerd with its own root, state and socket, so it never meets another containerd."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
@@ -193,7 +193,7 @@ def registry_mirror(registry: str) -> str:
 """
 
 
-def cni_network(node: RealNode) -> str:
+def cni_network(node: NodeLayout) -> str:
     """A bridge network on the node's own bridge (created beforehand by ``network``), no
     masquerade: pods reach the host and each other, nothing else."""
     network = {
@@ -292,7 +292,7 @@ def kubelet_api_binding() -> str:
     return yaml.safe_dump(binding)
 
 
-def _pod_logs(node: RealNode) -> Path:
+def _pod_logs(node: NodeLayout) -> Path:
     return node.root / "pod-logs"
 
 

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from retail_tools.cluster.config import RealNode
+from retail_tools.cluster.config import NodeLayout
 
 VALIDITY = datetime.timedelta(days=3650)  # loopback-only development cluster
 SERVICE_IP = "10.96.0.1"  # the first address of the service range: the `kubernetes` service
-NODE = RealNode()
+NODE = NodeLayout()
 # Host clients use loopback; pods use the `kubernetes` Service or the bridge address it
 # forwards to.
 API_SERVER_IPS = ("127.0.0.1", SERVICE_IP, NODE.gateway)

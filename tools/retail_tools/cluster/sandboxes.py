@@ -13,7 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-from retail_tools.cluster.config import ClusterConfig, RealNode
+from retail_tools.cluster.config import ClusterConfig, NodeLayout
 from retail_tools.cluster.network import run
 
 CRI_TIMEOUT = "--timeout=30s"
@@ -32,7 +32,7 @@ def remove_pods(config: ClusterConfig) -> int:
     return len(pods)
 
 
-def kill_strays(node: RealNode) -> list[str]:
+def kill_strays(node: NodeLayout) -> list[str]:
     """Kill shims of our containerd socket and delete runc containers under our runc root."""
     done = []
     for pid, argv in processes_naming(str(node.containerd_socket)):

@@ -9,7 +9,6 @@ NodePort in ``demo.port`` and the model URI). The load sends a mix of baskets
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -85,15 +84,7 @@ def good_model_promoted(demo: Demo) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 def rolled_out(demo: Demo) -> dict[str, Any]:
     """The ModelRolledOut condition for the current generation ({} while it has none)."""
-    body = json.loads(demo.node.kubectl("get", "retailmodel", NAME, "-n", NAMESPACE, "-o", "json"))
-    generation = body["metadata"]["generation"]
-    for condition in body.get("status", {}).get("conditions", []):
-        if (
-            condition["type"] == "ModelRolledOut"
-            and condition.get("observedGeneration") == generation
-        ):
-            return dict(condition)
-    return {}
+    return demo.node.condition(NAMESPACE, NAME, "ModelRolledOut")
 
 
 def wait_rolled_out(demo: Demo, status: str, reason: str) -> dict[str, Any]:
@@ -130,7 +121,7 @@ def show_rollout(demo: Demo, reason: str) -> None:
     console.print(
         f"[bold cyan]$ kubectl get rmodel {NAME} -n {NAMESPACE} -o jsonpath='{{.status.rollout}}'"
     )
-    body = json.loads(demo.node.kubectl("get", "retailmodel", NAME, "-n", NAMESPACE, "-o", "json"))
+    body = demo.node.kubectl.get_json("retailmodel", NAME, "-n", NAMESPACE)
     console.print_json(data=body["status"]["rollout"])
     demo.kubectl(
         "get", "events", "-n", NAMESPACE, "--field-selector",

@@ -9,29 +9,34 @@ Commands are shown as the reader would type them, and their output as they would
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from rich.console import Console
 from rich.panel import Panel
 
+from retail_tools import terminal
+from retail_tools.argocd.config import ArgocdConfig
 from retail_tools.argocd.gitrepo import GitRepository
+from retail_tools.cluster.config import ClusterConfig
+from retail_tools.images.config import ImagesConfig
 from retail_tools.load import LoadReport
 from retail_tools.onnode import OnNode
+from retail_tools.polling import Timeout, wait_until
+from retail_tools.settings import Settings, current
 from retail_tools.standin import AwsStandIn
 
-console = Console(highlight=False)
+# The terminal's width, or a wide one when the demo writes to a log (`make demo > demo.log`).
+console = terminal.console(highlight=False)
+T = TypeVar("T")
 
 # The names the story uses (those of deploy/samples and deploy/ecr).
 NAMESPACE = "retail"
@@ -53,17 +58,14 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
     return json.loads(payload) if payload else None
 
 
-def wait(what: str, probe: Callable[[], Any], timeout: float = 240) -> Any:
-    """Poll ``probe`` until it returns something true; that value. A spinner meanwhile."""
-    deadline = time.monotonic() + timeout
-    with console.status(f"waiting for {what}…"):
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                result = probe()
-                if result:
-                    return result
-            time.sleep(0.5)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+def wait(what: str, probe: Callable[[], T | None], timeout: float = 240) -> T:
+    """Poll ``probe`` until it returns something true; that value. A spinner meanwhile; a probe
+    that fails (a command that is not answering yet) counts as not yet."""
+    try:
+        with console.status(f"waiting for {what}…"):
+            return wait_until(probe, timeout=timeout, what=what, interval=0.5, ignore=(Exception,))
+    except Timeout:
+        raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Demo:
     workdir: Path
     retailctl: str = field(default_factory=lambda: str(Path(sys.executable).with_name("retailctl")))
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    settings: Settings = field(default_factory=current)
     cluster_started: bool = False
     registry_started: bool = False
     argocd_started: bool = False
@@ -95,6 +98,18 @@ class Demo:
     # Measured on the way, summed up at the end.
     durations: list[tuple[str, float]] = field(default_factory=list)
     loads: dict[str, LoadReport] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        return ClusterConfig.from_settings(self.settings)
+
+    @property
+    def images(self) -> ImagesConfig:
+        return ImagesConfig.from_settings(self.settings)
+
+    @property
+    def argocd(self) -> ArgocdConfig:
+        return ArgocdConfig.from_settings(self.settings)
 
     @property
     def stand_in(self) -> AwsStandIn:
@@ -166,17 +181,10 @@ class Demo:
                 self.show(line.rstrip("\n"))
 
     def kubectl(self, *args: str, show: bool = True, check: bool = True, stdin: str = "") -> str:
-        return self.run(
-            "retailctl",
-            "cluster",
-            "kubectl",
-            "--",
-            *args,
-            show=show,
-            check=check,
-            stdin=stdin,
-            as_typed=f"kubectl {shlex.join(args)}",
-        )
+        """The cluster's kubectl, shown and streamed as any command the demo runs."""
+        argv = self.cluster.kubectl.argv(*args)
+        as_typed = f"kubectl {shlex.join(args)}"
+        return self.run(*argv, show=show, check=check, stdin=stdin, as_typed=as_typed)
 
     def measured(self, name: str, report: LoadReport) -> None:
         """Keep a load's report for the summary and show it; any failed request stops the

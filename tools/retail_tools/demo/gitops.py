@@ -19,7 +19,6 @@ import yaml
 
 from retail_tools.argocd import apps, stack
 from retail_tools.argocd.config import NAMESPACE as ARGOCD_NAMESPACE
-from retail_tools.argocd.config import ArgocdConfig
 from retail_tools.argocd.gitrepo import GitRepository
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, wait
 from retail_tools.onnode import OPERATOR_NAMESPACE
@@ -30,8 +29,7 @@ SYNC_SECONDS = 300
 
 
 def argocd_up(demo: Demo) -> None:
-    config = ArgocdConfig.from_env()
-    demo.argocd_started = not any(item.pid for item in stack.status(config))
+    demo.argocd_started = not any(item.pid for item in stack.status(demo.argocd))
     demo.run("retailctl", "argocd", "up")
     demo.run("retailctl", "argocd", "status")
 
@@ -69,7 +67,7 @@ def synced_from_git(demo: Demo, retail_model: dict[str, Any]) -> None:
         "[bold cyan]$ kubectl apply -f deploy/argocd/application.yaml  "
         f"[/][dim](source: {repo.url}, path gitops)"
     )
-    apps.apply(ArgocdConfig.from_env(), application)
+    apps.apply(demo.argocd, application)
     wait_application(demo, "Synced and Healthy", revision, health="Healthy")
     show_application(demo)
 
@@ -106,7 +104,7 @@ def revert(demo: Demo) -> str:
 def refresh_and_wait_synced(
     demo: Demo, revision: str, watch: Callable[[], object] = lambda: None
 ) -> None:
-    apps.refresh(ArgocdConfig.from_env(), APPLICATION)
+    apps.refresh(demo.argocd, APPLICATION)
     wait_application(demo, f"Synced to {revision[:7]}", revision, watch=watch)
 
 
@@ -119,7 +117,7 @@ def wait_application(
 
     def reached() -> apps.ApplicationView | None:
         watch()
-        view = current()
+        view = application_view(demo)
         if view is None or view.sync != "Synced" or revision not in (None, view.revision):
             return None
         if health is not None and view.health != health:
@@ -137,8 +135,8 @@ def wait_application(
     return found
 
 
-def current() -> apps.ApplicationView | None:
-    application = apps.get(ArgocdConfig.from_env(), APPLICATION)
+def application_view(demo: Demo) -> apps.ApplicationView | None:
+    application = apps.get(demo.argocd, APPLICATION)
     return apps.view(application) if application else None
 
 

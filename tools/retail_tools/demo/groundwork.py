@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import subprocess
 
-from retail_tools.cluster import processes
+from retail_tools import processes
 from retail_tools.cluster.config import ClusterConfig
 from retail_tools.demo import gitops
 from retail_tools.demo.context import BUCKET, MODEL_KEY, NAMESPACE, Demo, DemoError, console
 from retail_tools.images import registry
 from retail_tools.images.build import TARGETS
-from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman_env
 from retail_tools.onnode import OPERATOR_NAMESPACE, STANDIN_SECRET, OnNode
 from retail_tools.standin import REGION
@@ -37,9 +36,8 @@ def control_plane_up(demo: Demo) -> None:
 
 
 def aws_stand_in_up(demo: Demo) -> None:
-    config = ClusterConfig.from_env()
-    demo.aws = OnNode.standin_for(config).start()
-    demo.on_node = OnNode(config, demo.aws, demo.workdir / "on-node")
+    demo.aws = OnNode.standin_for(demo.cluster).start()
+    demo.on_node = OnNode(demo.cluster, demo.aws, demo.workdir / "on-node")
     demo.env.update(demo.aws.env())
     console.print(
         f"ECR and S3 at {demo.aws.endpoint} (region {REGION}): on the node's bridge, "
@@ -54,7 +52,7 @@ def ecr_bootstrap(demo: Demo) -> None:
 
 
 def images_built(demo: Demo) -> None:
-    demo.env.update(podman_env(ImagesConfig.from_env()))  # the podman settings this VM needs
+    demo.env.update(podman_env(demo.images))  # the podman settings this VM needs
     for name in IMAGES:
         reference = demo.run("retailctl", "image", "build", name).strip().splitlines()[-1]
         demo.tags[name] = reference.rpartition(":")[2]
@@ -62,8 +60,7 @@ def images_built(demo: Demo) -> None:
 
 
 def images_pushed_and_scanned(demo: Demo) -> None:
-    images = ImagesConfig.from_env()
-    demo.registry_started = registry.status(images).pid is None
+    demo.registry_started = registry.status(demo.images).pid is None
     demo.run("retailctl", "image", "registry", "up")
     for name in IMAGES:
         push(demo, name, demo.tags[name], findings=[])
@@ -84,9 +81,7 @@ def push(demo: Demo, name: str, tag: str, findings: list[tuple[str, str]]) -> st
 
 
 def model_published(demo: Demo) -> None:
-    s3 = demo.stand_in.client("s3")
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    demo.stand_in.ensure_bucket(BUCKET)
     console.print(f"bucket {BUCKET} created, versioned")
     demo.model_uri = f"s3://{BUCKET}/{MODEL_KEY}"
     train_and_push(demo, "model-v1.ubj", seed=1)
@@ -127,7 +122,7 @@ def shut_down(demo: Demo) -> None:
         demo.run("retailctl", "image", "registry", "down", check=False)
     if not demo.cluster_started:
         console.print("the cluster was running before the demo: left up")
-    elif sessions := live_test_sessions(ClusterConfig.from_env()):
+    elif sessions := live_test_sessions(demo.cluster):
         console.print(f"{sessions} test session(s) joined the cluster meanwhile: left up for them")
     else:
         demo.run("retailctl", "cluster", "down", check=False)

@@ -21,7 +21,6 @@ from retail_tools.demo import gitops
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, http, wait
 from retail_tools.demo.groundwork import push, train_and_push
 from retail_tools.images.build import TARGETS, build_release
-from retail_tools.images.config import ImagesConfig
 from retail_tools.load import BASKET, Load
 from retail_tools.onnode import OPERATOR_NAMESPACE, REPO_ROOT, placement
 
@@ -132,7 +131,7 @@ def reverted_in_git(demo: Demo) -> None:
 def new_image_rolled_out(demo: Demo) -> None:
     tag = release(demo, "next", findings=[])
     digest = demo.digests[f"serving:{tag}"]
-    trail = HealthTrail()
+    trail = HealthTrail(demo)
     with Load(demo.port, workers=4, max_seconds=420) as load:
         started = time.monotonic()
         change_tag(demo, tag, watch=trail.seen)
@@ -196,11 +195,12 @@ def change_tag(demo: Demo, tag: str, watch: Callable[[], object] = lambda: None)
 class HealthTrail:
     """The RetailModel's health in Argo CD each time it was looked at, changes only."""
 
-    def __init__(self) -> None:
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
         self.states: list[str] = []
 
     def seen(self) -> bool:
-        view = gitops.current()
+        view = gitops.application_view(self.demo)
         model = view.resource("RetailModel", NAME) if view else None
         if model is not None and model.health and self.states[-1:] != [model.health]:
             self.states.append(model.health)
@@ -219,19 +219,14 @@ def release(demo: Demo, suffix: str, findings: list[tuple[str, str]]) -> str:
         f"[bold cyan]$ podman build --label org.retailmodel.release={tag} "
         f"--tag {target.reference(tag)}  [/][dim](FROM {target.reference(base)})"
     )
-    build_release(ImagesConfig.from_env(), target, base, tag, demo.workdir / "releases" / tag)
+    build_release(demo.images, target, base, tag, demo.workdir / "releases" / tag)
     push(demo, "serving", tag, findings)
     return tag
 
 
 def ready(demo: Demo) -> dict[str, Any]:
     """The RetailModel's Ready condition for its current generation ({} while it has none)."""
-    body = json.loads(demo.node.kubectl("get", "retailmodel", NAME, "-n", NAMESPACE, "-o", "json"))
-    generation = body["metadata"]["generation"]
-    for condition in body.get("status", {}).get("conditions", []):
-        if condition["type"] == "Ready" and condition.get("observedGeneration") == generation:
-            return dict(condition)
-    return {}
+    return demo.node.condition(NAMESPACE, NAME, "Ready")
 
 
 def wait_ready(demo: Demo, status: str, reason: str | None = None) -> None:
@@ -270,7 +265,7 @@ def model_info(demo: Demo, pod: str, *, show: bool) -> dict[str, Any]:
     args = ("exec", "-n", NAMESPACE, pod, "--", "python3", "-c")
     if show:
         console.print(f"[bold cyan]$ kubectl {shlex.join((*args, INFO_SCRIPT))}", soft_wrap=True)
-    info: dict[str, Any] = json.loads(demo.node.kubectl(*args, INFO_SCRIPT))
+    info: dict[str, Any] = json.loads(demo.node.kubectl.output(*args, INFO_SCRIPT))
     if show:
         console.print_json(data={k: v for k, v in info.items() if k != "features"})
     return info

@@ -125,8 +125,9 @@ def run_demo(
     work = workdir or Path.cwd() / ".demo"
     work.mkdir(parents=True, exist_ok=True)
     demo = Demo(work)
-    # Tables the commands print (kubectl's, `retailctl argocd app`) as wide as they need.
-    demo.env.setdefault("COLUMNS", str(max(console.width, 160)))
+    # The commands write into a pipe: their tables (`retailctl argocd app`, `cluster status`)
+    # take the demo's own width, the terminal's or the log's.
+    demo.env.setdefault("COLUMNS", str(console.width))
     try:
         for step in story:
             run_step(demo, step)

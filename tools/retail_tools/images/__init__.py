@@ -5,5 +5,5 @@ output condensed into progress) → ``base`` (a Debian + Python base made locall
 debootstrap, where no registry is reachable) → ``build`` (``podman build`` of
 Dockerfile.serving / Dockerfile.operator on that base) → ``registry`` (go-containerregistry's
 ``crane registry serve`` on loopback) → ``push`` (push to it and register the same manifest in
-the ECR stand-in) → ``cli`` (``retailctl image``).
+the ECR stand-in); ``retail_tools.cli.image`` mounts it as ``retailctl image``.
 """

@@ -2,19 +2,18 @@
 
 On AWS one ``docker push`` does both: the registry stores the bytes and ECR knows the tag. Here
 they are two services, so the push is two steps that must name the same bytes: podman pushes the
-image to the registry, the manifest is read back as stored (its sha256 is the digest pods pull
-by), and exactly those bytes are put in ECR under the tag with ``put_image``, digest and media
-type spelled out. The operator's tag → digest look-up in ECR then names what the registry
+image to the registry, the manifest is read back as stored with crane (its sha256 is the digest
+pods pull by), and exactly those bytes are put in ECR under the tag with ``put_image``, digest
+and media type spelled out. The operator's tag → digest look-up in ECR then names what the registry
 serves. ECR decides whether the tag may be (re)used: when it refuses an immutable tag that
-already names other bytes, the registry's tag is put back on the image ECR knows.
+already names other bytes, the registry's tag is put back on the image ECR knows
+(``crane tag``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,15 +26,13 @@ from retail_tools.images.podman import (
     podman_env,
     run_logged,
 )
-from retail_tools.images.registry import require_running
+from retail_tools.images.registry import crane, require_running
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-)
+# What an OCI manifest without a mediaType field is (the field is optional there).
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,6 @@ class StoredManifest:
     @property
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(self.body).hexdigest()
-
-    @property
-    def compressed_bytes(self) -> int:
-        """What ECR counts as the image's size: its compressed layers."""
-        return sum(int(layer["size"]) for layer in json.loads(self.body)["layers"])
 
 
 def push_image(
@@ -84,17 +76,11 @@ def push_image(
 
 def read_manifest(config: ImagesConfig, repository: str, reference: str) -> StoredManifest:
     """The manifest the registry serves for ``repository`` at a tag or digest."""
-    request = urllib.request.Request(
-        _manifest_url(config, repository, reference), headers={"Accept": ", ".join(MANIFEST_TYPES)}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            manifest = StoredManifest(response.read(), response.headers.get_content_type())
-            served = response.headers.get("Docker-Content-Digest")
-    except (urllib.error.URLError, OSError) as error:
-        message = f"cannot read {repository}:{reference} from the registry: {error}"
-        raise ImageError(message) from None
-    if served and served != manifest.digest:
+    image = _image(config, repository, reference)
+    body = crane(config, "manifest", image)
+    manifest = StoredManifest(body, json.loads(body).get("mediaType", OCI_MANIFEST))
+    served = crane(config, "digest", image).decode().strip()
+    if served != manifest.digest:
         raise ImageError(
             f"the registry names {repository}:{reference} {served}, "
             f"but its bytes hash to {manifest.digest}"
@@ -132,15 +118,7 @@ def _register(
 
 def _retag(config: ImagesConfig, repository: str, tag: str, digest: str) -> None:
     """Point the registry's ``tag`` back at ``digest`` (blobs are kept by digest)."""
-    known = read_manifest(config, repository, digest)
-    request = urllib.request.Request(
-        _manifest_url(config, repository, tag),
-        data=known.body,
-        method="PUT",
-        headers={"Content-Type": known.media_type},
-    )
-    with urllib.request.urlopen(request, timeout=30):
-        pass
+    crane(config, "tag", _image(config, repository, digest), tag)
 
 
 def _ecr_digest(ecr: ECRClient, repository: str, tag: str) -> str:
@@ -157,5 +135,7 @@ def _require_repository(ecr: ECRClient, repository: str) -> None:
         ) from None
 
 
-def _manifest_url(config: ImagesConfig, repository: str, reference: str) -> str:
-    return f"http://{config.registry_address}/v2/{repository}/manifests/{reference}"
+def _image(config: ImagesConfig, repository: str, reference: str) -> str:
+    """The registry's name for ``repository`` at a tag or a digest."""
+    separator = "@" if reference.startswith("sha256:") else ":"
+    return f"{config.registry_address}/{repository}{separator}{reference}"

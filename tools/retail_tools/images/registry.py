@@ -2,24 +2,26 @@
 ``crane registry serve`` on loopback, its blobs kept under the registry folder.
 
 crane is built from the Go module proxy into ``<cache>/tools/crane-<version>`` (as the Makefile
-builds kustomize), once per version. The server runs as a background process tracked by a pid
-file, with the control plane's process helpers; ``up`` is idempotent and ``down`` stops only the
-process it started. The registry speaks plain HTTP on 127.0.0.1, so pushes use
-``--tls-verify=false`` and the node's containerd mirrors the ECR host to it.
+builds kustomize), once per version; ``crane`` also reads and tags manifests in the registry
+for ``push``. The server runs as a background process tracked by a pid file
+(``retail_tools.processes``); ``up`` is idempotent and ``down`` stops only the process it
+started. The registry speaks plain HTTP on 127.0.0.1, so pushes use ``--tls-verify=false``
+and the node's containerd mirrors the ECR host to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_tools.cluster import processes
+from retail_tools import processes
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import ImageError, LineCallback, run_logged
+from retail_tools.polling import Timeout, answers, wait_until
 
 CRANE_VERSION = "v0.22.1"
 CRANE_MODULE = "github.com/google/go-containerregistry/cmd/crane"
@@ -56,6 +58,18 @@ def ensure_crane(config: ImagesConfig, on_step: LineCallback) -> Path:
     return binary
 
 
+def crane(config: ImagesConfig, *args: str) -> bytes:
+    """What ``crane ARGS`` prints, against the local registry (plain HTTP); a failure is one
+    ImageError line with crane's own words."""
+    result = subprocess.run(
+        [str(crane_binary(config)), "--insecure", *args], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        raise ImageError(f"crane {args[0]} failed: {said[-1] if said else 'no output'}")
+    return result.stdout
+
+
 def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
     """Start the registry unless it already runs; its status once it answers."""
     crane = ensure_crane(config, on_step)
@@ -84,14 +98,12 @@ def up(config: ImagesConfig, on_step: LineCallback) -> RegistryStatus:
         _run_dir(config),
         log,
     )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if _answers(config):
-            on_step(f"registry serving on {config.registry_address} (pid {pid})")
-            return RegistryStatus(config.registry_address, pid, True)
-        if processes.exit_status(pid) is not None:
-            break
-        time.sleep(0.1)
+    with contextlib.suppress(Timeout):
+        settled = lambda: _answers(config) or processes.exit_status(pid) is not None  # noqa: E731
+        wait_until(settled, timeout=START_TIMEOUT_SECONDS, interval=0.1)
+    if _answers(config):
+        on_step(f"registry serving on {config.registry_address} (pid {pid})")
+        return RegistryStatus(config.registry_address, pid, True)
     processes.stop(PROCESS_NAME, _run_dir(config), str(crane))
     raise ImageError(f"the registry did not start on {config.registry_address}; see {log}")
 
@@ -115,11 +127,7 @@ def require_running(config: ImagesConfig) -> None:
 
 
 def _answers(config: ImagesConfig) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{config.registry_address}/v2/", timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(f"http://{config.registry_address}/v2/")
 
 
 def _run_dir(config: ImagesConfig) -> Path:

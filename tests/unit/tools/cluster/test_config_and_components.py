@@ -9,6 +9,7 @@ import yaml
 
 from retail_tools.cluster.components import components, fake_nodes_manifest
 from retail_tools.cluster.config import ClusterConfig, Ports, Toolchain
+from retail_tools.settings import Settings
 
 
 def test_defaults_and_overrides_come_from_the_environment(
@@ -17,7 +18,7 @@ def test_defaults_and_overrides_come_from_the_environment(
     for name in ("RETAILMODEL_CACHE", "RETAILMODEL_CLUSTER_DIR", "RETAILMODEL_CLUSTER_PORT_BASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    default = ClusterConfig.from_env()
+    default = ClusterConfig.from_settings(Settings.from_env())
     assert default.cluster_dir == tmp_path / ".cache/retailmodel/cluster"
     assert default.ports.apiserver == 16443
     assert default.bin_dir == (
@@ -26,7 +27,7 @@ def test_defaults_and_overrides_come_from_the_environment(
 
     monkeypatch.setenv("RETAILMODEL_CLUSTER_DIR", str(tmp_path / "mine"))
     monkeypatch.setenv("RETAILMODEL_CLUSTER_PORT_BASE", "20000")
-    custom = ClusterConfig.from_env()
+    custom = ClusterConfig.from_settings(Settings.from_env())
     assert custom.cluster_dir == tmp_path / "mine"
     assert custom.log_dir == tmp_path / "mine/logs"
     assert custom.ports.all() == tuple(range(20000, 20006))
@@ -39,7 +40,7 @@ def test_a_bad_port_base_is_refused_with_the_variable_named(
 ) -> None:
     monkeypatch.setenv("RETAILMODEL_CLUSTER_PORT_BASE", value)
     with pytest.raises(ValueError, match="RETAILMODEL_CLUSTER_PORT_BASE"):
-        ClusterConfig.from_env()
+        ClusterConfig.from_settings(Settings.from_env())
 
 
 def test_staging_modules_are_published_as_v0_of_the_same_minor_and_patch() -> None:

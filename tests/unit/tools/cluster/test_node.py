@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from retail_tools.cluster import pki as pki_module
 from retail_tools.cluster.components import components
-from retail_tools.cluster.config import ClusterConfig, Ports, RealNode
+from retail_tools.cluster.config import ClusterConfig, NodeLayout, Ports
 from retail_tools.cluster.node import (
     ECR_REGISTRY_HOST,
     containerd_config,
@@ -33,13 +33,14 @@ from retail_tools.cluster.pki import (
     KUBELET,
     ensure_pki,
 )
+from retail_tools.settings import Settings
 from retail_tools.standin import ACCOUNT, REGION
 
 REGISTRY = "127.0.0.1:5000"
 
 
 def _config(tmp_path: Path, *, real_node: bool) -> ClusterConfig:
-    node = RealNode(root=tmp_path / "node-root", run=tmp_path / "node-run")
+    node = NodeLayout(root=tmp_path / "node-root", run=tmp_path / "node-run")
     return ClusterConfig(
         cache_dir=tmp_path / "cache",
         cluster_dir=tmp_path / "c",
@@ -57,12 +58,12 @@ def test_the_real_node_is_on_by_default_and_can_be_switched_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("RETAILMODEL_REAL_NODE", raising=False)
-    assert ClusterConfig.from_env().real_node is True
+    assert ClusterConfig.from_settings(Settings.from_env()).real_node is True
     monkeypatch.setenv("RETAILMODEL_REAL_NODE", "0")
-    assert ClusterConfig.from_env().real_node is False
+    assert ClusterConfig.from_settings(Settings.from_env()).real_node is False
     monkeypatch.setenv("RETAILMODEL_REAL_NODE", "yes")
     with pytest.raises(ValueError, match="RETAILMODEL_REAL_NODE"):
-        ClusterConfig.from_env()
+        ClusterConfig.from_settings(Settings.from_env())
 
 
 def test_with_a_real_node_pods_reach_the_api_server_on_the_bridge(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_pulls_of_the_ecr_host_go_to_the_local_registry_and_never_fall_back_to_e
 def test_containerd_keeps_to_its_own_folders_and_pins_the_local_pause_image(
     tmp_path: Path,
 ) -> None:
-    node = RealNode(root=tmp_path / "root", run=tmp_path / "run")
+    node = NodeLayout(root=tmp_path / "root", run=tmp_path / "run")
     settings = tomllib.loads(containerd_config(node, REGISTRY))
     cri = settings["plugins"]["io.containerd.grpc.v1.cri"]
     assert settings["root"] == str(node.root / "containerd")

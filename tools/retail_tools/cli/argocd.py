@@ -1,8 +1,8 @@
 """``retailctl argocd …``: build, start, stop and inspect the local Argo CD, and read an
 Application as Argo CD's UI would show it.
 
-A thin edge over ``build``, ``stack`` and ``apps``; their errors reach ``retailctl``'s ``main``,
-which prints them as one line.
+A thin edge over ``argocd.build``, ``argocd.stack`` and ``argocd.apps``; their errors reach
+``retailctl``'s ``main``, which prints them as one line.
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from typing import Annotated
 
 import click
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retail_tools.argocd.config import ArgocdConfig
+from retail_tools.argocd.build import recipe
+from retail_tools.cli.common import (
+    argocd_config,
+    console,
+    ensure_built,
+    output_console,
+    refuse_unhealthy,
+    show_processes,
+)
 
 app = typer.Typer(
     name="argocd",
@@ -26,30 +32,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-
-
-def _build(config: ArgocdConfig, force: bool) -> None:
-    from retail_tools.argocd import build as builder
-    from retail_tools.cluster.build import Progress as BuildProgress
-
-    if builder.is_built(config) and not force:
-        return
-    console.print(f"Building Argo CD {config.version} (log: {config.build_dir / 'build.log'})")
-    started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("argocd", total=None)
-
-        def on_step(step: str, elapsed: float | None) -> None:
-            if elapsed is not None:
-                console.print(f"  {step} done in {elapsed:.0f}s")
-
-        def on_progress(update: BuildProgress) -> None:
-            progress.update(task, completed=update.compiled, total=update.total)
-
-        builder.build(config, force=force, on_progress=on_progress, on_step=on_step)
-    console.print(f"Built in {time.monotonic() - started:.0f}s: {config.bin_dir}")
 
 
 @app.command("build")
@@ -57,8 +39,8 @@ def build_command(
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is complete.")] = False,
 ) -> None:
     """Build (or reuse) Argo CD's binary from the Go module proxy."""
-    config = ArgocdConfig.from_env()
-    _build(config, force)
+    config = argocd_config()
+    ensure_built(recipe(config), force=force)
     console.print(f"Argo CD {config.version} ready: {config.binary()}")
 
 
@@ -68,8 +50,8 @@ def up() -> None:
     processes (building first if needed); a no-op if it runs."""
     from retail_tools.argocd import stack
 
-    config = ArgocdConfig.from_env()
-    _build(config, force=False)
+    config = argocd_config()
+    ensure_built(recipe(config))
     started = time.monotonic()
     names = stack.up(config, notify=lambda line: console.print(f"  {line}"))
     verb = "started" if names else "already running"
@@ -81,7 +63,7 @@ def down() -> None:
     """Stop Argo CD's processes (its objects stay in the cluster)."""
     from retail_tools.argocd import stack
 
-    stopped = stack.down(ArgocdConfig.from_env())
+    stopped = stack.down(argocd_config())
     console.print(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
 
 
@@ -90,14 +72,9 @@ def status() -> None:
     """Show each process, its port and health; exit 1 unless all are up."""
     from retail_tools.argocd import stack
 
-    components = stack.status(ArgocdConfig.from_env())
-    table = Table("component", "pid", "port", "health", "log")
-    for item in components:
-        health = "healthy" if item.healthy else ("unhealthy" if item.pid else "not running")
-        table.add_row(item.name, str(item.pid or "-"), str(item.port), health, str(item.log))
-    Console().print(table)
-    if unhealthy := [item.name for item in components if not item.healthy]:
-        raise click.ClickException(f"not running or unhealthy: {', '.join(unhealthy)}")
+    components = stack.status(argocd_config())
+    show_processes(components)
+    refuse_unhealthy(components)
 
 
 @app.command("app")
@@ -110,7 +87,7 @@ def app_command(
     """Show an Application: sync, revision, health, last sync and each resource's health."""
     from retail_tools.argocd import apps
 
-    config = ArgocdConfig.from_env()
+    config = argocd_config()
     if refresh:
         apps.refresh(config, name)
     application = apps.get(config, name)
@@ -125,4 +102,4 @@ def app_command(
     table = Table("kind", "namespace", "name", "sync", "health", "message")
     for item in shown.resources:
         table.add_row(item.kind, item.namespace, item.name, item.sync, item.health, item.message)
-    Console().print(table)
+    output_console().print(table)

@@ -1,8 +1,8 @@
 """``retailctl train``, ``retailctl serve`` and ``retailctl model push``: the model commands.
 
-Mounted on the root ``retailctl`` app by ``retail_tools.cli``. ``serve`` runs the predictor
-exactly as its image does (``retail_serving.server``). Heavy imports (xgboost,
-boto3, uvicorn, the FastAPI app) happen inside the commands so ``retailctl --help`` stays fast.
+Mounted on the root ``retailctl`` app (``retail_tools.cli``). ``serve`` runs the predictor
+exactly as its image does (``retail_serving.server``). Heavy imports (xgboost, boto3, uvicorn,
+the FastAPI app) happen inside the commands so ``retailctl --help`` stays fast.
 Failures raise ``click.ClickException`` (or a domain error) for the root to print as one line.
 """
 
@@ -13,6 +13,8 @@ from typing import Annotated
 
 import click
 import typer
+
+from retail_tools.cli.common import console as progress_console
 
 model_app = typer.Typer(help="Publish model files.", no_args_is_help=True)
 
@@ -25,13 +27,12 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed for data, split and training.")] = 42,
 ) -> None:
     """Train the price-sensitivity model on synthetic baskets and write one model file."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from retail_serving import artifact
     from retail_training import training
 
-    console = Console(stderr=True)
+    console = progress_console
     console.print(f"Generating {rows:,} synthetic baskets (seed {seed}) and training XGBoost…")
     with Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -1,6 +1,7 @@
-"""Background processes that outlive the command that started them, tracked by pid files.
+"""Background processes that outlive the command that started them, tracked by pid files: the
+control plane's components, the local registry and Argo CD's processes all run this way.
 
-Each component runs in its own session (so its own process group), with output appended to a
+Each one runs in its own session (so its own process group), with output appended to a
 log file, and its pid written to ``<run dir>/<name>.pid``. A pid is only trusted while
 ``/proc/<pid>/exe`` still is the binary we started, so a recycled pid is never signalled.
 Stopping signals the whole process group: TERM, then KILL if it lingers.
@@ -14,9 +15,23 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from retail_tools.polling import Timeout, wait_until
+
 STOP_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Status:
+    """One tracked process as ``status`` commands show it."""
+
+    name: str
+    pid: int | None
+    port: int | None  # the loopback port it listens on, if any
+    healthy: bool
+    log: Path
 
 
 def start(name: str, argv: tuple[str, ...], run_dir: Path, log_path: Path) -> int:
@@ -70,10 +85,9 @@ def stop(name: str, run_dir: Path, binary: str) -> bool:
     pid = running_pid(name, run_dir, binary)
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while _group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _group_alive(pid):
+        try:
+            wait_until(lambda: not _group_alive(pid), timeout=STOP_GRACE_SECONDS, interval=0.1)
+        except Timeout:
             _signal_group(pid, signal.SIGKILL)
             while _group_alive(pid):
                 time.sleep(0.05)
@@ -86,6 +100,12 @@ def port_listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def last_line(log: Path) -> str:
+    """The last thing a process wrote to its log: what a failed start is told by."""
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return lines[-1] if lines else "no output"
 
 
 def _pid_file(run_dir: Path, name: str) -> Path:

@@ -1,11 +1,12 @@
 """``retailctl``: the one command for people: training, serving, the operator and the local stack.
 
-Each command group lives beside the code it drives and is mounted here; ``serve`` and
-``operator`` run the same entry points their images run (``python -m retail_serving``,
-``python -m retail_operator``). this module only wires
-them together and turns failures into one clear line and a non-zero exit (no traceback unless
-``RETAILCTL_DEBUG=1``). Command modules import their heavy dependencies inside the commands, so
-``retailctl --help`` stays fast.
+The tooling's face, the top of its layers: one module per command group (``cluster``,
+``argocd``, ``image``, ``ecr``, ``model``), each a thin edge over the package it drives, and
+``common`` for what they share; nothing below imports them. ``serve`` and ``operator`` run the
+same entry points their images run (``python -m retail_serving``, ``python -m
+retail_operator``). This module mounts the groups and turns failures into one clear line and a
+non-zero exit (no traceback unless ``RETAILCTL_DEBUG=1``). Command modules import their heavy
+dependencies inside the commands, so ``retailctl --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Annotated
 import click
 import typer
 
-from retail_tools.argocd.cli import app as argocd_app
-from retail_tools.cluster.cli import app as cluster_app
-from retail_tools.ecr.cli import ecr_app
-from retail_tools.images.cli import image_app
-from retail_tools.models import model_app, register_model_commands
+from retail_tools.cli.argocd import app as argocd_app
+from retail_tools.cli.cluster import app as cluster_app
+from retail_tools.cli.ecr import ecr_app
+from retail_tools.cli.image import image_app
+from retail_tools.cli.model import model_app, register_model_commands
 
 app = typer.Typer(
     name="retailctl",

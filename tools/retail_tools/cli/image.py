@@ -1,8 +1,9 @@
 """``retailctl image …``: name, build and push the two images, and run the local registry.
 
-Thin: options → ``build`` / ``push`` / ``registry``. Progress goes to standard error, so the
-last line on standard output is the result scripts read: the image reference after ``build``,
-the digest after ``push``. Errors reach ``retailctl``'s ``main`` as one line.
+Thin: options → ``images.build`` / ``images.push`` / ``images.registry``. Progress goes to
+standard error, so the last line on standard output is the result scripts read: the image
+reference after ``build``, the digest after ``push``. Errors reach ``retailctl``'s ``main`` as
+one line.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from retail_tools.cli.common import images_config
 from retail_tools.ecr.tags import TagNameError, image_tag
-from retail_tools.images.config import ImagesConfig
 
 image_app = typer.Typer(
     help="Image tags, builds with podman, pushes to the local registry and ECR.",
@@ -66,15 +67,20 @@ def build_command(
 ) -> None:
     """Build the serving or operator image with podman; print its local reference.
 
-    The base (Debian bookworm + Python 3.11) is made here with debootstrap the first time
-    (about a minute) and passed as PYTHON_IMAGE; rebuilds of unchanged sources take seconds.
+    The base (Debian bookworm + Python 3.11) is made here with debootstrap the first time and
+    passed as PYTHON_IMAGE; a rebuild of unchanged sources comes from podman's layer cache
+    (docs/delivery.md has the measured times).
     """
     from retail_tools.images.build import build_image, default_tag, target_named
 
     target = target_named(name)
     context = context.resolve()
     reference = build_image(
-        ImagesConfig.from_env(), target, tag or default_tag(target, context), context, _progress
+        images_config(),
+        target,
+        tag or default_tag(target, context),
+        context,
+        _progress,
     )
     typer.echo(reference)
 
@@ -95,7 +101,11 @@ def push_command(
     from retail_tools.images.push import push_image
 
     manifest = push_image(
-        ImagesConfig.from_env(), target_named(name), tag, boto3.client("ecr"), _progress
+        images_config(),
+        target_named(name),
+        tag,
+        boto3.client("ecr"),
+        _progress,
     )
     typer.echo(manifest.digest)
 
@@ -105,7 +115,7 @@ def registry_build() -> None:
     """Build crane (the registry) from the Go module proxy, once per version."""
     from retail_tools.images import registry
 
-    typer.echo(registry.ensure_crane(ImagesConfig.from_env(), _progress))
+    typer.echo(registry.ensure_crane(images_config(), _progress))
 
 
 @registry_app.command("up")
@@ -113,7 +123,7 @@ def registry_up() -> None:
     """Start the registry (building crane first if needed); a no-op when it runs."""
     from retail_tools.images import registry
 
-    state = registry.up(ImagesConfig.from_env(), _progress)
+    state = registry.up(images_config(), _progress)
     typer.echo(f"registry: serving on {state.address} (pid {state.pid})")
 
 
@@ -122,7 +132,7 @@ def registry_down() -> None:
     """Stop the registry. Blobs stay on disk; manifests live in its memory, so push again."""
     from retail_tools.images import registry
 
-    stopped = registry.down(ImagesConfig.from_env())
+    stopped = registry.down(images_config())
     typer.echo("registry: stopped" if stopped else "registry: was not running")
 
 
@@ -131,7 +141,7 @@ def registry_status() -> None:
     """Whether the registry runs and answers."""
     from retail_tools.images import registry
 
-    state = registry.status(ImagesConfig.from_env())
+    state = registry.status(images_config())
     if state.pid is None:
         typer.echo(f"registry: not running ({state.address})")
     else:
