@@ -86,11 +86,9 @@ class OperatorProcess:
     def wait_reconciles(self, count: int, timeout: float = 60) -> None:
         """Until ``count`` more reconciles have finished (of any RetailModel)."""
         target = self.reconciles() + count
-        deadline = time.monotonic() + timeout
-        while self.reconciles() < target:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {count} reconciles in {timeout} s")
-            time.sleep(0.2)
+        wait_until(
+            lambda: self.reconciles() >= target, timeout=timeout, what=f"{count} more reconciles"
+        )
 
     def metrics(self) -> dict[str, float]:
         """The operator's /metrics as {"name{labels}": value}."""
