@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from retail_tools.ecr.bootstrap import bootstrap
+from retail_tools.ecr.bootstrap import REGISTRY, bootstrap
 from retail_tools.ecr.config import RegistryConfig, load_config
 from retail_tools.standin import AwsStandIn
 
@@ -37,11 +37,19 @@ def test_first_run_creates_repositories_as_described(
     reports = bootstrap(ecr, config, ACCOUNT)
 
     assert [r.name for r in reports] == [
+        REGISTRY,
         "mlops/retail-api",
         "mlops/retail-operator",
         "mlops/train-model",
     ]
-    assert all(r.created and not r.problems for r in reports)
+    assert all(r.created and not r.problems for r in reports[1:])
+    assert reports[0].changes == ("scanning BASIC → ENHANCED (CONTINUOUS_SCAN)",)
+    scanning = ecr.get_registry_scanning_configuration()["scanningConfiguration"]
+    assert scanning["scanType"] == "ENHANCED"
+    assert scanning["rules"] == [
+        {"scanFrequency": "CONTINUOUS_SCAN",
+         "repositoryFilters": [{"filter": "mlops/*", "filterType": "WILDCARD"}]}
+    ]  # fmt: skip
     for wanted in config.repositories:
         (actual,) = ecr.describe_repositories(repositoryNames=[wanted.name])["repositories"]
         assert actual["imageTagMutability"] == "IMMUTABLE"
@@ -63,6 +71,7 @@ def test_second_run_changes_nothing(ecr: ECRClient, config: RegistryConfig) -> N
     reports = bootstrap(ecr, config, ACCOUNT)
 
     assert [(r.name, r.created, r.changes, r.problems) for r in reports] == [
+        (REGISTRY, False, (), ()),
         ("mlops/retail-api", False, (), ()),
         ("mlops/retail-operator", False, (), ()),
         ("mlops/train-model", False, (), ()),
@@ -127,3 +136,20 @@ def test_encryption_drift_is_reported_not_hidden(ecr: ECRClient, config: Registr
     (problem,) = reports["mlops/retail-api"].problems
     assert "encryption is KMS, wanted AES256" in problem
     assert reports["mlops/train-model"].problems == ()
+
+
+def test_a_registry_back_on_basic_scanning_is_put_back_on_continuous(
+    ecr: ECRClient, config: RegistryConfig
+) -> None:
+    """Basic scanning never publishes a new finding for an image already pushed: the running
+    images' re-checks would find nothing. Drift to it is corrected."""
+    bootstrap(ecr, config, ACCOUNT)
+    ecr.put_registry_scanning_configuration(
+        scanType="BASIC",
+        rules=[{"scanFrequency": "SCAN_ON_PUSH",
+                "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}],
+    )  # fmt: skip
+    (registry, *_) = bootstrap(ecr, config, ACCOUNT)
+    assert registry.changes == ("scanning BASIC → ENHANCED (CONTINUOUS_SCAN)",)
+    scanning = ecr.get_registry_scanning_configuration()["scanningConfiguration"]
+    assert scanning["scanType"] == "ENHANCED"

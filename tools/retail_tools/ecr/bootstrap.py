@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from retail_tools.ecr.config import RegistryConfig, RepositoryConfig
+from retail_tools.ecr.config import RegistryConfig, RegistryScanning, RepositoryConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -38,18 +38,40 @@ class RepositoryReport:
 Progress = Callable[[str], None]
 
 
+REGISTRY = "(registry)"  # the report line for the registry-wide scanning configuration
+
+
 def bootstrap(
     client: ECRClient,
     config: RegistryConfig,
     account_id: str,
     progress: Progress = lambda _line: None,
 ) -> list[RepositoryReport]:
-    """Apply ``config`` to the registry behind ``client``; report per repository."""
+    """Apply ``config`` to the registry behind ``client``; report per repository (and, when
+    the file sets it, for the registry's scanning configuration first)."""
     reports = []
+    if config.registry_scanning is not None:
+        progress("checking the registry's scanning configuration")
+        reports.append(_apply_registry_scanning(client, config.registry_scanning))
     for wanted in config.repositories:
         progress(f"checking {wanted.name}")
         reports.append(_apply(client, wanted, account_id))
     return reports
+
+
+def _apply_registry_scanning(client: ECRClient, wanted: RegistryScanning) -> RepositoryReport:
+    current = client.get_registry_scanning_configuration()["scanningConfiguration"]
+    document = wanted.document()
+    if current.get("scanType") == document["scanType"] and _normalised(
+        current.get("rules", [])
+    ) == _normalised(document["rules"]):
+        return RepositoryReport(REGISTRY, False, (), ())
+    client.put_registry_scanning_configuration(
+        scanType=document["scanType"], rules=document["rules"]
+    )
+    frequencies = ", ".join(sorted({r["scanFrequency"] for r in document["rules"]}))
+    change = f"scanning {current.get('scanType', 'BASIC')} → {document['scanType']} ({frequencies})"
+    return RepositoryReport(REGISTRY, False, (change,), ())
 
 
 def _apply(client: ECRClient, wanted: RepositoryConfig, account_id: str) -> RepositoryReport:

@@ -101,8 +101,36 @@ class RepositoryConfig(_Strict):
         return document
 
 
+class RepositoryFilter(_Strict):
+    filter: str = Field(min_length=1)
+    filter_type: Literal["WILDCARD"] = Field("WILDCARD", alias="filterType")
+
+
+class ScanningRule(_Strict):
+    scan_frequency: Literal["SCAN_ON_PUSH", "CONTINUOUS_SCAN", "MANUAL"] = Field(
+        alias="scanFrequency"
+    )
+    repository_filters: tuple[RepositoryFilter, ...] = Field(
+        alias="repositoryFilters", min_length=1
+    )
+
+
+class RegistryScanning(_Strict):
+    """The registry's scanning configuration (one per account and region): enhanced scanning
+    with continuous rescans publishes new findings against images already pushed, which is
+    what lets the operator notice CVEs found after a rollout. Basic scanning scans once, on
+    push, and never again."""
+
+    scan_type: Literal["BASIC", "ENHANCED"] = Field(alias="scanType")
+    rules: tuple[ScanningRule, ...] = Field(min_length=1)
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
 class RegistryConfig(_Strict):
     repositories: tuple[RepositoryConfig, ...] = Field(min_length=1)
+    registry_scanning: RegistryScanning | None = Field(None, alias="registryScanning")
 
     @model_validator(mode="after")
     def _unique(self) -> RegistryConfig:
