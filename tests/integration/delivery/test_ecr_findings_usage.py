@@ -337,3 +337,40 @@ def test_cli_findings_refuses_a_malformed_policy_in_one_line(
     assert result.returncode != 0
     assert "scanPolicy.exceptions.0.expires: Field required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_findings_applies_the_platforms_policy_too(
+    ecr: ECRClient, aws_env: AwsStandIn, tmp_path: Path
+) -> None:
+    """CI and the cluster judge alike: a RetailModel looser than the RetailModelPolicy beside
+    it fails the gate, even on a clean scan."""
+    tag = "v20261205-pol0001"
+    aws_env.push_image(REPOSITORY, tag, 1000)
+    ecr.start_image_scan(repositoryName=REPOSITORY, imageId={"imageTag": tag})
+    aws_env.queue_scan_result(scan_result(tag, "COMPLETE", []))
+    repository = f"123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/{REPOSITORY}"
+    files = tmp_path / "retailmodel.yaml"
+    files.write_text(
+        "apiVersion: mlops.retail.io/v1alpha1\nkind: RetailModel\nmetadata: {name: prices}\n"
+        f"spec:\n  image: {{repository: {repository}, tag: {tag}}}\n"
+        "  model: {s3Uri: 's3://models/prices/model.ubj'}\n"
+        "  scanPolicy: {blockSeverity: NONE}\n"
+        "---\n"
+        "apiVersion: mlops.retail.io/v1alpha1\nkind: RetailModelPolicy\n"
+        "metadata: {name: default}\nspec:\n  scanning: {maxBlockSeverity: HIGH}\n"
+    )
+    result = retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
+        "--policy", str(files),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        "PolicyViolation: RetailModelPolicy default: scanning.maxBlockSeverity: "
+        "scanPolicy.blockSeverity NONE blocks less than HIGH"
+    ) in result.stderr
+    files.write_text(files.read_text().replace("blockSeverity: NONE", "blockSeverity: HIGH"))
+    passed = retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
+        "--policy", str(files),
+    )  # fmt: skip
+    assert passed.returncode == 0, passed.stderr

@@ -86,8 +86,9 @@ def findings(
         Path | None,
         typer.Option(
             "--policy",
-            help="A RetailModel manifest (or a scanPolicy YAML): show which findings its "
-            "exceptions cover and until when, and gate with its policy.",
+            help="A RetailModel manifest (or a scanPolicy YAML), with any RetailModelPolicy "
+            "documents beside it: show which findings its exceptions cover and until when, and "
+            "gate with its policy within the platform's (a spec outside it fails).",
             dir_okay=False,
         ),
     ] = None,
@@ -104,9 +105,10 @@ def findings(
         choices = ", ".join(Severity)
         raise typer.BadParameter(f"use one of {choices}", param_hint="--fail-on") from None
     try:
-        policy = load_policy(policy_file) if policy_file is not None else None
+        policies = load_policy(policy_file) if policy_file is not None else None
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
+    policy = policies.scan if policies is not None else None
     if threshold is None and policy is not None:
         threshold = policy.block_severity
     try:
@@ -127,6 +129,11 @@ def findings(
         if as_json
         else _report_text(image, report, policy)
     )
+    broken = policies.violations(datetime.now(UTC)) if policies is not None else []
+    if broken:
+        raise click.ClickException(
+            f"{repository}:{tag}: PolicyViolation: " + "; ".join(map(str, broken))
+        )
     if threshold is None:
         return
     decision = gate(report, threshold, ignore_cve or (), policy)

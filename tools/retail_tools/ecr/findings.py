@@ -1,4 +1,5 @@
-"""An image's ECR scan for people and for CI: read by tag, waited for, gated.
+"""An image's ECR scan for people and for CI: read by tag, waited for, gated by the
+RetailModel's scanPolicy and the platform's RetailModelPolicy documents.
 
 The reading is the operator's own (``retail_operator.aws.images``, with ``detail`` for the
 packages and links people want to see), and the gate is the operator's rule
@@ -11,15 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from retail_operator import policy as policy_rules
 from retail_operator.aws import images
 from retail_operator.facts import Finding, ScanReport, ScanState
+from retail_operator.policy import Policy, Violation
 from retail_operator.scanpolicy import ImageDecision, evaluate_scan, severity_rank
-from retail_operator.spec import ScanPolicy, Severity
+from retail_operator.spec import RetailModelSpec, ScanPolicy, Severity
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -83,23 +86,68 @@ def gate(
     return evaluate_scan(report, merged, datetime.now(UTC))
 
 
-def load_policy(path: Path) -> ScanPolicy:
-    """The scanPolicy of a RetailModel manifest (or a bare scanPolicy mapping) in ``path``."""
+@dataclass(frozen=True)
+class Policies:
+    """What a ``--policy`` file holds: a RetailModel's scanPolicy (the tenant's), and the
+    platform's RetailModelPolicy documents that apply to it."""
+
+    scan: ScanPolicy
+    spec: RetailModelSpec | None = None  # the whole RetailModel spec, when the file has one
+    platform: tuple[Policy, ...] = ()
+
+    def violations(self, now: datetime) -> list[Violation]:
+        """The platform rules the RetailModel breaks (its scan gate, image and exceptions)."""
+        if not self.platform or self.spec is None:
+            return []
+        return policy_rules.violations(self.spec, self.platform, now)
+
+
+def load_policy(path: Path) -> Policies:
+    """A RetailModel manifest (or a bare scanPolicy mapping) in ``path``, and any
+    RetailModelPolicy documents beside it (YAML documents separated by ``---``)."""
     import yaml
     from pydantic import ValidationError
 
     try:
-        document = yaml.safe_load(path.read_text())
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
-    if isinstance(document, dict) and document.get("kind") == "RetailModel":
-        document = (document.get("spec") or {}).get("scanPolicy") or {}
+    kinds = [d.get("kind") if isinstance(d, dict) else None for d in documents]
+    platform = []
+    for document, kind in zip(documents, kinds, strict=True):
+        if kind == "RetailModelPolicy":
+            try:
+                platform.append(Policy.from_body(document))
+            except (ValidationError, KeyError) as error:
+                raise ValueError(
+                    f"{path}: a RetailModelPolicy that cannot be read: {error}"
+                ) from None
+    models = [d for d, kind in zip(documents, kinds, strict=True) if kind == "RetailModel"]
+    others = [d for d, kind in zip(documents, kinds, strict=True) if kind is None]
+    if len(models) > 1 or (models and others) or len(others) > 1:
+        raise ValueError(f"{path}: give one RetailModel (or one scanPolicy mapping)")
+    scan_document = ((models[0].get("spec") or {}).get("scanPolicy") if models else None) or (
+        others[0] if others else {}
+    )
     try:
-        return ScanPolicy.model_validate(document or {})
+        scan = ScanPolicy.model_validate(scan_document)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise ValueError(f"{path}: scanPolicy.{where}: {first['msg']}") from None
+        raise ValueError(
+            f"{path}: scanPolicy.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
+    spec: RetailModelSpec | None = None
+    if platform:
+        if not models:
+            raise ValueError(f"{path}: RetailModelPolicy documents apply to a RetailModel: add one")
+        try:
+            spec = RetailModelSpec.from_body(models[0].get("spec") or {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ValueError(
+                f"{path}: spec.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from None
+    return Policies(scan, spec, tuple(platform))
 
 
 def allowance(policy: ScanPolicy, finding: str, now: datetime) -> str:
