@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MODEL_SOURCE_DIR = "/etc/retailmodel"
-MODEL_SOURCE_FILE = "model-source.json"
-MODEL_SOURCE_PATH = f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILE}"
+MODEL_SOURCE_FILENAME = "model-source.json"  # the key in the ConfigMap, the file name in the pod
+MODEL_SOURCE_PATH = f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILENAME}"
 # Object metadata key under which ``retailctl model push`` records the model's sha256.
 SHA256_METADATA_KEY = "sha256"
 

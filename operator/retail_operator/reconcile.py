@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from retail_contract.source import MODEL_SOURCE_FILE, ModelSource
+from retail_contract.source import MODEL_SOURCE_FILENAME, ModelSource
 from retail_operator import gate, metrics, policy, rendering, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
@@ -610,7 +610,7 @@ async def _running(live: LiveChildren) -> _Running:
     if deployment is None or config_map is None:
         return _Running(None, deployment, config_map)
     image = DeploymentState.from_live(deployment).image
-    document = (config_map.get("data") or {}).get(MODEL_SOURCE_FILE, "")
+    document = (config_map.get("data") or {}).get(MODEL_SOURCE_FILENAME, "")
     try:
         source = ModelSource.from_json(document)
     except ValueError:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retail_contract import env
-from retail_contract.source import MODEL_SOURCE_DIR, MODEL_SOURCE_FILE, MODEL_SOURCE_PATH
+from retail_contract.source import MODEL_SOURCE_DIR, MODEL_SOURCE_FILENAME, MODEL_SOURCE_PATH
 from retail_operator.spec import ModelSpec, RetailModelSpec, Spread
 
 GROUP = "mlops.retail.io"
@@ -162,7 +162,7 @@ def render_config_map(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata,
-        "data": {MODEL_SOURCE_FILE: target.model.source().to_json()},
+        "data": {MODEL_SOURCE_FILENAME: target.model.source().to_json()},
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retail_contract import env
-from retail_contract.source import MODEL_SOURCE_FILE, MODEL_SOURCE_PATH, ModelSource, S3Uri
+from retail_contract.source import MODEL_SOURCE_FILENAME, MODEL_SOURCE_PATH, ModelSource, S3Uri
 from retail_operator.rendering import Owner, Target, render_config_map, render_deployment
 from retail_operator.spec import ModelSpec, RetailModelSpec
 from retail_serving.settings import ServingSettings
@@ -37,8 +37,8 @@ def test_the_predictor_reads_what_the_operator_renders(
 ) -> None:
     rendered = spec(**model)
     config_map = render_config_map(OWNER, Target(f"{REPO}@sha256:{'c' * 64}", rendered.model))
-    mounted = tmp_path / MODEL_SOURCE_FILE  # what the kubelet writes for the ConfigMap volume
-    mounted.write_text(config_map["data"][MODEL_SOURCE_FILE])
+    mounted = tmp_path / MODEL_SOURCE_FILENAME  # what the kubelet writes for the ConfigMap volume
+    mounted.write_text(config_map["data"][MODEL_SOURCE_FILENAME])
     assert read_source_file(mounted) == expected
     # …and the operator can read its own document back (crash recovery reads the live child).
     assert ModelSpec.from_source(ModelSource.from_json(mounted.read_text())) == rendered.model
@@ -50,7 +50,7 @@ def test_the_operator_mounts_the_document_where_it_tells_the_predictor_to_look()
     variables = {item["name"]: item["value"] for item in container["env"]}
     assert variables[env.MODEL_SOURCE_FILE] == MODEL_SOURCE_PATH
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert f"{mounts['model-source']}/{MODEL_SOURCE_FILE}" == MODEL_SOURCE_PATH
+    assert f"{mounts['model-source']}/{MODEL_SOURCE_FILENAME}" == MODEL_SOURCE_PATH
 
 
 def test_every_variable_the_operator_sets_is_a_predictor_setting() -> None:
