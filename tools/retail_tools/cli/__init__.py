@@ -74,7 +74,12 @@ def version() -> None:
 def operator_command(
     namespace: Annotated[
         str | None,
-        typer.Option("--namespace", "-n", help="Watch one namespace (default: all namespaces)."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Serve these namespaces, comma-separated (default: all namespaces, or "
+            "RETAIL_OPERATOR_NAMESPACES).",
+        ),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every handler call.")
