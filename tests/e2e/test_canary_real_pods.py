@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from retail_contract.metrics import METRICS_PORT
 from retail_tools import candidates
 from retail_tools.load import Load
 from retail_tools.onnode import OPERATOR_NAMESPACE
@@ -245,3 +246,145 @@ def test_silence_never_promotes_on_real_pods(canary: Canary) -> None:
     assert state["candidate"]["modelVersion"] == candidate[1]
     assert state["figures"]["requests"] == 0 and state["figures"]["stableRequests"] == 0
     assert not canary.canary_gone()
+
+
+def canary_pods(canary: Canary) -> list[dict[str, Any]]:
+    return [
+        pod
+        for pod in canary.stack.running_pods(canary.name)
+        if pod["metadata"]["labels"].get("mlops.retail.io/track") == "canary"
+    ]
+
+
+def analysing_with_traffic(canary: Canary, version_id: str) -> None:
+    """Until the analysis of ``version_id`` has counted canary requests."""
+    canary.stack.on_node.wait_for(
+        f"canary requests counted for {version_id}",
+        lambda: (r := canary.rollout()).get("phase") == "Analyzing"
+        and r.get("candidate", {}).get("versionId") == version_id
+        and r.get("figures", {}).get("requests", 0) > 0,
+        VERDICT_SECONDS,
+    )
+
+
+def test_a_same_model_canary_is_promoted(canary: Canary) -> None:
+    """A/A: the stable model's own bytes, uploaded again as a new version, earn the traffic."""
+    same = candidates.retrained(STABLE_SEED)
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
+        version_id, uploaded = canary.upload(same)
+        canary.verdict("Promoted")
+        decided = time.monotonic()
+        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+    state = canary.rollout()
+    assert state["stable"]["versionId"] == version_id
+    assert state["figures"]["requests"] >= ANALYSIS["minRequests"]
+    assert load.report.failed == 0, load.report.summary()
+    report("promoted (A/A)", canary, uploaded, decided, load)
+
+
+def test_a_canary_pod_that_restarts_mid_window_is_rolled_back(canary: Canary) -> None:
+    """A candidate whose pod crashes under load lost requests no counter kept: its restart is
+    evidence against it, whatever its figures say."""
+    good = candidates.retrained(seed=2)
+    with Load(canary.port, workers=2, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC):
+        version_id, uploaded = canary.upload(good)
+        analysing_with_traffic(canary, version_id)
+        (pod,) = canary_pods(canary)
+        canary.stack.kubectl(
+            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "python3", "-c",
+            "import os, signal; os.kill(1, signal.SIGTERM)",
+        )  # fmt: skip
+        condition = canary.verdict("RolledBack")
+    assert "podHealth rule" in condition["message"]
+    assert "restarted" in condition["message"]
+    state = canary.rollout()
+    assert state["rejected"][-1]["versionId"] == version_id
+    assert canary.stable_versions() == {canary.stable_version}
+
+
+def test_a_new_candidate_mid_analysis_is_judged_on_its_own_pods(canary: Canary) -> None:
+    """A good candidate is being watched when a one-class model replaces it: the verdict is
+    the new one's, on samples from its own pods, never a promotion on the good one's."""
+    good, bad = candidates.retrained(seed=2), candidates.one_class("High")
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 90, baskets=TRAFFIC) as load:
+        first, _ = canary.upload(good)
+        analysing_with_traffic(canary, first)
+        second, uploaded = canary.upload(bad)
+        condition = canary.verdict("RolledBack")
+        decided = time.monotonic()
+    state = canary.rollout()
+    assert "predictionShift rule" in condition["message"] and second in condition["message"]
+    assert state["candidate"]["versionId"] == second
+    assert state["candidate"]["modelVersion"] == bad[1]
+    assert canary.events("Promoted") == []
+    assert canary.stable_versions() == {canary.stable_version}
+    report("rolled back (a new candidate mid-analysis)", canary, uploaded, decided, load)
+
+
+def lying_pod(canary: Canary, sha256: str) -> dict[str, Any]:
+    """A pod with the canary's labels (not owned by its ReplicaSet) whose /metrics says the
+    candidate served a billion requests with the stable model's class mix."""
+    text = "\\n".join(
+        [
+            "# TYPE retail_http_requests_total counter",
+            'retail_http_requests_total{route="/predict",method="POST",status="200"} 1e9',
+            "# TYPE retail_predictions_total counter",
+            *(f'retail_predictions_total{{class="{c}",model_version="x"}} {n}'
+              for c, n in (("Low", 3e8), ("Medium", 4e8), ("High", 3e8))),
+            "# TYPE retail_model_info gauge",
+            f'retail_model_info{{version="x",sha256="{sha256}"}} 1',
+        ]
+    )  # fmt: skip
+    script = (
+        "import http.server\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        f"        body = '{text}\\n'.encode()\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+        f"http.server.ThreadingHTTPServer(('', {METRICS_PORT}), H).serve_forever()\n"
+    )
+    template = json.loads(
+        canary.stack.kubectl("get", "deployment", canary.name, "-n", NAMESPACE, "-o", "json")
+    )["spec"]["template"]
+    labels = {**template["metadata"]["labels"], "mlops.retail.io/track": "canary"}
+    (container,) = template["spec"]["containers"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{canary.name}-liar", "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            **{k: v for k, v in template["spec"].items() if k != "containers"},
+            "containers": [
+                {
+                    "name": "liar",
+                    "image": container["image"],
+                    "command": ["python3", "-c", script],
+                    "securityContext": container["securityContext"],
+                    "readinessProbe": {"tcpSocket": {"port": METRICS_PORT}, "periodSeconds": 2},
+                }
+            ],
+        },
+    }
+
+
+def test_a_labelled_pod_that_lies_changes_nothing(canary: Canary) -> None:
+    bad = candidates.one_class("High")
+    canary.stack.on_node.apply(lying_pod(canary, hashlib.sha256(bad[0]).hexdigest()))
+    canary.stack.on_node.wait_for(
+        "the lying pod Ready",
+        lambda: any(p["metadata"]["name"].endswith("-liar") for p in canary_pods(canary)),
+    )
+    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
+        version_id, uploaded = canary.upload(bad)
+        try:
+            condition = canary.verdict("RolledBack")
+            decided = time.monotonic()
+        finally:
+            canary.stack.kubectl("delete", "pod", f"{canary.name}-liar", "-n", NAMESPACE,
+                                 "--wait=false")  # fmt: skip
+    state = canary.rollout()
+    assert "predictionShift rule" in condition["message"]
+    assert state["rejected"][-1]["versionId"] == version_id
+    assert state["figures"]["requests"] < 1e8  # the liar's billion never counted
+    assert load.report.failed == 0, load.report.summary()  # the liar serves no traffic
+    report("rolled back beside a lying pod", canary, uploaded, decided, load)
