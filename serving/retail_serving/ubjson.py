@@ -210,8 +210,11 @@ class Helper:
             self.process = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
             )
-            assert self.process.stdin is not None
-            os.set_blocking(self.process.stdin.fileno(), False)  # written by _send only
+            assert self.process.stdin is not None and self.process.stdout is not None
+            # Written by _send and read by _receive only, each waiting with poll() first: a
+            # blocking call after poll() could wait past the deadline (an answer cut short).
+            os.set_blocking(self.process.stdin.fileno(), False)
+            os.set_blocking(self.process.stdout.fileno(), False)
             self.owner = os.getpid()
         return self.process
 
@@ -254,13 +257,25 @@ def _send(fd: int, data: bytes, deadline: float) -> None:
             view = view[os.write(fd, view) :]
 
 
+def _receive(fd: int, size: int, deadline: float) -> bytes:
+    """Exactly ``size`` bytes from the non-blocking ``fd`` by ``deadline`` (EOFError if the
+    other end closes first)."""
+    received = bytearray()
+    while len(received) < size:
+        _wait(fd, select.POLLIN, deadline)
+        try:
+            chunk = os.read(fd, size - len(received))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise EOFError
+        received += chunk
+    return bytes(received)
+
+
 def _read_answer(pipe: IO[bytes], deadline: float) -> tuple[int, str]:
-    _wait(pipe.fileno(), select.POLLIN, deadline)
-    header = pipe.read(_ANSWER.size)
-    if len(header) < _ANSWER.size:
-        raise EOFError
-    status, size = _ANSWER.unpack(header)
-    return status, pipe.read(size).decode(errors="replace")
+    status, size = _ANSWER.unpack(_receive(pipe.fileno(), _ANSWER.size, deadline))
+    return status, _receive(pipe.fileno(), size, deadline).decode(errors="replace")
 
 
 HELPER = Helper([sys.executable, "-m", __name__])

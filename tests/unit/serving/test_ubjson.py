@@ -6,6 +6,7 @@ import os
 import resource
 import struct
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -88,6 +89,27 @@ def test_a_helper_that_stops_reading_gives_no_verdict_within_the_timeout() -> No
     helper = _helper_that("time.sleep(30)")  # takes the length, never the document
     with pytest.raises(CheckInterrupted, match="timed out"):
         helper.check(LARGE, timeout=0.5)
+    assert helper.process is None
+
+
+PARTIAL_ANSWERS = {
+    "half a header": b"\\x00\\x00",
+    "a header and half its message": b"\\x01\\x00\\x00\\x00\\x10refused",
+}
+
+
+@pytest.mark.parametrize("answer", PARTIAL_ANSWERS.values(), ids=PARTIAL_ANSWERS.keys())
+def test_a_helper_that_answers_in_part_and_stalls_gives_no_verdict_by_the_deadline(
+    answer: bytes,
+) -> None:
+    helper = _helper_that(
+        f"sys.stdout.buffer.write(b'{answer.decode()}'); sys.stdout.buffer.flush(); time.sleep(30)"
+    )
+    started = time.monotonic()
+    with pytest.raises(CheckInterrupted, match="timed out"):
+        helper.check(GOOD, timeout=0.5)
+    # Generous: a read that blocked would wait for the helper's 30 s sleep to end.
+    assert time.monotonic() - started < 15
     assert helper.process is None
 
 
