@@ -43,28 +43,28 @@ Handler = Callable[[Services, str, bytes], Awaitable[Any]]
 INTERNAL_ERROR = b'{"detail":"internal error"}'
 
 
-async def predict(context: Services, name: str, body: bytes) -> Prediction:
+async def predict(services: Services, name: str, body: bytes) -> Prediction:
     row = parse_one(body)
-    model = context.served().model
-    probabilities = await context.engine.predict_row(model, model.encoder.encode_row(row))
+    model = services.served().model
+    probabilities = await services.engine.predict_row(model, model.encoder.encode_row(row))
     return prediction([round(p, 6) for p in probabilities], model.classes, model.version)
 
 
-async def predict_batch(context: Services, name: str, body: bytes) -> BatchPrediction:
-    rows = context.batch_parser.parse(body)
-    model = context.served().model
-    probabilities = await context.engine.predict_matrix(model, model.encoder.encode_rows(rows))
+async def predict_batch(services: Services, name: str, body: bytes) -> BatchPrediction:
+    rows = services.batch_parser.parse(body)
+    model = services.served().model
+    probabilities = await services.engine.predict_matrix(model, model.encoder.encode_rows(rows))
     answers = predictions(probabilities, model.classes, model.version)
     return {"predictions": answers, "count": len(answers)}
 
 
-async def v2_infer(context: Services, name: str, body: bytes) -> oip.InferResponse:
-    model = context.served_as(name).model
-    decoded = oip.decode_infer(body, model.encoder, context.settings.max_batch_rows)
+async def v2_infer(services: Services, name: str, body: bytes) -> oip.InferResponse:
+    model = services.served_as(name).model
+    decoded = oip.decode_infer(body, model.encoder, services.settings.max_batch_rows)
     if isinstance(decoded.features, list):  # one row: through the micro-batcher
-        probabilities = [await context.engine.predict_row(model, decoded.features)]
+        probabilities = [await services.engine.predict_row(model, decoded.features)]
     else:
-        matrix = await context.engine.predict_matrix(model, decoded.features)
+        matrix = await services.engine.predict_matrix(model, decoded.features)
         probabilities = matrix.tolist()
     return oip.infer_response(name, model, decoded, probabilities)
 
@@ -76,8 +76,8 @@ class _Answer:
     request cut short (its client gone mid-prediction) counts as a 500, as the middleware
     around the other routes counts it."""
 
-    def __init__(self, context: Services, handler: Handler, route: str) -> None:
-        self.context = context
+    def __init__(self, services: Services, handler: Handler, route: str) -> None:
+        self.services = services
         self.handler = handler
         self.route = route
 
@@ -86,9 +86,9 @@ class _Answer:
         status = 500
         try:
             try:
-                body = await http.read_body(scope, receive, self.context.settings.max_body_bytes)
+                body = await http.read_body(scope, receive, self.services.settings.max_body_bytes)
                 name = scope["path_params"].get("name", "")
-                status, content = 200, orjson.dumps(await self.handler(self.context, name, body))
+                status, content = 200, orjson.dumps(await self.handler(self.services, name, body))
             except Exception as error:
                 answer = http.error_answer(error, scope["path"])
                 if answer is None:
@@ -104,7 +104,7 @@ class _Answer:
             await send({"type": "http.response.body", "body": content})
         finally:
             elapsed = time.perf_counter() - started
-            self.context.metrics.answered(self.route, "POST", status, elapsed)
+            self.services.metrics.answered(self.route, "POST", status, elapsed)
 
 
 class PredictionRoute(Route):
@@ -117,7 +117,7 @@ class PredictionRoute(Route):
         self,
         path: str,
         handler: Handler,
-        context: Services,
+        services: Services,
         *,
         summary: str,
         request_schema: dict[str, Any],
@@ -125,7 +125,7 @@ class PredictionRoute(Route):
         responses: dict[int | str, dict[str, Any]] | None = None,
         parameters: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(path, _Answer(context, handler, path), methods=["POST"])
+        super().__init__(path, _Answer(services, handler, path), methods=["POST"])
         self.summary = summary
         self.request_schema = request_schema
         self.response_type = response_type
@@ -137,10 +137,10 @@ class PredictionRoute(Route):
         await super().handle(scope, receive, send)
 
 
-def prediction_routes(context: Services) -> list[PredictionRoute]:
-    """The three prediction routes, answering with ``context``'s model."""
+def prediction_routes(services: Services) -> list[PredictionRoute]:
+    """The three prediction routes, answering with ``services``' model."""
     row = ROW.json_schema()
-    limit = context.settings.max_batch_rows
+    limit = services.settings.max_batch_rows
     batch_schema = {
         "type": "array",
         "items": row,
@@ -152,7 +152,7 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
         "name": "name",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "enum": [context.settings.model_name]},
+        "schema": {"type": "string", "enum": [services.settings.model_name]},
     }
     # The router tries routes in order, about 2 µs each: the v2 route first, as the slower of
     # the two single-row routes (it decodes a whole v2 request).
@@ -160,7 +160,7 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
         PredictionRoute(
             "/v2/models/{name}/infer",
             v2_infer,
-            context,
+            services,
             summary="Open Inference Protocol inference",
             request_schema=oip.REQUEST_SCHEMA,
             response_type=oip.InferResponse,
@@ -170,7 +170,7 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
         PredictionRoute(
             "/predict",
             predict,
-            context,
+            services,
             summary="Predict one basket's price sensitivity",
             request_schema=row,
             response_type=Prediction,
@@ -178,7 +178,7 @@ def prediction_routes(context: Services) -> list[PredictionRoute]:
         PredictionRoute(
             "/predict/batch",
             predict_batch,
-            context,
+            services,
             summary="Predict many baskets in one vectorised model call",
             request_schema=batch_schema,
             response_type=BatchPrediction,

@@ -12,9 +12,9 @@ Domain errors become answers through ``http``, here and on the prediction routes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from pydantic import TypeAdapter
@@ -71,9 +71,13 @@ class ModelReadiness(TypedDict):
     ready: bool
 
 
-def services(request: Request) -> Services:
+def _services_of(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
+
+
+# The app's ``Services``, as a route parameter (the prediction routes are handed the same).
+ServicesDep = Annotated[Services, Depends(_services_of)]
 
 
 def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
@@ -96,8 +100,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=Readiness,
         responses=NOT_READY,
     )
-    async def ready(request: Request) -> Response:
-        current = services(request).registry.current
+    async def ready(services: ServicesDep) -> Response:
+        current = services.registry.current
         if current is None:
             return json_response(Readiness(ready=False), 503)
         return json_response(Readiness(ready=True, model_version=current.model.version))
@@ -108,12 +112,11 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=ModelInfo,
         responses=NOT_READY,
     )
-    async def model_info(request: Request) -> Response:
-        context = services(request)
-        current = context.served()
+    async def model_info(services: ServicesDep) -> Response:
+        current = services.served()
         model = current.model
         info: ModelInfo = {
-            "name": context.settings.model_name,
+            "name": services.settings.model_name,
             "version": model.version,
             "sha256": model.sha256,
             "source_uri": current.source_uri,
@@ -129,13 +132,13 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
                 for f in model.schema.features
             ],
             "classes": list(model.classes),
-            "last_reload_error": context.registry.last_error,
+            "last_reload_error": services.registry.last_error,
         }
         return json_response(info)
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        return Response(services(request).metrics.render(), media_type=CONTENT_TYPE)
+    async def metrics(services: ServicesDep) -> Response:
+        return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v2/health/live", summary="Open Inference Protocol liveness", response_model=Live)
     async def v2_live() -> Response:
@@ -147,8 +150,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=ServerReadiness,
         responses=NOT_READY,
     )
-    async def v2_ready(request: Request) -> Response:
-        is_ready = services(request).registry.ready
+    async def v2_ready(services: ServicesDep) -> Response:
+        is_ready = services.registry.ready
         return json_response(ServerReadiness(ready=is_ready), 200 if is_ready else 503)
 
     @app.get(
@@ -157,8 +160,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=oip.ModelMetadata,
         responses=NOT_READY | UNKNOWN_MODEL,
     )
-    async def v2_metadata(request: Request, name: str) -> Response:
-        model = services(request).served_as(name).model
+    async def v2_metadata(name: str, services: ServicesDep) -> Response:
+        model = services.served_as(name).model
         return json_response(oip.model_metadata(name, model))
 
     @app.get(
@@ -167,8 +170,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=ModelReadiness,
         responses=NOT_READY | UNKNOWN_MODEL,
     )
-    async def v2_model_ready(request: Request, name: str) -> Response:
-        services(request).served_as(name)
+    async def v2_model_ready(name: str, services: ServicesDep) -> Response:
+        services.served_as(name)
         return json_response(ModelReadiness(name=name, ready=True))
 
 
