@@ -1,8 +1,9 @@
 """The predictor as one ASGI app: wiring, lifespan (model polling) and request metrics.
 
-``create_app`` builds everything from ``ServingSettings``: the model registry, the inference
-engine and the metrics (``Services``), shared by the prediction routes (``hotpath``) and the
-FastAPI app (``routes``, through ``app.state.services``). One plain Starlette ``Router``, with
+``create_apps`` builds everything from ``ServingSettings``: the model registry, the inference
+engine and the metrics (``Services``), shared by the prediction routes (``hotpath``), the
+FastAPI app (``routes``, through ``app.state.services``) and the metrics port's app
+(``admin``). One plain Starlette ``Router``, with
 no middleware of its own, routes every request: the three prediction POSTs first, then the
 FastAPI app mounted for everything else. Measured side by side (docs/performance.md),
 FastAPI's own stack (its error and exception middlewares, the ``Request`` around each call)
@@ -24,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 
 from fastapi import FastAPI
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retail_contract.source import ModelSource
 from retail_serving import routes
+from retail_serving.admin import create_admin
 from retail_serving.hotpath import prediction_routes
 from retail_serving.inference import InferenceEngine
 from retail_serving.metrics import ServingMetrics
@@ -95,9 +98,18 @@ def locator(settings: ServingSettings) -> Callable[[], ModelSource]:
     return lambda: fixed
 
 
-def create_app(settings: ServingSettings | None = None) -> ASGIApp:
-    """The predictor as an ASGI app: one router, which sends the prediction POSTs to their
-    routes and everything else to the FastAPI app, inside request metrics."""
+@dataclass(frozen=True)
+class Apps:
+    """The predictor's two ASGI apps, over the same ``Services``: ``api`` for the API port
+    (with the lifespan that loads and polls the model), ``admin`` for the metrics port."""
+
+    api: ASGIApp
+    admin: ASGIApp
+
+
+def create_apps(settings: ServingSettings | None = None) -> Apps:
+    """The API app (one router, which sends the prediction POSTs to their routes and
+    everything else to the FastAPI app, inside request metrics) and the metrics port's app."""
     settings = settings or ServingSettings()  # read from the environment
     metrics = ServingMetrics()
     registry = ModelRegistry(
@@ -133,4 +145,7 @@ def create_app(settings: ServingSettings | None = None) -> ASGIApp:
     api.state.services = services
     predictions = prediction_routes(services)
     routes.install(api, predictions)
-    return Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan)
+    return Apps(
+        api=Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan),
+        admin=create_admin(services),
+    )

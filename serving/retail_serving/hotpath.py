@@ -6,7 +6,7 @@ content that raises domain errors, and served by a ``PredictionRoute``: a plain 
 route whose endpoint is bare ASGI. It reads the body (``http.read_body``), runs the handler and
 sends orjson bytes; errors become answers through ``http.error_answer``; it counts and times
 the request in ``/metrics`` itself. No ``Request`` object, no FastAPI parameter machinery or
-response validation, no middleware: the app (``app.create_app``) puts these routes on a plain
+response validation, no middleware: the app (``app.create_apps``) puts these routes on a plain
 Starlette ``Router`` in front of the FastAPI app, because FastAPI's own stack added about half
 as much again to the CPU time of a single-row request, and the metrics middleware another
 2.7 µs of a 12.4 µs request in process (docs/performance.md has the measurements).

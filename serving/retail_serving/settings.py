@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retail_contract import metrics
 from retail_contract.source import S3Uri
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -47,6 +48,9 @@ class ServingSettings(BaseSettings):
         DEFAULT_MAX_MODEL_BYTES, ge=1, description="refuse larger model objects, unread"
     )
 
+    metrics_port: int = Field(
+        metrics.METRICS_PORT, ge=1, le=65535, description="/metrics and /model/info, not the API's"
+    )
     max_batch_rows: int = Field(10_000, ge=1, description="/predict/batch and v2 row cap")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     predict_threads: int = Field(1, ge=1, le=64, description="XGBoost threads per model call")
