@@ -1,4 +1,4 @@
-"""The predictor as one ASGI app: wiring, lifespan (model polling) and request metrics.
+"""The predictor's ASGI apps: wiring, lifespan (model polling), request metrics, admission.
 
 ``create_apps`` builds everything from ``ServingSettings``: the model registry, the inference
 engine and the metrics (``Services``), shared by the prediction routes (``hotpath``), the
@@ -13,6 +13,7 @@ through Starlette's router and nothing else. The prediction routes count and tim
 requests; request metrics wrap the FastAPI app for every other request, so every request is
 counted once, and the prediction POSTs pass through no middleware at all.
 
+Around the router, ``admission.Admission`` bounds the requests in flight (probes aside).
 The lifespan loads the model once before traffic is accepted (a failure leaves the app up
 but not ready) and then polls for new versions every ``reload_interval_seconds``, in a worker
 thread so that downloads and parsing never hold up the event loop.
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from retail_contract.source import ModelSource
 from retail_serving import routes
 from retail_serving.admin import create_admin
+from retail_serving.admission import Admission, BodyBudget
 from retail_serving.hotpath import prediction_routes
 from retail_serving.inference import InferenceEngine
 from retail_serving.metrics import ServingMetrics
@@ -105,6 +107,7 @@ class Apps:
 
     api: ASGIApp
     admin: ASGIApp
+    metrics: ServingMetrics  # the server counts its read timeouts here
 
 
 def create_apps(settings: ServingSettings | None = None) -> Apps:
@@ -126,7 +129,9 @@ def create_apps(settings: ServingSettings | None = None) -> Apps:
         microbatch_max_rows=settings.microbatch_max_rows,
         microbatch_max_wait=settings.microbatch_max_wait_ms / 1000,
     )
-    services = Services(settings, registry, engine, metrics, BatchParser(settings.max_batch_rows))
+    bodies = BodyBudget(settings.max_body_bytes_in_flight, metrics.shed)
+    parser = BatchParser(settings.max_batch_rows)
+    services = Services(settings, registry, engine, metrics, parser, bodies)
 
     @asynccontextmanager
     async def lifespan(app: Router) -> AsyncIterator[None]:
@@ -145,7 +150,9 @@ def create_apps(settings: ServingSettings | None = None) -> Apps:
     api.state.services = services
     predictions = prediction_routes(services)
     routes.install(api, predictions)
+    router = Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan)
     return Apps(
-        api=Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan),
+        api=Admission(router, settings.max_requests_in_flight, metrics.shed),
         admin=create_admin(services),
+        metrics=metrics,
     )

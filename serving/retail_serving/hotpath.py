@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from retail_serving import http, oip
+from retail_serving.admission import RETRY_AFTER, Overloaded
 from retail_serving.payloads import (
     ROW,
     BatchPrediction,
@@ -74,7 +75,9 @@ class _Answer:
     scope instead of wrapping it in a ``Request``). It counts and times its requests itself,
     from the moment the router hands it the request, under the route's path template; a
     request cut short (its client gone mid-prediction) counts as a 500, as the middleware
-    around the other routes counts it."""
+    around the other routes counts it. A request shed because too many body bytes are held
+    (``admission``) is counted as shed, not under the route: its 503 says nothing of the
+    model, and the canary analysis reads a prediction route's 5xx as failed predictions."""
 
     def __init__(self, services: Services, handler: Handler, route: str) -> None:
         self.services = services
@@ -84,9 +87,14 @@ class _Answer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
+        held, shed = 0, False
+        headers = [(b"content-type", b"application/json")]
         try:
             try:
-                body = await http.read_body(scope, receive, self.services.settings.max_body_bytes)
+                body = await http.read_body(
+                    scope, receive, self.services.settings.max_body_bytes, self.services.bodies
+                )
+                held = len(body)
                 name = scope["path_params"].get("name", "")
                 status, content = 200, orjson.dumps(await self.handler(self.services, name, body))
             except Exception as error:
@@ -96,15 +104,17 @@ class _Answer:
                     status, content = 500, INTERNAL_ERROR
                 else:
                     status, content = answer[0], orjson.dumps(answer[1])
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(content)).encode()),
-            ]
+                if isinstance(error, Overloaded):
+                    headers.append(RETRY_AFTER)
+                    shed = True
+            headers.append((b"content-length", str(len(content)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         finally:
-            elapsed = time.perf_counter() - started
-            self.services.metrics.answered(self.route, "POST", status, elapsed)
+            self.services.bodies.give(held)
+            if not shed:
+                elapsed = time.perf_counter() - started
+                self.services.metrics.answered(self.route, "POST", status, elapsed)
 
 
 class PredictionRoute(Route):
@@ -129,7 +139,7 @@ class PredictionRoute(Route):
         self.summary = summary
         self.request_schema = request_schema
         self.response_type = response_type
-        self.responses = {**http.REFUSED_INPUT, **http.NOT_READY, **(responses or {})}
+        self.responses = {**http.REFUSED_INPUT, **http.OVERLOADED, **(responses or {})}
         self.parameters = parameters or []
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

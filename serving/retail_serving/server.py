@@ -103,8 +103,16 @@ def configs(
     """uvicorn's settings for the API port and for the metrics port."""
     import uvicorn
 
+    from retail_serving.connections import guarded_protocol
+
     common: dict[str, Any] = {
         "host": host,
+        # Header and body read deadlines, which uvicorn lacks (``connections``).
+        "http": guarded_protocol(
+            settings.request_header_timeout_seconds,
+            settings.request_body_timeout_seconds,
+            apps.metrics.timed_out,
+        ),
         "log_level": log_level,
         "access_log": False,  # per-request logging costs more than a prediction; see /metrics
         # Nothing here reads the client's address, so X-Forwarded-* headers are not trusted
@@ -129,6 +137,8 @@ def _make_server(api: uvicorn.Config, admin: uvicorn.Config) -> uvicorn.Server:
     before any model is loaded."""
     import uvicorn
 
+    from retail_serving.connections import enforce
+
     class MetricsServer(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -139,17 +149,22 @@ def _make_server(api: uvicorn.Config, admin: uvicorn.Config) -> uvicorn.Server:
             super().__init__(config)
             self.metrics = MetricsServer(admin)
             self.metrics_socket = admin.bind_socket()
-            self.running: asyncio.Task[None] | None = None
+            self.tasks: tuple[asyncio.Task[None], ...] = ()
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            self.running = asyncio.create_task(self.metrics.serve([self.metrics_socket]))
+            self.tasks = (
+                asyncio.create_task(self.metrics.serve([self.metrics_socket])),
+                asyncio.create_task(enforce([self.server_state, self.metrics.server_state])),
+            )
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             await super().shutdown(sockets)
             self.metrics.should_exit = True
-            if self.running is not None:
-                await self.running
+            if self.tasks:
+                serving_metrics, deadlines = self.tasks
+                deadlines.cancel()
+                await serving_metrics
 
     return PredictorServer(api)
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from retail_serving.admission import BodyBudget
 from retail_serving.errors import NoModel, UnknownModel
 from retail_serving.inference import InferenceEngine
 from retail_serving.metrics import ServingMetrics
@@ -24,6 +25,7 @@ class Services:
     engine: InferenceEngine
     metrics: ServingMetrics
     batch_parser: BatchParser
+    bodies: BodyBudget  # request body bytes held at once
 
     def served(self) -> ServedModel:
         """The model to answer with, taken once per request (a reload may swap it after)."""

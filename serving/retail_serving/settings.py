@@ -53,6 +53,17 @@ class ServingSettings(BaseSettings):
     )
     max_batch_rows: int = Field(10_000, ge=1, description="/predict/batch and v2 row cap")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Abuse bounds (docs/serving.md, "Under abuse"): over them, 503 with Retry-After.
+    max_requests_in_flight: int = Field(128, ge=1, description="probes aside")
+    max_body_bytes_in_flight: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes of request bodies held at once"
+    )
+    request_header_timeout_seconds: float = Field(
+        5.0, gt=0, le=600, description="a request's headers, from its first byte or the connection"
+    )
+    request_body_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="a request's body, from the end of its headers"
+    )
     predict_threads: int = Field(1, ge=1, le=64, description="XGBoost threads per model call")
     microbatch: bool = Field(True, description="coalesce concurrent single-row requests")
     gc_tuning: bool = Field(
@@ -64,6 +75,12 @@ class ServingSettings(BaseSettings):
     # 0 (always a thread) measured best even on one pinned core: the loop keeps parsing the
     # next micro-batch while XGBoost (which releases the GIL) computes this one.
     inline_predict_max_rows: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _a_body_fits_the_budget(self) -> ServingSettings:
+        if self.max_body_bytes > self.max_body_bytes_in_flight:
+            raise ValueError("MAX_BODY_BYTES must not exceed MAX_BODY_BYTES_IN_FLIGHT")
+        return self
 
     @field_validator("model_uri")
     @classmethod

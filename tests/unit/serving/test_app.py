@@ -203,7 +203,7 @@ def test_predictions_are_counted_by_model_version_and_predicted_class(
 
 
 def test_the_prediction_routes_are_the_ones_the_operator_reads(client: TestClient) -> None:
-    router = client.app
+    router = client.app.app  # inside admission
     paths = {route.path for route in router.routes if isinstance(route, PredictionRoute)}
     assert paths == PREDICTION_ROUTES
 

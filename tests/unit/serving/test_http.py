@@ -3,6 +3,7 @@ in the shapes the OpenAPI document declares."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retail_serving import hotpath
+from retail_serving.admission import BodyBudget
 from retail_serving.app import Apps, create_apps
 from retail_serving.errors import NoModel, UnknownModel
-from retail_serving.http import BodyTooLarge, ClientGone, error_answer
+from retail_serving.http import BodyTooLarge, ClientGone, error_answer, read_body
 from retail_serving.model import Model
 from retail_serving.payloads import EXAMPLE, InvalidInput
 from retail_serving.settings import ServingSettings
 
 V2 = "/v2/models/price-sensitivity"
 REFUSAL = [{"loc": ["body", "SPEND"], "msg": "bad", "type": "value_error"}]
+CHUNK = {"type": "http.request", "body": b"x" * 50, "more_body": True}
 
 
 @pytest.fixture
@@ -128,3 +131,50 @@ def test_every_json_answer_has_the_shape_the_document_declares(
         declared = operation[method]["responses"]["200"]["content"]["application/json"]["schema"]
         schema = {**declared, "components": document["components"]}
         jsonschema.validate(response.json(), schema)
+
+
+def test_a_bodys_bytes_are_given_back_however_its_request_ends(
+    apps: Apps, client: TestClient
+) -> None:
+    budget = apps.admin.state.services.bodies  # type: ignore[attr-defined]
+    client.post("/predict", json=EXAMPLE)  # answered
+    client.post("/predict", json={"SPEND": "x"})  # refused
+    client.post("/predict", content=b" " * (20 << 20))  # over MAX_BODY_BYTES, declared
+    client.post("/v2/models/elsewhere/infer", json={"inputs": []})  # another model
+    assert budget.held == 0
+
+
+def test_a_body_over_the_budget_is_shed_with_retry_after_and_not_counted_as_the_routes(
+    tmp_path: Path, model_bytes: bytes
+) -> None:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    settings = ServingSettings(
+        model_uri=str(tmp_path / "model.ubj"), max_body_bytes=2048, max_body_bytes_in_flight=2048
+    )
+    apps = create_apps(settings)
+    with TestClient(apps.api) as client:
+        apps.admin.state.services.bodies.take(1024)  # type: ignore[attr-defined]  # held elsewhere
+        shed = client.post("/predict/batch", json=[EXAMPLE] * 8)  # about 1.8 KB
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert "bytes of request bodies" in shed.json()["detail"]
+        text = TestClient(apps.admin).get("/metrics").text
+    assert 'retail_http_shed_total{reason="body_bytes"} 1.0' in text
+    assert 'status="503"' not in text
+
+
+@pytest.mark.parametrize(
+    ("last", "refusal"),
+    [({"type": "http.disconnect"}, ClientGone), (CHUNK | {"body": b"x" * 901}, BodyTooLarge)],
+)
+def test_a_refused_body_gives_back_the_bytes_it_took(
+    last: dict[str, Any], refusal: type[Exception]
+) -> None:
+    budget = BodyBudget(1 << 20, lambda _reason: None)
+    messages = iter([CHUNK, CHUNK, last])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    with pytest.raises(refusal):
+        asyncio.run(read_body({"headers": []}, receive, 1000, budget))  # type: ignore[arg-type]
+    assert budget.held == 0

@@ -76,3 +76,15 @@ def test_gc_tuning_off_leaves_pythons_collector_alone(
     run_with(monkeypatch, gc_tuning=False)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_both_ports_read_requests_with_deadlines(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retail_serving.connections import GuardedProtocol
+
+    for config in run_with(
+        monkeypatch, request_header_timeout_seconds=3, request_body_timeout_seconds=7
+    ):
+        assert issubclass(config.http, GuardedProtocol)
+        assert (config.http.header_timeout, config.http.body_timeout) == (3, 7)
