@@ -104,14 +104,15 @@ class ModelRegistry:
             store = self._store_for(observed.location)
             if observed.size is not None and observed.size > self.max_model_bytes:
                 raise too_large(uri, observed.size, self.max_model_bytes)
-            data = store.fetch(observed, self.max_model_bytes)
-            digest = artifact.sha256_hex(data)
-            reload.verify(
-                digest,
-                observed,
-                require_recorded=self.require_recorded_sha256 and store.records_sha256,
-            )
-            model = artifact.load(data, nthread=self.nthread, sha256=digest)
+            # The bytes are held once, and only until the model is built from them.
+            with store.fetch(observed, self.max_model_bytes) as data:
+                digest = artifact.sha256_hex(data.view)
+                reload.verify(
+                    digest,
+                    observed,
+                    require_recorded=self.require_recorded_sha256 and store.records_sha256,
+                )
+                model = artifact.load(data, nthread=self.nthread, sha256=digest)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving
             error = (
                 raised

@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -246,4 +247,66 @@ def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
     assert version.size == 1000
     with pytest.raises(ModelTooLarge, match="1,000 bytes, over the 999 of MAX_MODEL_BYTES"):
         store.fetch(version, 999)  # the GET's own Content-Length, whatever the HEAD said
-    assert store.fetch(version, 1000) == b"x" * 1000
+    with store.fetch(version, 1000) as fetched:
+        assert bytes(fetched) == b"x" * 1000
+
+
+class EndlessChunkedBody:
+    """An S3 endpoint whose GET answers with no Content-Length, in chunks (Transfer-Encoding:
+    chunked), up to ``total`` bytes, counting what it sent until the client hung up."""
+
+    def __init__(self, total: int) -> None:
+        self.sent = 0
+        self.finished = threading.Event()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"%x\r\n%s\r\n" % (1 << 16, b"x" * (1 << 16))
+                try:
+                    while endpoint.sent < total:
+                        self.wfile.write(chunk)
+                        endpoint.sent += 1 << 16
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client hung up
+                finally:
+                    self.close_connection = True
+                    endpoint.finished.set()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_download_without_a_length_stops_at_the_limit(
+    bucket: VersionedBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GET answered without a Content-Length (chunked) is counted as it arrives and
+    refused once past the limit, not read to its end: here 256 MiB against a 1 MiB limit."""
+    limit, total = 1 << 20, 256 << 20
+    bucket.put(b"x" * 1000)
+    version = S3Store(S3Uri.parse(bucket.uri)).head()
+    endless = EndlessChunkedBody(total)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endless.endpoint)
+        with pytest.raises(ModelTooLarge, match="more than 1,048,576 bytes .no length given"):
+            S3Store(S3Uri.parse(bucket.uri)).fetch(version, limit)
+        assert endless.finished.wait(30)
+    finally:
+        endless.close()
+    # Generous: what the sockets' buffers held when the client hung up, and no more.
+    assert endless.sent < 64 << 20, f"{endless.sent:,} bytes were sent before the refusal"
