@@ -39,6 +39,7 @@ from retail_serving.admin import create_admin
 from retail_serving.admission import Admission, BodyBudget
 from retail_serving.hotpath import prediction_routes
 from retail_serving.inference import InferenceEngine
+from retail_serving.memory import ModelLimit, cgroup_memory_limit, limit_for
 from retail_serving.metrics import ServingMetrics
 from retail_serving.payloads import BatchParser
 from retail_serving.registry import ModelRegistry
@@ -110,6 +111,14 @@ class Apps:
     metrics: ServingMetrics  # the server counts its read timeouts here
 
 
+def model_limit(settings: ServingSettings) -> ModelLimit:
+    """The largest model this process may load (``memory``), said once in the log."""
+    memory = settings.memory_limit_bytes or cgroup_memory_limit()
+    limit = limit_for(settings.max_model_bytes, memory)
+    log.info("models up to %s bytes (%s)", f"{limit.bytes:,}", limit.rule)
+    return limit
+
+
 def create_apps(settings: ServingSettings | None = None) -> Apps:
     """The API app (one router, which sends the prediction POSTs to their routes and
     everything else to the FastAPI app, inside request metrics) and the metrics port's app."""
@@ -120,7 +129,7 @@ def create_apps(settings: ServingSettings | None = None) -> Apps:
         metrics,
         require_recorded_sha256=settings.require_sha256_metadata,
         nthread=settings.predict_threads,
-        max_model_bytes=settings.max_model_bytes,
+        model_limit=model_limit(settings),
     )
     engine = InferenceEngine(
         metrics,

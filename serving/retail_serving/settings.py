@@ -21,11 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retail_contract import metrics
 from retail_contract.source import S3Uri
+from retail_serving.memory import DEFAULT_MAX_MODEL_BYTES
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
-# The benchmark's model is 3.5 MB; a load briefly holds a few copies of the file (the bytes,
-# XGBoost's buffer, the structure check's), so an upload of gigabytes must not be read at all.
-DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
 class ServingSettings(BaseSettings):
@@ -46,6 +44,9 @@ class ServingSettings(BaseSettings):
     reload_interval_seconds: float = Field(30.0, gt=0, le=86_400)
     max_model_bytes: int = Field(
         DEFAULT_MAX_MODEL_BYTES, ge=1, description="refuse larger model objects, unread"
+    )
+    memory_limit_bytes: int | None = Field(
+        None, ge=1, description="the container's memory, for the model limit (default: cgroup)"
     )
 
     metrics_port: int = Field(

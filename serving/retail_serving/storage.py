@@ -43,13 +43,13 @@ CHUNK_BYTES = 1 << 20  # a download is read, and held, this much at a time
 
 
 def too_large(uri: str, size: int, limit: int) -> ModelTooLarge:
-    return ModelTooLarge(f"{uri} is {size:,} bytes, over the {limit:,} of MAX_MODEL_BYTES")
+    return ModelTooLarge(f"{uri} is {size:,} bytes, over the model size limit of {limit:,}")
 
 
 def read_no_further(uri: str, limit: int) -> ModelTooLarge:
     """A body with no length given, refused once more than ``limit`` bytes have come."""
     return ModelTooLarge(
-        f"{uri} sent more than {limit:,} bytes (no length given), over MAX_MODEL_BYTES; "
+        f"{uri} sent more than {limit:,} bytes (no length given), over the model size limit; "
         "read no further"
     )
 

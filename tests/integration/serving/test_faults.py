@@ -22,6 +22,7 @@ import pytest
 from retail_contract.source import S3Uri
 from retail_serving import artifact
 from retail_serving.errors import ModelTooLarge
+from retail_serving.memory import RELOAD_COST, RESERVE_BYTES
 from retail_serving.payloads import EXAMPLE
 from retail_serving.storage import S3Store
 from tests.support.faults import FaultProxy, Rule, s3_error
@@ -238,6 +239,30 @@ def test_an_object_over_max_model_bytes_is_refused_on_its_head_and_never_downloa
     wait_for(lambda: predictor.serving("next"), "the next good object")
 
 
+def test_a_model_too_large_for_the_memory_limit_is_refused_and_the_old_one_serves(
+    bucket: VersionedBucket, proxy: CountingProxy, model_version: Versions, start_predictor: Start
+) -> None:
+    """With no MAX_MODEL_BYTES set, the limit follows the container's memory (given here as
+    MEMORY_LIMIT_BYTES, as the downward API would; unset, it is read from the cgroup): a model
+    the pod could not hold during a reload is refused, not loaded to an OOM kill."""
+    good = model_version("good")
+    bucket.put(good)
+    memory = RESERVE_BYTES + RELOAD_COST * 2 * len(good)  # a limit of twice a good model
+    predictor = start_predictor(
+        bucket.uri,
+        bucket.moto.env() | {"AWS_ENDPOINT_URL": proxy.endpoint, "MEMORY_LIMIT_BYTES": str(memory)},
+    )
+    wait_for(lambda: predictor.serving("good"), "the good model")
+    assert f"models up to {2 * len(good):,} bytes ((memory limit" in predictor.log.read_text()
+    downloads = proxy.forwarded["GET"]
+    bucket.put(good + b" " * 2 * len(good))  # three times a good model, its sha256 recorded
+    failures = ("retail_model_reload_failures_total", {"reason": "too_large"})
+    wait_for(lambda: predictor.metric(failures[0], **failures[1]) == 1, "a too_large refusal")
+    assert proxy.forwarded["GET"] == downloads  # refused on its HEAD
+    still_serving_good(predictor)
+    assert "memory limit" in predictor.info()["last_reload_error"]
+
+
 def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
     bucket: VersionedBucket,
 ) -> None:
@@ -245,7 +270,7 @@ def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
     store = S3Store(S3Uri.parse(bucket.uri))
     version = store.head()
     assert version.size == 1000
-    with pytest.raises(ModelTooLarge, match="1,000 bytes, over the 999 of MAX_MODEL_BYTES"):
+    with pytest.raises(ModelTooLarge, match="1,000 bytes, over the model size limit of 999"):
         store.fetch(version, 999)  # the GET's own Content-Length, whatever the HEAD said
     with store.fetch(version, 1000) as fetched:
         assert bytes(fetched) == b"x" * 1000

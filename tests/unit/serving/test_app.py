@@ -244,3 +244,17 @@ def test_one_router_sends_prediction_posts_to_their_routes_and_the_rest_to_fasta
     assert 'route="/predict",status="200"' in text
     assert 'route="/predict",status="405"' in text
     assert 'route="/v2/models/{name}/infer",status="404"' in text
+
+
+def test_the_model_limit_follows_the_cgroups_memory_unless_told_the_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retail_serving import app
+
+    monkeypatch.setattr(app, "cgroup_memory_limit", lambda: 1 << 30)
+    settings = ServingSettings(model_uri=str(tmp_path / "model.ubj"))
+    assert app.model_limit(settings).rule == "(memory limit 1,024 MiB - 192 MiB) / 5"
+    told = ServingSettings(model_uri=str(tmp_path / "model.ubj"), memory_limit_bytes=768 << 20)
+    assert app.model_limit(told).rule == "(memory limit 768 MiB - 192 MiB) / 5"
+    monkeypatch.setattr(app, "cgroup_memory_limit", lambda: None)
+    assert app.model_limit(settings).bytes == settings.max_model_bytes

@@ -6,12 +6,14 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import pytest
 
 from retail_contract.source import ModelSource
 from retail_serving import artifact, checker
 from retail_serving.errors import SourceUnavailable
+from retail_serving.memory import ModelLimit
 from retail_serving.metrics import ServingMetrics
 from retail_serving.modelbytes import ModelBytes
 from retail_serving.registry import ModelRegistry
@@ -74,7 +76,7 @@ def registry_for(
     source: MemoryStore,
     metrics: ServingMetrics,
     location: ModelSource | None = None,
-    **options: int,
+    **options: Any,
 ) -> ModelRegistry:
     where = location or ModelSource(source.uri)
     return ModelRegistry(lambda: where, metrics, connect=lambda _: source, **options)
@@ -138,7 +140,8 @@ def test_an_object_over_the_size_limit_is_refused_unread_until_it_changes(
     source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
     good = version_bytes(trained, "good")
-    registry = registry_for(source, metrics, max_model_bytes=2 * len(good))
+    limit = ModelLimit(2 * len(good), "MAX_MODEL_BYTES")
+    registry = registry_for(source, metrics, model_limit=limit)
     source.put(good)
     assert registry.poll()
     downloads = source.downloads
@@ -152,6 +155,25 @@ def test_an_object_over_the_size_limit_is_refused_unread_until_it_changes(
     assert registry.last_error.startswith("too_large") and "MAX_MODEL_BYTES" in registry.last_error
     source.put(version_bytes(trained, "next"))
     assert registry.poll() and registry.current.model.version == "next"
+
+
+def test_a_json_model_over_its_share_of_the_limit_is_refused_where_ubjson_is_served(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    """XGBoost's JSON parse takes about five times the memory of its UBJSON one: a JSON model
+    may be a quarter of the limit. Told from its first bytes, once downloaded."""
+    as_json = artifact.serialise(trained.booster, trained.encoder, "json", as_json=True)
+    limit = ModelLimit(2 * len(as_json), "(memory limit 1 MiB - 0 MiB) / 5")
+    assert limit.json_bytes < len(as_json) <= limit.bytes
+    registry = registry_for(source, metrics, model_limit=limit)
+    source.put(version_bytes(trained, "ubjson"))
+    assert registry.poll()
+    source.put(as_json)
+    assert not registry.poll()
+    assert counter(metrics, "retail_model_reload_failures_total", reason="too_large") == 1
+    assert registry.last_error is not None and "(JSON)" in registry.last_error
+    assert "memory limit" in registry.last_error  # the rule that set the limit
+    assert registry.current is not None and registry.current.model.version == "ubjson"
 
 
 def test_an_unreachable_source_keeps_serving_and_logs_once(
