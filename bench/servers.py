@@ -38,10 +38,17 @@ class Server:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    metrics_port: int | None = None  # RetailModel's /metrics and /model/info port
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_base(self) -> str:
+        if self.metrics_port is None:
+            raise RuntimeError(f"{self.name} has no separate metrics port here")
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     @property
     def infer_url(self) -> str:
@@ -74,14 +81,15 @@ class Server:
 
 
 def retailmodel(model: Path, env: Mapping[str, str] | None = None) -> Server:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     return Server(
         "retailmodel",
         [str(VENV_BIN / "retailctl"), "serve", "--model-uri", str(model), "--port", str(port)]
         + ["--host", "127.0.0.1", "--log-level", "warning"],
         port,
         "/ready",
-        env={"MODEL_NAME": MODEL_NAME, **(env or {})},
+        env={"MODEL_NAME": MODEL_NAME, "METRICS_PORT": str(metrics_port), **(env or {})},
+        metrics_port=metrics_port,
     )
 
 

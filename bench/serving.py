@@ -187,7 +187,7 @@ def single_row(model: Path, bodies: dict[str, Path], seconds: float, rounds: int
 
 def _retail_batch_sizes(server: Server) -> dict[str, float]:
     """Mean rows per model call from RetailModel's own metrics: the micro-batcher at work."""
-    with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{server.metrics_base}/metrics", timeout=10) as response:
         text = response.read().decode()
     count = re.search(r"^retail_model_call_rows_count (\S+)$", text, re.M)
     total = re.search(r"^retail_model_call_rows_sum (\S+)$", text, re.M)
@@ -235,7 +235,7 @@ def _ceiling(model: Path, seconds: float) -> dict[str, Any]:
 
 
 def _reload_count(server: Server) -> float:
-    with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{server.metrics_base}/metrics", timeout=10) as response:
         text = response.read().decode()
     found = re.search(r'^retail_model_reloads_total\{outcome="ok"\} (\S+)$', text, re.M)
     return float(found.group(1)) if found else 0.0

@@ -9,5 +9,7 @@ from __future__ import annotations
 MODEL_SOURCE_FILE = "MODEL_SOURCE_FILE"  # path of the mounted model-source document
 MODEL_NAME = "MODEL_NAME"  # the model's name in the v2 (Open Inference Protocol) routes
 RELOAD_INTERVAL_SECONDS = "RELOAD_INTERVAL_SECONDS"  # how often to HEAD the model object
+# The port of /metrics and /model/info (default ``metrics.METRICS_PORT``): not the Service's.
+METRICS_PORT = "METRICS_PORT"
 
-PREDICTOR_ENV = (MODEL_SOURCE_FILE, MODEL_NAME, RELOAD_INTERVAL_SECONDS)
+PREDICTOR_ENV = (MODEL_SOURCE_FILE, MODEL_NAME, RELOAD_INTERVAL_SECONDS, METRICS_PORT)

@@ -1,12 +1,16 @@
 """The predictor's Prometheus metrics that the operator reads to judge a canary.
 
-The predictor exports them on ``GET /metrics``; the operator scrapes the stable and the
-canary pods and compares the two groups (``retail_operator.canary``). Names and labels are
-defined once here so the two sides cannot drift apart (prometheus_client adds ``_total`` to
-counters and ``_bucket`` to histograms when it exposes them).
+The predictor exports them on ``GET /metrics`` on a port of its own, ``METRICS_PORT`` (with
+``/model/info``), which the Service does not expose; the operator scrapes the stable and the
+canary pods there by pod IP and compares the two groups (``retail_operator.canary``). Names
+and labels are defined once here so the two sides cannot drift apart (prometheus_client adds
+``_total`` to counters and ``_bucket`` to histograms when it exposes them).
 """
 
 from __future__ import annotations
+
+# The predictor's default metrics port (the ``METRICS_PORT`` variable in ``env`` changes it).
+METRICS_PORT = 9090
 
 # Counter: HTTP requests by route template, method and status code. A prediction request with
 # a 5xx status is a failed prediction; a 4xx is the client's input, not the model's fault.

@@ -1,8 +1,9 @@
-"""The predictor as one ASGI app: wiring, lifespan (model polling) and request metrics.
+"""The predictor's ASGI apps: wiring, lifespan (model polling), request metrics, admission.
 
-``create_app`` builds everything from ``ServingSettings``: the model registry, the inference
-engine and the metrics (``Services``), shared by the prediction routes (``hotpath``) and the
-FastAPI app (``routes``, through ``app.state.services``). One plain Starlette ``Router``, with
+``create_apps`` builds everything from ``ServingSettings``: the model registry, the inference
+engine and the metrics (``Services``), shared by the prediction routes (``hotpath``), the
+FastAPI app (``routes``, through ``app.state.services``) and the metrics port's app
+(``admin``). One plain Starlette ``Router``, with
 no middleware of its own, routes every request: the three prediction POSTs first, then the
 FastAPI app mounted for everything else. Measured side by side (docs/performance.md),
 FastAPI's own stack (its error and exception middlewares, the ``Request`` around each call)
@@ -12,6 +13,7 @@ through Starlette's router and nothing else. The prediction routes count and tim
 requests; request metrics wrap the FastAPI app for every other request, so every request is
 counted once, and the prediction POSTs pass through no middleware at all.
 
+Around the router, ``admission.Admission`` bounds the requests in flight (probes aside).
 The lifespan loads the model once before traffic is accepted (a failure leaves the app up
 but not ready) and then polls for new versions every ``reload_interval_seconds``, in a worker
 thread so that downloads and parsing never hold up the event loop.
@@ -24,6 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 
 from fastapi import FastAPI
@@ -32,8 +35,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retail_contract.source import ModelSource
 from retail_serving import routes
+from retail_serving.admin import create_admin
+from retail_serving.admission import Admission, BodyBudget
 from retail_serving.hotpath import prediction_routes
 from retail_serving.inference import InferenceEngine
+from retail_serving.memory import ModelLimit, cgroup_memory_limit, limit_for
 from retail_serving.metrics import ServingMetrics
 from retail_serving.payloads import BatchParser
 from retail_serving.registry import ModelRegistry
@@ -95,9 +101,27 @@ def locator(settings: ServingSettings) -> Callable[[], ModelSource]:
     return lambda: fixed
 
 
-def create_app(settings: ServingSettings | None = None) -> ASGIApp:
-    """The predictor as an ASGI app: one router, which sends the prediction POSTs to their
-    routes and everything else to the FastAPI app, inside request metrics."""
+@dataclass(frozen=True)
+class Apps:
+    """The predictor's two ASGI apps, over the same ``Services``: ``api`` for the API port
+    (with the lifespan that loads and polls the model), ``admin`` for the metrics port."""
+
+    api: ASGIApp
+    admin: ASGIApp
+    metrics: ServingMetrics  # the server counts its read timeouts here
+
+
+def model_limit(settings: ServingSettings) -> ModelLimit:
+    """The largest model this process may load (``memory``), said once in the log."""
+    memory = settings.memory_limit_bytes or cgroup_memory_limit()
+    limit = limit_for(settings.max_model_bytes, memory)
+    log.info("models up to %s bytes (%s)", f"{limit.bytes:,}", limit.rule)
+    return limit
+
+
+def create_apps(settings: ServingSettings | None = None) -> Apps:
+    """The API app (one router, which sends the prediction POSTs to their routes and
+    everything else to the FastAPI app, inside request metrics) and the metrics port's app."""
     settings = settings or ServingSettings()  # read from the environment
     metrics = ServingMetrics()
     registry = ModelRegistry(
@@ -105,7 +129,7 @@ def create_app(settings: ServingSettings | None = None) -> ASGIApp:
         metrics,
         require_recorded_sha256=settings.require_sha256_metadata,
         nthread=settings.predict_threads,
-        max_model_bytes=settings.max_model_bytes,
+        model_limit=model_limit(settings),
     )
     engine = InferenceEngine(
         metrics,
@@ -114,7 +138,9 @@ def create_app(settings: ServingSettings | None = None) -> ASGIApp:
         microbatch_max_rows=settings.microbatch_max_rows,
         microbatch_max_wait=settings.microbatch_max_wait_ms / 1000,
     )
-    services = Services(settings, registry, engine, metrics, BatchParser(settings.max_batch_rows))
+    bodies = BodyBudget(settings.max_body_bytes_in_flight, metrics.shed)
+    parser = BatchParser(settings.max_batch_rows)
+    services = Services(settings, registry, engine, metrics, parser, bodies)
 
     @asynccontextmanager
     async def lifespan(app: Router) -> AsyncIterator[None]:
@@ -133,4 +159,9 @@ def create_app(settings: ServingSettings | None = None) -> ASGIApp:
     api.state.services = services
     predictions = prediction_routes(services)
     routes.install(api, predictions)
-    return Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan)
+    router = Router([*predictions, Mount("", RequestMetrics(api, metrics))], lifespan=lifespan)
+    return Apps(
+        api=Admission(router, settings.max_requests_in_flight, metrics.shed),
+        admin=create_admin(services),
+        metrics=metrics,
+    )

@@ -5,8 +5,9 @@ vocabularies and the model version, so a single PUT replaces a model atomically 
 file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
 (a pickle or joblib file is rejected without ever being unpickled: unpickling runs code), and
 checks the document's structure before XGBoost parses it, because XGBoost's parser can crash
-the process on a truncated file. The UBJSON check runs in a helper process
-(``ubjson.check_apart``), so that a hot reload does not hold the serving process's GIL.
+the process on a truncated file. The check, UBJSON or JSON, runs in a helper process
+(``checker.check_apart``), so that a hot reload neither holds the serving process's GIL nor
+puts a JSON parse in its memory; XGBoost then parses the bytes in place (``ModelBytes``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from retail_serving import ubjson
+from retail_serving import checker
 from retail_serving.encoding import Encoder
 from retail_serving.errors import ModelFormatError, SchemaError
-from retail_serving.model import Model
+from retail_serving.model import Model, load_booster
+from retail_serving.modelbytes import ModelBytes
 from retail_serving.schema import FeatureSchema
 
 FORMAT_VERSION = "1"
@@ -33,7 +33,7 @@ PICKLE_PROTOCOL_MARKER = 0x80
 ZLIB_MARKER = 0x78  # joblib's default compression
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -60,7 +60,7 @@ def write(path: Path, booster: Any, encoder: Encoder, version: str) -> bytes:
     return data
 
 
-def _refuse_foreign_formats(data: bytes) -> None:
+def _refuse_foreign_formats(data: memoryview) -> None:
     if not data:
         raise ModelFormatError("model file is empty")
     first = data[0]
@@ -73,33 +73,26 @@ def _refuse_foreign_formats(data: bytes) -> None:
         raise ModelFormatError("model file looks like a compressed joblib/pickle; refusing it")
     # Both UBJSON and JSON models are one top-level object, so they open with '{' (possibly
     # after whitespace for JSON). XGBoost's legacy binary format and everything else do not.
-    if data.lstrip()[:1] != b"{":
+    if bytes(data[:4096]).lstrip()[:1] != b"{":
         raise ModelFormatError("model file is not an XGBoost JSON or UBJSON model")
 
 
-def _check_structure(data: bytes) -> None:
-    """Refuse malformed documents before XGBoost's parser sees them (it can crash on them)."""
-    _refuse_foreign_formats(data)
-    text = data.lstrip()
-    if text[1:2] in (b'"', b"}") or text[1:2].isspace():
-        try:
-            orjson.loads(data)
-        except orjson.JSONDecodeError as error:
-            raise ModelFormatError(f"model file is not valid JSON: {error}") from None
-    else:
-        ubjson.check_apart(data)
-
-
-def load(data: bytes, *, nthread: int = 1, sha256: str | None = None) -> Model:
+def load(data: bytes | ModelBytes, *, nthread: int = 1, sha256: str | None = None) -> Model:
     """Parse and validate model bytes; raises ``ModelRejected`` subclasses on any problem.
 
-    ``sha256`` is the bytes' digest when the caller has already computed it (a reload
-    verifies it first), so that 3.5 MB are not hashed twice."""
-    _check_structure(data)
+    A reload passes the ``ModelBytes`` it downloaded into, read in place; plain bytes (the
+    CLI, tests) are copied into one first. ``sha256`` is the bytes' digest when the caller
+    has already computed it (a reload verifies it first), so that they are not hashed twice."""
+    if isinstance(data, bytes):
+        with ModelBytes.of(data) as held:
+            return load(held, nthread=nthread, sha256=sha256)
+    # Refuse malformed documents before XGBoost's parser sees them (it can crash on them).
+    _refuse_foreign_formats(data.view)
+    checker.check_apart(data)
     import xgboost
 
     try:
-        booster = xgboost.Booster(model_file=bytearray(data))
+        booster = load_booster(data.view)
     except xgboost.core.XGBoostError as error:
         summary = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         raise ModelFormatError(f"XGBoost cannot read the model: {summary}") from error
@@ -119,7 +112,7 @@ def load(data: bytes, *, nthread: int = 1, sha256: str | None = None) -> Model:
     schema.require_compatible()
     encoder = Encoder.from_json(schema, attributes[ATTR_VOCABULARIES])
     booster.set_param({"nthread": nthread})
-    digest = sha256 or sha256_hex(data)
+    digest = sha256 or sha256_hex(data.view)
     model = Model(booster, schema, encoder, attributes[ATTR_VERSION], digest)
     model.smoke_test()
     return model

@@ -4,7 +4,8 @@
 routes (``hotpath``) call it themselves and the FastAPI app answers through it (``install``),
 so a refusal looks the same whichever route gave it. The OpenAPI ``responses`` below describe
 the same statuses. ``read_body`` enforces ``MAX_BODY_BYTES`` while the body arrives, so an
-oversized request is refused before it is held in memory.
+oversized request is refused before it is held in memory, and takes the body's bytes from the
+budget of bytes held at once (``admission``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from retail_serving.admission import BodyBudget, Overloaded
 from retail_serving.errors import NoModel, UnknownModel
 from retail_serving.payloads import InvalidInput
 
@@ -24,8 +26,12 @@ NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "No verified 
 UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {404: {"description": "Not the served model"}}
 REFUSED_INPUT: dict[int | str, dict[str, Any]] = {
     400: {"description": "The client went away mid-body"},
+    408: {"description": "The body did not arrive in time (REQUEST_BODY_TIMEOUT_SECONDS)"},
     413: {"description": "Too many rows or too large a body"},
     422: {"description": "Invalid input; `loc` names the field"},
+}
+OVERLOADED: dict[int | str, dict[str, Any]] = {
+    503: {"description": "No verified model loaded yet, or too busy (then with Retry-After)"}
 }
 
 
@@ -40,7 +46,7 @@ class ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
-DOMAIN_ERRORS = (InvalidInput, NoModel, UnknownModel, BodyTooLarge, ClientGone)
+DOMAIN_ERRORS = (InvalidInput, NoModel, UnknownModel, BodyTooLarge, ClientGone, Overloaded)
 
 
 def error_answer(error: Exception, path: str) -> tuple[int, Any] | None:
@@ -61,6 +67,8 @@ def error_answer(error: Exception, path: str) -> tuple[int, Any] | None:
         return 413, {"detail": str(error)}
     if isinstance(error, ClientGone):
         return 400, {"detail": "the client went away before sending the whole body"}
+    if isinstance(error, Overloaded):  # answered with Retry-After (admission.RETRY_AFTER)
+        return 503, {"detail": str(error)}
     return None
 
 
@@ -81,21 +89,29 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(error_type, domain_error)
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refused (``BodyTooLarge``) as soon as it is over ``limit``."""
+async def read_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudget) -> bytes:
+    """The whole request body, refused (``BodyTooLarge``) as soon as it is over ``limit``.
+    Its bytes are taken from ``budget`` as they arrive (``Overloaded`` when it is spent); the
+    caller gives back ``len(body)`` once the request is answered, and a refusal gives back
+    what it took."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                raise BodyTooLarge(limit)
+            budget.take(len(chunk))
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    except BaseException:
+        budget.give(size)
+        raise

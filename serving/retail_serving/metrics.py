@@ -90,8 +90,24 @@ class ServingMetrics:
             "Polls whose HEAD of the model object failed.",
             registry=self.registry,
         )
+        self.shed_requests = Counter(
+            "retail_http_shed",
+            "Requests answered 503 with Retry-After at a bound (in_flight, body_bytes).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.read_timeouts = Counter(
+            "retail_http_read_timeouts",
+            "Connections closed because a request's headers or body did not arrive in time.",
+            ["phase"],
+            registry=self.registry,
+        )
         for outcome in ("ok", "failed"):
             self.reloads.labels(outcome)
+        for reason in ("in_flight", "body_bytes"):
+            self.shed_requests.labels(reason)
+        for phase in ("headers", "body"):
+            self.read_timeouts.labels(phase)
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration under its route template."""
@@ -116,6 +132,12 @@ class ServingMetrics:
         for child, count in zip(children, counts, strict=True):
             if count:
                 child.inc(count)
+
+    def shed(self, reason: str) -> None:
+        self.shed_requests.labels(reason).inc()
+
+    def timed_out(self, phase: str) -> None:
+        self.read_timeouts.labels(phase).inc()
 
     def model_swapped(self, version: str, sha256: str, loaded_at: float) -> None:
         self.model_info.clear()

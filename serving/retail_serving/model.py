@@ -83,6 +83,28 @@ def dense_predictor(booster: Any) -> Predict:
     return predict
 
 
+def load_booster(data: memoryview) -> Any:
+    """An XGBoost booster parsed from ``data`` where it lies: ``Booster(model_file=
+    bytearray(data))`` copies the whole file first (the ``bytearray``), a second copy of a
+    model during a reload. Raises ``xgboost.core.XGBoostError`` for what XGBoost cannot read."""
+    import xgboost
+
+    try:
+        from xgboost.core import _LIB, _check_call
+    except ImportError:  # pragma: no cover - only if xgboost reorganises its internals
+        return xgboost.Booster(model_file=bytearray(data))
+    booster = xgboost.Booster()
+    held = np.frombuffer(data, dtype=np.uint8)  # its address; read-only, not copied
+    try:
+        address = ctypes.c_void_p(held.ctypes.data)
+        _check_call(
+            _LIB.XGBoosterLoadModelFromBuffer(booster.handle, address, ctypes.c_uint64(len(held)))
+        )
+    finally:
+        del held  # the view's export ends here, so its owner can be closed
+    return booster
+
+
 @dataclass(frozen=True, eq=False)
 class Model:
     """A booster plus everything needed to feed it and read its output."""

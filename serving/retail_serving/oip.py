@@ -126,14 +126,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _flatten(data: Any, loc: list[str | int]) -> list[Any]:
+def _flatten(data: Any, loc: list[str | int], name: str) -> list[Any]:
+    """``data`` as one flat list; ``name`` is the input's, for the messages."""
     if not isinstance(data, list):
-        raise _fail(loc, "data must be a list")
+        raise _fail(loc, f"{name}: data must be a list")
     kinds = set(map(type, data))  # JSON arrays decode to plain lists, never subclasses
     if list not in kinds:
         return data
     if kinds != {list}:
-        raise _fail(loc, "data mixes nested and flat values")
+        raise _fail(loc, f"{name}: data mixes nested and flat values")
     return [value for item in data for value in item]
 
 
@@ -194,7 +195,7 @@ def _decode_tensor(spec: dict[str, Any], encoder: Encoder, max_rows: int) -> lis
     if isinstance(data, list) and not (data and isinstance(data[0], list)):
         values = data
     else:
-        values = _flatten(data, [*loc, "data"])
+        values = _flatten(data, [*loc, "data"], "the tensor")
     size = rows * width
     if len(values) != size:
         raise _fail([*loc, "data"], f"expected {size} values for shape {shape}")
@@ -226,17 +227,18 @@ def _decode_named(inputs: list[Any], encoder: Encoder, max_rows: int) -> Matrix:
             raise _fail([*loc, "datatype"], f"{name} is numeric: datatype must be FP32, INT64…")
         shape = spec.get("shape")
         if not (isinstance(shape, list) and shape and len(shape) <= 2 and shape[1:] in ([], [1])):
-            raise _fail([*loc, "shape"], "shape must be [n] or [n, 1]")
-        values = _flatten(spec.get("data"), [*loc, "data"])
+            raise _fail([*loc, "shape"], f"{name}: shape must be [n] or [n, 1]")
+        values = _flatten(spec.get("data"), [*loc, "data"], name)
         if len(values) != shape[0]:
-            raise _fail([*loc, "data"], f"expected {shape[0]} values for shape {shape}")
+            raise _fail([*loc, "data"], f"{name}: expected {shape[0]} values for shape {shape}")
         columns[name] = values
     missing = [name for name in schema.names if name not in columns]
     if missing:
         raise _fail(["inputs"], f"missing inputs {missing}", "missing")
     lengths = {len(values) for values in columns.values()}
     if len(lengths) != 1:
-        raise _fail(["inputs"], "all inputs must have the same number of rows")
+        counts = ", ".join(f"{name} {len(values)}" for name, values in columns.items())
+        raise _fail(["inputs"], f"all inputs must have the same number of rows ({counts})")
     rows = lengths.pop()
     if not 1 <= rows <= max_rows:
         raise _fail(["inputs"], f"n must be between 1 and {max_rows}", "too_long")

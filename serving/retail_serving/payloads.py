@@ -110,7 +110,8 @@ def validate_rows(
     rows: list[dict[str, Any]], locate: Callable[[int, str], list[str | int]]
 ) -> None:
     """Apply the per-row rules to rows built from another shape (v2 named inputs);
-    ``locate(row, field)`` says where that value was in the original request."""
+    ``locate(row, field)`` says where that value was in the original request. That place
+    need not name the field (a v2 input is an index), so each message starts with it."""
     try:
         ROWS.validate_python(rows)
     except ValidationError as error:
@@ -118,8 +119,11 @@ def validate_rows(
         errors = []
         for detail in details[:MAX_REPORTED_ERRORS]:
             row, *rest = detail["loc"]
-            place = locate(int(row), str(rest[0])) if rest else ["inputs"]
-            errors.append({"loc": place, "msg": detail["msg"], "type": detail["type"]})
+            if rest:
+                place, message = locate(int(row), str(rest[0])), f"{rest[0]}: {detail['msg']}"
+            else:
+                place, message = ["inputs"], detail["msg"]
+            errors.append({"loc": place, "msg": message, "type": detail["type"]})
         raise InvalidInput(errors) from None
 
 

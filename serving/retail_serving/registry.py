@@ -1,7 +1,8 @@
 """The model registry: holds the one model reference requests use, and reloads it safely.
 
 ``poll`` runs one step of hot reload: HEAD the object; if ``reload.plan`` says
-so, download (an object over ``max_model_bytes`` is refused first, on its HEAD) → verify
+so, download (an object over the model size limit, ``memory.ModelLimit``, is refused first,
+on its HEAD; a JSON one over a quarter of it once its first bytes show it is JSON) → verify
 sha256 → load (which smoke-tests) → swap the reference. The swap is a
 single attribute assignment, so a request sees either the old model or the new one, never a
 mix, and a request keeps the model it picked up for as long as it runs. Nothing is unloaded
@@ -20,11 +21,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from retail_contract.source import ModelSource
-from retail_serving import artifact, reload
-from retail_serving.errors import ModelRejected, ServingError
+from retail_serving import artifact, checker, reload
+from retail_serving.errors import ModelRejected, ModelTooLarge, ServingError
+from retail_serving.memory import DEFAULT_LIMIT, ModelLimit
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
-from retail_serving.settings import DEFAULT_MAX_MODEL_BYTES
 from retail_serving.storage import ObjectStore, open_store, too_large
 from retail_serving.versions import ObjectVersion
 
@@ -50,14 +51,14 @@ class ModelRegistry:
         connect: Callable[[ModelSource], ObjectStore] = open_store,
         require_recorded_sha256: bool = True,
         nthread: int = 1,
-        max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        model_limit: ModelLimit = DEFAULT_LIMIT,
     ) -> None:
         self.locate = locate  # asked on every poll: the location may change at run time
         self.connect = connect
         self.metrics = metrics
         self.require_recorded_sha256 = require_recorded_sha256
         self.nthread = nthread
-        self.max_model_bytes = max_model_bytes
+        self.model_limit = model_limit
         self.current: ServedModel | None = None
         self.state = reload.ReloadState()
         self.last_error: str | None = None  # why the newest object version is not served
@@ -102,22 +103,29 @@ class ModelRegistry:
         uri = observed.location.uri
         try:
             store = self._store_for(observed.location)
-            if observed.size is not None and observed.size > self.max_model_bytes:
-                raise too_large(uri, observed.size, self.max_model_bytes)
-            data = store.fetch(observed, self.max_model_bytes)
-            digest = artifact.sha256_hex(data)
-            reload.verify(
-                digest,
-                observed,
-                require_recorded=self.require_recorded_sha256 and store.records_sha256,
-            )
-            model = artifact.load(data, nthread=self.nthread, sha256=digest)
+            limit = self.model_limit.bytes
+            if observed.size is not None and observed.size > limit:
+                raise too_large(uri, observed.size, limit)
+            # The bytes are held once, and only until the model is built from them.
+            with store.fetch(observed, limit) as data:
+                # XGBoost's JSON parse takes about five times the memory of its UBJSON one.
+                if data.size > self.model_limit.json_bytes and checker.is_json(data.view):
+                    raise too_large(f"{uri} (JSON)", data.size, self.model_limit.json_bytes)
+                digest = artifact.sha256_hex(data.view)
+                reload.verify(
+                    digest,
+                    observed,
+                    require_recorded=self.require_recorded_sha256 and store.records_sha256,
+                )
+                model = artifact.load(data, nthread=self.nthread, sha256=digest)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving
             error = (
                 raised
                 if isinstance(raised, ServingError)
                 else ModelRejected(f"unexpected error loading the model: {raised!r}")
             )
+            if isinstance(error, ModelTooLarge):  # which rule set the limit
+                error = ModelTooLarge(f"{error}, {self.model_limit.rule}")
             self.metrics.reload_failed(error.reason)
             self.last_error = f"{error.reason}: {error}"
             self.state, news = reload.after_failure(self.state, observed, error)

@@ -1,5 +1,6 @@
-"""The predictor's FastAPI app: every route but the prediction POSTs' fast way in, and the
-OpenAPI document (docs/serving.md lists the routes).
+"""The predictor's FastAPI app on the API port: every route but the prediction POSTs' fast way
+in, and the OpenAPI document (docs/serving.md lists the routes). ``/metrics`` and
+``/model/info`` are not here but on the metrics port (``admin``).
 
 The JSON routes declare their answers' shapes as ``response_model`` (TypedDicts, so mypy holds
 the code that builds them to the same shape), for the document only: they return orjson bytes,
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from pydantic import TypeAdapter
@@ -23,9 +24,8 @@ from typing_extensions import TypedDict
 from retail_serving import http, oip
 from retail_serving.hotpath import PredictionRoute
 from retail_serving.http import NOT_READY, UNKNOWN_MODEL, json_response
-from retail_serving.metrics import CONTENT_TYPE
 from retail_serving.page import PAGE
-from retail_serving.services import Services
+from retail_serving.services import ServicesDep
 
 SERIALIZATION: Literal["serialization"] = "serialization"  # the answers' schema, not a request's
 
@@ -39,25 +39,6 @@ class Readiness(TypedDict, total=False):
     model_version: str  # only while ready
 
 
-class FeatureInfo(TypedDict):
-    name: str
-    kind: str
-    domain: list[str] | None
-
-
-class ModelInfo(TypedDict):
-    name: str
-    version: str
-    sha256: str
-    source_uri: str
-    etag: str | None
-    version_id: str | None
-    loaded_at: str
-    features: list[FeatureInfo]
-    classes: list[str]
-    last_reload_error: str | None
-
-
 class Live(TypedDict):
     live: bool
 
@@ -69,11 +50,6 @@ class ServerReadiness(TypedDict):
 class ModelReadiness(TypedDict):
     name: str
     ready: bool
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
 
 
 def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
@@ -96,46 +72,11 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=Readiness,
         responses=NOT_READY,
     )
-    async def ready(request: Request) -> Response:
-        current = services(request).registry.current
+    async def ready(services: ServicesDep) -> Response:
+        current = services.registry.current
         if current is None:
             return json_response(Readiness(ready=False), 503)
         return json_response(Readiness(ready=True, model_version=current.model.version))
-
-    @app.get(
-        "/model/info",
-        summary="The model being served and where it came from",
-        response_model=ModelInfo,
-        responses=NOT_READY,
-    )
-    async def model_info(request: Request) -> Response:
-        context = services(request)
-        current = context.served()
-        model = current.model
-        info: ModelInfo = {
-            "name": context.settings.model_name,
-            "version": model.version,
-            "sha256": model.sha256,
-            "source_uri": current.source_uri,
-            "etag": current.origin.etag,
-            "version_id": current.origin.version_id,
-            "loaded_at": current.loaded_at.isoformat(),
-            "features": [
-                {
-                    "name": f.name,
-                    "kind": f.kind.value,
-                    "domain": None if f.domain is None else list(f.domain),
-                }
-                for f in model.schema.features
-            ],
-            "classes": list(model.classes),
-            "last_reload_error": context.registry.last_error,
-        }
-        return json_response(info)
-
-    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        return Response(services(request).metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v2/health/live", summary="Open Inference Protocol liveness", response_model=Live)
     async def v2_live() -> Response:
@@ -147,8 +88,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=ServerReadiness,
         responses=NOT_READY,
     )
-    async def v2_ready(request: Request) -> Response:
-        is_ready = services(request).registry.ready
+    async def v2_ready(services: ServicesDep) -> Response:
+        is_ready = services.registry.ready
         return json_response(ServerReadiness(ready=is_ready), 200 if is_ready else 503)
 
     @app.get(
@@ -157,8 +98,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=oip.ModelMetadata,
         responses=NOT_READY | UNKNOWN_MODEL,
     )
-    async def v2_metadata(request: Request, name: str) -> Response:
-        model = services(request).served_as(name).model
+    async def v2_metadata(name: str, services: ServicesDep) -> Response:
+        model = services.served_as(name).model
         return json_response(oip.model_metadata(name, model))
 
     @app.get(
@@ -167,8 +108,8 @@ def install(app: FastAPI, predictions: Sequence[PredictionRoute]) -> None:
         response_model=ModelReadiness,
         responses=NOT_READY | UNKNOWN_MODEL,
     )
-    async def v2_model_ready(request: Request, name: str) -> Response:
-        services(request).served_as(name)
+    async def v2_model_ready(name: str, services: ServicesDep) -> Response:
+        services.served_as(name)
         return json_response(ModelReadiness(name=name, ready=True))
 
 

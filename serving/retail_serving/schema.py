@@ -3,6 +3,8 @@
 This is the one place that says what a request row is. The order of ``FEATURES`` is the column
 order of every encoded matrix (and of the v2 FP32 tensor); the schema travels inside each model
 file so that a server always encodes exactly as the model was trained (see ``artifact``).
+``payloads.PredictRequest`` spells the same row out as a TypedDict (for mypy and the OpenAPI
+document); a unit test holds its fields and closed domains to ``FEATURES``.
 """
 
 from __future__ import annotations

@@ -19,12 +19,11 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retail_contract import metrics
 from retail_contract.source import S3Uri
+from retail_serving.memory import DEFAULT_MAX_MODEL_BYTES
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
-# The benchmark's model is 3.5 MB; a load briefly holds a few copies of the file (the bytes,
-# XGBoost's buffer, the structure check's), so an upload of gigabytes must not be read at all.
-DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
 class ServingSettings(BaseSettings):
@@ -46,9 +45,26 @@ class ServingSettings(BaseSettings):
     max_model_bytes: int = Field(
         DEFAULT_MAX_MODEL_BYTES, ge=1, description="refuse larger model objects, unread"
     )
+    memory_limit_bytes: int | None = Field(
+        None, ge=1, description="the container's memory, for the model limit (default: cgroup)"
+    )
 
+    metrics_port: int = Field(
+        metrics.METRICS_PORT, ge=1, le=65535, description="/metrics and /model/info, not the API's"
+    )
     max_batch_rows: int = Field(10_000, ge=1, description="/predict/batch and v2 row cap")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Abuse bounds (docs/serving.md, "Under abuse"): over them, 503 with Retry-After.
+    max_requests_in_flight: int = Field(128, ge=1, description="probes aside")
+    max_body_bytes_in_flight: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes of request bodies held at once"
+    )
+    request_header_timeout_seconds: float = Field(
+        5.0, gt=0, le=600, description="a request's headers, from its first byte or the connection"
+    )
+    request_body_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="a request's body, from the end of its headers"
+    )
     predict_threads: int = Field(1, ge=1, le=64, description="XGBoost threads per model call")
     microbatch: bool = Field(True, description="coalesce concurrent single-row requests")
     gc_tuning: bool = Field(
@@ -60,6 +76,12 @@ class ServingSettings(BaseSettings):
     # 0 (always a thread) measured best even on one pinned core: the loop keeps parsing the
     # next micro-batch while XGBoost (which releases the GIL) computes this one.
     inline_predict_max_rows: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _a_body_fits_the_budget(self) -> ServingSettings:
+        if self.max_body_bytes > self.max_body_bytes_in_flight:
+            raise ValueError("MAX_BODY_BYTES must not exceed MAX_BODY_BYTES_IN_FLIGHT")
+        return self
 
     @field_validator("model_uri")
     @classmethod

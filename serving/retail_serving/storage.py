@@ -4,7 +4,9 @@ The reloader only needs two operations: a cheap ``head`` that identifies the cur
 of the object, and ``fetch`` that returns exactly the bytes of a version ``head`` reported (by
 VersionId when the bucket is versioned, else guarded by If-Match on the ETag, so a concurrent
 upload can never hand us a mix of old metadata and new bytes), and no more than ``limit`` of
-them: a larger object is refused before its body is read (``ModelTooLarge``). boto3 picks up
+them: a larger object is refused before its body is read (``ModelTooLarge``), and a body sent
+without a length is read no further than the limit. The bytes land in a ``ModelBytes`` as they
+arrive, held once. boto3 picks up
 credentials and ``AWS_ENDPOINT_URL`` from the standard environment; nothing here handles
 secrets.
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from retail_contract.source import SHA256_METADATA_KEY, ModelSource, S3Uri
 from retail_serving.errors import ModelTooLarge, SourceUnavailable
+from retail_serving.modelbytes import ModelBytes
 from retail_serving.versions import ObjectVersion
 
 if TYPE_CHECKING:
@@ -33,11 +36,22 @@ class ObjectStore(Protocol):
 
     def head(self) -> ObjectVersion: ...
 
-    def fetch(self, version: ObjectVersion, limit: int) -> bytes: ...
+    def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes: ...
+
+
+CHUNK_BYTES = 1 << 20  # a download is read, and held, this much at a time
 
 
 def too_large(uri: str, size: int, limit: int) -> ModelTooLarge:
-    return ModelTooLarge(f"{uri} is {size:,} bytes, over the {limit:,} of MAX_MODEL_BYTES")
+    return ModelTooLarge(f"{uri} is {size:,} bytes, over the model size limit of {limit:,}")
+
+
+def read_no_further(uri: str, limit: int) -> ModelTooLarge:
+    """A body with no length given, refused once more than ``limit`` bytes have come."""
+    return ModelTooLarge(
+        f"{uri} sent more than {limit:,} bytes (no length given), over the model size limit; "
+        "read no further"
+    )
 
 
 def s3_client() -> S3Client:
@@ -91,7 +105,7 @@ class S3Store:
             size=response.get("ContentLength"),
         )
 
-    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self.location.key}
@@ -103,12 +117,19 @@ class S3Store:
             response = self._client.get_object(**arguments)
             body = response["Body"]
             size = response.get("ContentLength")
-            if size is not None and size > limit:
+            try:
+                if size is not None and size > limit:
+                    raise too_large(self.uri, size, limit)
+                # Chunks to the end: botocore then checks the length (a cut-off body is a
+                # temporary failure, not a refusal). A body without a length (chunked) is
+                # counted as it comes and stops at the limit.
+                return ModelBytes.receive(
+                    body.iter_chunks(CHUNK_BYTES),
+                    limit,
+                    lambda _read: read_no_further(self.uri, limit),
+                )
+            finally:
                 body.close()
-                raise too_large(self.uri, size, limit)
-            # read() to the end: botocore then checks the length (a cut-off body is a
-            # temporary failure, not a refusal).
-            return bytes(body.read())
         except (BotoCoreError, ClientError) as error:
             raise _unavailable("GET", self.uri, error) from error
 
@@ -130,16 +151,18 @@ class FileStore:
             etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", version_id=None, size=stat.st_size
         )
 
-    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes:
         try:
             with self.path.open("rb") as file:
-                data = file.read(limit + 1)  # the file may have grown since its HEAD
-                size = os.fstat(file.fileno()).st_size
+                size = os.fstat(file.fileno()).st_size  # it may have grown since its HEAD
+                if size > limit:
+                    raise too_large(self.uri, size, limit)
+                chunks = iter(lambda: file.read(CHUNK_BYTES), b"")
+                return ModelBytes.receive(
+                    chunks, limit, lambda read: too_large(self.uri, read, limit)
+                )
         except OSError as error:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
-        if len(data) > limit:
-            raise too_large(self.uri, size, limit)
-        return data
 
 
 def open_store(source: ModelSource) -> ObjectStore:

@@ -1,7 +1,8 @@
 """Real predictor processes (``retailctl serve`` under uvicorn) for the serving integration tests.
 
-Each ``PredictorProcess`` is a child process reached over HTTP on a free port, exactly as a
-client or kubelet would reach it; when it serves from S3 it talks to the moto server over HTTP.
+Each ``PredictorProcess`` is a child process reached over HTTP on two free ports (the API's
+and the metrics port), exactly as a client, a kubelet or a scraper would reach it; when it
+serves from S3 it talks to the moto server over HTTP.
 """
 
 from __future__ import annotations
@@ -53,22 +54,26 @@ def v2_inputs(rows: list[Any]) -> list[dict[str, Any]]:
 @dataclass
 class PredictorProcess:
     process: subprocess.Popen[bytes]
-    url: str
+    url: str  # the API port, the one a Service exposes
+    admin_url: str  # the metrics port: /metrics and /model/info
     log: Path
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10)
 
+    def get_admin(self, path: str) -> httpx.Response:
+        return httpx.get(self.admin_url + path, timeout=10)
+
     def post(self, path: str, payload: Any) -> httpx.Response:
         return httpx.post(self.url + path, json=payload, timeout=10)
 
     def info(self) -> dict[str, Any]:
-        response = self.get("/model/info")
+        response = self.get_admin("/model/info")
         return response.json() if response.status_code == 200 else {}
 
     def metric(self, name: str, **labels: str) -> float:
         wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        for line in self.get("/metrics").text.splitlines():
+        for line in self.get_admin("/metrics").text.splitlines():
             if line.startswith(wanted if labels else name + " "):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
@@ -89,13 +94,14 @@ def launch(
     """A predictor answering /health; its output goes to ``log``. Stop it with ``stop``.
     ``prefix`` wraps the command (e.g. a private mount namespace); without ``model_uri`` the
     settings come from ``env`` alone."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     retailctl = Path(sys.executable).with_name("retailctl")
     location = [] if model_uri is None else ["--model-uri", model_uri]
     command = [str(retailctl), "serve", *location, "--port", str(port)]
     child_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
         "RELOAD_INTERVAL_SECONDS": RELOAD_INTERVAL,
+        "METRICS_PORT": str(metrics_port),
         **(env or {}),
     }
     process = subprocess.Popen(
@@ -105,18 +111,23 @@ def launch(
         env=child_env,
         cwd=cwd,
     )
-    predictor = PredictorProcess(process, f"http://127.0.0.1:{port}", log)
+    predictor = PredictorProcess(
+        process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", log
+    )
 
     def up() -> bool:
         if process.poll() is not None:
             pytest.fail(f"predictor exited early:\n{log.read_text()}")
         try:
-            return predictor.get("/health").status_code == 200
+            return (
+                predictor.get("/health").status_code == 200
+                and predictor.get_admin("/metrics").status_code == 200
+            )
         except httpx.HTTPError:
             return False
 
     try:
-        wait_for(up, "the predictor to answer /health", STARTUP_SECONDS)
+        wait_for(up, "the predictor to answer /health and /metrics", STARTUP_SECONDS)
     except BaseException:
         stop(predictor)
         raise

@@ -15,12 +15,14 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from retail_contract.source import S3Uri
 from retail_serving import artifact
 from retail_serving.errors import ModelTooLarge
+from retail_serving.memory import RELOAD_COST, RESERVE_BYTES
 from retail_serving.payloads import EXAMPLE
 from retail_serving.storage import S3Store
 from tests.support.faults import FaultProxy, Rule, s3_error
@@ -237,6 +239,30 @@ def test_an_object_over_max_model_bytes_is_refused_on_its_head_and_never_downloa
     wait_for(lambda: predictor.serving("next"), "the next good object")
 
 
+def test_a_model_too_large_for_the_memory_limit_is_refused_and_the_old_one_serves(
+    bucket: VersionedBucket, proxy: CountingProxy, model_version: Versions, start_predictor: Start
+) -> None:
+    """With no MAX_MODEL_BYTES set, the limit follows the container's memory (given here as
+    MEMORY_LIMIT_BYTES, as the downward API would; unset, it is read from the cgroup): a model
+    the pod could not hold during a reload is refused, not loaded to an OOM kill."""
+    good = model_version("good")
+    bucket.put(good)
+    memory = RESERVE_BYTES + RELOAD_COST * 2 * len(good)  # a limit of twice a good model
+    predictor = start_predictor(
+        bucket.uri,
+        bucket.moto.env() | {"AWS_ENDPOINT_URL": proxy.endpoint, "MEMORY_LIMIT_BYTES": str(memory)},
+    )
+    wait_for(lambda: predictor.serving("good"), "the good model")
+    assert f"models up to {2 * len(good):,} bytes ((memory limit" in predictor.log.read_text()
+    downloads = proxy.forwarded["GET"]
+    bucket.put(good + b" " * 2 * len(good))  # three times a good model, its sha256 recorded
+    failures = ("retail_model_reload_failures_total", {"reason": "too_large"})
+    wait_for(lambda: predictor.metric(failures[0], **failures[1]) == 1, "a too_large refusal")
+    assert proxy.forwarded["GET"] == downloads  # refused on its HEAD
+    still_serving_good(predictor)
+    assert "memory limit" in predictor.info()["last_reload_error"]
+
+
 def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
     bucket: VersionedBucket,
 ) -> None:
@@ -244,6 +270,68 @@ def test_a_download_over_the_limit_is_refused_before_its_body_is_read(
     store = S3Store(S3Uri.parse(bucket.uri))
     version = store.head()
     assert version.size == 1000
-    with pytest.raises(ModelTooLarge, match="1,000 bytes, over the 999 of MAX_MODEL_BYTES"):
+    with pytest.raises(ModelTooLarge, match="1,000 bytes, over the model size limit of 999"):
         store.fetch(version, 999)  # the GET's own Content-Length, whatever the HEAD said
-    assert store.fetch(version, 1000) == b"x" * 1000
+    with store.fetch(version, 1000) as fetched:
+        assert bytes(fetched) == b"x" * 1000
+
+
+class EndlessChunkedBody:
+    """An S3 endpoint whose GET answers with no Content-Length, in chunks (Transfer-Encoding:
+    chunked), up to ``total`` bytes, counting what it sent until the client hung up."""
+
+    def __init__(self, total: int) -> None:
+        self.sent = 0
+        self.finished = threading.Event()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"%x\r\n%s\r\n" % (1 << 16, b"x" * (1 << 16))
+                try:
+                    while endpoint.sent < total:
+                        self.wfile.write(chunk)
+                        endpoint.sent += 1 << 16
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client hung up
+                finally:
+                    self.close_connection = True
+                    endpoint.finished.set()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_download_without_a_length_stops_at_the_limit(
+    bucket: VersionedBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GET answered without a Content-Length (chunked) is counted as it arrives and
+    refused once past the limit, not read to its end: here 256 MiB against a 1 MiB limit."""
+    limit, total = 1 << 20, 256 << 20
+    bucket.put(b"x" * 1000)
+    version = S3Store(S3Uri.parse(bucket.uri)).head()
+    endless = EndlessChunkedBody(total)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endless.endpoint)
+        with pytest.raises(ModelTooLarge, match="more than 1,048,576 bytes .no length given"):
+            S3Store(S3Uri.parse(bucket.uri)).fetch(version, limit)
+        assert endless.finished.wait(30)
+    finally:
+        endless.close()
+    # Generous: what the sockets' buffers held when the client hung up, and no more.
+    assert endless.sent < 64 << 20, f"{endless.sent:,} bytes were sent before the refusal"

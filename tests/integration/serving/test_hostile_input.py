@@ -148,6 +148,7 @@ HOSTILE = {
         422,
         ["inputs", SPEND_INPUT, "data", 0],
         "finite_number",
+        "SPEND: ",  # the input by its name, not only its index
     ),
     "huge string in a category": Hostile(
         "/predict",

@@ -4,7 +4,8 @@
   whole filesystem is remounted read-only in a private mount namespace, as in its pod);
 * no AWS credential appears in anything it prints or answers, even on failures;
 * a pickle is refused without ever being unpickled (its unpickling would create a file);
-* its answers name no server software.
+* its answers name no server software;
+* ``/metrics`` and ``/model/info`` answer on the metrics port only, not the API's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from retail_serving.payloads import EXAMPLE
@@ -97,7 +99,7 @@ def test_the_predictor_serves_and_hot_reloads_on_a_read_only_root_filesystem(
     wait_for(lambda: predictor.serving("two"), "model two, hot-reloaded")
     assert predictor.post("/predict", EXAMPLE).json()["model_version"] == "two"
     assert predictor.get("/ready").status_code == 200
-    assert predictor.get("/metrics").status_code == 200
+    assert predictor.get_admin("/metrics").status_code == 200
     # It really ran read-only: its own attempt to write beside itself fails, and it never tried.
     probe = subprocess.run(
         [*private_mounts(), "sh", "-c", READ_ONLY_ROOT, "sh", "touch", str(tmp_path / "x")],
@@ -149,10 +151,8 @@ def test_no_credential_appears_in_logs_answers_or_metrics(
 
         outputs = {
             "log": log,
-            **{
-                route: predictor.get(route).text
-                for route in ("/model/info", "/metrics", "/ready", "/openapi.json", "/")
-            },
+            **{route: predictor.get_admin(route).text for route in ("/model/info", "/metrics")},
+            **{route: predictor.get(route).text for route in ("/ready", "/openapi.json", "/")},
             "v2 metadata": predictor.get("/v2/models/price-sensitivity").text,
             "bad request": predictor.post("/predict", {"SPEND": "x"}).text,
         }
@@ -211,3 +211,21 @@ def test_answers_name_no_server_software(
     for route, answer in answers.items():
         assert "server" not in answer.headers, f"{route} answers server: {answer.headers['server']}"
         assert "date" in answer.headers, route  # an origin server with a clock sends Date
+
+
+def test_metrics_and_model_info_answer_only_on_the_metrics_port(
+    tmp_path: Path, model_version: Versions, start_predictor: Start
+) -> None:
+    """What the Service exposes (the API port) tells no client the model's digest, where it
+    came from or every route's traffic; the operator and Prometheus read them by pod IP."""
+    model = tmp_path / "model.ubj"
+    model.write_bytes(model_version("one"))
+    predictor = start_predictor(str(model))
+    wait_for(lambda: predictor.serving("one"), "model one")
+    for path in ("/metrics", "/model/info"):
+        assert predictor.get(path).status_code == 404, path
+        assert predictor.get_admin(path).status_code == 200, path
+    assert predictor.get_admin("/model/info").json()["version"] == "one"
+    assert "retail_model_info" in predictor.get_admin("/metrics").text
+    assert predictor.post("/predict", EXAMPLE).status_code == 200
+    assert httpx.post(predictor.admin_url + "/predict", json=EXAMPLE).status_code == 404

@@ -57,7 +57,9 @@ def test_every_variable_the_operator_sets_is_a_predictor_setting() -> None:
     deployment = render_deployment(spec(), OWNER, Target(f"{REPO}@sha256:{'c' * 64}", spec().model))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     contract_names = {item["name"] for item in container["env"]} - {"TMPDIR"}
-    assert contract_names == set(env.PREDICTOR_ENV)
+    # METRICS_PORT may be left unset: its default is the contract's metrics.METRICS_PORT.
+    optional = {env.METRICS_PORT}
+    assert contract_names - optional == set(env.PREDICTOR_ENV) - optional
     assert {name.lower() for name in env.PREDICTOR_ENV} <= set(ServingSettings.model_fields)
 
 

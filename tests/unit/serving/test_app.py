@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retail_contract.metrics import PREDICTION_ROUTES
-from retail_serving.app import create_app
+from retail_serving.app import Apps, create_apps
 from retail_serving.hotpath import PredictionRoute
 from retail_serving.model import Model
 from retail_serving.payloads import EXAMPLE
@@ -18,24 +18,41 @@ from retail_serving.schema import FEATURE_NAMES
 from retail_serving.settings import ServingSettings
 
 
+def apps_for(model_uri: Path, **settings: Any) -> Apps:
+    return create_apps(ServingSettings(model_uri=str(model_uri), max_batch_rows=50, **settings))
+
+
 def client_for(model_uri: Path, **settings: Any) -> TestClient:
-    app = create_app(ServingSettings(model_uri=str(model_uri), max_batch_rows=50, **settings))
-    return TestClient(app)
+    return TestClient(apps_for(model_uri, **settings).api)
 
 
 @pytest.fixture
-def client(tmp_path: Path, model_bytes: bytes) -> Iterator[TestClient]:
+def apps(tmp_path: Path, model_bytes: bytes) -> Apps:
     (tmp_path / "model.ubj").write_bytes(model_bytes)
-    with client_for(tmp_path / "model.ubj") as test_client:
+    return apps_for(tmp_path / "model.ubj")
+
+
+@pytest.fixture
+def client(apps: Apps) -> Iterator[TestClient]:
+    """The API port; its lifespan has loaded the model."""
+    with TestClient(apps.api) as test_client:
         yield test_client
 
 
-def test_liveness_readiness_and_model_info(client: TestClient, model: Model) -> None:
+@pytest.fixture
+def admin(apps: Apps, client: TestClient) -> TestClient:
+    """The metrics port, over the same model and metrics as ``client``."""
+    return TestClient(apps.admin)
+
+
+def test_liveness_readiness_and_model_info(
+    client: TestClient, admin: TestClient, model: Model
+) -> None:
     assert client.get("/health").status_code == 200
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/ready").status_code == 200
     assert client.get("/v2/health/ready").json() == {"ready": True}
-    info = client.get("/model/info").json()
+    info = admin.get("/model/info").json()
     assert info["version"] == model.version and info["sha256"] == model.sha256
     assert [f["name"] for f in info["features"]] == list(FEATURE_NAMES)
     assert info["classes"] == ["Low", "Medium", "High"]
@@ -134,13 +151,29 @@ def test_v2_metadata_infer_and_unknown_model(client: TestClient, model: Model) -
     assert bad.status_code == 422 and "QUANTITY" in bad.json()["error"]
 
 
-def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Model) -> None:
+def test_metrics_and_model_info_answer_only_on_the_metrics_port(
+    client: TestClient, admin: TestClient
+) -> None:
+    for path in ("/metrics", "/model/info"):
+        assert client.get(path).status_code == 404, path
+        assert admin.get(path).status_code == 200, path
+    assert "/model/info" not in client.get("/openapi.json").json()["paths"]
+    for path in ("/predict", "/v2/models/price-sensitivity/infer"):  # nor the reverse
+        assert admin.post(path, json=EXAMPLE).status_code == 404, path
+    assert admin.get("/ready").status_code == 404
+    # A scrape is not API traffic: the request metrics count the API port's requests only.
+    assert 'route="/metrics"' not in admin.get("/metrics").text
+
+
+def test_metrics_count_requests_and_show_the_model(
+    client: TestClient, admin: TestClient, model: Model
+) -> None:
     client.post("/predict", json=EXAMPLE)
     client.post("/predict", json={})
     client.get("/predict")  # FastAPI's 405, under the route's template
     client.get("/health")
     client.get("/no/such/route")
-    text = client.get("/metrics").text
+    text = admin.get("/metrics").text
     assert 'retail_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'retail_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert 'retail_http_requests_total{method="GET",route="/predict",status="405"} 1.0' in text
@@ -153,7 +186,7 @@ def test_metrics_count_requests_and_show_the_model(client: TestClient, model: Mo
 
 
 def test_predictions_are_counted_by_model_version_and_predicted_class(
-    client: TestClient, model: Model
+    client: TestClient, admin: TestClient, model: Model
 ) -> None:
     """What a canary's prediction shift is measured from: every predicted row, whichever
     route it came by, under the class the answer names; refused input predicts nothing."""
@@ -163,14 +196,14 @@ def test_predictions_are_counted_by_model_version_and_predicted_class(
         for p in client.post("/predict/batch", json=[EXAMPLE] * 4).json()["predictions"]
     ]
     client.post("/predict", json={})  # 422: no prediction
-    text = client.get("/metrics").text
+    text = admin.get("/metrics").text
     for name in model.classes:  # every class, at zero when never predicted
         line = f'retail_predictions_total{{class="{name}",model_version="{model.version}"}}'
         assert f"{line} {float(answers.count(name))}" in text
 
 
 def test_the_prediction_routes_are_the_ones_the_operator_reads(client: TestClient) -> None:
-    router = client.app
+    router = client.app.app  # inside admission
     paths = {route.path for route in router.routes if isinstance(route, PredictionRoute)}
     assert paths == PREDICTION_ROUTES
 
@@ -184,14 +217,14 @@ def test_the_try_it_page_and_openapi_are_served(client: TestClient) -> None:
     batch = paths["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert "At most 50 rows" in batch["schema"]["description"]
     assert "inputs" in str(paths["/v2/models/{name}/infer"]["post"]["requestBody"])
-    assert {"/health", "/ready", "/model/info", "/v2/health/ready"} <= set(paths)
+    assert {"/health", "/ready", "/v2/health/ready"} <= set(paths)
 
 
 def test_the_app_serves_batches_again_after_a_restart_of_its_lifespan(
     tmp_path: Path, model_bytes: bytes
 ) -> None:
     (tmp_path / "model.ubj").write_bytes(model_bytes)
-    app = create_app(ServingSettings(model_uri=str(tmp_path / "model.ubj")))
+    app = create_apps(ServingSettings(model_uri=str(tmp_path / "model.ubj"))).api
     for _ in range(2):  # the worker threads used to be gone after the first shutdown
         with TestClient(app) as client:
             response = client.post("/predict/batch", json=[EXAMPLE] * 3)
@@ -199,7 +232,7 @@ def test_the_app_serves_batches_again_after_a_restart_of_its_lifespan(
 
 
 def test_one_router_sends_prediction_posts_to_their_routes_and_the_rest_to_fastapi(
-    client: TestClient,
+    client: TestClient, admin: TestClient
 ) -> None:
     assert client.post("/predict", json=EXAMPLE).status_code == 200
     assert client.post("/v2/models/elsewhere/infer", json={"inputs": []}).status_code == 404
@@ -207,7 +240,21 @@ def test_one_router_sends_prediction_posts_to_their_routes_and_the_rest_to_fasta
     assert other_method.status_code == 405
     assert other_method.json() == {"detail": "Method Not Allowed"}
     assert client.get("/nowhere").status_code == 404
-    text = client.get("/metrics").text
+    text = admin.get("/metrics").text
     assert 'route="/predict",status="200"' in text
     assert 'route="/predict",status="405"' in text
     assert 'route="/v2/models/{name}/infer",status="404"' in text
+
+
+def test_the_model_limit_follows_the_cgroups_memory_unless_told_the_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retail_serving import app
+
+    monkeypatch.setattr(app, "cgroup_memory_limit", lambda: 1 << 30)
+    settings = ServingSettings(model_uri=str(tmp_path / "model.ubj"))
+    assert app.model_limit(settings).rule == "(memory limit 1,024 MiB - 192 MiB) / 5"
+    told = ServingSettings(model_uri=str(tmp_path / "model.ubj"), memory_limit_bytes=768 << 20)
+    assert app.model_limit(told).rule == "(memory limit 768 MiB - 192 MiB) / 5"
+    monkeypatch.setattr(app, "cgroup_memory_limit", lambda: None)
+    assert app.model_limit(settings).bytes == settings.max_model_bytes

@@ -29,6 +29,36 @@ def test_ubj_and_json_files_load_to_the_same_predictions(
     )
 
 
+def test_a_json_model_is_checked_outside_this_process(
+    trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing a JSON document takes about eight times its size: that is the helper's memory
+    (and GIL), never the server's."""
+    import orjson
+
+    data = artifact.serialise(trained.booster, trained.encoder, "v-json", as_json=True)
+
+    def not_here(_data: object) -> None:
+        raise AssertionError("a JSON model was parsed in the server process")
+
+    monkeypatch.setattr(orjson, "loads", not_here)
+    assert artifact.load(data).version == "v-json"
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        artifact.load(data[: len(data) // 2])
+
+
+def test_xgboost_reads_the_model_where_it_lies_without_a_bytearray_copy(
+    trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = artifact.serialise(trained.booster, trained.encoder, "in-place")
+
+    def copied(*_args: object) -> None:
+        raise AssertionError("the model was loaded from a copy (Booster.load_model)")
+
+    monkeypatch.setattr(xgboost.Booster, "load_model", copied)
+    assert artifact.load(data).version == "in-place"
+
+
 def test_the_model_carries_schema_vocabularies_version_and_classes(
     model: Model, trained: TrainedModel
 ) -> None:

@@ -3,6 +3,7 @@ in the shapes the OpenAPI document declares."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,22 +14,34 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retail_serving import hotpath
-from retail_serving.app import create_app
+from retail_serving.admission import BodyBudget
+from retail_serving.app import Apps, create_apps
 from retail_serving.errors import NoModel, UnknownModel
-from retail_serving.http import BodyTooLarge, ClientGone, error_answer
+from retail_serving.http import BodyTooLarge, ClientGone, error_answer, read_body
 from retail_serving.model import Model
 from retail_serving.payloads import EXAMPLE, InvalidInput
 from retail_serving.settings import ServingSettings
 
 V2 = "/v2/models/price-sensitivity"
 REFUSAL = [{"loc": ["body", "SPEND"], "msg": "bad", "type": "value_error"}]
+CHUNK = {"type": "http.request", "body": b"x" * 50, "more_body": True}
 
 
 @pytest.fixture
-def client(tmp_path: Path, model_bytes: bytes) -> Iterator[TestClient]:
+def apps(tmp_path: Path, model_bytes: bytes) -> Apps:
     (tmp_path / "model.ubj").write_bytes(model_bytes)
-    with TestClient(create_app(ServingSettings(model_uri=str(tmp_path / "model.ubj")))) as c:
+    return create_apps(ServingSettings(model_uri=str(tmp_path / "model.ubj")))
+
+
+@pytest.fixture
+def client(apps: Apps) -> Iterator[TestClient]:
+    with TestClient(apps.api) as c:
         yield c
+
+
+@pytest.fixture
+def admin(apps: Apps, client: TestClient) -> TestClient:
+    return TestClient(apps.admin)
 
 
 @pytest.mark.parametrize(
@@ -64,13 +77,13 @@ def test_anything_else_is_not_a_domain_error() -> None:
 
 
 def test_without_a_model_every_route_that_needs_one_answers_the_same(tmp_path: Path) -> None:
-    settings = ServingSettings(model_uri=str(tmp_path / "absent.ubj"))
-    with TestClient(create_app(settings)) as client:
+    apps = create_apps(ServingSettings(model_uri=str(tmp_path / "absent.ubj")))
+    with TestClient(apps.api) as client:
         answers = [
             client.post("/predict", json=EXAMPLE),
             client.post("/predict/batch", json=[EXAMPLE]),
             client.post(f"{V2}/infer", json={"inputs": []}),
-            client.get("/model/info"),
+            TestClient(apps.admin).get("/model/info"),
             client.get(V2),
             client.get(f"{V2}/ready"),
         ]
@@ -94,27 +107,74 @@ def test_an_unexpected_error_on_a_prediction_route_is_a_logged_500(
 
 
 def test_every_json_answer_has_the_shape_the_document_declares(
-    client: TestClient, model: Model
+    client: TestClient, admin: TestClient, model: Model
 ) -> None:
-    document = client.get("/openapi.json").json()
     tensor = {"name": "t", "datatype": "FP32", "shape": [1, 8]}
     encoded = {"id": "7", "inputs": [{**tensor, "data": model.encoder.encode_row(EXAMPLE)}]}
-    requests: list[tuple[str, str, Any]] = [
-        ("get", "/health", None),
-        ("get", "/ready", None),
-        ("get", "/model/info", None),
-        ("get", "/v2/health/live", None),
-        ("get", "/v2/health/ready", None),
-        ("get", V2, None),
-        ("get", f"{V2}/ready", None),
-        ("post", "/predict", EXAMPLE),
-        ("post", "/predict/batch", [EXAMPLE, {**EXAMPLE, "STORE_REGION": "new"}]),
-        ("post", f"{V2}/infer", encoded),
+    requests: list[tuple[TestClient, str, str, Any]] = [
+        (client, "get", "/health", None),
+        (client, "get", "/ready", None),
+        (admin, "get", "/model/info", None),  # the metrics port's own document
+        (client, "get", "/v2/health/live", None),
+        (client, "get", "/v2/health/ready", None),
+        (client, "get", V2, None),
+        (client, "get", f"{V2}/ready", None),
+        (client, "post", "/predict", EXAMPLE),
+        (client, "post", "/predict/batch", [EXAMPLE, {**EXAMPLE, "STORE_REGION": "new"}]),
+        (client, "post", f"{V2}/infer", encoded),
     ]
-    for method, path, body in requests:
-        response = client.request(method, path, json=body)
+    for port, method, path, body in requests:
+        document = port.get("/openapi.json").json()
+        response = port.request(method, path, json=body)
         assert response.status_code == 200, path
         operation = document["paths"][path.replace(V2, "/v2/models/{name}")]
         declared = operation[method]["responses"]["200"]["content"]["application/json"]["schema"]
         schema = {**declared, "components": document["components"]}
         jsonschema.validate(response.json(), schema)
+
+
+def test_a_bodys_bytes_are_given_back_however_its_request_ends(
+    apps: Apps, client: TestClient
+) -> None:
+    budget = apps.admin.state.services.bodies  # type: ignore[attr-defined]
+    client.post("/predict", json=EXAMPLE)  # answered
+    client.post("/predict", json={"SPEND": "x"})  # refused
+    client.post("/predict", content=b" " * (20 << 20))  # over MAX_BODY_BYTES, declared
+    client.post("/v2/models/elsewhere/infer", json={"inputs": []})  # another model
+    assert budget.held == 0
+
+
+def test_a_body_over_the_budget_is_shed_with_retry_after_and_not_counted_as_the_routes(
+    tmp_path: Path, model_bytes: bytes
+) -> None:
+    (tmp_path / "model.ubj").write_bytes(model_bytes)
+    settings = ServingSettings(
+        model_uri=str(tmp_path / "model.ubj"), max_body_bytes=2048, max_body_bytes_in_flight=2048
+    )
+    apps = create_apps(settings)
+    with TestClient(apps.api) as client:
+        apps.admin.state.services.bodies.take(1024)  # type: ignore[attr-defined]  # held elsewhere
+        shed = client.post("/predict/batch", json=[EXAMPLE] * 8)  # about 1.8 KB
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert "bytes of request bodies" in shed.json()["detail"]
+        text = TestClient(apps.admin).get("/metrics").text
+    assert 'retail_http_shed_total{reason="body_bytes"} 1.0' in text
+    assert 'status="503"' not in text
+
+
+@pytest.mark.parametrize(
+    ("last", "refusal"),
+    [({"type": "http.disconnect"}, ClientGone), (CHUNK | {"body": b"x" * 901}, BodyTooLarge)],
+)
+def test_a_refused_body_gives_back_the_bytes_it_took(
+    last: dict[str, Any], refusal: type[Exception]
+) -> None:
+    budget = BodyBudget(1 << 20, lambda _reason: None)
+    messages = iter([CHUNK, CHUNK, last])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    with pytest.raises(refusal):
+        asyncio.run(read_body({"headers": []}, receive, 1000, budget))  # type: ignore[arg-type]
+    assert budget.held == 0

@@ -78,6 +78,7 @@ def test_a_file_store_reports_the_size_and_reads_no_more_than_the_limit(tmp_path
     store = FileStore(path)
     version = store.head()
     assert version.size == 100
-    assert store.fetch(version, 100) == b"x" * 100
-    with pytest.raises(ModelTooLarge, match="100 bytes, over the 99 of MAX_MODEL_BYTES"):
+    with store.fetch(version, 100) as fetched:
+        assert bytes(fetched) == b"x" * 100
+    with pytest.raises(ModelTooLarge, match="100 bytes, over the model size limit of 99"):
         store.fetch(version, 99)  # grown since its HEAD, say: refused all the same

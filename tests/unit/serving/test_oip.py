@@ -54,23 +54,36 @@ def test_an_encoded_tensor_is_taken_as_is(model: Model) -> None:
         ({"datatype": "FP64", "data": [[1.0], [1.0]]}, ["inputs", 0, "datatype"]),
         ({"shape": [2, 2]}, ["inputs", 0, "shape"]),
         ({"data": [["M"]]}, ["inputs", 0, "data"]),
+        ({"data": "M"}, ["inputs", 0, "data"]),
+        ({"data": [["M"], "M"]}, ["inputs", 0, "data"]),
         ({"name": "BASKET_COLOUR"}, ["inputs", 0, "name"]),
     ],
 )
-def test_bad_named_inputs_are_located(change: dict[str, Any], loc: list[Any], model: Model) -> None:
+def test_bad_named_inputs_are_located_and_named(
+    change: dict[str, Any], loc: list[Any], model: Model
+) -> None:
     inputs = named_inputs([EXAMPLE, EXAMPLE])
     inputs[0] |= change
     with pytest.raises(InvalidInput) as caught:
         decode({"inputs": inputs}, model)
     assert caught.value.errors[0]["loc"] == loc
+    assert inputs[0]["name"] in caught.value.errors[0]["msg"]  # not only its index
 
 
-def test_bad_values_in_named_inputs_follow_predict_rules(model: Model) -> None:
+def test_bad_values_in_named_inputs_follow_predict_rules_and_name_the_input(model: Model) -> None:
     inputs = named_inputs([EXAMPLE, {**EXAMPLE, "SPEND": -2.0}])
     with pytest.raises(InvalidInput) as caught:
         decode({"inputs": inputs}, model)
     spend = FEATURE_NAMES.index("SPEND")
     assert caught.value.errors[0]["loc"] == ["inputs", spend, "data", 1]
+    assert caught.value.errors[0]["msg"] == "SPEND: Input should be greater than 0"
+
+
+def test_inputs_of_different_lengths_are_named_with_their_counts(model: Model) -> None:
+    inputs = named_inputs([EXAMPLE, EXAMPLE])
+    inputs[4] |= {"shape": [1], "data": [20.0]}
+    with pytest.raises(InvalidInput, match=r"\(BASKET_SIZE 2, .*SPEND 1, "):
+        decode({"inputs": inputs}, model)
 
 
 def test_a_missing_feature_is_named(model: Model) -> None:
@@ -157,7 +170,7 @@ def test_nan_and_infinity_in_named_inputs_name_the_input_and_row(
     assert caught.value.errors == [
         {
             "loc": ["inputs", spend, "data", 1],
-            "msg": "Input should be a finite number",
+            "msg": "SPEND: Input should be a finite number",
             "type": "finite_number",
         }
     ]

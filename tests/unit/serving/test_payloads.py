@@ -9,16 +9,30 @@ import pytest
 
 from retail_serving.payloads import (
     EXAMPLE,
+    ROW,
     BatchParser,
     InvalidInput,
     parse_one,
     prediction,
     validate_rows,
 )
+from retail_serving.schema import FEATURE_NAMES, FEATURES
 
 
 def body(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+def test_the_request_row_declares_the_schemas_features_and_closed_domains() -> None:
+    """``PredictRequest`` is written out for mypy and the OpenAPI document; the schema (the
+    matrix order, what travels in the model) is the source. This holds the two together."""
+    described = ROW.json_schema()
+    assert tuple(described["properties"]) == FEATURE_NAMES
+    assert described["required"] == list(FEATURE_NAMES)
+    for feature in FEATURES:
+        field = described["properties"][feature.name]
+        assert field["type"] == ("string" if feature.is_categorical else "number"), feature
+        assert field.get("enum") == (None if feature.domain is None else list(feature.domain))
 
 
 def test_a_good_request_parses_and_extra_fields_are_ignored() -> None:

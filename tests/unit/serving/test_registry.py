@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from typing import Any
 
 import pytest
 
 from retail_contract.source import ModelSource
-from retail_serving import artifact, ubjson
+from retail_serving import artifact, checker
 from retail_serving.errors import SourceUnavailable
+from retail_serving.memory import ModelLimit
 from retail_serving.metrics import ServingMetrics
+from retail_serving.modelbytes import ModelBytes
 from retail_serving.registry import ModelRegistry
 from retail_serving.versions import ObjectVersion
 from retail_training.training import TrainedModel
@@ -42,14 +47,14 @@ class MemoryStore:
             raise SourceUnavailable("HEAD memory://model failed: unreachable")
         return self.current
 
-    def fetch(self, version: ObjectVersion, limit: int) -> bytes:
+    def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes:
         assert version.version_id is not None
         self.downloads += 1
         if self.downloads_dropped:
             raise SourceUnavailable("GET memory://model failed: connection dropped")
         data = self.versions[version.version_id]
         assert len(data) <= limit  # the registry refuses larger objects on their HEAD
-        return data
+        return ModelBytes.of(data)
 
 
 def counter(metrics: ServingMetrics, name: str, **labels: str) -> float:
@@ -71,7 +76,7 @@ def registry_for(
     source: MemoryStore,
     metrics: ServingMetrics,
     location: ModelSource | None = None,
-    **options: int,
+    **options: Any,
 ) -> ModelRegistry:
     where = location or ModelSource(source.uri)
     return ModelRegistry(lambda: where, metrics, connect=lambda _: source, **options)
@@ -135,7 +140,8 @@ def test_an_object_over_the_size_limit_is_refused_unread_until_it_changes(
     source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
 ) -> None:
     good = version_bytes(trained, "good")
-    registry = registry_for(source, metrics, max_model_bytes=2 * len(good))
+    limit = ModelLimit(2 * len(good), "MAX_MODEL_BYTES")
+    registry = registry_for(source, metrics, model_limit=limit)
     source.put(good)
     assert registry.poll()
     downloads = source.downloads
@@ -149,6 +155,25 @@ def test_an_object_over_the_size_limit_is_refused_unread_until_it_changes(
     assert registry.last_error.startswith("too_large") and "MAX_MODEL_BYTES" in registry.last_error
     source.put(version_bytes(trained, "next"))
     assert registry.poll() and registry.current.model.version == "next"
+
+
+def test_a_json_model_over_its_share_of_the_limit_is_refused_where_ubjson_is_served(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    """XGBoost's JSON parse takes about five times the memory of its UBJSON one: a JSON model
+    may be a quarter of the limit. Told from its first bytes, once downloaded."""
+    as_json = artifact.serialise(trained.booster, trained.encoder, "json", as_json=True)
+    limit = ModelLimit(2 * len(as_json), "(memory limit 1 MiB - 0 MiB) / 5")
+    assert limit.json_bytes < len(as_json) <= limit.bytes
+    registry = registry_for(source, metrics, model_limit=limit)
+    source.put(version_bytes(trained, "ubjson"))
+    assert registry.poll()
+    source.put(as_json)
+    assert not registry.poll()
+    assert counter(metrics, "retail_model_reload_failures_total", reason="too_large") == 1
+    assert registry.last_error is not None and "(JSON)" in registry.last_error
+    assert "memory limit" in registry.last_error  # the rule that set the limit
+    assert registry.current is not None and registry.current.model.version == "ubjson"
 
 
 def test_an_unreachable_source_keeps_serving_and_logs_once(
@@ -205,17 +230,17 @@ def test_a_check_without_a_verdict_is_retried_on_the_next_poll(
     source.put(version_bytes(trained, "good"))
     registry.poll()
     source.put(version_bytes(trained, "next"))
-    real = ubjson.HELPER
-    monkeypatch.setattr(ubjson, "HELPER", ubjson.Helper([sys.executable, "-c", "exit(9)"]))
+    real = checker.HELPER
+    monkeypatch.setattr(checker, "HELPER", checker.Helper([sys.executable, "-c", "exit(9)"]))
     assert not registry.poll()  # the helper died: no verdict on these bytes
     assert counter(metrics, "retail_model_reload_failures_total", reason="check") == 1
     assert registry.current is not None and registry.current.model.version == "good"
     assert registry.last_error is not None and "did not finish" in registry.last_error
-    monkeypatch.setattr(ubjson, "HELPER", ubjson.Helper(real.command))
+    monkeypatch.setattr(checker, "HELPER", checker.Helper(real.command))
     try:
         assert registry.poll()  # the same bytes, checked again, and served
     finally:
-        ubjson.HELPER.close()
+        checker.HELPER.close()
     assert registry.current.model.version == "next"
 
 
@@ -261,3 +286,25 @@ def test_one_source_per_uri_and_version_pin(metrics: ServingMetrics) -> None:
     where[0] = ModelSource("s3://b/k", version_id="v7")
     registry.poll()
     assert connected == [ModelSource("s3://b/k"), ModelSource("s3://b/k", version_id="v7")]
+
+
+def _model_files_open() -> int:
+    """This process's descriptors on model memory files (``ModelBytes``)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:model")
+    return count
+
+
+def test_a_reloads_bytes_are_released_once_it_ends_however_it_ends(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    registry = registry_for(source, metrics)
+    before = _model_files_open()
+    good = version_bytes(trained, "one")
+    for upload, sha256 in [(good, None), (good[:-9], None), (good, "0" * 64)]:
+        source.put(upload, sha256=sha256)
+        registry.poll()
+        assert _model_files_open() == before
+    assert registry.current is not None and registry.current.model.version == "one"
