@@ -12,4 +12,14 @@ RELOAD_INTERVAL_SECONDS = "RELOAD_INTERVAL_SECONDS"  # how often to HEAD the mod
 # The port of /metrics and /model/info (default ``metrics.METRICS_PORT``): not the Service's.
 METRICS_PORT = "METRICS_PORT"
 
-PREDICTOR_ENV = (MODEL_SOURCE_FILE, MODEL_NAME, RELOAD_INTERVAL_SECONDS, METRICS_PORT)
+# The largest model object to load, when a RetailModelPolicy sets one (else the predictor's
+# own rule, from its memory).
+MAX_MODEL_BYTES = "MAX_MODEL_BYTES"
+
+PREDICTOR_ENV = (
+    MODEL_SOURCE_FILE,
+    MODEL_NAME,
+    RELOAD_INTERVAL_SECONDS,
+    METRICS_PORT,
+    MAX_MODEL_BYTES,
+)

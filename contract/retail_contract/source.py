@@ -46,16 +46,23 @@ class S3Uri:
 class ModelSource:
     """Where the model lives (``s3://bucket/key``, or a path for local serving), optionally
     pinned to one S3 object version and to the sha256 its bytes must have. ``None`` means
-    "not pinned"."""
+    "not pinned". ``bucket_owner``, when set (a RetailModelPolicy names it), is the account
+    that must own the bucket: every S3 call passes it as ``ExpectedBucketOwner``."""
 
     uri: str
     version_id: str | None = None
     sha256: str | None = None
+    bucket_owner: str | None = None
 
     def to_json(self) -> str:
-        """The document as the operator writes it (empty strings for "not pinned")."""
+        """The document as the operator writes it (empty strings for "not pinned"; no
+        ``bucketOwner`` key when none is required, so documents without one stay as they
+        were)."""
         values = (self.uri, self.version_id or "", self.sha256 or "")
-        return json.dumps(dict(zip(_KEYS, values, strict=True)), sort_keys=True)
+        document = dict(zip(_KEYS, values, strict=True))
+        if self.bucket_owner:
+            document["bucketOwner"] = self.bucket_owner
+        return json.dumps(document, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSource:
@@ -66,7 +73,8 @@ class ModelSource:
         uri, version_id, sha256 = (document.get(key) or None for key in _KEYS)
         if not isinstance(uri, str):
             raise ValueError("the model source document needs a string 'uri'")
-        for key, value in (("versionId", version_id), ("sha256", sha256)):
+        owner = document.get("bucketOwner") or None
+        for key, value in (("versionId", version_id), ("sha256", sha256), ("bucketOwner", owner)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the model source document's {key!r} must be a string")
-        return cls(uri, version_id, sha256)
+        return cls(uri, version_id, sha256, owner)

@@ -164,7 +164,8 @@ class Reconciler:
         policies = policy.applying(
             tracked.registry.policies.values(), tracked.registry.namespaces.get(owner.namespace, {})
         )
-        bucket_owner = policy.requirements(policies).bucket_owner
+        need = policy.requirements(policies)
+        bucket_owner = need.bucket_owner
         broken = policy.violations(spec, policies, datetime.now(UTC))
         image, (found, model), running = await asyncio.gather(
             self._check_image(spec.image, spec),
@@ -176,11 +177,21 @@ class Reconciler:
         if found is not None and (too_large := policy.model_too_large(found.size, policies)):
             broken.append(too_large)
         tracked.registry.record_violations(tracked.key, {v.policy for v in broken})
-        desired = Target(spec.image.pinned(image.digest), spec.model) if image.digest else None
+        model_source = spec.model.model_copy(update={"bucket_owner": bucket_owner})
+        desired = (
+            Target(spec.image.pinned(image.digest), model_source, need.max_model_bytes)
+            if image.digest
+            else None
+        )
         running_check, admissible = await self._check_running(running.target, spec, image)
         if running.target is not None and policy.image_refused(running.target.image, policies):
             admissible = False
-        previous = running.target if admissible else None
+        previous = None
+        if admissible and running.target is not None:  # kept as it runs, under today's rules
+            owned_model = running.target.model.model_copy(update={"bucket_owner": bucket_owner})
+            previous = replace(
+                running.target, model=owned_model, max_model_bytes=need.max_model_bytes
+            )
         target = gate.choose_target(desired, image.check, model, previous)
         refusal: OperatorError | None = None
         if broken:  # outside the platform's policy: nothing new rolls out

@@ -30,7 +30,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from retail_contract import env
+from retail_contract import env, metrics
 from retail_contract.source import MODEL_SOURCE_DIR, MODEL_SOURCE_FILENAME, MODEL_SOURCE_PATH
 from retail_operator.spec import ModelSpec, RetailModelSpec, Spread
 
@@ -76,10 +76,12 @@ class Owner:
 
 @dataclass(frozen=True)
 class Target:
-    """What the children should run: an image pinned by digest and a model source."""
+    """What the children should run: an image pinned by digest and a model source (and the
+    largest model the pods may load, when a RetailModelPolicy sets one)."""
 
     image: str
     model: ModelSpec
+    max_model_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,12 +173,22 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
         "name": "predictor",
         "image": target.image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"},
+            # /metrics and /model/info: read by pod IP (the canary, Prometheus), never through
+            # the Service, which targets "http" only.
+            {"name": "metrics", "containerPort": metrics.METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": [
             {"name": env.MODEL_SOURCE_FILE, "value": MODEL_SOURCE_PATH},
             {"name": env.MODEL_NAME, "value": owner.name},
             {"name": env.RELOAD_INTERVAL_SECONDS, "value": str(spec.reload_interval_seconds)},
             {"name": "TMPDIR", "value": "/tmp"},
+            *(
+                [{"name": env.MAX_MODEL_BYTES, "value": str(target.max_model_bytes)}]
+                if target.max_model_bytes
+                else []
+            ),
         ],
         "livenessProbe": {
             "httpGet": {"path": "/health", "port": "http"},
@@ -291,7 +303,7 @@ def render_deployment(
                     "labels": track.pod_labels(owner),
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PREDICTOR_PORT),
+                        "prometheus.io/port": str(metrics.METRICS_PORT),
                         "prometheus.io/path": "/metrics",
                         # The canary's pods are the candidate's: a new candidate, new pods.
                         **(source_annotation(target) if track is CANARY_TRACK else {}),

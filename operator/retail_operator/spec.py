@@ -75,6 +75,9 @@ class ModelSpec(_Spec):
     s3_uri: str
     version_id: str = ""
     sha256: str = ""
+    # Not in the CRD (the API server prunes it from a spec): the account a RetailModelPolicy
+    # says must own the bucket, which the operator adds to what the pods are told.
+    bucket_owner: str = ""
 
     @property
     def location(self) -> S3Uri:
@@ -82,12 +85,17 @@ class ModelSpec(_Spec):
 
     def source(self) -> ModelSource:
         """The model-source document the predictor pods are configured with."""
-        return ModelSource(self.s3_uri, self.version_id or None, self.sha256 or None)
+        return ModelSource(
+            self.s3_uri, self.version_id or None, self.sha256 or None, self.bucket_owner or None
+        )
 
     @classmethod
     def from_source(cls, source: ModelSource) -> ModelSpec:
         return cls(
-            s3_uri=source.uri, version_id=source.version_id or "", sha256=source.sha256 or ""
+            s3_uri=source.uri,
+            version_id=source.version_id or "",
+            sha256=source.sha256 or "",
+            bucket_owner=source.bucket_owner or "",
         )
 
 

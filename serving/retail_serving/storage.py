@@ -81,9 +81,18 @@ def _version_id(response: Any) -> str | None:
 class S3Store:
     """A model object in S3, optionally pinned to one object version."""
 
-    def __init__(self, location: S3Uri, *, pinned_version_id: str | None = None) -> None:
+    def __init__(
+        self,
+        location: S3Uri,
+        *,
+        pinned_version_id: str | None = None,
+        bucket_owner: str | None = None,
+    ) -> None:
         self.location = location
         self.pinned_version_id = pinned_version_id
+        # Every call names the account that must own the bucket (S3 refuses it otherwise), so a
+        # bucket of the same name in another account is never read.
+        self._owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
         self.uri = location.uri
         self.records_sha256 = True
         self._client = s3_client()
@@ -91,7 +100,11 @@ class S3Store:
     def head(self) -> ObjectVersion:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self.location.key}
+        arguments: dict[str, Any] = {
+            "Bucket": self.location.bucket,
+            "Key": self.location.key,
+            **self._owner,
+        }
         if self.pinned_version_id:
             arguments["VersionId"] = self.pinned_version_id
         try:
@@ -108,7 +121,11 @@ class S3Store:
     def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self.location.key}
+        arguments: dict[str, Any] = {
+            "Bucket": self.location.bucket,
+            "Key": self.location.key,
+            **self._owner,
+        }
         if version.version_id:
             arguments["VersionId"] = version.version_id
         elif version.etag:
@@ -173,7 +190,9 @@ def open_store(source: ModelSource) -> ObjectStore:
             location = S3Uri.parse(source.uri)
         except ValueError as error:
             raise SourceUnavailable(f"invalid model location: {error}") from None
-        return S3Store(location, pinned_version_id=source.version_id)
+        return S3Store(
+            location, pinned_version_id=source.version_id, bucket_owner=source.bucket_owner
+        )
     if not source.uri.removeprefix("file://"):
         raise SourceUnavailable("invalid model location: the model URI is empty")
     if source.version_id:

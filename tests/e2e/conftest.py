@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from retail_contract.metrics import METRICS_PORT
 from retail_serving import artifact
 from retail_tools.cluster.kubectl import Kubectl
 from retail_tools.images import registry
@@ -86,7 +87,8 @@ class Stack:
         """A pod's own /model/info, asked from inside it (as `kubectl exec` lets a person)."""
         script = (
             "import urllib.request;"
-            "print(urllib.request.urlopen('http://127.0.0.1:8080/model/info').read().decode())"
+            "print(urllib.request.urlopen("
+            f"'http://127.0.0.1:{METRICS_PORT}/model/info').read().decode())"
         )
         out = self.kubectl.output("exec", "-n", NAMESPACE, pod, "--", "python3", "-c", script)
         return dict(json.loads(out))

@@ -11,6 +11,7 @@ request fails (rolled back by the error rate); and with no traffic at all, nothi
 
 from __future__ import annotations
 
+import hashlib
 import time
 import urllib.request
 import uuid
@@ -260,9 +261,11 @@ def analysing_with_traffic(canary: Canary, version_id: str) -> None:
     """Until the analysis of ``version_id`` has counted canary requests."""
     canary.stack.on_node.wait_for(
         f"canary requests counted for {version_id}",
-        lambda: (r := canary.rollout()).get("phase") == "Analyzing"
-        and r.get("candidate", {}).get("versionId") == version_id
-        and r.get("figures", {}).get("requests", 0) > 0,
+        lambda: (
+            (r := canary.rollout()).get("phase") == "Analyzing"
+            and r.get("candidate", {}).get("versionId") == version_id
+            and r.get("figures", {}).get("requests", 0) > 0
+        ),
         VERDICT_SECONDS,
     )
 
@@ -343,9 +346,9 @@ def lying_pod(canary: Canary, sha256: str) -> dict[str, Any]:
         "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
         f"http.server.ThreadingHTTPServer(('', {METRICS_PORT}), H).serve_forever()\n"
     )
-    template = json.loads(
-        canary.stack.kubectl("get", "deployment", canary.name, "-n", NAMESPACE, "-o", "json")
-    )["spec"]["template"]
+    template = canary.stack.kubectl.get_json("deployment", canary.name, "-n", NAMESPACE)["spec"][
+        "template"
+    ]
     labels = {**template["metadata"]["labels"], "mlops.retail.io/track": "canary"}
     (container,) = template["spec"]["containers"]
     return {

@@ -5,7 +5,8 @@
 ReplicaSet, found by owner uid and revision, not by labels alone: a pod someone else labels
 like a predictor, or a pod of the Deployment's previous template (the last candidate), is not
 in it. Each pod comes back with what the API server says of it (``PodState``: ready, restarts)
-and, from each ready one, ``http://<pod IP>:8080/metrics`` read as Prometheus would and parsed
+and, from each ready one, ``http://<pod IP>:9090/metrics`` (the predictor's metrics port),
+read as Prometheus would and parsed
 off the event loop (``evidence.PodReading``). A pod that cannot be read (not ready, no IP, a
 timeout, outside ``networks``, an answer over ``METRICS_LIMIT``, which a predictor's tens of
 kB never come near, or text that is not the predictor's) has no reading: its traffic is not
@@ -22,9 +23,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from retail_contract.metrics import METRICS_PORT
 from retail_operator.canary.evidence import InvalidMetrics, PodReading, PodState
 from retail_operator.kube import KubeApi
-from retail_operator.rendering import PREDICTOR_PORT
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class PodMetrics:
         *,
         networks: Sequence[Network] = (),
         timeout: float = 2.0,
-        port: int = PREDICTOR_PORT,
+        port: int = METRICS_PORT,
     ) -> None:
         self._kube = kube
         self._networks = tuple(networks)

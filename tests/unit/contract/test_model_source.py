@@ -57,8 +57,9 @@ def test_every_variable_the_operator_sets_is_a_predictor_setting() -> None:
     deployment = render_deployment(spec(), OWNER, Target(f"{REPO}@sha256:{'c' * 64}", spec().model))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     contract_names = {item["name"] for item in container["env"]} - {"TMPDIR"}
-    # METRICS_PORT may be left unset: its default is the contract's metrics.METRICS_PORT.
-    optional = {env.METRICS_PORT}
+    # Set only when they differ from the predictor's defaults: METRICS_PORT (the contract's
+    # metrics.METRICS_PORT) and MAX_MODEL_BYTES (a RetailModelPolicy's limit).
+    optional = {env.METRICS_PORT, env.MAX_MODEL_BYTES}
     assert contract_names - optional == set(env.PREDICTOR_ENV) - optional
     assert {name.lower() for name in env.PREDICTOR_ENV} <= set(ServingSettings.model_fields)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from retail_contract.metrics import METRICS_PORT
 from retail_tools.demo import gitops
 from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, console, http, wait
 from retail_tools.demo.groundwork import push, train_and_push
@@ -30,7 +31,7 @@ PREDICTOR_PODS = f"mlops.retail.io/retailmodel={NAME}"
 IMAGE_IDS = "custom-columns=POD:.metadata.name,READY:.status.containerStatuses[0].ready,IMAGE-ID:.status.containerStatuses[0].imageID"  # noqa: E501
 INFO_SCRIPT = (
     "import urllib.request;"
-    "print(urllib.request.urlopen('http://127.0.0.1:8080/model/info').read().decode())"
+    f"print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/model/info').read().decode())"
 )
 
 
