@@ -83,3 +83,12 @@ def test_the_one_s3_uri_parser_refuses_what_is_not_bucket_and_key(uri: str) -> N
     with pytest.raises(ValueError):
         S3Uri.parse(uri)
     assert S3Uri.parse("s3://b/a/b.ubj").uri == "s3://b/a/b.ubj"
+
+
+def test_the_bucket_owner_travels_in_the_document_only_when_required() -> None:
+    plain = ModelSource("s3://b/k", "v1", "a" * 64)
+    assert "bucketOwner" not in plain.to_json()  # documents without one stay as they were
+    owned = ModelSource("s3://b/k", "v1", "a" * 64, "123456789012")
+    assert ModelSource.from_json(owned.to_json()) == owned
+    with pytest.raises(ValueError, match="'bucketOwner' must be a string"):
+        ModelSource.from_json('{"uri": "s3://b/k", "bucketOwner": 1}')

@@ -317,3 +317,25 @@ def test_turning_autoscaling_on_hands_the_count_over_before_leaving_it_out() -> 
     world.reconcile(tracked)
     assert ("HorizontalPodAutoscaler", "prices") in world.store.deleted
     assert ("PodDisruptionBudget", "prices") in world.store.deleted
+
+
+def test_the_policy_tells_the_pods_the_bucket_owner_and_the_largest_model() -> None:
+    from retail_operator.policy import Policy
+
+    world = World()
+    world.registry.policies["default"] = Policy.from_body(
+        {
+            "metadata": {"name": "default"},
+            "spec": {"models": {"bucketOwner": "123456789012", "maxBytes": 50_000_000}},
+        }
+    )
+    tracked = world.retailmodel("v1")
+    world.reconcile(tracked)
+    source = world.store.kinds("ConfigMap")["prices-model"]["data"]["model-source.json"]
+    assert '"bucketOwner": "123456789012"' in source
+    deployment = world.store.kinds("Deployment")["prices"]
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MAX_MODEL_BYTES"] == "50000000"

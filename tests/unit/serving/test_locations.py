@@ -82,3 +82,24 @@ def test_a_file_store_reports_the_size_and_reads_no_more_than_the_limit(tmp_path
         assert bytes(fetched) == b"x" * 100
     with pytest.raises(ModelTooLarge, match="100 bytes, over the model size limit of 99"):
         store.fetch(version, 99)  # grown since its HEAD, say: refused all the same
+
+
+def test_every_s3_call_names_the_bucket_owner_when_the_source_does() -> None:
+    from retail_contract.source import ModelSource
+    from retail_serving.storage import open_store
+
+    calls: list[dict[str, object]] = []
+
+    class Client:
+        def head_object(self, **arguments: object) -> dict[str, object]:
+            calls.append(arguments)
+            return {"ETag": '"e"', "VersionId": "v1", "ContentLength": 3, "Metadata": {}}
+
+    store = open_store(ModelSource("s3://models/m.ubj", bucket_owner="123456789012"))
+    store._client = Client()  # type: ignore[attr-defined]
+    store.head()
+    assert calls[0]["ExpectedBucketOwner"] == "123456789012"
+    plain = open_store(ModelSource("s3://models/m.ubj"))
+    plain._client = Client()  # type: ignore[attr-defined]
+    plain.head()
+    assert "ExpectedBucketOwner" not in calls[1]
