@@ -259,14 +259,14 @@ def canary_pods(canary: Canary) -> list[dict[str, Any]]:
 
 def analysing_with_traffic(canary: Canary, version_id: str) -> None:
     """Until the analysis of ``version_id`` has counted canary requests."""
-    canary.stack.on_node.wait_for(
-        f"canary requests counted for {version_id}",
+    wait_until(
         lambda: (
             (r := canary.rollout()).get("phase") == "Analyzing"
             and r.get("candidate", {}).get("versionId") == version_id
             and r.get("figures", {}).get("requests", 0) > 0
         ),
-        VERDICT_SECONDS,
+        timeout=VERDICT_SECONDS,
+        what=f"canary requests counted for {version_id}",
     )
 
 
@@ -277,7 +277,7 @@ def test_a_same_model_canary_is_promoted(canary: Canary) -> None:
         version_id, uploaded = canary.upload(same)
         canary.verdict("Promoted")
         decided = time.monotonic()
-        canary.stack.on_node.wait_for("the canary to be gone", canary.canary_gone)
+        wait_until(canary.canary_gone, timeout=180, what="the canary to be gone")
     state = canary.rollout()
     assert state["stable"]["versionId"] == version_id
     assert state["figures"]["requests"] >= ANALYSIS["minRequests"]
@@ -372,19 +372,26 @@ def lying_pod(canary: Canary, sha256: str) -> dict[str, Any]:
 
 def test_a_labelled_pod_that_lies_changes_nothing(canary: Canary) -> None:
     bad = candidates.one_class("High")
-    canary.stack.on_node.apply(lying_pod(canary, hashlib.sha256(bad[0]).hexdigest()))
-    canary.stack.on_node.wait_for(
-        "the lying pod Ready",
-        lambda: any(p["metadata"]["name"].endswith("-liar") for p in canary_pods(canary)),
-    )
-    with Load(canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC) as load:
-        version_id, uploaded = canary.upload(bad)
-        try:
+    liar = lying_pod(canary, hashlib.sha256(bad[0]).hexdigest())
+    try:
+        canary.stack.on_node.apply(liar)
+        wait_until(
+            lambda: any(p["metadata"]["name"] == liar["metadata"]["name"]
+                        for p in canary_pods(canary)),
+            timeout=120,
+            what="the lying pod Ready",
+        )  # fmt: skip
+        with Load(
+            canary.port, workers=4, max_seconds=VERDICT_SECONDS + 60, baskets=TRAFFIC
+        ) as load:
+            version_id, uploaded = canary.upload(bad)
             condition = canary.verdict("RolledBack")
             decided = time.monotonic()
-        finally:
-            canary.stack.kubectl("delete", "pod", f"{canary.name}-liar", "-n", NAMESPACE,
-                                 "--wait=false")  # fmt: skip
+    finally:
+        canary.stack.kubectl(
+            "delete", "pod", liar["metadata"]["name"], "-n", NAMESPACE, "--ignore-not-found",
+            "--wait=false",
+        )  # fmt: skip
     state = canary.rollout()
     assert "predictionShift rule" in condition["message"]
     assert state["rejected"][-1]["versionId"] == version_id
