@@ -62,6 +62,12 @@ class LiveChildren:
         self._read[(kind, name)] = found
         return found
 
+    def known(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The child as this reconcile or the watches last saw it, without asking the API."""
+        if (kind, name) in self._read:
+            return self._read[(kind, name)]
+        return self.tracked.registry.child(self.tracked.key[0], kind, name)
+
     async def owned(self, kind: str, name: str) -> dict[str, Any] | None:
         """The live child, only if this RetailModel owns it."""
         live = await self.get(kind, name)
@@ -102,8 +108,14 @@ class Children:
         return applied
 
     async def remove(self, live: LiveChildren, kind: str, name: str) -> bool:
-        """Delete a child this RetailModel owns (only that very object); whether one went."""
-        owned = await live.owned(kind, name)
+        """Delete a child this RetailModel owns (only that very object); whether one went.
+
+        Only what the watches have shown counts here: every RetailModel without a canary, a
+        budget or an autoscaler asks this on every reconcile, and a read of the API server
+        for each would cost thousands of reads a minute at scale. One created a moment ago
+        and not seen yet is removed on the next reconcile."""
+        known = live.known(kind, name)
+        owned = known if known is not None and controller_uid(known) == live.tracked.uid else None
         if owned is None:
             return False
         await self.kube.delete(

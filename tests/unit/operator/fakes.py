@@ -41,6 +41,8 @@ class ObjectStore:
     patched_pods: list[str] = field(default_factory=list)
     handed_off: list[int] = field(default_factory=list)
     gate: asyncio.Event | None = None  # holds status writes while set up
+    # What a watch would deliver: every change, as (kind, deleted, body).
+    watch: Callable[[str, bool, dict[str, Any]], object] = lambda *_: None
 
     def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as someone else would (no server-side apply)."""
@@ -48,6 +50,7 @@ class ObjectStore:
         body["metadata"].setdefault("uid", f"uid-{next(_uids)}")
         key = (body["metadata"]["namespace"], body["kind"], body["metadata"]["name"])
         self.objects[key] = body
+        self.watch(body["kind"], False, copy.deepcopy(body))
         return body
 
     async def get(
@@ -86,6 +89,7 @@ class ObjectStore:
                 "conditions": [{"type": "Available", "status": "True"}],
             }
         self.objects[key] = live
+        self.watch(live["kind"], False, copy.deepcopy(live))
         return copy.deepcopy(live)
 
     async def delete(
@@ -95,6 +99,7 @@ class ObjectStore:
         if live is not None and (not uid or live["metadata"]["uid"] == uid):
             del self.objects[(namespace, kind, name)]
             self.deleted.append((kind, name))
+            self.watch(kind, True, live)
 
     async def merge_patch(
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
@@ -169,6 +174,7 @@ class World:
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
+        self.store.watch = self.registry.child_event
         self.reconciler = Reconciler(
             kube=self.store,  # type: ignore[arg-type]
             images=self.images,  # type: ignore[arg-type]
