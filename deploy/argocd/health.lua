@@ -7,7 +7,8 @@
 --              stable pods serve, the candidate is not promoted yet).
 -- Degraded:    the running image has findings the policy blocks (RunningImageCompliant=False:
 --              it keeps serving, someone must act), the spec cannot be carried out (a child's
---              name is held by another object, or the spec cannot be read), the spec's image is
+--              name is held by another object, the spec cannot be read, or it breaks the
+--              platform's RetailModelPolicy), the spec's image is
 --              blocked by its scan, the model cannot be used, the rollout failed, or a model
 --              canary was rolled back (by a rule, inconclusive, or refused without traffic).
 --              A blocking reason on Ready alone is enough: Ready is the operator's summary.
@@ -71,27 +72,27 @@ local function blocks(c, reasons)
 end
 
 local ready = condition("Ready")
-local refusedReasons = { NameConflict = true, SpecInvalid = true }
-if blocks(ready, refusedReasons) then
-  hs.status = "Degraded"
-  hs.message = "Spec not carried out: " .. describe(ready, "Ready is False")
-  return hs
-end
-
-local scan = condition("ImageScanPassed")
-if blocks(scan, blockingScanReasons) or blocks(ready, blockingScanReasons) then
-  local why = blocks(scan, blockingScanReasons) and scan or ready
-  hs.status = "Degraded"
-  hs.message = "Image blocked: " .. describe(why, "ImageScanPassed is False")
-  return hs
-end
-
-local model = condition("ModelAvailable")
-if blocks(model, blockingModelReasons) or blocks(ready, blockingModelReasons) then
-  local why = blocks(model, blockingModelReasons) and model or ready
-  hs.status = "Degraded"
-  hs.message = "Model unavailable: " .. describe(why, "ModelAvailable is False")
-  return hs
+-- Each blocking check: its own condition (if any) with a reason that blocks, or Ready's
+-- summary carrying that reason. The first that blocks says why.
+local refusedReasons = { NameConflict = true, SpecInvalid = true, PolicyViolation = true }
+local blockingChecks = {
+  { kind = nil, reasons = refusedReasons, prefix = "Spec not carried out: " },
+  { kind = "ImageScanPassed", reasons = blockingScanReasons, prefix = "Image blocked: " },
+  { kind = "ModelAvailable", reasons = blockingModelReasons, prefix = "Model unavailable: " },
+}
+for _, check in ipairs(blockingChecks) do
+  local own = check.kind and condition(check.kind) or nil
+  local why = nil
+  if blocks(own, check.reasons) then
+    why = own
+  elseif blocks(ready, check.reasons) then
+    why = ready
+  end
+  if why ~= nil then
+    hs.status = "Degraded"
+    hs.message = check.prefix .. describe(why, (check.kind or "Ready") .. " is False")
+    return hs
+  end
 end
 
 local available = condition("Available")

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 
 class OperatorError(Exception):
-    """Base of every error the operator raises on purpose."""
+    """Base of every error the operator raises on purpose. Its ``reason`` (a condition's
+    reason, an Event's) is the class's name unless the class says otherwise."""
 
     reason: str = "Error"
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "reason" not in cls.__dict__:
+            cls.reason = cls.__name__
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -42,42 +48,36 @@ class TemporaryError(OperatorError):
 class PermanentError(OperatorError):
     """Do not retry until something outside changes; report it as a condition."""
 
+    reason = "Error"
+
 
 class ImageNotFound(PermanentError):
-    reason = "ImageNotFound"
+    """No such tag, digest or repository in ECR."""
 
 
 class AccessDenied(PermanentError):
-    reason = "AccessDenied"
+    """AWS or Kubernetes refused the operator's identity."""
 
 
 class ModelNotFound(PermanentError):
-    reason = "ModelNotFound"
+    """No model object (or object version) at the spec's S3 location."""
 
 
 class SpecInvalid(PermanentError):
     """The spec was admitted by the API server but cannot be carried out as written (a field
     the schema cannot check, or a child the API server refuses); the message names the field."""
 
-    reason = "SpecInvalid"
-
 
 class NameConflict(PermanentError):
     """A child's name is taken by an object this RetailModel does not own: it is left alone."""
-
-    reason = "NameConflict"
 
 
 class PolicyViolation(PermanentError):
     """The spec breaks a rule of a RetailModelPolicy that applies to its namespace."""
 
-    reason = "PolicyViolation"
-
 
 class NotLeader(OperatorError):
     """This replica no longer holds the Lease (or will not by the time a write could land)."""
-
-    reason = "NotLeader"
 
 
 def retry_after(error: Exception, resync: float) -> float:

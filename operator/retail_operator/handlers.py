@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -281,26 +281,24 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
         return
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-async def deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _child_event("Deployment", type, body, memo)
+# The children's watch streams: (group, version, plural) → the kind the registry files them
+# under. Only objects with the operator's label are watched; ownership is checked by uid.
+CHILD_RESOURCES = {
+    ("apps", "v1", "deployments"): "Deployment",
+    ("", "v1", "services"): "Service",
+    ("", "v1", "configmaps"): "ConfigMap",
+    ("policy", "v1", "poddisruptionbudgets"): "PodDisruptionBudget",
+    ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
+}
 
 
-@kopf.on.event("v1", "services", labels=CHILD_LABELS)
-async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _child_event("Service", type, body, memo)
+def _watch_children(kind: str) -> Callable[..., Awaitable[None]]:
+    async def child_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _child_event(kind, type, body, memo)
+
+    return child_event
 
 
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
-async def disruption_budget_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _child_event("PodDisruptionBudget", type, body, memo)
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
-async def autoscaler_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _child_event("HorizontalPodAutoscaler", type, body, memo)
-
-
-@kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)
-async def config_map_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _child_event("ConfigMap", type, body, memo)
+for (group, version, plural), kind in CHILD_RESOURCES.items():
+    resource = (group, version, plural) if group else (version, plural)
+    kopf.on.event(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-event")(_watch_children(kind))

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from retail_operator.spec import ImageRef, RetailModelSpec, Severity
+from retail_operator.spec import ImageRef, Part, RetailModelSpec, Severity
 
 DEFAULT = "default"
 RULE_REASON = "PolicyViolation"
@@ -35,13 +34,7 @@ _STRICTNESS = {
 }
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="ignore"
-    )
-
-
-class SelectorRequirement(_Part):
+class SelectorRequirement(Part):
     key: str
     operator: str
     values: tuple[str, ...] = ()
@@ -56,7 +49,7 @@ class SelectorRequirement(_Part):
         return self.key not in labels  # DoesNotExist
 
 
-class NamespaceSelector(_Part):
+class NamespaceSelector(Part):
     match_labels: dict[str, str] = Field(default_factory=dict)
     match_expressions: tuple[SelectorRequirement, ...] = ()
 
@@ -73,30 +66,30 @@ class NamespaceSelector(_Part):
         return "namespaces with " + (", ".join(parts) or "any labels")
 
 
-class ImageRules(_Part):
+class ImageRules(Part):
     allowed_accounts: tuple[str, ...] = ()
     allowed_repositories: tuple[str, ...] = ()
 
 
-class ScanningRules(_Part):
+class ScanningRules(Part):
     max_block_severity: Severity | None = None
     allow_unscanned: bool = False
     allow_ignore_cves: bool = Field(False, alias="allowIgnoreCVEs")
     max_exception_days: int | None = None
 
 
-class PodRules(_Part):
+class PodRules(Part):
     allowed_service_accounts: tuple[str, ...] | None = None
     allowed_env_from: tuple[str, ...] | None = None
 
 
-class ModelRules(_Part):
+class ModelRules(Part):
     max_bytes: int | None = None
     bucket_owner: str = ""
     allowed_buckets: tuple[str, ...] = ()
 
 
-class PolicySpec(_Part):
+class PolicySpec(Part):
     namespace_selector: NamespaceSelector | None = None
     images: ImageRules = ImageRules()
     scanning: ScanningRules = ScanningRules()

@@ -36,13 +36,15 @@ class Severity(StrEnum):
     NONE = "NONE"
 
 
-class _Spec(BaseModel):
+class Part(BaseModel):
+    """A part of a custom resource's spec: camelCase in the API, immutable here."""
+
     model_config = ConfigDict(
         frozen=True, populate_by_name=True, alias_generator=to_camel, extra="ignore"
     )
 
 
-class ImageRef(_Spec):
+class ImageRef(Part):
     repository: str
     tag: str
 
@@ -69,7 +71,7 @@ class ImageRef(_Spec):
         return f"{self.repository}@{digest}"
 
 
-class ModelSpec(_Spec):
+class ModelSpec(Part):
     """``spec.model``: the S3 object serving pods load, optionally pinned (empty = unpinned)."""
 
     s3_uri: str
@@ -99,7 +101,7 @@ class ModelSpec(_Spec):
         )
 
 
-class ScanException(_Spec):
+class ScanException(Part):
     """``spec.scanPolicy.exceptions[]``: one finding allowed until ``expires``, for a reason."""
 
     id: str
@@ -111,7 +113,7 @@ class ScanException(_Spec):
         return now < self.expires
 
 
-class ScanPolicy(_Spec):
+class ScanPolicy(Part):
     block_severity: Severity = Severity.HIGH
     # The lesser form: findings allowed for good, with no reason recorded and no end.
     ignore_cves: tuple[str, ...] = Field(default=(), alias="ignoreCVEs")
@@ -119,7 +121,7 @@ class ScanPolicy(_Spec):
     require_scan: bool = True
 
 
-class Toleration(_Spec):
+class Toleration(Part):
     """A core/v1 Toleration for the predictor pods."""
 
     key: str = ""
@@ -132,7 +134,7 @@ class Toleration(_Spec):
         return self.model_dump(by_alias=True, exclude_defaults=True)
 
 
-class EnvSource(_Spec):
+class EnvSource(Part):
     """``spec.envFrom[]``: a Secret or ConfigMap whose keys become the predictor's environment
     (say a proxy, or a local AWS stand-in's endpoint and credentials; on EKS, IRSA needs none)."""
 
@@ -162,7 +164,7 @@ class RolloutStrategy(StrEnum):
 MIN_REQUESTS_FLOOR = 50
 
 
-class Analysis(_Spec):
+class Analysis(Part):
     """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet.
 
     The CRD's CEL rules refuse an analysis that cannot fail; the same bounds hold here."""
@@ -190,12 +192,12 @@ class Analysis(_Spec):
         return self.max_duration_seconds or 10 * self.duration_seconds
 
 
-class CanaryPolicy(_Spec):
+class CanaryPolicy(Part):
     replicas: int = 1
     analysis: Analysis = Analysis()
 
 
-class RolloutPolicy(_Spec):
+class RolloutPolicy(Part):
     """``spec.rollout``. Immediate is today's behaviour and the default."""
 
     strategy: RolloutStrategy = RolloutStrategy.IMMEDIATE
@@ -206,7 +208,7 @@ class RolloutPolicy(_Spec):
         return self.strategy is RolloutStrategy.CANARY
 
 
-class Autoscaling(_Spec):
+class Autoscaling(Part):
     """``spec.autoscaling``: a HorizontalPodAutoscaler (autoscaling/v2) on the stable pods, on
     their CPU use against their CPU request; ``replicas`` then only sets the start."""
 
@@ -216,7 +218,7 @@ class Autoscaling(_Spec):
     scale_down_stabilization_seconds: int = 300
 
 
-class Disruption(_Spec):
+class Disruption(Part):
     """``spec.disruption``: the PodDisruptionBudget of each group with two pods or more (a
     drain or an eviction may take at most ``maxUnavailable`` of them at once)."""
 
@@ -232,14 +234,14 @@ class Spread(StrEnum):
     OFF = "Off"
 
 
-class TopologySpread(_Spec):
+class TopologySpread(Part):
     """``spec.topologySpread``: replicas spread across zones and nodes, softly by default."""
 
     zone: Spread = Spread.SOFT
     node: Spread = Spread.SOFT
 
 
-class RetailModelSpec(_Spec):
+class RetailModelSpec(Part):
     image: ImageRef
     model: ModelSpec
     replicas: int = 1

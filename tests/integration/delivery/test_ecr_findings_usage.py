@@ -297,6 +297,14 @@ def test_cli_usage_prints_cost(ecr: ECRClient, aws_env: AwsStandIn) -> None:
     }
 
 
+def findings_with(aws_env: AwsStandIn, tag: str, policy: Path) -> Any:
+    """``retailctl ecr findings`` of the test repository's ``tag`` with ``--policy``."""
+    return retailctl(
+        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
+        "--policy", str(policy),
+    )  # fmt: skip
+
+
 def test_cli_findings_shows_what_each_exception_covers_and_until_when(
     ecr: ECRClient, aws_env: AwsStandIn, tmp_path: Path
 ) -> None:
@@ -314,10 +322,7 @@ def test_cli_findings_shows_what_each_exception_covers_and_until_when(
         "      - {id: CVE-2026-0102, reason: vendor patch due, expires: '2026-01-01T00:00:00Z'}\n"
     )
 
-    result = retailctl(
-        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
-        "--policy", str(policy),
-    )  # fmt: skip
+    result = findings_with(aws_env, tag, policy)
 
     assert "↳ allowed until 2099-01-31T00:00:00Z: no fix upstream yet" in result.stdout
     assert "↳ exception EXPIRED at 2026-01-01T00:00:00Z: vendor patch due" in result.stdout
@@ -359,18 +364,12 @@ def test_cli_findings_applies_the_platforms_policy_too(
         "apiVersion: mlops.retail.io/v1alpha1\nkind: RetailModelPolicy\n"
         "metadata: {name: default}\nspec:\n  scanning: {maxBlockSeverity: HIGH}\n"
     )
-    result = retailctl(
-        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
-        "--policy", str(files),
-    )  # fmt: skip
+    result = findings_with(aws_env, tag, files)
     assert result.returncode == 1
     assert (
         "PolicyViolation: RetailModelPolicy default: scanning.maxBlockSeverity: "
         "scanPolicy.blockSeverity NONE blocks less than HIGH"
     ) in result.stderr
     files.write_text(files.read_text().replace("blockSeverity: NONE", "blockSeverity: HIGH"))
-    passed = retailctl(
-        aws_env, "ecr", "findings", "--repository", REPOSITORY, "--tag", tag,
-        "--policy", str(files),
-    )  # fmt: skip
+    passed = findings_with(aws_env, tag, files)
     assert passed.returncode == 0, passed.stderr

@@ -240,6 +240,14 @@ class Scenario:
 
         return dict(self.wait_for(f"{name} {type_}={status} {reason or ''}", probe, timeout))
 
+    def lose_status(self, name: str) -> None:
+        """With the operator stopped, wipe a RetailModel's status (an Argo CD replace, a
+        restore without status, a crash before the status write)."""
+        self.cluster.kubectl(
+            "patch", "retailmodel", name, "-n", self.namespace,
+            "--subresource=status", "--type=merge", "-p", '{"status": null}',
+        )  # fmt: skip
+
     def deployment_image(self, name: str) -> str | None:
         deployment = self.get("deployment", name)
         if deployment is None:

@@ -219,10 +219,7 @@ def test_silence_past_the_deadline_is_inconclusive_and_survives_a_lost_status(
     # The status goes (an Argo CD replace, a restore) and the operator restarts.
     scenario.operator.stop()
     try:
-        scenario.cluster.kubectl(
-            "patch", "retailmodel", "prices", "-n", scenario.namespace,
-            "--subresource=status", "--type=merge", "-p", '{"status": null}',
-        )  # fmt: skip
+        scenario.lose_status("prices")
     finally:
         scenario.operator.start()
     scenario.wait_condition("prices", "ModelRolledOut", "False", "RolledBack")

@@ -362,10 +362,7 @@ def test_a_lost_status_is_recovered_from_the_children(scenario: Scenario) -> Non
     running = f"{scenario.aws.repository_uri(REPOSITORY)}@{good}"
     scenario.operator.stop()
     try:
-        scenario.cluster.kubectl(
-            "patch", "retailmodel", "prices", "-n", scenario.namespace,
-            "--subresource=status", "--type=merge", "-p", '{"status": null}',
-        )  # fmt: skip
+        scenario.lose_status("prices")
         assert not scenario.get("retailmodel", "prices").get("status")
         scenario.image("v2-bad", findings=[("CVE-2024-0003", "CRITICAL")])
         scenario.apply(scenario.manifest("prices", "v2-bad", model))

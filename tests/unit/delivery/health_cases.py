@@ -296,6 +296,6 @@ CASES = (
             "Degraded",
             f"Spec not carried out: {reason}: Service prices already exists",
         )
-        for reason in ("NameConflict", "SpecInvalid")
+        for reason in ("NameConflict", "SpecInvalid", "PolicyViolation")
     ],
 )

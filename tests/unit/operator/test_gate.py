@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from retail_operator.conditions import Check, describe
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.gate import check_model, choose_target, running_check
@@ -49,45 +51,37 @@ def test_unknown_checks_never_roll_out() -> None:
     assert choose_target(NEW, throttled, MODEL_OK, OLD) == OLD
 
 
+def described(deployed: Target | None = NEW, **overrides: Any) -> dict[str, Check]:
+    """The conditions of NEW wanted, ``deployed`` deployed and available, with overrides."""
+    arguments: dict[str, Any] = {
+        "image": PASS,
+        "model": MODEL_OK,
+        "desired_image": NEW.image,
+        "deployed_image": deployed.image if deployed else None,
+        "deployment": deployment(deployed.image) if deployed else None,
+        "minimum": 2,
+    }
+    return describe(**(arguments | overrides))
+
+
 def ready_of(verdicts: dict[str, Check]) -> tuple[str, str]:
     ready = verdicts["Ready"]
     return ready.status, ready.reason
 
 
 def test_ready_when_rolled_out_and_available() -> None:
-    verdicts = describe(
-        image=PASS,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=NEW.image,
-        deployment=deployment(NEW.image),
-        minimum=2,
-    )
+    verdicts = described()
     assert list(verdicts) == ["ImageScanPassed", "ModelAvailable", "Available", "Ready"]
     assert ready_of(verdicts) == ("True", "Ready")
 
 
 def test_rollout_in_progress_while_old_pods_remain() -> None:
-    verdicts = describe(
-        image=PASS,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=NEW.image,
-        deployment=deployment(NEW.image, ready=1, total=3),
-        minimum=2,
-    )
+    verdicts = described(deployment=deployment(NEW.image, ready=1, total=3))
     assert ready_of(verdicts) == ("False", "RolloutInProgress")
 
 
 def test_blocked_image_reports_reason_and_what_still_runs() -> None:
-    verdicts = describe(
-        image=BLOCKED,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=OLD.image,
-        deployment=deployment(OLD.image),
-        minimum=2,
-    )
+    verdicts = described(OLD, image=BLOCKED)
     status, reason = ready_of(verdicts)
     assert (status, reason) == ("False", "VulnerabilitiesFound")
     assert "still serving repo@sha256:old" in verdicts["Ready"].message
@@ -95,14 +89,7 @@ def test_blocked_image_reports_reason_and_what_still_runs() -> None:
 
 
 def test_no_deployment_is_not_available() -> None:
-    verdicts = describe(
-        image=BLOCKED,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=None,
-        deployment=None,
-        minimum=1,
-    )
+    verdicts = described(None, image=BLOCKED, minimum=1)
     assert (verdicts["Available"].status, verdicts["Available"].reason) == ("False", "NotDeployed")
 
 
@@ -128,18 +115,9 @@ def test_the_running_image_with_new_findings_is_not_compliant_and_keeps_serving(
     )
     assert (running.status, running.reason) == ("False", "NewVulnerabilities")
     assert "CVE-1" in running.message and "keeps serving" in running.message
-    verdicts = describe(
-        image=BLOCKED,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=NEW.image,
-        deployment=deployment(NEW.image),
-        minimum=2,
-        running=running,
-    )
-    by_type = verdicts
-    assert by_type["RunningImageCompliant"].status == "False"
-    assert by_type["Available"].status == "True"  # nothing was stopped
+    verdicts = described(image=BLOCKED, running=running)
+    assert verdicts["RunningImageCompliant"].status == "False"
+    assert verdicts["Available"].status == "True"  # nothing was stopped
     # Ready says what is wrong with what runs, not that a rollout is waiting.
     assert ready_of(verdicts) == ("False", "NewVulnerabilities")
 
@@ -147,15 +125,7 @@ def test_the_running_image_with_new_findings_is_not_compliant_and_keeps_serving(
 def test_a_blocked_new_image_and_a_compliant_running_one_are_told_apart() -> None:
     running = running_check(decision(True, "ScanClean", "no findings"), OLD.image)
     assert (running.status, running.reason) == ("True", "Compliant")
-    verdicts = describe(
-        image=BLOCKED,
-        model=MODEL_OK,
-        desired_image=NEW.image,
-        deployed_image=OLD.image,
-        deployment=deployment(OLD.image),
-        minimum=2,
-        running=running,
-    )
+    verdicts = described(OLD, image=BLOCKED, running=running)
     assert ready_of(verdicts) == ("False", "VulnerabilitiesFound")
     assert f"still serving {OLD.image}" in verdicts["Ready"].message
 
@@ -166,8 +136,5 @@ def test_a_running_image_that_cannot_be_judged_is_unknown() -> None:
 
 
 def test_nothing_running_means_no_running_image_condition() -> None:
-    verdicts = describe(
-        image=BLOCKED, model=MODEL_OK, desired_image=NEW.image, deployed_image=None,
-        deployment=None, minimum=2, running=None,
-    )  # fmt: skip
+    verdicts = described(None, image=BLOCKED, running=None)
     assert "RunningImageCompliant" not in verdicts
