@@ -1,7 +1,8 @@
 """The real node runs real containers: registered with its label and taint, it runs a restricted
 pod that ``kubectl logs``/``exec``/``port-forward`` reach, that reaches the API server through
-the ``kubernetes`` Service with its ServiceAccount token, and that a NodePort on 127.0.0.1
-serves; pods without the toleration stay on kwok's nodes."""
+the ``kubernetes`` Service with its ServiceAccount token, that a NodePort on 127.0.0.1 serves,
+and whose CPU and memory ``kubectl top`` shows (metrics-server, aggregated); pods without the
+toleration stay on kwok's nodes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from retail_tools.cluster import cluster, metrics_server
 from retail_tools.cluster.cluster import ClusterError
 from retail_tools.cluster.config import REAL_NODE_LABEL
 from retail_tools.polling import Timeout, answers, wait_until
@@ -151,6 +153,30 @@ def test_a_node_port_on_loopback_answers(
     node_port = _node_port(real_node, restricted_namespace)
     with urllib.request.urlopen(f"http://127.0.0.1:{node_port}/", timeout=10) as reply:
         assert reply.read().decode() == f"hello from {probe}\n"
+
+
+def test_kubectl_top_shows_the_pod_through_the_aggregated_metrics_api(
+    real_node: RealNode, restricted_namespace: str, probe: str
+) -> None:
+    statuses = {status.name: status for status in cluster.status(real_node.config)}
+    assert statuses[metrics_server.NAME].healthy
+    service = _get(real_node, "apiservice", metrics_server.API_SERVICE)
+    (available,) = service["status"]["conditions"]
+    assert (available["type"], available["status"]) == ("Available", "True")
+
+    def top() -> str:
+        # metrics-server has the pod's CPU once it read the kubelet twice (every 15 s).
+        listed = real_node.cluster.kubectl(
+            "top", "pod", probe, "-n", restricted_namespace, "--no-headers", check=False
+        )
+        return listed.stdout if listed.returncode == 0 else ""
+
+    line = wait_until(top, timeout=90, what="kubectl top to know the probe pod", interval=2)
+    name, cpu, memory = line.split()[:3]
+    assert name == probe and cpu.endswith("m") and memory.endswith("Mi"), line
+    node = f"/apis/metrics.k8s.io/v1beta1/nodes/{real_node.config.node.name}"
+    usage = json.loads(real_node.cluster.kubectl("get", "--raw", node).stdout)["usage"]
+    assert usage["cpu"] and usage["memory"]
 
 
 def test_the_namespace_refuses_a_pod_outside_the_restricted_profile(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from retail_tools.cluster import cluster
+from retail_tools.cluster import cluster, metrics_server
 from retail_tools.cluster.leftovers import leftovers
 from retail_tools.cluster.node import node_components
 from tests.support.real_node import RealNode, probe_pod
@@ -36,8 +36,13 @@ def test_node_down_leaves_nothing_behind_and_up_brings_it_back(
     names = [part.name for part in node_components(config)]
     stopped = cluster.down(config, only=names)
 
-    assert set(stopped) == set(names)
+    # metrics-server, which reads only this node, stops with it, and its API is unregistered
+    # (an API nothing serves would fail every discovery, namespace deletion included).
+    assert set(stopped) == {*names, metrics_server.NAME}
     assert leftovers(config, podman_running=podman) == []
+    listed = real_node.cluster.kubectl("get", "apiservices", "-o", "name").stdout
+    assert metrics_server.API_SERVICE not in listed
 
     cluster.up(config)
     assert config.node.name in cluster.ready_nodes(config)
+    assert metrics_server.NAME in {s.name for s in cluster.status(config) if s.healthy}

@@ -24,7 +24,7 @@ from retail_tools.cli.common import (
     refuse_unhealthy,
     show_processes,
 )
-from retail_tools.cluster.build import recipe
+from retail_tools.cluster.build import recipes
 
 # ``cluster`` (and through it ``cryptography``) is imported inside the commands, so
 # ``retailctl --help`` does not pay for it.
@@ -43,11 +43,12 @@ app = typer.Typer(
 def build_command(
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is complete.")] = False,
 ) -> None:
-    """Build (or reuse) etcd, the Kubernetes components and kubelet, kubectl, kwok and crictl
-    from the Go proxy."""
+    """Build (or reuse) etcd, the Kubernetes components and kubelet, kubectl, kwok, crictl and
+    metrics-server from the Go proxy."""
     config = cluster_config()
     started = time.monotonic()
-    ensure_built(recipe(config), force=force)
+    for each in recipes(config):
+        ensure_built(each, force=force)
     console.print(
         f"Binaries ready in {format_duration(time.monotonic() - started)}: {config.bin_dir}"
     )
@@ -60,7 +61,8 @@ def up() -> None:
     from retail_tools.cluster import cluster
 
     config = cluster_config()
-    ensure_built(recipe(config))
+    for each in recipes(config):
+        ensure_built(each)
     started = time.monotonic()
     names = cluster.up(config, notify=lambda line: console.print(f"  {line}"))
     verb = "started" if names else "already running"

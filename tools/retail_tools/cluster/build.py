@@ -14,6 +14,12 @@ The recipe ``retail_tools.gobuild`` runs, in four steps, each logged to
 * **crictl**: a plain ``go install`` of cri-tools; ``down`` stops the real node's pods with it.
 
 Then every binary's ``--version`` is checked.
+
+metrics-server (the resource metrics API the autoscaler and ``kubectl top`` read) is a recipe of
+its own, cached by its version under ``<cache>/metrics-server-<version>``: a plain ``go install``
+with the version ldflags its Makefile sets (it reports client-go's version variables), then
+its ``--version`` checked. ``recipes`` are both, in the order ``retailctl cluster build`` runs
+them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from retail_tools import gobuild
 from retail_tools.cluster.config import ClusterConfig, Toolchain
 from retail_tools.gobuild import Build, BuildError, Recipe
 
-__all__ = ["BuildError", "build", "is_built", "recipe"]
+__all__ = ["BuildError", "build", "is_built", "recipe", "recipes"]
 
 KUBERNETES_COMMANDS = (
     "kube-apiserver",
@@ -49,8 +55,15 @@ KWOK_STAGE_FILES = (
 )
 
 
+METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
+
+
 def is_built(config: ClusterConfig) -> bool:
-    """True when every binary of this toolchain is present and the build finished."""
+    """True when every binary of this toolchain, metrics-server's too, is present and built."""
+    return _control_plane_built(config) and _metrics_server_built(config)
+
+
+def _control_plane_built(config: ClusterConfig) -> bool:
     stamp = gobuild.stamp_of(config.bin_dir)
     if not stamp or not config.kwok_stages.is_file():
         return False
@@ -59,6 +72,17 @@ def is_built(config: ClusterConfig) -> bool:
     if stamp.get("crictl") != config.toolchain.crictl:
         return False
     return all(os.access(config.binary(name), os.X_OK) for name in BINARIES)
+
+
+def _metrics_server_built(config: ClusterConfig) -> bool:
+    binary = config.metrics_server_binary
+    stamp = gobuild.stamp_of(binary.parent)
+    return stamp.get("version") == config.toolchain.metrics_server and os.access(binary, os.X_OK)
+
+
+def recipes(config: ClusterConfig) -> tuple[Recipe, Recipe]:
+    """The control plane's recipe and metrics-server's, in build order."""
+    return recipe(config), metrics_server_recipe(config)
 
 
 def recipe(config: ClusterConfig) -> Recipe:
@@ -74,14 +98,30 @@ def recipe(config: ClusterConfig) -> Recipe:
             ("verify", partial(_verify, toolchain)),
         ),
         stamp={"toolchain": toolchain.key, "crictl": toolchain.crictl},
-        is_built=lambda: is_built(config),
+        is_built=lambda: _control_plane_built(config),
+    )
+
+
+def metrics_server_recipe(config: ClusterConfig) -> Recipe:
+    version = config.toolchain.metrics_server
+    return Recipe(
+        title=f"metrics-server {version}",
+        folder=config.metrics_server_dir,
+        steps=(
+            ("metrics-server", partial(_metrics_server, version)),
+            ("verify", partial(_verify_metrics_server, version)),
+        ),
+        stamp={"version": version},
+        is_built=lambda: _metrics_server_built(config),
     )
 
 
 def build(config: ClusterConfig) -> Path:
-    """Make sure the binaries exist, building them (quietly) if needed; returns the bin folder.
-    ``retailctl`` builds ``recipe(config)`` itself, to show its progress."""
-    return gobuild.build(recipe(config))
+    """Make sure every binary exists, building (quietly) what is missing; returns the control
+    plane's bin folder. ``retailctl`` builds ``recipes(config)`` itself, to show progress."""
+    for each in recipes(config):
+        gobuild.build(each)
+    return config.bin_dir
 
 
 def _kubernetes(toolchain: Toolchain, build: Build, step: str) -> None:
@@ -146,6 +186,21 @@ def _crictl(toolchain: Toolchain, build: Build, step: str) -> None:
     # cri-tools' release builds stamp the version; `go install` alone says "unknown".
     version = f"-X sigs.k8s.io/cri-tools/pkg/version.Version={toolchain.crictl}"
     build.install(step, f"sigs.k8s.io/cri-tools/cmd/crictl@{toolchain.crictl}", "-ldflags", version)
+
+
+def _metrics_server(version: str, build: Build, step: str) -> None:
+    commit, date = gobuild.release_facts(build.download(step, f"{METRICS_SERVER_MODULE}@{version}"))
+    # Its Makefile's ldflags: it reports client-go's version variables. No -trimpath, so a
+    # plain `go install` of the same version has already filled Go's build cache.
+    package = "k8s.io/client-go/pkg/version"
+    values = {"gitVersion": version, "gitCommit": commit, "buildDate": date}
+    ldflags = " ".join(["-s", "-w"] + [f"-X {package}.{k}={v}" for k, v in values.items()])
+    target = f"{METRICS_SERVER_MODULE}/cmd/metrics-server@{version}"
+    build.install(step, target, "-ldflags", ldflags)
+
+
+def _verify_metrics_server(version: str, build: Build, step: str) -> None:
+    build.verify(step, "metrics-server", ["--version"], version)
 
 
 def _verify(toolchain: Toolchain, build: Build, step: str) -> None:

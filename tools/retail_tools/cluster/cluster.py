@@ -5,11 +5,13 @@ changed), in dependency order, waiting for each to answer its health endpoint be
 the next; then it registers the fake nodes kwok plays and waits until they are Ready and the
 ``default`` namespace has its ServiceAccount (the moment pods can be created). With the real
 node (``ClusterConfig.real_node``), the host is prepared first (``network``) and containerd,
-the pause image, the kubelet and kube-proxy follow, until the node is Ready. If start-up fails,
-what this call started is stopped again, and the error names the component and its log.
+the pause image, the kubelet and kube-proxy follow, until the node is Ready; then
+metrics-server, until the API server serves the metrics API. If start-up fails, what this call
+started is stopped again, and the error names the component and its log.
 
-``down`` stops the node's pods through the CRI, then every process, then removes what the node
-left on the host and restores the host's settings (``leftovers`` checks that nothing remains).
+``down`` unregisters the metrics API, stops metrics-server and the node's pods through the CRI,
+then every process, then removes what the node left on the host and restores the host's
+settings (``leftovers`` checks that nothing remains).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from retail_tools import processes
-from retail_tools.cluster import network, node, node_images, sandboxes
+from retail_tools.cluster import metrics_server, network, node, node_images, sandboxes
 from retail_tools.cluster.build import is_built
 from retail_tools.cluster.components import (
     Component,
@@ -64,11 +66,17 @@ def up(config: ClusterConfig, notify: Notify = lambda _: None) -> tuple[str, ...
         if config.real_node:
             network.prepare(config)  # the bridge address the API server advertises
             node.write_node_files(config, pki, config.registry)
+            metrics_server.write_files(config, pki)
         _start(config, components(config), started, notify)
         _ensure_nodes(config)
         notify(f"{FAKE_NODE_COUNT} kwok nodes are Ready")
         if config.real_node:
             _node_up(config, started, notify)
+            _metrics_up(config, pki, started, notify)
+        else:
+            # A metrics API left registered with nothing behind it would fail every discovery
+            # (and with it namespace deletion).
+            _forget_metrics_api(config)
     except BaseException:
         down(config, only=started)
         raise
@@ -116,6 +124,29 @@ def _node_up(config: ClusterConfig, started: list[str], notify: Notify) -> None:
     config.kubectl("taint", "node", name, node.taint(), "--overwrite")
     config.kubectl("label", "node", name, "=".join(REAL_NODE_LABEL), "--overwrite")
     notify(f"real node {name} is Ready ({time.monotonic() - started_at:.1f}s)")
+
+
+def _metrics_up(config: ClusterConfig, pki: Pki, started: list[str], notify: Notify) -> None:
+    config.kubectl.apply(metrics_server.manifests(config, pki))
+    _start(config, (metrics_server.component(config),), started, notify)
+    _poll(
+        lambda: _api_service_available(config),
+        f"the API server did not serve {metrics_server.API_SERVICE}",
+        log_path(config, metrics_server.component(config)),
+    )
+    notify(f"the metrics API ({metrics_server.API_SERVICE}) is available")
+
+
+def _api_service_available(config: ClusterConfig) -> bool:
+    service = config.kubectl.get_json("apiservice", metrics_server.API_SERVICE)
+    conditions = service.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+def _forget_metrics_api(config: ClusterConfig) -> None:
+    config.kubectl(
+        "delete", "apiservice", metrics_server.API_SERVICE, "--ignore-not-found", check=False
+    )
 
 
 def _with_node(config: ClusterConfig) -> ClusterConfig:
@@ -170,9 +201,15 @@ def down(config: ClusterConfig, only: Iterable[str] | None = None) -> tuple[str,
 
 def _node_down(config: ClusterConfig, wanted: set[str] | None) -> list[str]:
     containerd, kubelet, kube_proxy = parts = node.node_components(config)
-    if wanted is not None and not wanted & {part.name for part in parts}:
+    metrics = metrics_server.component(config)
+    if wanted is not None and not wanted & {part.name for part in (*parts, metrics)}:
         return []
     stopped = []
+    apiserver = next(part for part in components(config) if part.name == "kube-apiserver")
+    if processes.running_pid(apiserver.name, config.run_dir, apiserver.binary):
+        _forget_metrics_api(config)
+    if processes.stop(metrics.name, config.run_dir, metrics.binary):
+        stopped.append(metrics.name)
     # The kubelet first, so nothing restarts the pods stopped next.
     if processes.stop(kubelet.name, config.run_dir, kubelet.binary):
         stopped.append(kubelet.name)
@@ -200,7 +237,8 @@ def podman_runs_containers() -> bool:
 
 def status(config: ClusterConfig) -> tuple[processes.Status, ...]:
     config = _with_node(config)
-    every = components(config) + (node.node_components(config) if config.real_node else ())
+    with_node = (*node.node_components(config), metrics_server.component(config))
+    every = components(config) + (with_node if config.real_node else ())
     return tuple(
         processes.Status(
             name=component.name,

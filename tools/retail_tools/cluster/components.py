@@ -15,7 +15,7 @@ import yaml
 
 from retail_tools.cluster import pki as identities
 from retail_tools.cluster.config import FAKE_NODE_ANNOTATION, ClusterConfig
-from retail_tools.cluster.kubeconfig import write_kubeconfig
+from retail_tools.cluster.kubeconfig import write_component_kubeconfig, write_kubeconfig
 from retail_tools.cluster.pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -81,6 +81,9 @@ def components(config: ClusterConfig) -> tuple[Component, ...]:
             f"--kubelet-client-key={p.client(identities.APISERVER_KUBELET_CLIENT).key}",
             f"--kubelet-certificate-authority={p.ca.cert}",
             "--kubelet-preferred-address-types=InternalIP,Hostname",
+            # Aggregated APIs (metrics-server, a host process on the bridge) are reached at
+            # their EndpointSlice's address, not through a ClusterIP kube-proxy would route.
+            "--enable-aggregator-routing=true",
         )
     else:
         reachable = (
@@ -204,13 +207,7 @@ def write_component_files(config: ClusterConfig, pki: Pki) -> None:
         config.kubeconfig, config.server, pki.ca.cert, pki.client(identities.ADMIN), "admin"
     )
     for identity in (identities.CONTROLLER_MANAGER, identities.SCHEDULER, identities.KWOK):
-        write_kubeconfig(
-            config.component_kubeconfig(identity.file_stem),
-            config.server,
-            pki.ca.cert,
-            pki.client(identity),
-            identity.user,
-        )
+        write_component_kubeconfig(config, pki, identity)
     scheduler_config = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",

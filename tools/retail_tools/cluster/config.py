@@ -34,6 +34,9 @@ class Toolchain:
     etcd: str = "v3.6.8"
     kwok: str = "v0.8.0"
     crictl: str = "v1.37.0"  # only to stop the real node's pods through the CRI at `down`
+    # The resource metrics API (kubectl top, the autoscaler's CPU) for the real node's pods;
+    # built and cached apart (``metrics_server_dir``), so its version never rebuilds the rest.
+    metrics_server: str = "v0.8.0"
 
     @property
     def key(self) -> str:
@@ -156,6 +159,15 @@ class ClusterConfig:
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
+
+    @property
+    def metrics_server_dir(self) -> Path:
+        """metrics-server's own build, keyed by its version alone."""
+        return self.cache_dir / f"metrics-server-{self.toolchain.metrics_server}"
+
+    @property
+    def metrics_server_binary(self) -> Path:
+        return self.metrics_server_dir / "bin" / "metrics-server"
 
     @property
     def kwok_stages(self) -> Path:

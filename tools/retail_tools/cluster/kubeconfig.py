@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from retail_tools.cluster.pki import CertPair
+from retail_tools.cluster.pki import CertPair, Identity, Pki
+
+if TYPE_CHECKING:
+    from retail_tools.cluster.config import ClusterConfig
 
 CONTEXT = "retailmodel-local"
+
+
+def write_component_kubeconfig(config: ClusterConfig, pki: Pki, identity: Identity) -> None:
+    """The kubeconfig a component reads: this cluster, as ``identity``'s client certificate."""
+    write_kubeconfig(
+        config.component_kubeconfig(identity.file_stem),
+        config.server,
+        pki.ca.cert,
+        pki.client(identity),
+        identity.user,
+    )
 
 
 def write_kubeconfig(path: Path, server: str, ca_cert: Path, client: CertPair, user: str) -> None:

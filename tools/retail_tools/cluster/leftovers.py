@@ -1,8 +1,9 @@
 """What the real node left on this machine once it is down: one line per leftover, none when
 ``down`` undid everything ``up`` changed.
 
-Looks at everything the node's processes are known to touch: processes (our binaries, anything
-naming the node's folders, anything in a kubepods cgroup), the node's loopback ports, mounts
+Looks at everything the node's processes are known to touch: processes (our binaries and
+metrics-server, which reads the node, anything naming the node's folders, anything in a
+kubepods cgroup), the node's loopback ports, mounts
 under its folders, the bridge, iptables and ip6tables chains and the rules jumping to them,
 kubepods cgroups, the kubelet's and CNI's fixed-path files, conntrack entries of the pod range,
 and every recorded sysctl against the value it had before the node first started.
@@ -33,6 +34,7 @@ def leftovers(config: ClusterConfig, *, podman_running: bool) -> list[str]:
         pids.update(processes_naming(text))
     pids.update(pod_processes())
     pids.update(_running(str(config.binary("kube-proxy"))))
+    pids.update(_running(str(config.metrics_server_binary)))
     found += [f"process {pid}: {argv[:120]}" for pid, argv in sorted(pids.items())]
     for port in (KUBELET_HEALTHZ_PORT, KUBE_PROXY_METRICS_PORT, KUBE_PROXY_HEALTHZ_PORT):
         if processes.port_listening(port):

@@ -20,7 +20,7 @@ import yaml
 from retail_tools.cluster import pki as identities
 from retail_tools.cluster.components import Component, Probe
 from retail_tools.cluster.config import REAL_NODE_LABEL, ClusterConfig, NodeLayout
-from retail_tools.cluster.kubeconfig import write_kubeconfig
+from retail_tools.cluster.kubeconfig import write_component_kubeconfig
 from retail_tools.cluster.pki import Pki
 
 # Debian's packages (make host-packages): the runtime, its OCI runtime and the CNI plugins.
@@ -127,13 +127,7 @@ def write_node_files(config: ClusterConfig, pki: Pki, registry: str) -> None:
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1\n")
     (etc / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(config, pki), sort_keys=False))
     for identity in (identities.KUBELET, identities.KUBE_PROXY):
-        write_kubeconfig(
-            config.component_kubeconfig(identity.file_stem),
-            config.server,
-            pki.ca.cert,
-            pki.client(identity),
-            identity.user,
-        )
+        write_component_kubeconfig(config, pki, identity)
 
 
 def containerd_config(node: NodeLayout, registry: str) -> str:

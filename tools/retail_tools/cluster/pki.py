@@ -1,6 +1,6 @@
-"""The cluster's certificates and keys: one CA, the API server's and the real node kubelet's
-serving certificates, a client certificate per identity, and the service-account signing key
-pair.
+"""The cluster's certificates and keys: one CA, the serving certificates of the API server, the
+real node's kubelet and metrics-server, a client certificate per identity, and the
+service-account signing key pair.
 
 Files are created once and kept, so kubeconfigs and tokens stay valid across ``down``/``up``.
 ECDSA P-256 keys: quick to generate, and accepted everywhere Kubernetes takes a key (serving,
@@ -34,6 +34,9 @@ API_SERVER_NAMES = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
+# The API server's aggregator verifies metrics-server as its Service's DNS name; it listens on
+# the node's bridge address.
+METRICS_SERVER_NAMES = ("metrics-server.kube-system.svc", "metrics-server.kube-system")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
 # The API server's identity towards kubelets (logs, exec, port-forward), bound to
 # system:kubelet-api-admin by a ClusterRoleBinding the cluster applies.
 APISERVER_KUBELET_CLIENT = Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+# metrics-server towards the API server (nodes, pods, delegated authentication) and the
+# kubelet (/metrics/resource); bound to its ClusterRoles by ``cluster.metrics_server``.
+METRICS_SERVER = Identity("metrics-server-client", "system:metrics-server")
 CLIENTS = (
     ADMIN,
     CONTROLLER_MANAGER,
@@ -71,6 +77,7 @@ CLIENTS = (
     KUBELET,
     KUBE_PROXY,
     APISERVER_KUBELET_CLIENT,
+    METRICS_SERVER,
 )
 
 
@@ -97,6 +104,10 @@ class Pki:
     @property
     def kubelet_serving(self) -> CertPair:
         return self._pair("kubelet-serving")
+
+    @property
+    def metrics_server_serving(self) -> CertPair:
+        return self._pair("metrics-server-serving")
 
     def client(self, identity: Identity) -> CertPair:
         return self._pair(identity.file_stem)
@@ -155,6 +166,10 @@ def ensure_pki(root: Path) -> Pki:
     kubelet_names = _names((NODE.name,), (NODE.gateway, "127.0.0.1"))
     if _names_of(pki.kubelet_serving.cert) != set(kubelet_names):
         _issue(pki.kubelet_serving, _subject(KUBELET), ca_cert, ca_key, server_auth, kubelet_names)
+    metrics_names = _names(METRICS_SERVER_NAMES, (NODE.gateway,))
+    if _names_of(pki.metrics_server_serving.cert) != set(metrics_names):
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "metrics-server")])
+        _issue(pki.metrics_server_serving, subject, ca_cert, ca_key, server_auth, metrics_names)
 
     for identity in CLIENTS:
         pair = pki.client(identity)

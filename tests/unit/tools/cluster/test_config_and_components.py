@@ -1,14 +1,19 @@
-"""Pure parts of the local cluster: settings from the environment and the command lines."""
+"""Pure parts of the local cluster: settings from the environment, the command lines, and the
+objects that plug metrics-server into the API server."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
+from retail_tools.cluster import metrics_server
 from retail_tools.cluster.components import components, fake_nodes_manifest
 from retail_tools.cluster.config import ClusterConfig, Ports, Toolchain
+from retail_tools.cluster.pki import METRICS_SERVER, ensure_pki
 from retail_tools.settings import Settings
 
 
@@ -92,3 +97,60 @@ def test_kwok_only_manages_the_fake_nodes_it_is_given() -> None:
     assert names == ["kwok-node-0", "kwok-node-1", "kwok-node-2"]
     for node in manifest["items"]:
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+
+
+def test_metrics_server_reads_the_real_node_over_verified_tls_and_listens_on_the_bridge(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    server = metrics_server.component(config)
+    flags = [arg.removeprefix("--").partition("=") for arg in server.argv[1:]]
+    args = {name: value for name, _, value in flags}
+    assert server.binary == str(config.metrics_server_binary)
+    assert config.metrics_server_binary.parent.parent.name == "metrics-server-v0.8.0"
+    assert args["kubelet-certificate-authority"] == str(config.pki_dir / "ca.crt")
+    assert not any("insecure" in arg for arg in server.argv)
+    assert args["bind-address"] == config.node.gateway
+    assert args["node-selector"] == "retailmodel.io/node=real"  # kwok's nodes serve no metrics
+    assert server.health_url == f"https://{config.node.gateway}:{metrics_server.PORT}/livez"
+
+
+def test_the_metrics_api_is_aggregated_to_the_host_process_and_verified_with_the_ca(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    pki = ensure_pki(config.pki_dir)
+    documents = {
+        (d["kind"], d["metadata"]["name"]): d for d in metrics_server.manifests(config, pki)
+    }
+    service = documents[("APIService", "v1beta1.metrics.k8s.io")]["spec"]
+    assert base64.b64decode(service["caBundle"]) == pki.ca.cert.read_bytes()
+    assert "insecureSkipTLSVerify" not in service
+    assert service["service"] == {"name": "metrics-server", "namespace": "kube-system", "port": 443}
+    assert "selector" not in documents[("Service", "metrics-server")]["spec"]
+    endpoints = documents[("EndpointSlice", "metrics-server-host")]
+    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "metrics-server"
+    assert endpoints["endpoints"][0]["addresses"] == [config.node.gateway]
+    assert endpoints["ports"][0]["port"] == metrics_server.PORT
+    # The ClusterRoles are bound to the user its client certificate names.
+    users = {
+        subject["name"]
+        for document in documents.values()
+        for subject in document.get("subjects", [])
+    }
+    assert users == {METRICS_SERVER.user}
+    serving = x509.load_pem_x509_certificate(pki.metrics_server_serving.cert.read_bytes())
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "metrics-server.kube-system.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_the_api_server_routes_aggregated_apis_to_endpoints_only_with_the_real_node(
+    tmp_path: Path,
+) -> None:
+    def apiserver(config: ClusterConfig) -> tuple[str, ...]:
+        return {part.name: part for part in components(config)}["kube-apiserver"].argv
+
+    without = _config(tmp_path)
+    with_node = ClusterConfig(without.cache_dir, without.cluster_dir, without.ports, real_node=True)
+    assert "--enable-aggregator-routing=true" in apiserver(with_node)
+    assert "--enable-aggregator-routing=true" not in apiserver(without)
