@@ -8,7 +8,10 @@ behind a load balancer that picks a backend per request would: a kept-alive conn
 stay pinned to one pod, so it would not show whether the Service moves traffic away from a pod
 that is going away. The load stops by itself after ``max_seconds``. By default every request
 sends ``BASKET``; ``baskets`` gives a traffic mix instead (each worker walks the list from its
-own place), which a canary's prediction shift needs to mean anything.
+own place), which a canary's prediction shift needs to mean anything. ``ramp_seconds`` starts
+the workers one by one over that time instead of all at once (a load that grows, as an
+autoscaler meets it); ``pause`` makes each worker wait between its requests (a trickle that
+still counts every failure while it leaves the pods nearly idle).
 """
 
 from __future__ import annotations
@@ -74,8 +77,11 @@ class Load:
         max_seconds: float = 300.0,
         timeout: float = 10.0,
         baskets: Sequence[Mapping[str, Any]] = (BASKET,),
+        ramp_seconds: float = 0.0,
+        pause: float = 0.0,
     ) -> None:
         self.host, self.port, self.workers = host, port, workers
+        self.ramp_seconds, self.pause = ramp_seconds, pause
         self._bodies = [json.dumps(basket).encode() for basket in baskets]
         self.max_seconds, self.timeout = max_seconds, timeout
         self._stop = threading.Event()
@@ -110,6 +116,7 @@ class Load:
     def _work(self, worker: int) -> None:
         deadline = self._started + self.max_seconds
         turn = worker * len(self._bodies) // self.workers
+        self._stop.wait(worker * self.ramp_seconds / self.workers)
         while not self._stop.is_set() and time.monotonic() < deadline:
             started = time.perf_counter()
             failure, version = self._one(self._bodies[turn % len(self._bodies)])
@@ -124,6 +131,7 @@ class Load:
                     self._report.failed_at.append(time.monotonic() - self._started)
                 else:
                     self._report.models[version] += 1
+            self._stop.wait(self.pause)
 
     def _one(self, body: bytes) -> tuple[str, str]:
         """One request on a fresh connection: ("", model version) or (failure, "")."""

@@ -8,53 +8,26 @@ binary comes from ``retailctl argocd build`` (``make unit`` and ``make test`` bu
 
 from __future__ import annotations
 
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import yaml
 
-from retail_tools.argocd.build import is_built
-from retail_tools.argocd.config import ArgocdConfig
-from retail_tools.settings import current
-from tests.unit.delivery.argocd_configmap import CONFIGMAP_FILE
+from tests.support.argocd_health import Verdict, argocd_binary, assess
 from tests.unit.delivery.health_cases import CASES, Case
-
-Verdict = tuple[str, str]
-
-
-def assess(argocd: Path, resource: Path) -> Verdict:
-    """What Argo CD prints for ``resource``: ``STATUS: …`` and ``MESSAGE: …`` lines."""
-    result = subprocess.run(
-        [
-            str(argocd),
-            "admin", "settings", "resource-overrides", "health", str(resource),
-            "--argocd-cm-path", str(CONFIGMAP_FILE),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    fields = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
-    assert "STATUS" in fields, f"no health from Argo CD: {result.stdout!r}"
-    return fields["STATUS"], fields.get("MESSAGE", "")
 
 
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     """Every case assessed once, in parallel (each run is a fresh process of the CLI)."""
-    config = ArgocdConfig.from_settings(current())
-    assert is_built(config), "Argo CD is not built: run `retailctl argocd build`"
+    argocd = argocd_binary()
     folder = tmp_path_factory.mktemp("retailmodels")
     files = {}
     for case in CASES:
         files[case.id] = folder / f"{case.id}.yaml"
         files[case.id].write_text(yaml.safe_dump(case.obj))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = pool.map(lambda path: assess(config.binary(), path), files.values())
+        answers = pool.map(lambda path: assess(argocd, path), files.values())
         return dict(zip(files, answers, strict=True))
 
 
