@@ -73,20 +73,27 @@ class DeploymentState:
     available: bool  # the Deployment's own Available condition
     available_message: str = ""
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
+    # The generation of the operator's last change to the Deployment (0: unknown, so the
+    # current one): later generations are others' changes of the count (the autoscaler's).
+    template_generation: int = 0
 
     @property
     def template_rolled_out(self) -> bool:
-        """Every pod runs the current template; no old pods remain (availability aside: a
-        scale-up adds current pods that are not available yet, and is no rollout)."""
+        """Every pod runs the current template: the deployment controller has seen the
+        operator's last change, and no pod of an older template remains. Availability aside,
+        and a scale is no rollout: the autoscaler's change of the count bumps the generation
+        too, and the pods a scale-up adds run the current template, ready or not yet."""
+        changed = self.template_generation or self.generation
         return (
-            self.observed_generation >= self.generation
-            and self.updated_replicas == self.replicas
-            and self.total_replicas == self.replicas
+            self.observed_generation >= changed
+            and self.updated_replicas == self.total_replicas
+            and (self.updated_replicas == self.replicas or changed < self.generation)
         )
 
     @classmethod
-    def from_live(cls, deployment: dict[str, Any]) -> DeploymentState:
-        """Read a Deployment as returned by the API server."""
+    def from_live(cls, deployment: dict[str, Any], template_generation: int = 0) -> DeploymentState:
+        """Read a Deployment as returned by the API server (``template_generation``: the
+        generation of the operator's last change to it, if known)."""
         spec = deployment.get("spec", {})
         status = deployment.get("status", {})
         conditions = {c.get("type"): c for c in status.get("conditions", [])}
@@ -105,4 +112,5 @@ class DeploymentState:
             available=available.get("status") == "True",
             available_message=str(available.get("message", "")),
             progress_failed=progressing.get("reason") == "ProgressDeadlineExceeded",
+            template_generation=template_generation,
         )

@@ -54,6 +54,9 @@ class Applied:
 
     target: Target
     manifests: Mapping[tuple[str, str], Manifest]  # (kind, name) → the document applied
+    # The Deployment's generation when this replica last changed it (a scale by the
+    # autoscaler bumps the generation too, and is no new template to wait for).
+    deployment_generation: int = 0
 
 
 @dataclass

@@ -255,9 +255,7 @@ class Reconciler:
         if step is not None:
             status["rollout"] = step.rollout
         if deployment is not None:
-            status["replicas"] = ReplicaStatus(
-                desired=deployment.replicas, available=deployment.available_replicas
-            )
+            status["replicas"] = _replica_status(deployment)
         if deployed is not None:
             status["deployedImage"] = deployed.image
             status["deployedModel"] = _source_status(deployed.model)
@@ -387,6 +385,7 @@ class Reconciler:
         (bench/RESULTS.md)."""
         spec, owner = subject.spec, subject.owner
         replicas = await self._replicas(live, spec, owner)
+        before = await live.owned("Deployment", owner.name)
         rendered = rendering.render_children(spec, owner, target, memory, replicas=replicas)
         await self.children.claim(live, rendered)
         documents = {m["kind"]: m for m in rendered}
@@ -403,8 +402,18 @@ class Reconciler:
                 await self.children.apply(live, documents[kind])
             else:
                 await self.children.remove(live, kind, owner.name)
-        tracked.applied = Applied(target, {(m["kind"], m["metadata"]["name"]): m for m in rendered})
-        return DeploymentState.from_live(applied[0])
+        changed = _generation(applied[0])
+        if before is not None and _generation(before) == changed and tracked.applied:
+            changed = tracked.applied.deployment_generation  # this apply changed nothing
+        manifests = {(m["kind"], m["metadata"]["name"]): m for m in rendered}
+        if spec.autoscaling is not None:
+            # The count a new Deployment starts with is the autoscaler's from then on: a
+            # scale before the next reconcile is no drift to put back.
+            deployment = documents["Deployment"]
+            counted = {k: v for k, v in deployment["spec"].items() if k != "replicas"}
+            manifests[("Deployment", owner.name)] = {**deployment, "spec": counted}
+        tracked.applied = Applied(target, manifests, changed)
+        return DeploymentState.from_live(applied[0], changed)
 
     async def _replicas(
         self, live: LiveChildren, spec: RetailModelSpec, owner: Owner
@@ -537,6 +546,9 @@ class Reconciler:
                 return None
             if live is None or not rendering.is_subset(wanted, live):
                 live = await self.children.apply(self.children.live(tracked), dict(wanted))
+                if kind == "Deployment":
+                    applied = replace(applied, deployment_generation=_generation(live))
+                    tracked.applied = applied
                 self.emit(
                     tracked.body,
                     "Normal",
@@ -548,12 +560,13 @@ class Reconciler:
             checks = {c["type"]: Check.from_condition(c) for c in written.get("conditions", [])}
             image = written.get("image")
             digest = image["digest"] if image else ""
+            deployment = DeploymentState.from_live(dict(live), applied.deployment_generation)
             refreshed = describe(
                 image=checks.get("ImageScanPassed", Check.from_condition(None)),
                 model=checks.get("ModelAvailable", Check.from_condition(None)),
                 desired_image=subject.spec.image.pinned(digest) if digest else None,
                 deployed_image=applied.target.image,
-                deployment=DeploymentState.from_live(dict(live)),
+                deployment=deployment,
                 minimum=subject.spec.minimum_replicas,
                 running=checks.get("RunningImageCompliant"),
             )
@@ -563,6 +576,7 @@ class Reconciler:
             if READY in checks and checks[READY].reason in _REFUSALS:
                 refreshed[READY] = checks[READY]  # a refusal stands until a full reconcile
             status = RetailModelStatus(**written)
+            status["replicas"] = _replica_status(deployment)  # the autoscaler's count, now
             # Only the full reconcile may claim a new generation as observed: this path has
             # looked at nothing but the child, so it speaks for the generation last reconciled.
             observed = int(written.get("observedGeneration", 0))
@@ -664,3 +678,11 @@ def _was_blocked(status: RetailModelStatus) -> bool:
         and found["status"] == "False"
         and (found["reason"] == "VulnerabilitiesFound")
     )
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    return int(body.get("metadata", {}).get("generation", 0))
+
+
+def _replica_status(deployment: DeploymentState) -> ReplicaStatus:
+    return ReplicaStatus(desired=deployment.replicas, available=deployment.available_replicas)

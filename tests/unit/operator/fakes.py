@@ -70,7 +70,10 @@ class ObjectStore:
         live["metadata"]["uid"] = (
             self.objects.get(key, {}).get("metadata", {}).get("uid", f"uid-{next(_uids)}")
         )
-        live["metadata"]["generation"] = 1
+        earlier = self.objects.get(key, {})
+        generation = earlier.get("metadata", {}).get("generation", 0)
+        changed = {**earlier.get("spec", {}), **manifest.get("spec", {})} != earlier.get("spec")
+        live["metadata"]["generation"] = generation + 1 if changed else generation
         if manifest["kind"] == "Deployment":
             before = self.objects.get(key, {}).get("spec", {}).get("replicas", 1)
             replicas = manifest["spec"].get("replicas", before)
@@ -81,7 +84,7 @@ class ObjectStore:
             ]
             live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
             live["status"] = {
-                "observedGeneration": 1,
+                "observedGeneration": live["metadata"]["generation"],
                 "replicas": replicas,
                 "updatedReplicas": replicas,
                 "readyReplicas": replicas,

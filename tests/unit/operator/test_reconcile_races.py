@@ -6,7 +6,9 @@ flip-flopped between two digests at every resync and never became Ready)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 
+from retail_operator.objects import Tracked
 from tests.unit.operator.fakes import World, pinned
 
 
@@ -34,3 +36,61 @@ def test_a_child_event_queued_behind_a_rollout_does_not_revert_it() -> None:
     images = [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in deployments]
     assert images[-1] == pinned("v2"), "the child event re-applied another image"
     assert [e for e in world.events if e[1] == "DriftReverted"] == []
+
+
+def deployment_event(
+    world: World, tracked: Tracked, generation: int, observed: int, counts: tuple[int, ...]
+) -> tuple[str, str]:
+    """The stable Deployment's watch event with this generation, observed generation and
+    (spec.replicas, status.replicas, updatedReplicas, availableReplicas); Ready after it."""
+    live = copy.deepcopy(world.store.kinds("Deployment")["prices"])
+    spec_replicas, replicas, updated, available = counts
+    live["metadata"]["generation"] = generation
+    live["spec"]["replicas"] = spec_replicas
+    live["status"].update(
+        observedGeneration=observed, replicas=replicas, updatedReplicas=updated,
+        readyReplicas=available, availableReplicas=available,
+    )  # fmt: skip
+    asyncio.run(world.reconciler.child_changed(tracked, "Deployment", "prices", live))
+    shown = (tracked.written or {}).get("replicas")  # kubectl get rmodel's two columns
+    assert shown == {"desired": spec_replicas, "available": available}
+    return world.condition(tracked, "Ready")[:2]
+
+
+def test_the_autoscaler_scaling_up_and_down_is_no_rollout() -> None:
+    """The autoscaler's change of the count bumps the Deployment's generation, and the pods a
+    scale-up adds come a moment after: neither is a rollout, so Ready stays True throughout,
+    and the replica counts `kubectl get rmodel` shows follow each step (seen on the real
+    node: the counts stayed as the last full reconcile had seen them)."""
+    world = World()
+    autoscaling = {"minReplicas": 1, "maxReplicas": 3}
+    tracked = world.retailmodel("v1", replicas=1, autoscaling=autoscaling)
+    world.reconcile(tracked)
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
+    g = world.store.kinds("Deployment")["prices"]["metadata"]["generation"]
+    scaling = [
+        (g + 1, g, (3, 1, 1, 1)),  # the autoscaler's write, not yet seen by the controller
+        (g + 1, g + 1, (3, 1, 1, 1)),  # seen; the ReplicaSet's new pods not made yet
+        (g + 1, g + 1, (3, 3, 3, 1)),  # made, not ready yet
+        (g + 1, g + 1, (3, 3, 3, 3)),
+        (g + 2, g + 1, (1, 3, 3, 3)),  # and down again
+        (g + 2, g + 2, (1, 1, 1, 1)),
+    ]
+    for generation, observed, counts in scaling:
+        ready = deployment_event(world, tracked, generation, observed, counts)
+        assert ready == ("True", "Ready"), (generation, observed, counts)
+    # The count the Deployment started with is not put back after the autoscaler's scale.
+    assert [e for e in world.events if e[1] == "DriftReverted"] == []
+
+
+def test_a_new_template_the_controller_has_not_seen_is_still_rolling_out() -> None:
+    world = World()
+    tracked = world.retailmodel("v1", replicas=2)
+    world.reconcile(tracked)
+    tracked.body["spec"]["image"]["tag"] = "v2"
+    world.reconcile(tracked)
+    g = world.store.kinds("Deployment")["prices"]["metadata"]["generation"]
+    ready = deployment_event(world, tracked, g, g - 1, (2, 2, 2, 2))
+    assert ready == ("False", "RolloutInProgress")
+    assert deployment_event(world, tracked, g, g, (2, 3, 1, 2)) == ("False", "RolloutInProgress")
+    assert deployment_event(world, tracked, g, g, (2, 2, 2, 2)) == ("True", "Ready")
