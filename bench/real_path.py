@@ -183,11 +183,9 @@ class RealPath:
         return manifest.digest
 
     def deploy(self, model: Path) -> int:
+        self.on_node.trust_cluster()
         self.on_node.deploy_operator(self.digests[f"operator:{self.tag}"], step)
-        self.on_node.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        )
-        self.on_node.standin_secret(NAMESPACE)
+        self.on_node.predictor_namespace(NAMESPACE)
         self.aws.put_model(BUCKET, KEY, model.read_bytes())
         self.apply_model(self.tag)
         self.wait_ready(self.digests[f"serving:{self.tag}"])

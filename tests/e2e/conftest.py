@@ -2,11 +2,11 @@
 
 ``stack`` brings it up once for this folder (cluster with its node, registry, the AWS stand-in
 on the node's bridge, both images built and pushed, the operator deployed in-cluster from its
-image, the ``retail`` namespace with the stand-in's Secret) for every test file here
-(test_real_pods.py, test_canary_real_pods.py, test_operations_real_pods.py); ``Stack`` is what
-the tests act through. Its
-scope is the package: the in-cluster operator is deleted before the integration tests start
-operators of their own, which would otherwise stand by behind its Lease or race it.
+image with AWS credentials by IRSA, the ``retail`` namespace with the stand-in's endpoint) for
+every test file here (test_real_pods.py, test_canary_real_pods.py, test_irsa.py,
+test_operator_upgrade.py, test_operations_real_pods.py, ...); ``Stack`` is what the tests act through. Its scope is the
+package: the in-cluster operator is deleted before the integration tests start operators of
+their own, which would otherwise stand by behind its Lease or race it.
 """
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory)
         repository = API if name == "serving" else OPERATOR
         aws.set_scan(repository, manifest.digest, "COMPLETE", [])
         tags[f"{name}:{tag}"] = manifest.digest
+    on_node.trust_cluster()
     on_node.deploy_operator(tags[f"operator:e2e-{run}"])
-    on_node.standin_secret(NAMESPACE)
+    on_node.standin_config(NAMESPACE)
     stack = Stack(on_node, images, tags, run)
     stack.upload_model(seed=1)
     try:

@@ -1,16 +1,19 @@
-"""moto's server as a local stand-in for ECR and S3: the one launcher, for the demo, the tests
-and the benchmarks, with the things ECR does on its own that moto must be told: register an
-image like ``docker push`` and finish a scan with chosen findings.
+"""moto's server as a local stand-in for ECR, S3 and STS: the one launcher, for the demo, the
+tests and the benchmarks, with the things AWS does on its own that moto must be told: register
+an image like ``docker push``, finish a scan with chosen findings, and check a web identity
+before issuing credentials for it.
 
 It serves real HTTP, on loopback by default, so the operator and the predictor reach it as
 they would reach AWS; ``host`` binds it to another local address instead (the real node's
-bridge gateway, so pods reach it too). By default the server runs in this process
-(``ThreadedMotoServer``), which lets ``set_scan`` replace the scan result moto keeps per image
-(moto gives each query one static result for good). ``own_process=True`` runs
-``moto_server`` as a child process instead, for callers that measure it apart (the benchmarks)
-or share one server across a test session; there only ``queue_scan_result`` (moto's HTTP API)
-steers scans. Needs the development dependencies (moto), which ``make demo`` and ``make test``
-install.
+bridge gateway, so pods reach it too). By default the server runs in this process (moto's WSGI
+app behind ``webidentity.StsGate``), which lets ``set_scan`` replace the scan result moto keeps
+per image (moto gives each query one static result for good) and lets pods get credentials by
+IRSA: ``trust_provider`` registers the cluster's token issuer as IAM registers an OIDC
+provider, ``trust_role`` a role's trust in a ServiceAccount, and ``web_identity_calls`` lists
+what was asked. ``own_process=True`` runs ``moto_server`` as a child process instead, for
+callers that measure it apart (the benchmarks) or share one server across a test session;
+there only ``queue_scan_result`` (moto's HTTP API) steers scans, and STS checks no token.
+Needs the development dependencies (moto), which ``make demo`` and ``make test`` install.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from datetime import datetime
@@ -30,6 +34,7 @@ from typing import Any
 from retail_contract.source import SHA256_METADATA_KEY
 from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.ports import free_port
+from retail_tools.webidentity import IdentityProvider, StsGate, WebIdentityCall
 
 REGION = "ap-southeast-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -68,7 +73,9 @@ class AwsStandIn:
         self._log = log  # where a child server writes (own_process only); default: discarded
         self._process: subprocess.Popen[bytes] | None = None
         self._server: Any = None
+        self._thread: threading.Thread | None = None
         self._buckets: set[str] = set()
+        self._sts = StsGate()
 
     @property
     def pid(self) -> int:
@@ -79,12 +86,26 @@ class AwsStandIn:
         if self._own_process:
             self._spawn()
         else:
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
-            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-            self._server.start()
+            self._serve()
         return self
+
+    def _serve(self) -> None:
+        """moto's app behind the STS gate, served from a thread of this process (what moto's
+        ThreadedMotoServer does, with the gate in front)."""
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
+        app = self._sts.wsgi(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
 
     def _spawn(self) -> None:
         output = self._log.open("wb") if self._log else subprocess.DEVNULL
@@ -111,7 +132,10 @@ class AwsStandIn:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -123,6 +147,20 @@ class AwsStandIn:
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this stand-in."""
         return stand_in_env(self.endpoint)
+
+    def trust_provider(self, provider: IdentityProvider) -> None:
+        """Accept web identities from ``provider`` (IAM's OIDC provider for the cluster)."""
+        self._sts.providers.append(provider)
+
+    def trust_role(self, role_arn: str, subject: str) -> None:
+        """Let ``subject`` (``system:serviceaccount:NS:NAME``) assume ``role_arn`` with a web
+        identity, as the role's trust policy says on EKS."""
+        self._sts.trust(role_arn, subject)
+
+    @property
+    def web_identity_calls(self) -> list[WebIdentityCall]:
+        """Every AssumeRoleWithWebIdentity asked of this stand-in so far, and its answer."""
+        return list(self._sts.calls)
 
     def client(self, service: str) -> Any:
         import boto3

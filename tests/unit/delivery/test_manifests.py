@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.delivery.manifests import find, render
 
@@ -181,9 +182,55 @@ def test_predictors_get_their_namespace_and_service_account(
     assert account["automountServiceAccountToken"] is False
 
 
-def test_local_overlay_has_no_custom_resources_nor_aws_identities() -> None:
-    # A CR cannot be applied in the same request that creates its CRD; IRSA is EKS-only.
+def test_local_overlay_has_no_custom_resources() -> None:
+    # A custom resource cannot be applied in the same request that creates its CRD.
+    assert all(d["kind"] != "RetailModel" for d in render("local"))
+
+
+def roles(documents: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d["metadata"]["annotations"][
+            "eks.amazonaws.com/role-arn"
+        ]
+        for d in documents
+        if d["kind"] == "ServiceAccount"
+    }
+
+
+def test_the_local_cluster_names_exactly_the_iam_roles_eks_does(eks: list[dict[str, Any]]) -> None:
+    assert (
+        roles(render("local"))
+        == roles(eks)
+        == {
+            ("retailmodel-system", "retail-operator"): (
+                "arn:aws:iam::123456789012:role/retail-operator-irsa"
+            ),
+            ("retail", "retail-predictor"): "arn:aws:iam::123456789012:role/retail-predictor-irsa",
+        }
+    )
+
+
+def test_no_overlay_carries_aws_keys_or_a_secret(rendered: list[dict[str, Any]]) -> None:
+    assert not [d for d in rendered if d["kind"] == "Secret"]
+    text = yaml.safe_dump_all(rendered)
+    assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    operator = find(rendered, "Deployment", "retail-operator")
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert all("secretRef" not in source for source in container.get("envFrom", []))
+
+
+def test_the_local_pod_identity_policy_stands_in_for_the_eks_webhook() -> None:
     local = render("local")
-    assert all(d["kind"] != "RetailModel" for d in local)
-    for account in (d for d in local if d["kind"] == "ServiceAccount"):
-        assert "eks.amazonaws.com/role-arn" not in account["metadata"].get("annotations", {})
+    policy = find(local, "MutatingAdmissionPolicy", "retailmodel-pod-identity")
+    assert policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ServiceAccount"}
+    rule = policy["spec"]["matchConstraints"]["resourceRules"][0]
+    assert rule["resources"] == ["pods"] and rule["operations"] == ["CREATE"]
+    text = yaml.safe_dump(policy)
+    for injected in ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "sts.amazonaws.com"):
+        assert injected in text
+    binding = find(local, "MutatingAdmissionPolicyBinding", "retailmodel-pod-identity")
+    # The pod's own namespace's ServiceAccounts are the parameters (no namespace named).
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    # In place before the operator's pods (wave -1) are created.
+    assert wave(policy) == wave(binding) == "-2"
+    assert all(d["kind"] != "MutatingAdmissionPolicy" for d in render("eks"))

@@ -18,7 +18,13 @@ import yaml
 
 from retail_tools.argocd.stack import REPO_ROOT
 
-SYNCED_FOLDERS = ("crds", "deploy/base", "deploy/predictor", "deploy/overlays/local")
+SYNCED_FOLDERS = (
+    "crds",
+    "deploy/base",
+    "deploy/predictor",
+    "deploy/irsa",
+    "deploy/overlays/local",
+)
 
 
 class GitError(RuntimeError):

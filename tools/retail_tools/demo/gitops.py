@@ -39,10 +39,13 @@ def synced_from_git(demo: Demo, retail_model: dict[str, Any]) -> None:
     until the Application is Synced and Healthy."""
     _start_clean(demo)
     for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
-        # The stand-in's credentials are no business of git: a Secret made beside it, as
-        # IRSA would give an EKS pod its credentials.
+        # The stand-in's endpoint (its port is this run's) is no business of git: a ConfigMap
+        # made beside it. Credentials come by IRSA, from what git holds.
         demo.kubectl("create", "namespace", namespace, check=False, show=False)
-        demo.node.standin_secret(namespace)
+        demo.node.standin_config(namespace)
+    # The cluster's part of IRSA (on EKS, the pod identity webhook) in effect before Argo CD
+    # creates the operator's pods.
+    demo.node.install_pod_identity()
     repo = GitRepository.create(demo.workdir / "gitops", author="demo")
     operator_image = demo.stand_in.repository_uri("mlops/retail-operator")
     digest = demo.digests[f"operator:{demo.tags['operator']}"]

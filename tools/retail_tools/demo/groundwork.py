@@ -16,7 +16,7 @@ from retail_tools.demo.context import BUCKET, MODEL_KEY, NAMESPACE, Demo, DemoEr
 from retail_tools.images import registry
 from retail_tools.images.build import TARGETS
 from retail_tools.images.podman import podman_env
-from retail_tools.onnode import OPERATOR_NAMESPACE, STANDIN_SECRET, OnNode
+from retail_tools.onnode import OPERATOR_NAMESPACE, STANDIN_CONFIG, OnNode
 from retail_tools.standin import REGION
 
 IMAGES = ("serving", "operator")
@@ -40,8 +40,14 @@ def aws_stand_in_up(demo: Demo) -> None:
     demo.on_node = OnNode(demo.cluster, demo.aws, demo.workdir / "on-node")
     demo.env.update(demo.aws.env())
     console.print(
-        f"ECR and S3 at {demo.aws.endpoint} (region {REGION}): on the node's bridge, "
+        f"ECR, S3 and STS at {demo.aws.endpoint} (region {REGION}): on the node's bridge, "
         "so the operator and the predictor pods reach it as they would reach AWS"
+    )
+    demo.on_node.trust_cluster()
+    console.print(
+        "IRSA as on EKS: the stand-in's STS trusts the cluster's ServiceAccount token issuer "
+        "(its /openid/v1/jwks) and each role deploy/irsa names trusts its ServiceAccount; "
+        "pods get credentials only by AssumeRoleWithWebIdentity"
     )
 
 
@@ -112,7 +118,7 @@ def shut_down(demo: Demo) -> None:
             )  # fmt: skip
         for namespace in (NAMESPACE, OPERATOR_NAMESPACE):
             demo.kubectl(
-                "delete", "secret", STANDIN_SECRET, "-n", namespace, "--ignore-not-found",
+                "delete", "configmap", STANDIN_CONFIG, "-n", namespace, "--ignore-not-found",
                 check=False,
             )  # fmt: skip
     if demo.aws is not None:
