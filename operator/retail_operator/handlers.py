@@ -27,7 +27,7 @@ from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
 from retail_operator.modelwatch import ModelWatch
-from retail_operator.objects import Registry
+from retail_operator.objects import Due, Registry
 from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, POLICY_PLURAL, VERSION
@@ -125,7 +125,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     watch = ModelWatch(
         registry,
         reconciler.models,
-        scheduler.schedule,
+        scheduler.hurry,
         interval=config.model_watch_seconds,
         leading=election.leading if election else None,
     )
@@ -217,7 +217,9 @@ async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
         scheduler.forget(key)
         return
     tracked, due = registry.observe(body)
-    if due:
+    if due is Due.CHANGED:
+        scheduler.hurry(tracked.key)
+    elif due is Due.UNSEEN:
         scheduler.schedule(tracked.key, 0.0)
 
 
