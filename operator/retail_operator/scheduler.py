@@ -146,7 +146,7 @@ class Scheduler:
                 pass
 
     async def _reconcile(self, key: Key) -> None:
-        delay = self._resync
+        delay: float | None = self._resync  # None: cancelled, the next leader's resume looks
         result = "ok"
         started = time.monotonic()
         try:
@@ -156,13 +156,9 @@ class Scheduler:
                 return
             outcome = await self._reconciler.reconcile(tracked)
             if outcome.retry_after is not None:
-                delay = min(delay, outcome.retry_after)
-        except asyncio.CancelledError:
-            result = "cancelled"  # leadership lost: the next leader looks again
-            return
-        except NotLeader:
-            result = "cancelled"
-            return
+                delay = min(self._resync, outcome.retry_after)
+        except (asyncio.CancelledError, NotLeader):
+            result, delay = "cancelled", None  # leadership lost
         except TemporaryError as error:
             delay = errors.retry_after(error, self._resync)
             logger.warning("%s/%s: %s; retrying in %.0fs", *key, error, delay)
@@ -180,13 +176,17 @@ class Scheduler:
             self._slots.release()
             metrics.RECONCILES.labels(result).inc()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        # Asked for while running (a change, or a resume racing the cancel it follows): the ask
+        # stands even when this reconcile was cancelled, or the RetailModel is never looked at.
+        asked = self._again.pop(key, None)
         if self._registry.get(key) is None:
             return
-        hurried = self._again.pop(key, None)
-        if hurried:
+        if asked:
             self.hurry(key)
-        else:
-            self.schedule(key, 0.0 if hurried is not None else delay)
+        elif asked is not None:
+            self.schedule(key, 0.0)
+        elif delay is not None:
+            self.schedule(key, delay)
 
     async def stop(self) -> None:
         tasks = list(self._running.values())
