@@ -14,6 +14,11 @@ cluster) with moto's server as AWS (five images, one model object per RetailMode
    the apply → Deployment latency of a single RetailModel on a loaded operator. Peak RSS is
    the operator process's VmHWM; API and AWS calls are the operator's own counters (the
    ``calls`` probe on /healthz).
+3. Resync storm: the operator is restarted with a short resync (``STORM_RESYNC``), which makes
+   every RetailModel due at once and again every ``STORM_RESYNC`` seconds after its last look,
+   more than the control plane can serve; while the backlog of due looks is in the thousands,
+   ``STORM_NEW`` new RetailModels are applied one every ``STORM_SPACING`` seconds, timed to
+   their first reconcile (Deployment created, status written).
 """
 
 from __future__ import annotations
@@ -66,6 +71,17 @@ CONCURRENCY = 32  # the baseline client's requests in flight
 # keeping as many requests in flight as the baseline takes several times its concurrency.
 OPERATOR_CONCURRENCY = 128
 SINGLES = 20
+STORM_RESYNC = 30.0
+STORM_NEW = 40
+STORM_SPACING = 0.5
+# Distinct model objects (0: one per RetailModel). Uploading 10,000 to moto takes most of an
+# hour on this machine; the operator HEADs each RetailModel's object all the same (cached 5 s).
+MODEL_OBJECTS = 0
+
+
+def _timeout(count: int) -> float:
+    """How long a phase may take: generous, growing with the RetailModels."""
+    return max(900.0, count * 0.5)
 
 
 def fresh_cluster() -> ClusterConfig:
@@ -106,8 +122,17 @@ def push_images(aws: AwsStandIn) -> dict[str, str]:
 
 
 def put_models(aws: AwsStandIn, keys: list[str]) -> None:
+    """One small object per key, through one client (a client per upload took ten minutes for
+    2,000 objects here)."""
+    s3 = aws.client("s3")
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda key: aws.put_model(BUCKET, key, key.encode()), keys))
+        list(pool.map(lambda key: aws.put_model(BUCKET, key, key.encode(), s3=s3), keys))
+
+
+def model_key(index: int) -> str:
+    """RetailModel ``index``'s model object: its own, or one of ``MODEL_OBJECTS`` shared ones."""
+    number = index % MODEL_OBJECTS if MODEL_OBJECTS else index
+    return f"models/rm-{number:05d}/model.ubj"
 
 
 def spec_for(index: int) -> dict[str, Any]:
@@ -116,7 +141,7 @@ def spec_for(index: int) -> dict[str, Any]:
             "repository": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}",
             "tag": f"v{index % IMAGES}",
         },
-        "model": {"s3Uri": f"s3://{BUCKET}/models/rm-{index:05d}/model.ubj"},
+        "model": {"s3Uri": f"s3://{BUCKET}/{model_key(index)}"},
         "replicas": 1,
         "scanPolicy": {"ignoreCVEs": ["CVE-9999-9999"]},
     }
@@ -182,7 +207,7 @@ async def run_baseline(config: ClusterConfig, count: int, digests: dict[str, str
         created = time.monotonic() - start
         step(f"  baseline: {len(documents):,} objects created in {created:.1f} s")
         try:
-            await asyncio.wait_for(available.done.wait(), timeout=900)
+            await asyncio.wait_for(available.done.wait(), timeout=_timeout(count))
         finally:
             watcher.cancel()
         step(f"  baseline: all {count:,} Deployments Available after {available.last:.1f} s")
@@ -249,17 +274,19 @@ def _owner(deployment: dict[str, Any]) -> str | None:
 
 
 class OperatorProcess:
-    def __init__(self, config: ClusterConfig, aws: AwsStandIn) -> None:
-        self.port = free_port()
+    def __init__(self, config: ClusterConfig, aws: AwsStandIn, *, resync: float = 600) -> None:
+        """``resync`` 600 s: no periodic work inside the convergence measurement."""
+        self.port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
             **aws.env(),
             "KUBECONFIG": str(config.kubeconfig),
-            "RETAIL_OPERATOR_RESYNC_SECONDS": "600",  # no periodic work inside the measurement
+            "RETAIL_OPERATOR_RESYNC_SECONDS": str(resync),
             "RETAIL_OPERATOR_CONCURRENCY": str(OPERATOR_CONCURRENCY),
             "RETAIL_OPERATOR_LIVENESS_PORT": str(self.port),
+            "RETAIL_OPERATOR_METRICS_PORT": str(self.metrics_port),
         }
-        with (WORK / "operator.log").open("wb") as log:
+        with (WORK / "operator.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "retailctl"), "operator"],
                 env=env,
@@ -289,6 +316,17 @@ class OperatorProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples on the operator's /metrics (all its labels)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith((name + " ", name + "{"))
+        )
 
     def calls(self) -> dict[str, int]:
         time.sleep(11)  # kopf caches probe results for 10 s
@@ -336,10 +374,10 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
             await _bounded([apply(i) for i in range(count)])
             applied_all = time.monotonic() - start
             step(f"  operator: {count:,} RetailModels applied in {applied_all:.1f} s")
-            await asyncio.wait_for(written.done.wait(), timeout=900)
+            await asyncio.wait_for(written.done.wait(), timeout=_timeout(count))
             converged = max(written.last, max(created.times[n] for n in names))
             step(f"  operator: Deployments applied and status written after {converged:.1f} s")
-            await asyncio.wait_for(ready.done.wait(), timeout=900)
+            await asyncio.wait_for(ready.done.wait(), timeout=_timeout(count))
             step(f"  operator: all Ready after {ready.last:.1f} s")
             server_requests = _difference(await kube.request_counts(), before)
             single_latencies = []
@@ -370,6 +408,74 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
     }
 
 
+def _p(values: list[float], quantile: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(quantile * (len(ordered) - 1))] if ordered else float("nan")
+
+
+async def run_storm(config: ClusterConfig, count: int, operator: OperatorProcess) -> dict[str, Any]:
+    """New RetailModels applied while every one of ``count`` is due for a look (see above)."""
+    first = count + SINGLES
+    new = {f"rm-{i:05d}" for i in range(first, first + STORM_NEW)}
+    rms = "/apis/mlops.retail.io/v1alpha1/namespaces/operator/retailmodels"
+    deployments = "/apis/apps/v1/namespaces/operator/deployments"
+    backlog = "retail_operator_due_backlog"
+    reconciles = "retail_operator_reconciles_total"
+    async with Kube(config.kubeconfig, WORK / "client") as kube:
+        deadline = time.monotonic() + 300
+        while await asyncio.to_thread(operator.metric, backlog) < count / 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the restarted operator never had half its RetailModels due")
+            await asyncio.sleep(1)
+        rm_version = (await kube.get(rms))["metadata"]["resourceVersion"]
+        deploy_version = (await kube.get(deployments))["metadata"]["resourceVersion"]
+        start = time.monotonic()
+        looks_before = await asyncio.to_thread(operator.metric, reconciles)
+        created, written = Recorder(new, start), Recorder(new, start)
+        watchers = [
+            asyncio.create_task(follow(kube, rms, rm_version, [(written, _status_written)])),
+            asyncio.create_task(follow(kube, deployments, deploy_version, [(created, _owner)])),
+        ]
+        applied: dict[str, float] = {}
+        backlogs: list[float] = []
+        try:
+            for index in range(first, first + STORM_NEW):
+                document = retail_model(index, "operator")
+                applied[document["metadata"]["name"]] = time.monotonic() - start
+                await kube.apply(_path(document), document)
+                backlogs.append(await asyncio.to_thread(operator.metric, backlog))
+                await asyncio.sleep(STORM_SPACING)
+            await asyncio.wait_for(written.done.wait(), timeout=300)
+            seconds = time.monotonic() - start
+            looks = await asyncio.to_thread(operator.metric, reconciles) - looks_before
+            backlogs.append(await asyncio.to_thread(operator.metric, backlog))
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+    to_deployment = [created.times[n] - applied[n] for n in new if n in created.times]
+    to_status = [written.times[n] - applied[n] for n in new]
+    result = {
+        "resync_seconds": STORM_RESYNC,
+        "new": STORM_NEW,
+        "spacing_seconds": STORM_SPACING,
+        "seconds": seconds,
+        "reconciles": looks,
+        "reconciles_per_second": looks / seconds,
+        "backlog_min": min(backlogs),
+        "backlog_median": statistics.median(backlogs),
+        "to_deployment_p50": _p(to_deployment, 0.5),
+        "to_deployment_p95": _p(to_deployment, 0.95),
+        "to_status_p50": _p(to_status, 0.5),
+        "to_status_p95": _p(to_status, 0.95),
+    }
+    step(
+        f"  storm: {looks:.0f} reconciles in {seconds:.0f} s ({result['reconciles_per_second']:.0f}"
+        f"/s), backlog {min(backlogs):.0f}-{max(backlogs):.0f}; a new RetailModel's first "
+        f"reconcile p50 {result['to_status_p50']:.2f} s, p95 {result['to_status_p95']:.2f} s"
+    )
+    return result
+
+
 def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
     step(f"scale {count:,}: fresh cluster and AWS stand-in")
     config = fresh_cluster()
@@ -377,7 +483,8 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
     operator: OperatorProcess | None = None
     try:
         digests = push_images(aws)
-        put_models(aws, [f"models/rm-{i:05d}/model.ubj" for i in range(count + SINGLES)])
+        last = count + SINGLES + STORM_NEW
+        put_models(aws, sorted({model_key(i) for i in range(last)}))
         meter = CpuMeter(_component_pids(config, aws))
         baseline = asyncio.run(run_baseline(config, count, digests))
         baseline["cpu_seconds"] = meter.stop()
@@ -399,6 +506,13 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
             f"CPU {measured['cpu_seconds']:.0f} s, calls {measured['calls']}, "
             f"single apply→Deployment p95 {measured['single_latency_p95'] * 1000:.0f} ms"
         )
+        operator.stop()
+        step(f"  storm: operator restarted with a {STORM_RESYNC:.0f} s resync")
+        operator = OperatorProcess(config, aws, resync=STORM_RESYNC)
+        storm = asyncio.run(run_storm(config, count, operator))
+        storm["calls"] = operator.calls()
+        storm["peak_rss_mb"] = operator.peak_rss_mb()
+        measured["storm"] = storm
     finally:
         if operator is not None:
             operator.stop()
@@ -413,22 +527,32 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=float, default=0, help="py-spy the operator for this many seconds"
     )
-    args = parser.parse_args()
-    scales = [one_scale(int(n), args.profile) for n in args.scales.split(",")]
-    save(
-        "operator_scale",
-        {
-            "settings": {
-                "concurrency": CONCURRENCY,
-                "operator_concurrency": OPERATOR_CONCURRENCY,
-                "images": IMAGES,
-                "control_plane_client_qps": CLIENT_QPS,
-                "control_plane_client_burst": CLIENT_BURST,
-            },
-            "machine": machine(),
-            "scales": scales,
-        },
+    parser.add_argument(
+        "--model-objects", type=int, default=0, help="distinct model objects (0: one each)"
     )
+    args = parser.parse_args()
+    global MODEL_OBJECTS
+    MODEL_OBJECTS = args.model_objects
+    scales: list[dict[str, Any]] = []
+    for count in args.scales.split(","):  # written after each scale: the largest takes long
+        scales.append(one_scale(int(count), args.profile))
+        save(
+            "operator_scale",
+            {
+                "settings": {
+                    "concurrency": CONCURRENCY,
+                    "operator_concurrency": OPERATOR_CONCURRENCY,
+                    "images": IMAGES,
+                    "storm_resync_seconds": STORM_RESYNC,
+                    "storm_new": STORM_NEW,
+                    "model_objects": MODEL_OBJECTS,
+                    "control_plane_client_qps": CLIENT_QPS,
+                    "control_plane_client_burst": CLIENT_BURST,
+                },
+                "machine": machine(),
+                "scales": scales,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -182,10 +182,14 @@ class RealPath:
         self.digests[f"{name}:{tag}"] = manifest.digest
         return manifest.digest
 
-    def deploy(self, model: Path) -> int:
+    def operator_and_namespace(self) -> None:
+        """The operator in-cluster from this run's image; the namespace with the stand-in."""
         self.on_node.trust_cluster()
         self.on_node.deploy_operator(self.digests[f"operator:{self.tag}"], step)
         self.on_node.predictor_namespace(NAMESPACE)
+
+    def deploy(self, model: Path) -> int:
+        self.operator_and_namespace()
         self.aws.put_model(BUCKET, KEY, model.read_bytes())
         self.apply_model(self.tag)
         self.wait_ready(self.digests[f"serving:{self.tag}"])

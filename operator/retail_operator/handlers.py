@@ -27,7 +27,7 @@ from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
 from retail_operator.modelwatch import ModelWatch
-from retail_operator.objects import Registry
+from retail_operator.objects import Due, Registry
 from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, POLICY_PLURAL, VERSION
@@ -92,9 +92,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         poll_seconds=config.pending_seconds,
     )
     election: LeaderElection | None = None
+    lease_kube: KubeApi | None = None
     if config.leader_election:
+        # The Lease's calls get connections of their own: behind a full pool of reconciles'
+        # calls a renewal waited past its deadline, and the leader stood down at 2,000
+        # RetailModels (kube-controller-manager gives its election a client of its own too).
+        lease_kube = KubeApi(await load_configuration())
         election = LeaderElection(
-            kube,
+            lease_kube,
             namespace=_lease_namespace(config),
             name=config.lease_name,
             identity=identity(),
@@ -114,6 +119,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         leading=election.leading if election else None,
     )
     memo.election = election
+    memo.lease_kube = lease_kube
     memo.kube = kube
     memo.pods = pods
     memo.events = events
@@ -125,7 +131,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     watch = ModelWatch(
         registry,
         reconciler.models,
-        scheduler.schedule,
+        scheduler.hurry,
         interval=config.model_watch_seconds,
         leading=election.leading if election else None,
     )
@@ -187,6 +193,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.events.drain()
     await memo.pods.close()
     await memo.kube.close()
+    if memo.lease_kube is not None:
+        await memo.lease_kube.close()
 
 
 @kopf.on.probe(id="scheduler")
@@ -217,7 +225,9 @@ async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
         scheduler.forget(key)
         return
     tracked, due = registry.observe(body)
-    if due:
+    if due is Due.CHANGED:
+        scheduler.hurry(tracked.key)
+    elif due is Due.UNSEEN:
         scheduler.schedule(tracked.key, 0.0)
 
 

@@ -131,6 +131,10 @@ class KubeApi:
 
     def __init__(self, configuration: Configuration, fence: Fence | None = None) -> None:
         self._client = ApiClient(configuration)
+        # At most one request per pooled connection at once. A request that waited for a free
+        # connection inside aiohttp spent its timeout waiting: at 2,000 RetailModels most
+        # reconciles' calls timed out in that queue and were retried, and few ever finished.
+        self._connections = asyncio.Semaphore(configuration.connection_pool_maxsize or 100)
         self.fence = fence
         self.calls = 0
 
@@ -154,6 +158,18 @@ class KubeApi:
         body: Any = None,
         content_type: str | None = None,
         fenced: bool = True,
+    ) -> dict[str, Any] | None:
+        async with self._connections:  # the timeout starts once a connection is free
+            return await self._send(method, path, query, body, content_type, fenced)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str | None,
+        fenced: bool,
     ) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         if content_type:

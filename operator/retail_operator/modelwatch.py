@@ -45,7 +45,7 @@ class ModelWatch:
         self,
         registry: Registry,
         models: ModelHeads,
-        schedule: Callable[[Key, float], None],
+        hurry: Callable[[Key], None],
         *,
         interval: float,
         leading: asyncio.Event | None = None,
@@ -53,7 +53,7 @@ class ModelWatch:
     ) -> None:
         self._registry = registry
         self._models = models
-        self._schedule = schedule
+        self._hurry = hurry
         self._interval = interval
         self._leading = leading
         self._slots = asyncio.Semaphore(concurrency)
@@ -92,4 +92,4 @@ class ModelWatch:
                 found.version_id or "(unversioned)",
             )
             tracked.model_seen = found.version_id  # said once
-            self._schedule(tracked.key, 0.0)
+            self._hurry(tracked.key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from retail_operator.canary.machine import Window
@@ -27,6 +28,13 @@ from retail_operator.status import RetailModelStatus
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (namespace, kind, name)
+
+
+class Due(Enum):
+    """Why a watch event makes a RetailModel due."""
+
+    CHANGED = "changed"  # its spec is ahead of its status (or it has none yet): hurry
+    UNSEEN = "unseen"  # new to this replica, its status current (a restart's look): no hurry
 
 
 def _controller(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -116,9 +124,10 @@ class Registry:
     def get(self, key: Key) -> Tracked | None:
         return self._objects.get(key)
 
-    def observe(self, body: Mapping[str, Any]) -> tuple[Tracked, bool]:
-        """A RetailModel's watch event: remember its body. True when it is new to this replica
-        or its spec moved past the generation its status speaks for (worth reconciling now)."""
+    def observe(self, body: Mapping[str, Any]) -> tuple[Tracked, Due | None]:
+        """A RetailModel's watch event: remember its body. ``Due.CHANGED`` when its spec moved past
+        the generation its status speaks for (a new RetailModel's has none), ``Due.UNSEEN`` when it
+        is new to this replica but its status is current, else None."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         known = self._objects.get(key)
@@ -128,15 +137,14 @@ class Registry:
             "status": dict(body.get("status") or {}),
         }
         if known is not None and _resource_version(known.body) > _resource_version(copy) > 0:
-            return known, False  # an older event than what we already hold
+            return known, None  # an older event than what we already hold
+        changed = copy["status"].get("observedGeneration") != meta.get("generation", 0)
         if known is None or known.uid != copy["metadata"].get("uid"):
             tracked = Tracked(key, copy, self)  # new, or deleted and re-created since
             self._objects[key] = tracked
-            return tracked, True
+            return tracked, Due.CHANGED if changed else Due.UNSEEN
         known.body = copy
-        generation = meta.get("generation", 0)
-        observed = copy["status"].get("observedGeneration")
-        return known, observed != generation
+        return known, Due.CHANGED if changed else None
 
     def forget(self, key: Key) -> Tracked | None:
         self.record_violations(key, set())

@@ -1,4 +1,4 @@
-"""When each RetailModel is reconciled: at once on a spec change, then periodically.
+"""When each RetailModel is reconciled: at once on a change, then periodically.
 
 kopf's timers and daemons need a finalizer on every object; this operator has nothing external
 to clean up, so it keeps no finalizer and schedules for itself instead: one loop, one due time
@@ -8,6 +8,11 @@ reconcile, the next look is the earliest of every reason to look again: the resy
 findings for the running image, a moved tag, a new model object, drift), a pending scan, the
 end of a scan exception, a canary's next analysis step, a retry after an error
 (``errors.retry_after``), and never later than the resync.
+
+Two lanes share the slots. A change (``hurry``: a new RetailModel, a new spec, a new model
+object) goes ahead of every periodic look that is due, first come first served; the periodic
+looks (``schedule``) go by due time. With thousands of RetailModels a resync storm keeps
+thousands of looks due at once, and a new RetailModel behind them would wait minutes.
 
 With leader election, the loop runs only while ``leading`` is set. Losing the lease cancels
 every reconcile in flight (``pause``); their writes are fenced anyway (``kube``). Regaining it
@@ -46,14 +51,18 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
+        self._changed: dict[Key, None] = {}  # hurried, in arrival order (an ordered set)
         self._running: dict[Key, asyncio.Task[None]] = {}
-        self._again: set[Key] = set()  # changed while a reconcile was running
+        # looked for while its reconcile was running: True for a change, False for a look now
+        self._again: dict[Key, bool] = {}
+        self._backlog_counted = 0.0
         self._wake = asyncio.Event()
 
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)
+        self._changed.pop(key, None)
         self._reconciler.forget(key)
-        metrics.QUEUE_DEPTH.set(len(self._due))
+        self._count()
 
     def resume(self) -> None:
         """Leading (again): what this replica did before cannot be trusted to be current, so
@@ -68,44 +77,76 @@ class Scheduler:
             task.cancel()
 
     def schedule(self, key: Key, delay: float) -> None:
+        """Look at ``key`` again in ``delay`` seconds (or sooner if already due sooner)."""
         if key in self._running:
             if delay == 0.0:
-                self._again.add(key)
+                self._again.setdefault(key, False)
+            return
+        if key in self._changed:
             return
         when = time.monotonic() + delay
         if key in self._due and self._due[key] <= when:
             return
         self._due[key] = when
         heapq.heappush(self._heap, (when, key))
-        metrics.QUEUE_DEPTH.set(len(self._due))
+        self._count()
         self._wake.set()
+
+    def hurry(self, key: Key) -> None:
+        """``key`` changed: reconcile it ahead of every periodic look (again, if running)."""
+        if key in self._running:
+            self._again[key] = True
+            return
+        self._due.pop(key, None)  # its heap entry is stale from now on
+        self._changed[key] = None
+        self._count()
+        self._wake.set()
+
+    def _count(self) -> None:
+        metrics.QUEUE_DEPTH.set(len(self._due) + len(self._changed))
+
+    def _next(self, now: float) -> Key | None:
+        """The next RetailModel to reconcile: the oldest change, else the most overdue look."""
+        if self._changed:
+            key = next(iter(self._changed))
+            del self._changed[key]
+            return key
+        while self._heap and self._heap[0][0] <= now:
+            when, key = heapq.heappop(self._heap)
+            if self._due.get(key) == when:  # else superseded by another schedule, or forgotten
+                del self._due[key]
+                return key
+        return None
 
     async def run(self) -> None:
         while True:
             if self._leading is not None:
                 await self._leading.wait()
+            await self._slots.acquire()  # a free slot first, then the best key at that moment
             self._wake.clear()
+            if self._leading is not None and not self._leading.is_set():
+                self._slots.release()  # leadership lost meanwhile: nothing more starts
+                continue
             now = time.monotonic()
-            while self._heap and self._heap[0][0] <= now:
-                if self._leading is not None and not self._leading.is_set():
-                    break  # leadership lost meanwhile: nothing more starts
-                when, key = heapq.heappop(self._heap)
-                if self._due.get(key) != when:
-                    continue  # superseded by an earlier or later schedule, or forgotten
-                del self._due[key]
-                metrics.QUEUE_DEPTH.set(len(self._due))
-                metrics.DUE_BACKLOG.set(sum(1 for due in self._due.values() if due <= now))
-                await self._slots.acquire()
-                task = asyncio.create_task(self._reconcile(key))
-                self._running[key] = task
-            timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+            key = self._next(now)
+            if key is not None:
+                self._count()
+                if now - self._backlog_counted >= 1.0:  # O(RetailModels): once a second at most
+                    self._backlog_counted = now
+                    due = sum(1 for when in self._due.values() if when <= now)
+                    metrics.DUE_BACKLOG.set(due + len(self._changed))
+                self._running[key] = asyncio.create_task(self._reconcile(key))
+                continue
+            self._slots.release()
+            metrics.DUE_BACKLOG.set(0)
+            timeout = self._heap[0][0] - now if self._heap else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
 
     async def _reconcile(self, key: Key) -> None:
-        delay = self._resync
+        delay: float | None = self._resync  # None: cancelled, the next leader's resume looks
         result = "ok"
         started = time.monotonic()
         try:
@@ -115,13 +156,9 @@ class Scheduler:
                 return
             outcome = await self._reconciler.reconcile(tracked)
             if outcome.retry_after is not None:
-                delay = min(delay, outcome.retry_after)
-        except asyncio.CancelledError:
-            result = "cancelled"  # leadership lost: the next leader looks again
-            return
-        except NotLeader:
-            result = "cancelled"
-            return
+                delay = min(self._resync, outcome.retry_after)
+        except (asyncio.CancelledError, NotLeader):
+            result, delay = "cancelled", None  # leadership lost
         except TemporaryError as error:
             delay = errors.retry_after(error, self._resync)
             logger.warning("%s/%s: %s; retrying in %.0fs", *key, error, delay)
@@ -139,9 +176,17 @@ class Scheduler:
             self._slots.release()
             metrics.RECONCILES.labels(result).inc()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        if self._registry.get(key) is not None:
-            self.schedule(key, 0.0 if key in self._again else delay)
-            self._again.discard(key)
+        # Asked for while running (a change, or a resume racing the cancel it follows): the ask
+        # stands even when this reconcile was cancelled, or the RetailModel is never looked at.
+        asked = self._again.pop(key, None)
+        if self._registry.get(key) is None:
+            return
+        if asked:
+            self.hurry(key)
+        elif asked is not None:
+            self.schedule(key, 0.0)
+        elif delay is not None:
+            self.schedule(key, delay)
 
     async def stop(self) -> None:
         tasks = list(self._running.values())

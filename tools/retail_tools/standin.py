@@ -296,12 +296,14 @@ class AwsStandIn:
             pass
         self._buckets.add(bucket)
 
-    def put_model(self, bucket: str, key: str, body: bytes) -> str:
+    def put_model(self, bucket: str, key: str, body: bytes, *, s3: Any = None) -> str:
         """Upload ``body`` to a versioned ``bucket`` with its sha256 as object metadata under the
-        contract's key, as ``retailctl model push`` does; return the version id."""
+        contract's key, as ``retailctl model push`` does; return the version id. Pass ``s3`` (a
+        client of ``client("s3")``) to reuse one over many uploads: making one costs more CPU
+        than a small upload."""
         self.ensure_bucket(bucket)
         metadata = {SHA256_METADATA_KEY: hashlib.sha256(body).hexdigest()}
-        response = self.client("s3").put_object(
+        response = (s3 or self.client("s3")).put_object(
             Bucket=bucket, Key=key, Body=body, Metadata=metadata
         )
         return str(response.get("VersionId", ""))

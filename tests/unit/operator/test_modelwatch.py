@@ -41,7 +41,7 @@ def test_only_canary_models_are_looked_at_and_a_new_version_is_due_at_once() -> 
         tracked, _ = registry.observe(tracked_body)
         tracked.model_seen = "" if tracked_body["metadata"]["name"] == "new" else "v1"
     heads, due = Heads(), []
-    watch = ModelWatch(registry, heads, lambda key, delay: due.append(key), interval=5)
+    watch = ModelWatch(registry, heads, due.append, interval=5)
 
     asyncio.run(watch.look())
     assert heads.asked == ["s3://models/watched.ubj"]  # not Immediate, pinned, or unreconciled
