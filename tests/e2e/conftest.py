@@ -95,7 +95,9 @@ class Stack:
 
     def upload_model(self, seed: int) -> str:
         trained = training.train(2_000, seed=seed)
-        data = artifact.serialise(trained.booster, trained.encoder, trained.version)
+        data = artifact.serialise(
+            trained.booster, trained.encoder, trained.version, reference=trained.reference
+        )
         self.on_node.aws.put_model(BUCKET, KEY, data)
         return str(trained.version)
 

@@ -48,7 +48,7 @@ def train(
             progress.update(task, completed=round_number, loss=f"{loss:.4f}")
 
         trained = training.train(rows, seed, report)
-    data = artifact.write(out, trained.booster, trained.encoder, trained.version)
+    data = artifact.write(out, trained.booster, trained.encoder, trained.version, trained.reference)
     typer.echo(f"rounds:            {trained.rounds} (early stopping)")
     typer.echo(f"hold-out rows:     {trained.holdout_rows:,}")
     typer.echo(f"hold-out accuracy: {trained.holdout_accuracy:.4f}")
