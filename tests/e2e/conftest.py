@@ -80,6 +80,14 @@ class Stack:
         )
         return f"\n{pods}\n{events[-3000:]}\n--- operator ---\n{logs}"
 
+    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
+        """The Events about RetailModel ``name`` with ``reason``."""
+        listing = self.kubectl.get_json(
+            "events", "-n", NAMESPACE,
+            "--field-selector", f"involvedObject.name={name},reason={reason}",
+        )  # fmt: skip
+        return list(listing["items"])
+
     def running_pods(self, name: str) -> list[dict[str, Any]]:
         return self.on_node.ready_pods(NAMESPACE, name)
 
