@@ -2,7 +2,9 @@
 
 The predictor exports them on ``GET /metrics`` on a port of its own, ``METRICS_PORT`` (with
 ``/model/info``), which the Service does not expose; the operator scrapes the stable and the
-canary pods there by pod IP and compares the two groups (``retail_operator.canary``). Names
+canary pods there by pod IP and compares the two groups (``retail_operator.canary``), and
+compares the stable pods' live feature bins and classes with the model's reference, which the
+pods export beside them (``retail_operator.drift``). Names
 and labels are defined once here so the two sides cannot drift apart (prometheus_client adds
 ``_total`` to counters and ``_bucket`` to histograms when it exposes them).
 """
@@ -19,6 +21,15 @@ REQUESTS = "retail_http_requests"
 LATENCY = "retail_http_request_duration_seconds"
 # Counter: rows predicted, by the model's version and the predicted (arg-max) class.
 PREDICTIONS = "retail_predictions"
+# Counter: rows predicted, by the model's version, input feature and the feature's bin (a
+# category, "<unknown>", or a numeric range such as "<=12.5"): the live side of drift.
+FEATURE_ROWS = "retail_feature_rows"
+# Gauges: the model's drift reference, the hold-out rows in each feature's bin and predicted as
+# each class, by model version (absent for a model trained without one).
+REFERENCE_FEATURE_ROWS = "retail_reference_feature_rows"
+REFERENCE_PREDICTIONS = "retail_reference_predictions"
+FEATURE_LABEL = "feature"
+BIN_LABEL = "bin"
 # Gauge: 1 for the model being served, labelled by its version and sha256: which model a
 # pod's counts speak for.
 MODEL_INFO = "retail_model_info"

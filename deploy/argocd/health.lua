@@ -12,7 +12,8 @@
 --              blocked by its scan, the model cannot be used, the rollout failed, or a model
 --              canary was rolled back (by a rule, inconclusive, or refused without traffic).
 --              A blocking reason on Ready alone is enough: Ready is the operator's summary.
--- Healthy:     Ready=True for the current generation, no canary under analysis.
+-- Healthy:     Ready=True for the current generation, no canary under analysis; a Drift=True
+--              condition (the model has gone stale) is added to the message, not Degraded.
 local hs = {}
 
 local function condition(conditionType)
@@ -131,6 +132,12 @@ end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
+  -- Drift is a message, never Degraded: a stale model still answers every request, and
+  -- Degraded is what pages people and triggers rollbacks meant for outages.
+  local drift = condition("Drift")
+  if drift ~= nil and drift.status == "True" then
+    hs.message = hs.message .. " (Drift: " .. describe(drift, "Drift") .. ")"
+  end
   return hs
 end
 

@@ -24,6 +24,9 @@ MODEL_AVAILABLE = "ModelAvailable"
 MODEL_ROLLED_OUT = "ModelRolledOut"  # a canary rollout's state; its own Events (canary.machine)
 AVAILABLE = "Available"
 READY = "Ready"
+# The stable model's inputs or predictions moved from its hold-out's (retail_operator.drift);
+# True is the problem. Never part of Ready: a stale model still serves. Its own Events.
+DRIFT = "Drift"
 ORDER = (
     IMAGE_SCAN_PASSED,
     RUNNING_IMAGE_COMPLIANT,
@@ -31,6 +34,7 @@ ORDER = (
     MODEL_ROLLED_OUT,
     AVAILABLE,
     READY,
+    DRIFT,
 )
 # Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
 PROGRESS_REASONS = frozenset(
@@ -188,10 +192,11 @@ def announcements(existing: Iterable[Condition], merged: Iterable[Condition]) ->
     condition. Each Event is an API write: five per RetailModel took about a quarter of the
     control plane's CPU while a thousand rolled out (bench/RESULTS.md).
     """
-    announced = []  # ModelRolledOut's transitions carry figures: the canary posts its own
+    announced = []  # ModelRolledOut's and Drift's transitions carry figures: posted by their own
     for changed in transitions(existing, merged):
         good = changed["status"] == "True"
-        if changed["type"] in (AVAILABLE, MODEL_ROLLED_OUT) or (good and changed["type"] != READY):
+        own = (AVAILABLE, MODEL_ROLLED_OUT, DRIFT)
+        if changed["type"] in own or (good and changed["type"] != READY):
             continue
         kind: Literal["Normal", "Warning"] = (
             "Normal" if good or changed["reason"] in PROGRESS_REASONS else "Warning"

@@ -4,7 +4,8 @@ default 8081) by every replica, leader or standby.
 What a person running the operator needs to see: how reconciles go (by result, and how long
 they take), whether work is piling up (the queue and the backlog already due), how the AWS
 calls go (by service and operation, errors by kind), how many RetailModels have their image
-refused, how many scan exceptions end within a week, and which replica leads.
+refused, how many scan exceptions end within a week, how many RetailModels drift (and the
+drift windows judged), and which replica leads.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ EXCEPTIONS_EXPIRING = Gauge(
     "retail_operator_scan_exceptions_expiring",
     "Scan exceptions in use that end within 7 days",
 )
+DRIFTING = Gauge(
+    "retail_operator_drifting",
+    "RetailModels whose last drift window found drift (the Drift condition True)",
+)
+DRIFT_WINDOWS = Counter(
+    "retail_operator_drift_windows",
+    "Drift windows judged, by the Drift condition's reason",
+    ["reason"],
+)
 LEADER = Gauge("retail_operator_leader", "1 while this replica holds the leader Lease")
 
 
@@ -59,6 +69,7 @@ class PerObject:
 
 blocked_images = PerObject(IMAGES_BLOCKED)
 expiring_exceptions = PerObject(EXCEPTIONS_EXPIRING)
+drifting = PerObject(DRIFTING)
 
 
 def serve(port: int) -> None:

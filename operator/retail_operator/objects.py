@@ -8,7 +8,8 @@ made is never mistaken for one.
 
 A ``Tracked`` also holds what this replica did: the status it wrote last (``written``), what
 it applied to the children last (``applied``, which the cheap child-event path puts back when
-a child drifts) and the canary analysis under way (``window``). None of it is read from the
+a child drifts), the canary analysis under way (``window``) and the drift windows
+(``drift``). None of it is read from the
 status, and all of it is dropped when this replica starts leading again (``reset``): a new
 leader cannot know what happened meanwhile, and finds out from the live objects.
 """
@@ -22,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from retail_operator.canary.machine import Window
+from retail_operator.drift.watch import DriftWatch
 from retail_operator.policy import Policy
 from retail_operator.rendering import KIND, Manifest, Target
 from retail_operator.status import RetailModelStatus
@@ -76,6 +78,7 @@ class Tracked:
     written: RetailModelStatus | None = None
     applied: Applied | None = None
     window: Window | None = None
+    drift: DriftWatch | None = None  # the drift windows under way (spec.monitoring.drift)
     model_seen: str = ""  # the model object's version the last reconcile saw (ModelWatch)
 
     @property
@@ -93,6 +96,7 @@ class Tracked:
         self.written = None
         self.applied = None
         self.window = None
+        self.drift = None
         self.model_seen = ""
 
 

@@ -5,7 +5,8 @@
 should run (``gate``; under the Canary strategy the state machine ``canary.machine`` says which
 model version the stable pods keep and whether a candidate runs beside them, and this module
 carries out its plan: the canary's children, the evidence, the verdict), apply the children
-(``children``: only ones it owns) and write the status and Events. The status is output only.
+(``children``: only ones it owns), watch the stable pods for drift when the spec asks
+(``drift``: it only reports) and write the status and Events. The status is output only.
 
 ``Reconciler.child_changed`` is the cheap path taken when a child changes: put back what this
 replica applied last, if the child drifted, and refresh availability, with no AWS calls.
@@ -32,6 +33,7 @@ from retail_operator.canary import machine
 from retail_operator.canary.scraping import MetricsReader
 from retail_operator.children import Children, LiveChildren
 from retail_operator.conditions import (
+    DRIFT,
     MODEL_ROLLED_OUT,
     READY,
     Announcement,
@@ -41,6 +43,8 @@ from retail_operator.conditions import (
     merge,
     now_rfc3339,
 )
+from retail_operator.drift.judge import FEATURE_DRIFT, PREDICTION_DRIFT
+from retail_operator.drift.watch import DriftWatch
 from retail_operator.errors import (
     NameConflict,
     NotLeader,
@@ -149,6 +153,7 @@ class Reconciler:
     def forget(self, key: tuple[str, str]) -> None:
         metrics.blocked_images.forget(key)
         metrics.expiring_exceptions.forget(key)
+        metrics.drifting.forget(key)
 
     async def reconcile(self, tracked: Tracked) -> Outcome:
         async with tracked.lock:
@@ -270,11 +275,61 @@ class Reconciler:
             )
         if step is not None:
             self._announce(tracked, step.announcements)
+        drift_retry = await self._watch_drift(tracked, subject, running, checks, status)
         written = await self._write_status(tracked, checks, status, subject.generation)
         retries = [c.retry_after for c in (image.check, model) if c.retry_after is not None]
         if step is not None and step.retry_after is not None:
             retries.append(step.retry_after)
+        if drift_retry is not None:
+            retries.append(drift_retry)
         return Outcome(written, min(retries) if retries else None)
+
+    async def _watch_drift(
+        self,
+        tracked: Tracked,
+        subject: _Subject,
+        running: _Running,
+        checks: dict[str, Check],
+        status: RetailModelStatus,
+    ) -> float | None:
+        """Drift of the stable pods' model (spec.monitoring.drift): scrape them when a scrape
+        is due, judge a window that ended, and say so in the Drift condition, status.drift and
+        an Event on a change of verdict. Reports only: nothing here changes what runs. Returns
+        how soon to look again (None: drift is not watched)."""
+        policy = subject.spec.monitoring.drift
+        if policy is None or not policy.enabled:
+            tracked.drift = None
+            metrics.drifting.forget(tracked.key)
+            return None
+        watch = tracked.drift
+        if watch is None or watch.policy != policy:
+            watch = tracked.drift = DriftWatch(policy, poll_seconds=self.poll_seconds)
+        now = self.clock()
+        if watch.due(now) and running.deployment is not None:
+            scrape = await self.pods.sample(running.deployment)
+            report = watch.observe(scrape, now, now_rfc3339())
+            if report is not None:
+                self._announce_drift(tracked, subject, report.check)
+        held = subject.status_check(DRIFT)
+        if watch.last is None and held is not None and held.reason != "NotChecked":
+            checks[DRIFT] = held  # a verdict from before this replica's first window ended
+        else:
+            checks[DRIFT] = watch.check(now)
+        last = watch.last_status or subject.status.get("drift")
+        if last:
+            status["drift"] = last
+        metrics.drifting.set(tracked.key, 1 if checks[DRIFT].status == "True" else 0)
+        return watch.wait(now)
+
+    def _announce_drift(self, tracked: Tracked, subject: _Subject, check: Check) -> None:
+        """An Event when a window's verdict differs from the last one's: a Warning for drift,
+        Normal otherwise."""
+        metrics.DRIFT_WINDOWS.labels(check.reason).inc()
+        previous = subject.status_check(DRIFT)
+        if previous is not None and previous.reason == check.reason:
+            return
+        drifted = check.reason in (FEATURE_DRIFT, PREDICTION_DRIFT)
+        self.emit(tracked.body, "Warning" if drifted else "Normal", check.reason, check.message)
 
     async def _refuse(self, tracked: Tracked, live: LiveChildren, error: SpecInvalid) -> Outcome:
         """A spec that cannot be read: say so, naming the field; what runs keeps running."""
@@ -570,7 +625,7 @@ class Reconciler:
                 minimum=subject.spec.minimum_replicas,
                 running=checks.get("RunningImageCompliant"),
             )
-            for type_ in (MODEL_ROLLED_OUT, READY):
+            for type_ in (MODEL_ROLLED_OUT, READY, DRIFT):
                 if type_ in checks and type_ not in refreshed:
                     refreshed[type_] = checks[type_]
             if READY in checks and checks[READY].reason in _REFUSALS:

@@ -164,6 +164,11 @@ class RolloutStrategy(StrEnum):
 MIN_REQUESTS_FLOOR = 50
 
 
+# The fewest rows a drift window may be judged on (the CRD says the same): a chi-squared test
+# over fifty bins wants a few rows in each.
+MIN_DRIFT_ROWS = 100
+
+
 class Analysis(Part):
     """``spec.rollout.canary.analysis``: how long a candidate is watched, and what it must meet.
 
@@ -241,6 +246,27 @@ class TopologySpread(Part):
     node: Spread = Spread.SOFT
 
 
+class DriftPolicy(Part):
+    """``spec.monitoring.drift``: compare what the stable pods see and predict with the model's
+    hold-out, window by window (retail_operator.drift). Present means on; it only reports."""
+
+    enabled: bool = True
+    window_seconds: int = Field(3600, ge=30, le=604_800)
+    # Rows below which a window says InsufficientData: PSI of a few rows is mostly noise.
+    min_rows: int = Field(1000, ge=MIN_DRIFT_ROWS)
+    # 0.25 is the usual "significant shift" of the population stability index.
+    max_prediction_psi: float = Field(0.25, gt=0)
+    max_feature_psi: float = Field(0.25, gt=0)
+
+
+class Monitoring(Part):
+    drift: DriftPolicy | None = None
+
+    @property
+    def drift_enabled(self) -> bool:
+        return self.drift is not None and self.drift.enabled
+
+
 class RetailModelSpec(Part):
     image: ImageRef
     model: ModelSpec
@@ -256,6 +282,7 @@ class RetailModelSpec(Part):
     autoscaling: Autoscaling | None = None
     disruption: Disruption = Disruption()
     topology_spread: TopologySpread = TopologySpread()
+    monitoring: Monitoring = Monitoring()
 
     @property
     def minimum_replicas(self) -> int:

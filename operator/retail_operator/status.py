@@ -86,6 +86,7 @@ class RetailModelStatus(TypedDict, total=False):
     deployedModel: ModelSource
     rollout: RolloutStatus
     replicas: ReplicaStatus
+    drift: dict[str, Any]  # the last drift window judged (retail_operator.drift.watch)
 
 
 def _condition(raw: Any) -> Condition | None:
@@ -122,6 +123,9 @@ def parse(raw: Any) -> RetailModelStatus:
     if isinstance(conditions, list):
         parsed = [c for c in map(_condition, conditions) if c is not None]
         status["conditions"] = parsed
+    drift = raw.get("drift")
+    if isinstance(drift, Mapping):  # kept, as last judged, until the next window is
+        status["drift"] = dict(drift)
     return status
 
 

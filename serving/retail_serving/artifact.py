@@ -1,7 +1,8 @@
 """The model file: XGBoost's own JSON/UBJSON format with the schema inside (docs/serving.md).
 
 One file carries the booster and, as booster attributes, the feature schema, the category
-vocabularies and the model version, so a single PUT replaces a model atomically and no side
+vocabularies, the model version and (optionally) the hold-out's distribution for drift
+monitoring (``reference``), so a single PUT replaces a model atomically and no side
 file can drift. Loading refuses anything that is not an XGBoost JSON/UBJSON document up front
 (a pickle or joblib file is rejected without ever being unpickled: unpickling runs code), and
 checks the document's structure before XGBoost parses it, because XGBoost's parser can crash
@@ -21,6 +22,7 @@ from retail_serving.encoding import Encoder
 from retail_serving.errors import ModelFormatError, SchemaError
 from retail_serving.model import Model, load_booster
 from retail_serving.modelbytes import ModelBytes
+from retail_serving.reference import Reference
 from retail_serving.schema import FeatureSchema
 
 FORMAT_VERSION = "1"
@@ -28,6 +30,8 @@ ATTR_FORMAT = "retail_format"
 ATTR_SCHEMA = "retail_schema"
 ATTR_VOCABULARIES = "retail_vocabularies"
 ATTR_VERSION = "retail_version"
+# Optional: the hold-out's distribution (``reference``); models trained before it load without.
+ATTR_REFERENCE = "retail_reference"
 
 PICKLE_PROTOCOL_MARKER = 0x80
 ZLIB_MARKER = 0x78  # joblib's default compression
@@ -37,22 +41,34 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serialise(booster: Any, encoder: Encoder, version: str, *, as_json: bool = False) -> bytes:
-    """The model file's bytes: ``booster`` with schema, vocabularies and version attached."""
+def serialise(
+    booster: Any,
+    encoder: Encoder,
+    version: str,
+    *,
+    reference: Reference | None = None,
+    as_json: bool = False,
+) -> bytes:
+    """The model file's bytes: ``booster`` with schema, vocabularies, version and (when
+    given) the drift reference attached."""
     booster.set_attr(
         **{
             ATTR_FORMAT: FORMAT_VERSION,
             ATTR_SCHEMA: encoder.schema.to_json(),
             ATTR_VOCABULARIES: encoder.vocabularies_json(),
             ATTR_VERSION: version,
+            ATTR_REFERENCE: reference.to_json() if reference is not None else None,
         }
     )
     return bytes(booster.save_raw("json" if as_json else "ubj"))
 
 
-def write(path: Path, booster: Any, encoder: Encoder, version: str) -> bytes:
+def write(
+    path: Path, booster: Any, encoder: Encoder, version: str, reference: Reference | None = None
+) -> bytes:
     """Write the model file; a ``.json`` suffix selects JSON, anything else UBJSON."""
-    data = serialise(booster, encoder, version, as_json=path.suffix.lower() == ".json")
+    as_json = path.suffix.lower() == ".json"
+    data = serialise(booster, encoder, version, reference=reference, as_json=as_json)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     temporary.write_bytes(data)
@@ -111,9 +127,14 @@ def load(data: bytes | ModelBytes, *, nthread: int = 1, sha256: str | None = Non
     schema = FeatureSchema.from_json(attributes[ATTR_SCHEMA])
     schema.require_compatible()
     encoder = Encoder.from_json(schema, attributes[ATTR_VOCABULARIES])
+    reference = (
+        Reference.from_json(schema, encoder, attributes[ATTR_REFERENCE])
+        if ATTR_REFERENCE in attributes
+        else None
+    )
     booster.set_param({"nthread": nthread})
     digest = sha256 or sha256_hex(data.view)
-    model = Model(booster, schema, encoder, attributes[ATTR_VERSION], digest)
+    model = Model(booster, schema, encoder, attributes[ATTR_VERSION], digest, reference)
     model.smoke_test()
     return model
 

@@ -17,7 +17,8 @@ Two paths lead to the model:
 
 Both paths end in ``predict_matrix``, which counts the rows of each model call by predicted
 class (one vectorised count per call, not per row): what a canary's prediction shift is
-measured from.
+measured from; and, when the model carries a drift reference, its input rows in the
+reference's feature bins (one vectorised pass per call): what drift is measured from.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class InferenceEngine:
         classes = model.classes
         winners = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
         self.metrics.predicted(model.version, classes, winners.tolist())
+        if model.reference is not None:
+            self.metrics.binned(model.version, model.reference, matrix)
         return probabilities
 
     async def predict_row(self, model: Model, row: list[float]) -> list[float]:

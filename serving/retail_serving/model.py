@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from retail_serving.encoding import Encoder, Matrix
 from retail_serving.errors import SmokeTestFailed
+from retail_serving.reference import Reference
 from retail_serving.schema import FeatureSchema
 
 Probabilities = npt.NDArray[np.float32]
@@ -114,6 +115,7 @@ class Model:
     encoder: Encoder
     version: str
     sha256: str
+    reference: Reference | None = None  # the hold-out's distribution, if the file carries one
     _predict: Predict = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -145,7 +145,7 @@ class ModelRegistry:
         self.state = reload.after_success(self.state, observed)
         self.last_error = None
         self.metrics.reloads.labels("ok").inc()
-        self.metrics.model_swapped(model.version, model.sha256, time.time())
+        self.metrics.model_swapped(model.version, model.sha256, time.time(), model.reference)
         log.info(
             "serving model %s (sha256 %s) from %s, replacing %s",
             model.version,

@@ -81,6 +81,14 @@ class Stack:
         )
         return f"\n{pods}\n{events[-3000:]}\n--- operator ---\n{logs}"
 
+    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
+        """The Events about RetailModel ``name`` with ``reason``."""
+        listing = self.kubectl.get_json(
+            "events", "-n", NAMESPACE,
+            "--field-selector", f"involvedObject.name={name},reason={reason}",
+        )  # fmt: skip
+        return list(listing["items"])
+
     def running_pods(self, name: str) -> list[dict[str, Any]]:
         return self.on_node.ready_pods(NAMESPACE, name)
 
@@ -96,7 +104,9 @@ class Stack:
 
     def upload_model(self, seed: int) -> str:
         trained = training.train(2_000, seed=seed)
-        data = artifact.serialise(trained.booster, trained.encoder, trained.version)
+        data = artifact.serialise(
+            trained.booster, trained.encoder, trained.version, reference=trained.reference
+        )
         self.on_node.aws.put_model(BUCKET, KEY, data)
         return str(trained.version)
 

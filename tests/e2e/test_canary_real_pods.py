@@ -71,11 +71,7 @@ class Canary:
         )  # fmt: skip
 
     def events(self, reason: str) -> list[str]:
-        listing = self.stack.kubectl.get_json(
-            "events", "-n", NAMESPACE,
-            "--field-selector", f"involvedObject.name={self.name},reason={reason}",
-        )  # fmt: skip
-        return [str(event["message"]) for event in listing["items"]]
+        return [str(event["message"]) for event in self.stack.events(self.name, reason)]
 
     def canary_gone(self) -> bool:
         deployment = self.stack.kubectl.output(

@@ -18,7 +18,9 @@ def trained() -> training.TrainedModel:
 
 @pytest.fixture(scope="session")
 def model_bytes(trained: training.TrainedModel) -> bytes:
-    return artifact.serialise(trained.booster, trained.encoder, trained.version)
+    return artifact.serialise(
+        trained.booster, trained.encoder, trained.version, reference=trained.reference
+    )
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,10 @@ NUMERIC_BY_MISTAKE = "STORE_REGION"
 
 def retrained(seed: int) -> tuple[bytes, str]:
     trained = training.train(ROWS, seed=seed)
-    return artifact.serialise(trained.booster, trained.encoder, trained.version), trained.version
+    data = artifact.serialise(
+        trained.booster, trained.encoder, trained.version, reference=trained.reference
+    )
+    return data, trained.version
 
 
 def one_class(label: str = "High") -> tuple[bytes, str]:

@@ -2,6 +2,8 @@
 
 The rows are split three ways (train / early-stopping validation / hold-out), so the reported
 accuracy and log-loss come from rows the model never saw, not even for choosing when to stop.
+The hold-out also gives the model its drift reference (``retail_serving.reference``): where its
+rows fall in each feature's bins and which classes the model predicts for them.
 A small share of known category values is replaced by the unknown code in the training rows
 only, so the model learns a sensible answer for categories it will meet only in production.
 """
@@ -18,6 +20,7 @@ import xgboost
 
 from retail_serving.artifact import sha256_hex
 from retail_serving.encoding import UNKNOWN_CODE, Encoder, Matrix
+from retail_serving.reference import Reference
 from retail_serving.schema import FeatureSchema
 from retail_training.dataset import generate
 
@@ -50,6 +53,7 @@ class TrainedModel:
     holdout_accuracy: float
     holdout_log_loss: float
     majority_accuracy: float  # what always answering the most common class would score
+    reference: Reference  # the hold-out's feature bins and predicted classes, for drift
 
 
 class _ReportProgress(xgboost.callback.TrainingCallback):
@@ -119,6 +123,7 @@ def train(rows: int, seed: int, progress: Progress | None = None) -> TrainedMode
 
     probabilities = np.asarray(booster.inplace_predict(matrix[holdout]), dtype=np.float32)
     labels = data.labels[holdout]
+    predicted = probabilities.argmax(axis=1)
     majority = np.bincount(data.labels[fit]).argmax()
     return TrainedModel(
         booster=booster,
@@ -126,7 +131,8 @@ def train(rows: int, seed: int, progress: Progress | None = None) -> TrainedMode
         version=f"s{seed}-n{rows}-{sha256_hex(bytes(booster.save_raw('ubj')))[:8]}",
         rounds=booster.num_boosted_rounds(),
         holdout_rows=len(holdout),
-        holdout_accuracy=float((probabilities.argmax(axis=1) == labels).mean()),
+        holdout_accuracy=float((predicted == labels).mean()),
         holdout_log_loss=log_loss(labels, probabilities),
         majority_accuracy=float((labels == majority).mean()),
+        reference=Reference.build(encoder, matrix[holdout], predicted),
     )

@@ -59,7 +59,8 @@ PREDICTION_SHIFT = "predictionShift"
 POD_HEALTH = "podHealth"
 DEADLINE = "deadline"
 
-Key = TypeVar("Key", str, float)
+Key = TypeVar("Key", str, float, tuple[str, str])
+Bin = tuple[str, str]  # (input feature, bin)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Counts:
     failed: float = 0.0  # of which answered 5xx
     latency: Mapping[float, float] = field(default_factory=dict)  # bucket bound → cumulative
     predictions: Mapping[str, float] = field(default_factory=dict)  # rows by predicted class
+    # Rows by input feature and bin, of the model the pod serves (drift; empty for a model
+    # without a drift reference).
+    features: Mapping[Bin, float] = field(default_factory=dict)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -79,6 +83,7 @@ class Counts:
             self.failed + other.failed,
             _add(self.latency, other.latency),
             _add(self.predictions, other.predictions),
+            _add(self.features, other.features),
         )
 
     def __sub__(self, earlier: Counts) -> Counts:
@@ -87,6 +92,7 @@ class Counts:
             self.failed - earlier.failed,
             _subtract(self.latency, earlier.latency),
             _subtract(self.predictions, earlier.predictions),
+            _subtract(self.features, earlier.features),
         )
 
     def values(self) -> list[float]:
@@ -95,6 +101,7 @@ class Counts:
             self.failed,
             *self.latency.values(),
             *self.predictions.values(),
+            *self.features.values(),
         ]
 
     def quantile(self, q: float) -> float | None:

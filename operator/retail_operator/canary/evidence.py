@@ -1,9 +1,11 @@
 """A group's evidence, added up scrape by scrape from its pods' ``/metrics``. Pure.
 
-``PodReading.parse`` reads one pod's Prometheus text: its prediction counters and the model
-it says it serves (``retail_model_info``'s sha256). Anything that is not that format, or a
-value that is not finite and non-negative, makes the reading invalid (``InvalidMetrics``):
-that pod's scrape is left out, never believed and never allowed to break the analysis.
+``PodReading.parse`` reads one pod's Prometheus text: its prediction counters, the model it
+says it serves (``retail_model_info``'s sha256) and, for that model, its rows per feature bin
+and the drift reference it carries (``HoldOut``, which ``retail_operator.drift`` judges by).
+Anything that is not that format, or a value that is not finite and non-negative, makes the
+reading invalid (``InvalidMetrics``): that pod's scrape is left out, never believed and never
+allowed to break the analysis.
 
 ``GroupWindow`` adds up what each pod did between consecutive scrapes of one analysis
 window, the way Prometheus's ``increase()`` handles resets:
@@ -22,13 +24,16 @@ window, the way Prometheus's ``increase()`` handles resets:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from retail_contract import metrics as names
-from retail_operator.canary.analysis import Counts, GroupEvidence
+from retail_operator.canary.analysis import Bin, Counts, GroupEvidence
+
+Key = TypeVar("Key", str, Bin)
 
 
 class InvalidMetrics(ValueError):
@@ -36,12 +41,27 @@ class InvalidMetrics(ValueError):
 
 
 @dataclass(frozen=True)
+class HoldOut:
+    """A model's drift reference as its pod exports it: the hold-out rows predicted as each
+    class and in each feature's bin."""
+
+    predictions: Mapping[str, float]
+    features: Mapping[Bin, float]
+
+    @property
+    def rows(self) -> float:
+        return sum(self.predictions.values())
+
+
+@dataclass(frozen=True)
 class PodReading:
-    """One pod's prediction counters at one moment, and the model it says it serves."""
+    """One pod's prediction counters at one moment, the model it says it serves, and that
+    model's drift reference (None: it carries none)."""
 
     counts: Counts
     model_version: str = ""
     model_sha256: str = ""
+    reference: HoldOut | None = None
 
     @classmethod
     def parse(cls, text: str) -> PodReading:
@@ -58,6 +78,10 @@ class PodReading:
         requests = failed = 0.0
         latency: dict[float, float] = {}
         predictions: dict[str, float] = {}
+        # By model version: only the served model's bins and reference are kept.
+        bins: dict[str, dict[Bin, float]] = {}
+        held_bins: dict[str, dict[Bin, float]] = {}
+        held_predictions: dict[str, dict[str, float]] = {}
         version = sha256 = ""
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -77,12 +101,39 @@ class PodReading:
                 elif sample.name == f"{names.PREDICTIONS}_total":
                     name = labels.get(names.CLASS_LABEL, "")
                     predictions[name] = predictions.get(name, 0.0) + value
+                elif sample.name == f"{names.FEATURE_ROWS}_total":
+                    _put(bins, labels, (_label(labels, FEATURE), _label(labels, BIN)), value)
+                elif sample.name == names.REFERENCE_FEATURE_ROWS:
+                    _put(held_bins, labels, (_label(labels, FEATURE), _label(labels, BIN)), value)
+                elif sample.name == names.REFERENCE_PREDICTIONS:
+                    _put(held_predictions, labels, _label(labels, names.CLASS_LABEL), value)
                 elif sample.name == names.MODEL_INFO and value == 1:
                     version = labels.get(names.MODEL_VERSION_LABEL, "")
                     sha256 = labels.get(names.MODEL_SHA256_LABEL, "")
         if failed > requests:
             raise InvalidMetrics(f"{failed} failed of {requests} requests")
-        return cls(Counts(requests, failed, latency, predictions), version, sha256)
+        reference = None
+        if version in held_predictions and version in held_bins:
+            reference = HoldOut(held_predictions[version], held_bins[version])
+        counts = Counts(requests, failed, latency, predictions, bins.get(version, {}))
+        return cls(counts, version, sha256, reference)
+
+
+FEATURE, BIN = names.FEATURE_LABEL, names.BIN_LABEL
+
+
+def _label(labels: Mapping[str, str], name: str) -> str:
+    if name not in labels:
+        raise InvalidMetrics(f"a drift sample without its {name!r} label")
+    return labels[name]
+
+
+def _put(
+    by_version: dict[str, dict[Key, float]], labels: Mapping[str, str], key: Key, value: float
+) -> None:
+    version = labels.get(names.VERSION_LABEL, "")
+    held = by_version.setdefault(version, {})
+    held[key] = held.get(key, 0.0) + value
 
 
 def _bucket_bound(text: str | None) -> float:

@@ -103,6 +103,16 @@ MALFORMED = [
             ("maxPredictionShift", -0.1),
         ]
     ],
+    *[
+        ("spec.monitoring", {"drift": {field: value}}, f"spec.monitoring.drift.{field}")
+        for field, value in [
+            ("minRows", 99),  # a chi-squared test over fifty bins wants a few rows in each
+            ("maxFeaturePSI", 0),  # sampling noise alone would be drift
+            ("maxPredictionPSI", -0.5),
+            ("windowSeconds", 5),
+            ("enabled", "yes"),
+        ]
+    ],
 ]
 
 
@@ -186,6 +196,25 @@ def test_valid_spec_is_accepted_with_defaults(
                 "maxPredictionShift": 0.03,
             },
         },
+    }
+
+
+def test_drift_is_off_unless_asked_for_and_conservative_when_it_is(
+    local_cluster: LocalCluster, crd_installed: None
+) -> None:
+    def created(document: dict[str, Any]) -> dict[str, Any]:
+        document["metadata"]["name"] = f"ok-{uuid.uuid4().hex[:6]}"
+        command = ("create", "-n", "default", "--dry-run=server", "-o", "yaml", "-f", "-")
+        result = local_cluster.kubectl(*command, stdin=yaml.safe_dump(document))
+        return dict(yaml.safe_load(result.stdout)["spec"])
+
+    assert "monitoring" not in created(copy.deepcopy(VALID))
+    assert created(mutate("spec.monitoring", {"drift": {}}))["monitoring"]["drift"] == {
+        "enabled": True,
+        "windowSeconds": 3600,
+        "minRows": 1000,
+        "maxPredictionPSI": 0.25,
+        "maxFeaturePSI": 0.25,
     }
 
 

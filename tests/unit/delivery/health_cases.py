@@ -193,6 +193,42 @@ CASES = (
         "Rollout failed: ProgressDeadlineExceeded: image pull failed",
     ),
     Case("ready", retail_model(*SERVING), "Healthy", "Ready: r:v1 is serving s3://b/k"),
+    # Drift is never Degraded: a stale model still serves every request, and Degraded is what
+    # pages and rolls back for outages. Healthy, with the drift in the message.
+    Case(
+        "ready-with-feature-drift",
+        retail_model(
+            *SERVING,
+            condition("Drift", "True", "FeatureDrift", "inputs drifted: STORE_FORMAT PSI 3.10"),
+        ),
+        "Healthy",
+        "Ready: r:v1 is serving s3://b/k (Drift: FeatureDrift: inputs drifted: STORE_FORMAT "
+        "PSI 3.10)",
+    ),
+    Case(
+        "ready-with-prediction-drift",
+        retail_model(*SERVING, condition("Drift", "True", "PredictionDrift", "High 30% → 70%")),
+        "Healthy",
+        "Ready: r:v1 is serving s3://b/k (Drift: PredictionDrift: High 30% → 70%)",
+    ),
+    Case(
+        "ready-no-drift-or-too-little-data",
+        retail_model(*SERVING, condition("Drift", "Unknown", "InsufficientData", "12 rows")),
+        "Healthy",
+        "Ready: r:v1 is serving s3://b/k",
+    ),
+    Case(
+        "drift-never-hides-a-blocked-image",
+        retail_model(
+            condition("ImageScanPassed", "False", "VulnerabilitiesFound", "2 HIGH findings"),
+            MODEL_FOUND,
+            AVAILABLE,
+            condition("Ready", "False", "VulnerabilitiesFound", "not rolled out"),
+            condition("Drift", "True", "FeatureDrift", "inputs drifted"),
+        ),
+        "Degraded",
+        "Image blocked: VulnerabilitiesFound: 2 HIGH findings",
+    ),
     Case(
         "scaled-to-zero",
         retail_model(

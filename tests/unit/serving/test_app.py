@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from retail_contract.metrics import PREDICTION_ROUTES
 from retail_serving.app import Apps, create_apps
@@ -258,3 +259,27 @@ def test_the_model_limit_follows_the_cgroups_memory_unless_told_the_memory(
     assert app.model_limit(told).rule == "(memory limit 768 MiB - 192 MiB) / 5"
     monkeypatch.setattr(app, "cgroup_memory_limit", lambda: None)
     assert app.model_limit(settings).bytes == settings.max_model_bytes
+
+
+def test_rows_are_counted_in_the_references_bins_beside_the_reference(
+    client: TestClient, admin: TestClient, model: Model
+) -> None:
+    """What drift is measured from: every row in its feature's bin (single requests, counted
+    row by row, and a batch, counted with numpy, alike), next to the model's hold-out."""
+    assert model.reference is not None
+    client.post("/predict", json=EXAMPLE)
+    client.post("/predict/batch", json=[EXAMPLE] * 20)
+    samples = {
+        (s.name, s.labels.get("feature", ""), s.labels.get("bin") or s.labels.get("class")): s
+        for family in text_string_to_metric_families(admin.get("/metrics").text)
+        for s in family.samples
+        if s.labels.get("model_version") == model.version
+    }
+    fmt = str(EXAMPLE["STORE_FORMAT"])
+    assert samples["retail_feature_rows_total", "STORE_FORMAT", fmt].value == 21
+    assert samples["retail_feature_rows_total", "STORE_FORMAT", "<unknown>"].value == 0
+    formats = next(b for b in model.reference.features if b.name == "STORE_FORMAT")
+    held = formats.reference[formats.labels.index(fmt)]
+    assert samples["retail_reference_feature_rows", "STORE_FORMAT", fmt].value == held
+    for name, rows in model.reference.predictions.items():
+        assert samples["retail_reference_predictions", "", name].value == rows

@@ -21,6 +21,7 @@ class RecordingModel:
     calls: list[int] = field(default_factory=list)
     version: str = "recording-1"
     classes: tuple[str, ...] = ("Low", "Medium", "High")
+    reference: None = None  # no drift reference: no feature bins counted
 
     def predict_proba(self, matrix: Matrix) -> Probabilities:
         self.calls.append(len(matrix))

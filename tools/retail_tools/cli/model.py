@@ -1,4 +1,5 @@
-"""``retailctl train``, ``retailctl serve`` and ``retailctl model push``: the model commands.
+"""``retailctl train``, ``retailctl serve``, ``retailctl model push`` and ``retailctl model
+drift``: the model commands.
 
 Mounted on the root ``retailctl`` app (``retail_tools.cli``). ``serve`` runs the predictor
 exactly as its image does (``retail_serving.server``). Heavy imports (xgboost, boto3, uvicorn,
@@ -8,6 +9,7 @@ Failures raise ``click.ClickException`` (or a domain error) for the root to prin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,9 @@ import typer
 
 from retail_tools.cli.common import console as progress_console
 
-model_app = typer.Typer(help="Publish model files.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Publish model files, and read a RetailModel's drift report.", no_args_is_help=True
+)
 
 
 def train(
@@ -48,7 +52,7 @@ def train(
             progress.update(task, completed=round_number, loss=f"{loss:.4f}")
 
         trained = training.train(rows, seed, report)
-    data = artifact.write(out, trained.booster, trained.encoder, trained.version)
+    data = artifact.write(out, trained.booster, trained.encoder, trained.version, trained.reference)
     typer.echo(f"rounds:            {trained.rounds} (early stopping)")
     typer.echo(f"hold-out rows:     {trained.holdout_rows:,}")
     typer.echo(f"hold-out accuracy: {trained.holdout_accuracy:.4f}")
@@ -107,6 +111,32 @@ def push(
         typer.echo(f"versionId: {uploaded.version_id}")
     else:
         typer.echo("versionId: (bucket is not versioned)")
+
+
+@model_app.command("drift")
+def drift(
+    name: Annotated[str, typer.Argument(help="The RetailModel's name.")],
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="The RetailModel's namespace.")
+    ] = "default",
+) -> None:
+    """Show a RetailModel's drift report: its Drift condition and the last window's scores,
+    read from the local cluster."""
+    from retail_tools import driftreport
+    from retail_tools.cli.common import cluster_config, output_console
+
+    kubectl = cluster_config().kubectl
+    found = kubectl("get", "retailmodel", name, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        raise click.ClickException(found.stderr.strip() or f"no RetailModel {namespace}/{name}")
+    body = json.loads(found.stdout)
+    for line in driftreport.summary(body):
+        typer.echo(line)
+    scores = driftreport.table(body)
+    if scores is None:
+        typer.echo("No drift window has been judged yet.")
+    else:
+        output_console().print(scores)
 
 
 def register_model_commands(app: typer.Typer) -> None:
