@@ -95,8 +95,11 @@ class ModelInspector:
             response = clients.s3().get_object(
                 Bucket=location.bucket, Key=key, **self._owner(owner)
             )
-            with response["Body"] as body:
+            body = response["Body"]
+            try:
                 data: bytes = body.read(SIGNATURE_LIMIT + 1)
+            finally:
+                body.close()
         except ClientError as error:
             code = clients.error_code(error)
             if code in _MISSING:
@@ -132,12 +135,15 @@ class ModelInspector:
         try:
             try:
                 response = clients.s3().get_object(**kwargs, **self._owner(owner))
-                with response["Body"] as body:
+                body = response["Body"]  # its context manager hands out the raw stream
+                try:
                     written = 0
                     for chunk in body.iter_chunks(CHUNK):
                         written += os.write(fd, chunk)
                         if written > CHECK_LIMIT:
                             return verdict.invalid("the object is larger than its HEAD said")
+                finally:
+                    body.close()
             except ClientError as error:
                 if clients.error_code(error) in _DENIED:
                     raise AccessDenied(f"access denied reading {source.s3_uri}") from None
