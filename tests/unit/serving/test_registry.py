@@ -390,3 +390,20 @@ def test_without_keys_or_the_requirement_no_signature_is_asked_for(
     source.put(version_bytes(trained, "unsigned"))
     assert registry.poll()
     assert counter(metrics, "retail_model_signature_checks_total", outcome="Unsigned") == 0
+
+
+def test_a_change_of_trusted_keys_checks_the_served_object_again(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel, team: KeyPair
+) -> None:
+    """A rotation's last step (the old key no longer trusted) re-checks what is loaded: the
+    refusal is counted and named, and the loaded model keeps serving."""
+    where = [signed_source(source, team)]
+    registry = ModelRegistry(
+        lambda: where[0], metrics, connect=lambda _: source, require_signature=True
+    )
+    put_signed(source, version_bytes(trained, "old-key"), team)
+    assert registry.poll()
+    where[0] = ModelSource(source.uri, trusted_keys=(KeyPair.new().public,))
+    assert not registry.poll()
+    assert counter(metrics, "retail_model_signature_checks_total", outcome="UntrustedKey") == 1
+    assert registry.current is not None and registry.current.model.version == "old-key"
