@@ -16,6 +16,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Delivery linters built from the Go module proxy into the cache, keyed by version.
 ACTIONLINT_VERSION := v1.7.12
 KUSTOMIZE_VERSION := v5.7.1
+# cosign, only for the tests that prove image signatures are cosign's (both ways); the same
+# version as retail_tools.images.signing.COSIGN_VERSION.
+COSIGN_VERSION := v2.6.5
+COSIGN := $(CACHE)/tools/cosign-$(COSIGN_VERSION)/cosign
 ACTIONLINT := $(CACHE)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 export KUSTOMIZE := $(CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
@@ -50,6 +54,9 @@ $(ACTIONLINT):
 
 $(KUSTOMIZE):
 	GOBIN=$(dir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(COSIGN):
+	GOBIN=$(dir $@) go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
 lint: venv audit $(ACTIONLINT) $(KUSTOMIZE) ## ruff, ruff format, import contracts, hadolint, shellcheck, actionlint, kustomize, audit
 	$(BIN)/ruff check .
@@ -101,7 +108,7 @@ images: venv host-packages ## build both images with podman (cached), and crane 
 	$(BIN)/retailctl image build serving
 	$(BIN)/retailctl image build operator
 
-test: lint typecheck controlplane argocd images ## every check: lint, types and the whole test suite
+test: lint typecheck controlplane argocd images $(COSIGN) ## every check: lint, types and the whole test suite
 	$(BIN)/pytest
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)

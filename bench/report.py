@@ -727,6 +727,47 @@ def drift_counting(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"| {call['rows']:,} | {call['without_us']:,.1f} | {call['with_us']:,.1f} | "
             f"{call['added_us']:,.1f} | {call['added_per_row_us']:,.2f} | "
             f"{call['added_us'] / call['without_us']:+.1%} |"
+def provenance(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    """What signed models cost (issue 28, ``bench.provenance``); no targets of its own."""
+    verify, operator, reload = result["verify"], result["operator"], result["reload"]
+    lines = [
+        "### Signed models: the cost of checking (`bench.provenance`)",
+        "",
+        "One check (`modelsig.verify`: the signature, and a sha256 over the file), timed "
+        f"{result['settings']['repeat']} times per file:",
+        "",
+        "| model file | bytes | median ms | p95 ms |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {label} | {figures['bytes']:,} | {figures['median_ms']} | {figures['p95_ms']} |"
+            for label, figures in verify.items()
+            if isinstance(figures, dict)
+        ],
+        "",
+        f"Importing model-signing (and Sigstore's client with it), once per process at its "
+        f"first check: {verify['import_ms']:.0f} ms.",
+        "",
+        f"The operator's check before a rollout (the signature's GET, the model's download "
+        f"into memory, the check; moto's S3 on loopback), for the retail model "
+        f"({operator['bytes']:,} bytes): median {operator['cold']['median_ms']} ms, p95 "
+        f"{operator['cold']['p95_ms']} ms cold; {operator['cached']['median_ms']} ms once its "
+        "verdict is cached (per object version and key set).",
+        "",
+        "Hot reloads under load (`/predict`, 16 connections, 20 reloads), without and with "
+        "`REQUIRE_MODEL_SIGNATURE`:",
+        "",
+        "| signatures | steady p99 ms | reloading p50 ms | reloading p99 ms | requests | "
+        "reloads | failed | checks | mean check ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in ("without", "with"):
+        run = reload[label]
+        loaded = run["reloading"]
+        lines.append(
+            f"| {label} | {run['steady']['p99_ms']:.1f} | {loaded['p50_ms']:.1f} | "
+            f"{loaded['p99_ms']:.1f} | {loaded['requests']:,} | {run['reloads']:.0f} | "
+            f"{loaded['failed']} | {run.get('signature_checks', 0):.0f} | "
+            f"{run.get('mean_check_ms') or '-'} |"
         )
     return lines, []
 
@@ -793,6 +834,7 @@ def main() -> None:
         ("big_models", big_models),
         ("drift_counting", drift_counting),
         ("drift_judge", drift_judge),
+        ("provenance", provenance),
     ):
         result = read_result(name)
         if result is None:

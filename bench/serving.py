@@ -242,12 +242,17 @@ def _reload_count(server: Server) -> float:
 
 
 def hot_reload(
-    models: tuple[Path, Path], bodies: dict[str, Path], seconds: float
+    models: tuple[Path, Path],
+    bodies: dict[str, Path],
+    seconds: float,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Steady load, then load during ``RELOADS`` reloads; ``env`` adds predictor settings
+    (``bench.provenance`` requires signatures with it, their files beside the model)."""
     served = WORK / "reload" / "model.ubj"
     served.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(models[0], served)
-    server = retailmodel(served, env={"RELOAD_INTERVAL_SECONDS": "0.1"})
+    server = retailmodel(served, env={"RELOAD_INTERVAL_SECONDS": "0.1", **(env or {})})
     try:
         server.start(WORK / "logs")
         server.wait_ready()
@@ -272,9 +277,16 @@ def hot_reload(
         time.sleep(1.0)
         reloads = _reload_count(server) - before
         step(f"during {reloads:.0f} reloads: p99 {loaded.p99_ms:.1f} ms, failed {loaded.failed}")
+        with urllib.request.urlopen(f"{server.metrics_base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
     finally:
         server.stop()
-    return {"steady": steady.as_dict(), "reloading": loaded.as_dict(), "reloads": reloads}
+    return {
+        "steady": steady.as_dict(),
+        "reloading": loaded.as_dict(),
+        "reloads": reloads,
+        "metrics": metrics,
+    }
 
 
 def main() -> None:
@@ -298,6 +310,7 @@ def main() -> None:
     if "reload" in parts:
         step(f"{RELOADS} hot reloads under load")
         result = hot_reload(models, bodies, max(args.seconds, 10.0))
+        result.pop("metrics")
         write_result("serving_reload", {"settings": settings, "machine": machine(), **result})
 
 

@@ -16,10 +16,16 @@ METRICS_PORT = "METRICS_PORT"
 # own rule, from its memory).
 MAX_MODEL_BYTES = "MAX_MODEL_BYTES"
 
+# "true" when every model must carry a signature by a trusted key (the keys themselves are in
+# the model-source document): a pod told so refuses an unsigned model even if a document
+# without keys is written.
+REQUIRE_MODEL_SIGNATURE = "REQUIRE_MODEL_SIGNATURE"
+
 PREDICTOR_ENV = (
     MODEL_SOURCE_FILE,
     MODEL_NAME,
     RELOAD_INTERVAL_SECONDS,
     METRICS_PORT,
     MAX_MODEL_BYTES,
+    REQUIRE_MODEL_SIGNATURE,
 )

@@ -18,6 +18,15 @@ MODEL_SOURCE_PATH = f"{MODEL_SOURCE_DIR}/{MODEL_SOURCE_FILENAME}"
 # Object metadata key under which ``retailctl model push`` records the model's sha256.
 SHA256_METADATA_KEY = "sha256"
 
+
+def signature_key(model_key: str, sha256: str) -> str:
+    """Where a model's signature lives: an object beside it in the same bucket, named by the
+    digest of the bytes it signs (as cosign names an image's by its digest), so every version
+    of a model object keeps its own signature and an old version pinned by a spec still finds
+    its own, not the newest one's."""
+    return f"{model_key}.sha256-{sha256.lower()}.sig"
+
+
 _KEYS = ("uri", "versionId", "sha256")
 
 
@@ -47,21 +56,27 @@ class ModelSource:
     """Where the model lives (``s3://bucket/key``, or a path for local serving), optionally
     pinned to one S3 object version and to the sha256 its bytes must have. ``None`` means
     "not pinned". ``bucket_owner``, when set (a RetailModelPolicy names it), is the account
-    that must own the bucket: every S3 call passes it as ``ExpectedBucketOwner``."""
+    that must own the bucket: every S3 call passes it as ``ExpectedBucketOwner``.
+    ``trusted_keys`` (PEM public keys), when any, are the keys a model's signature must be made
+    with (``retail_provenance.modelsig``): in the document, so a key rotation reaches running
+    pods without a restart."""
 
     uri: str
     version_id: str | None = None
     sha256: str | None = None
     bucket_owner: str | None = None
+    trusted_keys: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The document as the operator writes it (empty strings for "not pinned"; no
         ``bucketOwner`` key when none is required, so documents without one stay as they
         were)."""
         values = (self.uri, self.version_id or "", self.sha256 or "")
-        document = dict(zip(_KEYS, values, strict=True))
+        document: dict[str, Any] = dict(zip(_KEYS, values, strict=True))
         if self.bucket_owner:
             document["bucketOwner"] = self.bucket_owner
+        if self.trusted_keys:
+            document["trustedKeys"] = list(self.trusted_keys)
         return json.dumps(document, sort_keys=True)
 
     @classmethod
@@ -77,4 +92,7 @@ class ModelSource:
         for key, value in (("versionId", version_id), ("sha256", sha256), ("bucketOwner", owner)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the model source document's {key!r} must be a string")
-        return cls(uri, version_id, sha256, owner)
+        keys = document.get("trustedKeys") or []
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError("the model source document's 'trustedKeys' must be a list of strings")
+        return cls(uri, version_id, sha256, owner, tuple(keys))

@@ -45,6 +45,9 @@ local blockingScanReasons = {
   FindingsUnavailable = true, ScanEligibilityExpired = true, ImageArchived = true,
 }
 local blockingModelReasons = { ModelNotFound = true, ChecksumMismatch = true, AccessDenied = true }
+local refusedSignatureReasons = {
+  Unsigned = true, SignatureInvalid = true, UntrustedKey = true, TrustedKeysInvalid = true,
+}
 local failedRolloutReasons = { ProgressDeadlineExceeded = true, RolloutFailed = true }
 
 if obj.status == nil or obj.status.conditions == nil then
@@ -80,6 +83,7 @@ local blockingChecks = {
   { kind = nil, reasons = refusedReasons, prefix = "Spec not carried out: " },
   { kind = "ImageScanPassed", reasons = blockingScanReasons, prefix = "Image blocked: " },
   { kind = "ModelAvailable", reasons = blockingModelReasons, prefix = "Model unavailable: " },
+  { kind = "ModelSignatureVerified", reasons = refusedSignatureReasons, prefix = "Model refused: " },
 }
 for _, check in ipairs(blockingChecks) do
   local own = check.kind and condition(check.kind) or nil

@@ -21,6 +21,8 @@ from retail_operator.status import Condition, ConditionStatus
 IMAGE_SCAN_PASSED = "ImageScanPassed"  # the spec's image may roll out
 RUNNING_IMAGE_COMPLIANT = "RunningImageCompliant"  # the image that runs still passes the policy
 MODEL_AVAILABLE = "ModelAvailable"
+# A trusted key signed the model (only when a RetailModelPolicy or the spec lists keys).
+MODEL_SIGNATURE_VERIFIED = "ModelSignatureVerified"
 MODEL_ROLLED_OUT = "ModelRolledOut"  # a canary rollout's state; its own Events (canary.machine)
 AVAILABLE = "Available"
 READY = "Ready"
@@ -31,6 +33,7 @@ ORDER = (
     IMAGE_SCAN_PASSED,
     RUNNING_IMAGE_COMPLIANT,
     MODEL_AVAILABLE,
+    MODEL_SIGNATURE_VERIFIED,
     MODEL_ROLLED_OUT,
     AVAILABLE,
     READY,
@@ -110,14 +113,18 @@ def describe(
     deployment: DeploymentState | None,
     minimum: int,
     running: Check | None = None,
+    signature: Check | None = None,
 ) -> dict[str, Check]:
     """The conditions. Ready is the summary: the spec is fully rolled out (every pod on the
     current template), at least ``minimum`` replicas are available, and what runs still passes
-    the scan policy. RunningImageCompliant appears once something runs."""
+    the scan policy. RunningImageCompliant appears once something runs, ModelSignatureVerified
+    when signed models are required."""
     available = _rollout_state(deployment, minimum)
     checks = {IMAGE_SCAN_PASSED: image, MODEL_AVAILABLE: model, AVAILABLE: available}
     if running is not None:
         checks[RUNNING_IMAGE_COMPLIANT] = running
+    if signature is not None:
+        checks[MODEL_SIGNATURE_VERIFIED] = signature
     serving = f"; still serving {deployed_image}" if deployed_image else ""
     runs_the_spec = deployed_image is not None and deployed_image == desired_image
     if running is not None and running.status == "False" and runs_the_spec:
@@ -126,6 +133,10 @@ def describe(
         ready = Check("False", image.reason, f"Image not rolled out: {image.message}{serving}")
     elif not model.passed:
         ready = Check("False", model.reason, f"Model not rolled out: {model.message}{serving}")
+    elif signature is not None and not signature.passed:
+        ready = Check(
+            "False", signature.reason, f"Model not rolled out: {signature.message}{serving}"
+        )
     elif deployment is None or deployed_image is None or deployed_image != desired_image:
         ready = Check("False", "RolloutPending", f"Rolling out {desired_image}")
     elif deployment.image != desired_image or not deployment.template_rolled_out:

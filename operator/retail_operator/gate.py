@@ -5,7 +5,9 @@ pass, otherwise what runs now (read from the live children the RetailModel owns,
 its image passes the gate today), so a blocked image never replaces a good one and nothing the
 status says is ever applied. ``check_model`` compares the model object with the spec's pins;
 ``running_check`` judges the image that runs against the same policy, so findings published
-after it started are noticed; it never stops it.
+after it started are noticed; it never stops it. ``check_signature`` turns a model signature's
+verdict into its condition, and ``signed`` makes it part of the model's check, so a model no
+trusted key signed never rolls out (nor starts a canary), exactly like a missing one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from retail_operator.facts import ModelObject
 from retail_operator.rendering import Target
 from retail_operator.scanpolicy import ImageDecision
 from retail_operator.spec import ModelSpec
+from retail_provenance.verdict import Verdict
 
 
 def check_model(source: ModelSpec, found: ModelObject) -> Check:
@@ -35,6 +38,21 @@ def check_model(source: ModelSpec, found: ModelObject) -> Check:
             )
     note = f", sha256 {found.sha256[:12]}…" if found.sha256 else ", no sha256 metadata"
     return Check("True", "ModelFound", f"{where} (ETag {found.etag}{note})")
+
+
+def check_signature(found: Verdict) -> Check:
+    """ModelSignatureVerified: True, or False with the verdict's outcome as its reason
+    (Unsigned, SignatureInvalid, UntrustedKey)."""
+    if found.verified:
+        return Check("True", found.outcome.value, found.message)
+    return Check("False", found.outcome.value, f"The model is refused: {found.message}")
+
+
+def signed(model: Check, signature: Check | None) -> Check:
+    """The model's check for the gate: refused when its signature is, once it is found."""
+    if model.passed and signature is not None and not signature.passed:
+        return signature
+    return model
 
 
 def running_check(decision: ImageDecision, image: str) -> Check:

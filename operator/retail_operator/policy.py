@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from retail_operator.spec import ImageRef, Part, RetailModelSpec, Severity
+from retail_provenance.keys import TrustedKey, load_keys
 
 DEFAULT = "default"
 RULE_REASON = "PolicyViolation"
@@ -87,6 +88,7 @@ class ModelRules(Part):
     max_bytes: int | None = None
     bucket_owner: str = ""
     allowed_buckets: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = ()  # PEM: models must be signed by one of them
 
 
 class PolicySpec(Part):
@@ -254,6 +256,16 @@ def _check(spec: RetailModelSpec, policy: Policy, now: datetime) -> Iterable[Vio
                 f"(allowed: {', '.join(pods.allowed_env_from) or 'none'})",
             )
     models = rules.models
+    if models.trusted_keys and spec.model.trusted_keys:
+        allowed = _fingerprints(models.trusted_keys)
+        extra = [f for f in _fingerprints(spec.model.trusted_keys) if f not in allowed]
+        if extra:
+            yield Violation(
+                name,
+                "models.trustedKeys",
+                "spec.model.trustedKeys names key(s) the policy does not trust: "
+                + ", ".join(f"sha256:{f[:12]}" for f in sorted(extra)),
+            )
     bucket = spec.model.location.bucket
     if models.allowed_buckets and bucket not in models.allowed_buckets:
         yield Violation(
@@ -261,6 +273,31 @@ def _check(spec: RetailModelSpec, policy: Policy, now: datetime) -> Iterable[Vio
             "models.allowedBuckets",
             f"the bucket {bucket} is not one of {', '.join(models.allowed_buckets)}",
         )
+
+
+def _fingerprints(pems: Iterable[str]) -> dict[str, TrustedKey]:
+    """Keys by fingerprint; an unreadable key counts as none (``trusted_model_keys`` says so)."""
+    try:
+        return {key.fingerprint: key for key in load_keys(pems)}
+    except ValueError:
+        return {}
+
+
+def trusted_model_keys(spec: RetailModelSpec, policies: Iterable[Policy]) -> tuple[str, ...]:
+    """The PEM keys a model's signature must be made with (none: no signature is asked for).
+
+    Every policy that lists keys must be met, so a key is trusted only when each of them lists
+    it; the spec's own list narrows that further, never widens it (a key the policies do not
+    list is a violation, ``violations``). ``ValueError`` when a key cannot be read: then
+    nothing is trusted, and the check says why."""
+    listed = [p.spec.models.trusted_keys for p in policies if p.spec.models.trusted_keys]
+    if spec.model.trusted_keys:
+        listed.append(spec.model.trusted_keys)
+    if not listed:
+        return ()
+    sets = [{key.fingerprint: key for key in load_keys(pems)} for pems in listed]
+    common = set(sets[0]).intersection(*sets[1:])
+    return tuple(sets[0][fingerprint].pem.decode() for fingerprint in sorted(common))
 
 
 def model_too_large(size: int, policies: Iterable[Policy]) -> Violation | None:

@@ -35,6 +35,7 @@ from retail_operator.children import Children, LiveChildren
 from retail_operator.conditions import (
     DRIFT,
     MODEL_ROLLED_OUT,
+    MODEL_SIGNATURE_VERIFIED,
     READY,
     Announcement,
     Check,
@@ -182,7 +183,14 @@ class Reconciler:
         if found is not None and (too_large := policy.model_too_large(found.size, policies)):
             broken.append(too_large)
         tracked.registry.record_violations(tracked.key, {v.policy for v in broken})
-        model_source = spec.model.model_copy(update={"bucket_owner": bucket_owner})
+        keys, signature = await self._check_signature(spec, policies, found, model, bucket_owner)
+        admitted = gate.signed(model, signature)  # the model's check, its signature's included
+        # What the pods are told: the bucket's owner, and the keys a model must be signed with
+        # (left as they are when the keys cannot be read, so no check is ever turned off).
+        owned = {"bucket_owner": bucket_owner} | (
+            {"trusted_keys": keys} if keys is not None else {}
+        )
+        model_source = spec.model.model_copy(update=owned)
         desired = (
             Target(spec.image.pinned(image.digest), model_source, need.max_model_bytes)
             if image.digest
@@ -193,11 +201,11 @@ class Reconciler:
             admissible = False
         previous = None
         if admissible and running.target is not None:  # kept as it runs, under today's rules
-            owned_model = running.target.model.model_copy(update={"bucket_owner": bucket_owner})
+            owned_model = running.target.model.model_copy(update=owned)
             previous = replace(
                 running.target, model=owned_model, max_model_bytes=need.max_model_bytes
             )
-        target = gate.choose_target(desired, image.check, model, previous)
+        target = gate.choose_target(desired, image.check, admitted, previous)
         refusal: OperatorError | None = None
         if broken:  # outside the platform's policy: nothing new rolls out
             refusal = PolicyViolation("; ".join(map(str, broken)))
@@ -210,7 +218,7 @@ class Reconciler:
 
         step: machine.Plan | None = None
         follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
-        if follows_canary and not broken and target is not None and found and model.passed:
+        if follows_canary and not broken and target is not None and found and admitted.passed:
             try:
                 step = await self._canary(tracked, live, subject, running, target, found)
                 target = step.stable
@@ -239,6 +247,7 @@ class Reconciler:
         checks = describe(
             image=image.check,
             model=model,
+            signature=signature,
             desired_image=desired.image if desired else None,
             deployed_image=deployed.image if deployed else None,
             deployment=deployment,
@@ -277,7 +286,7 @@ class Reconciler:
             self._announce(tracked, step.announcements)
         drift_retry = await self._watch_drift(tracked, subject, running, checks, status)
         written = await self._write_status(tracked, checks, status, subject.generation)
-        retries = [c.retry_after for c in (image.check, model) if c.retry_after is not None]
+        retries = [c.retry_after for c in (image.check, admitted) if c.retry_after is not None]
         if step is not None and step.retry_after is not None:
             retries.append(step.retry_after)
         if drift_retry is not None:
@@ -573,6 +582,34 @@ class Reconciler:
             decision = evaluate_scan(report, spec.scan_policy, datetime.now(UTC))
         return gate.running_check(decision, running.image), decision.passed
 
+    async def _check_signature(
+        self,
+        spec: RetailModelSpec,
+        policies: list[policy.Policy],
+        found: ModelObject | None,
+        model: Check,
+        bucket_owner: str,
+    ) -> tuple[tuple[str, ...] | None, Check | None]:
+        """The keys a model must be signed with (``None`` when they cannot be read) and the
+        ModelSignatureVerified check (``None`` when no key is required)."""
+        try:
+            keys = policy.trusted_model_keys(spec, policies)
+        except ValueError as error:
+            return None, Check(
+                "False", "TrustedKeysInvalid", f"A trusted key is unreadable: {error}"
+            )
+        if not keys:
+            return keys, None
+        if found is None or not model.passed:
+            return keys, Check("Unknown", "NotChecked", "The model object was not found yet")
+        try:
+            verdict = await self.models.signature(
+                spec.model, found, keys, bucket_owner=bucket_owner
+            )
+        except OperatorError as error:
+            return keys, Check.failed(error)
+        return keys, gate.check_signature(verdict)
+
     async def _check_model(
         self, source: ModelSpec, bucket_owner: str
     ) -> tuple[ModelObject | None, Check]:
@@ -624,6 +661,7 @@ class Reconciler:
                 deployment=deployment,
                 minimum=subject.spec.minimum_replicas,
                 running=checks.get("RunningImageCompliant"),
+                signature=checks.get(MODEL_SIGNATURE_VERIFIED),
             )
             for type_ in (MODEL_ROLLED_OUT, READY, DRIFT):
                 if type_ in checks and type_ not in refreshed:

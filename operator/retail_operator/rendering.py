@@ -189,6 +189,13 @@ def _container(spec: RetailModelSpec, owner: Owner, target: Target) -> dict[str,
                 if target.max_model_bytes
                 else []
             ),
+            # Told once keys are trusted, so a model-source document written without keys
+            # cannot turn the check off: the pods then refuse every model.
+            *(
+                [{"name": env.REQUIRE_MODEL_SIGNATURE, "value": "true"}]
+                if target.model.trusted_keys
+                else []
+            ),
         ],
         "livenessProbe": {
             "httpGet": {"path": "/health", "port": "http"},

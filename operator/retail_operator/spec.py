@@ -80,6 +80,10 @@ class ModelSpec(Part):
     # Not in the CRD (the API server prunes it from a spec): the account a RetailModelPolicy
     # says must own the bucket, which the operator adds to what the pods are told.
     bucket_owner: str = ""
+    # PEM public keys the model's signature must be made with: the spec's own (a tenant may
+    # narrow a RetailModelPolicy's list, never widen it), replaced by the keys that apply
+    # (``policy.trusted_model_keys``) in what the pods are told.
+    trusted_keys: tuple[str, ...] = ()
 
     @property
     def location(self) -> S3Uri:
@@ -88,7 +92,11 @@ class ModelSpec(Part):
     def source(self) -> ModelSource:
         """The model-source document the predictor pods are configured with."""
         return ModelSource(
-            self.s3_uri, self.version_id or None, self.sha256 or None, self.bucket_owner or None
+            self.s3_uri,
+            self.version_id or None,
+            self.sha256 or None,
+            self.bucket_owner or None,
+            self.trusted_keys,
         )
 
     @classmethod
@@ -98,6 +106,7 @@ class ModelSpec(Part):
             version_id=source.version_id or "",
             sha256=source.sha256 or "",
             bucket_owner=source.bucket_owner or "",
+            trusted_keys=source.trusted_keys,
         )
 
 

@@ -97,7 +97,10 @@ def locator(settings: ServingSettings) -> Callable[[], ModelSource]:
     if settings.model_source_file is not None:
         return partial(read_source_file, settings.model_source_file)
     assert settings.model_uri is not None  # ServingSettings requires exactly one of the two
-    fixed = ModelSource(settings.model_uri, settings.model_version_id, settings.model_sha256)
+    keys = (settings.model_trusted_keys,) if settings.model_trusted_keys else ()
+    fixed = ModelSource(
+        settings.model_uri, settings.model_version_id, settings.model_sha256, trusted_keys=keys
+    )
     return lambda: fixed
 
 
@@ -128,6 +131,7 @@ def create_apps(settings: ServingSettings | None = None) -> Apps:
         locator(settings),
         metrics,
         require_recorded_sha256=settings.require_sha256_metadata,
+        require_signature=settings.require_model_signature,
         nthread=settings.predict_threads,
         model_limit=model_limit(settings),
     )

@@ -43,6 +43,13 @@ class ChecksumMismatch(ModelRejected):
     reason = "checksum"
 
 
+class SignatureRefused(ModelRejected):
+    """The pod requires signed models and this one is not a trusted key's: unsigned, signed
+    with a key it does not trust, or a signature that does not hold over these bytes."""
+
+    reason = "signature"
+
+
 class ModelTooLarge(ModelRejected):
     """The object is larger than ``MAX_MODEL_BYTES``: refused before it is downloaded."""
 

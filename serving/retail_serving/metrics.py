@@ -147,6 +147,19 @@ class ServingMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.signature_checks = Counter(
+            "retail_model_signature_checks",
+            "Model signature checks by outcome (SignatureVerified, Unsigned, SignatureInvalid, "
+            "UntrustedKey); only in pods that require signed models.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.signature_seconds = Histogram(
+            "retail_model_signature_check_seconds",
+            "Time to check a model's signature: fetch it, hash the bytes, verify.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.poll_errors = Counter(
             "retail_model_poll_errors",
             "Polls whose HEAD of the model object failed.",
@@ -226,6 +239,10 @@ class ServingMetrics:
         self.model_info.clear()
         self.model_info.labels(version, sha256).set(1)
         self.model_loaded_at.set(loaded_at)
+
+    def signature_checked(self, outcome: str, seconds: float) -> None:
+        self.signature_checks.labels(outcome).inc()
+        self.signature_seconds.observe(seconds)
 
     def reload_failed(self, reason: str) -> None:
         self.reloads.labels("failed").inc()

@@ -3,7 +3,9 @@
 ``poll`` runs one step of hot reload: HEAD the object; if ``reload.plan`` says
 so, download (an object over the model size limit, ``memory.ModelLimit``, is refused first,
 on its HEAD; a JSON one over a quarter of it once its first bytes show it is JSON) → verify
-sha256 → load (which smoke-tests) → swap the reference. The swap is a
+sha256 → check the signature, when the pod requires signed models or the model-source
+document names trusted keys (``retail_provenance.modelsig``, before XGBoost parses a byte) →
+load (which smoke-tests) → swap the reference. The swap is a
 single attribute assignment, so a request sees either the old model or the new one, never a
 mix, and a request keeps the model it picked up for as long as it runs. Nothing is unloaded
 explicitly: the old model is freed when its last in-flight request lets go of it. Any failure
@@ -19,13 +21,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from retail_contract.source import ModelSource
+from retail_provenance import modelsig
+from retail_provenance.keys import load_keys
+from retail_provenance.verdict import Verdict
 from retail_serving import artifact, checker, reload
-from retail_serving.errors import ModelRejected, ModelTooLarge, ServingError
+from retail_serving.errors import ModelRejected, ModelTooLarge, ServingError, SignatureRefused
 from retail_serving.memory import DEFAULT_LIMIT, ModelLimit
 from retail_serving.metrics import ServingMetrics
 from retail_serving.model import Model
+from retail_serving.modelbytes import ModelBytes
 from retail_serving.storage import ObjectStore, open_store, too_large
 from retail_serving.versions import ObjectVersion
 
@@ -40,6 +47,7 @@ class ServedModel:
     source_uri: str
     origin: ObjectVersion
     loaded_at: datetime
+    signed_by: str = ""  # the trusted key's fingerprint, when the signature was checked
 
 
 class ModelRegistry:
@@ -50,6 +58,7 @@ class ModelRegistry:
         *,
         connect: Callable[[ModelSource], ObjectStore] = open_store,
         require_recorded_sha256: bool = True,
+        require_signature: bool = False,
         nthread: int = 1,
         model_limit: ModelLimit = DEFAULT_LIMIT,
     ) -> None:
@@ -57,6 +66,7 @@ class ModelRegistry:
         self.connect = connect
         self.metrics = metrics
         self.require_recorded_sha256 = require_recorded_sha256
+        self.require_signature = require_signature
         self.nthread = nthread
         self.model_limit = model_limit
         self.current: ServedModel | None = None
@@ -117,6 +127,7 @@ class ModelRegistry:
                     observed,
                     require_recorded=self.require_recorded_sha256 and store.records_sha256,
                 )
+                signed = self._check_signature(store, observed.location, data, digest)
                 model = artifact.load(data, nthread=self.nthread, sha256=digest)
         except Exception as raised:  # whatever goes wrong, the current model keeps serving
             error = (
@@ -139,7 +150,8 @@ class ModelRegistry:
                     self.current.model.version if self.current else "nothing",
                 )
             return False
-        served = ServedModel(model, uri, observed, datetime.now(UTC))
+        signer = signed.key if signed is not None else ""
+        served = ServedModel(model, uri, observed, datetime.now(UTC), signer)
         previous = self.current
         self.current = served  # the swap: one reference, atomically replaced
         self.state = reload.after_success(self.state, observed)
@@ -147,10 +159,33 @@ class ModelRegistry:
         self.metrics.reloads.labels("ok").inc()
         self.metrics.model_swapped(model.version, model.sha256, time.time(), model.reference)
         log.info(
-            "serving model %s (sha256 %s) from %s, replacing %s",
+            "serving model %s (sha256 %s%s) from %s, replacing %s",
             model.version,
             model.sha256[:12],
+            f", {signed.message}" if signed is not None else "",
             uri,
             previous.model.version if previous else "nothing",
         )
         return True
+
+    def _check_signature(
+        self, store: ObjectStore, location: ModelSource, data: ModelBytes, digest: str
+    ) -> Verdict | None:
+        """The signature's verdict when one is required (``SignatureRefused`` unless a trusted
+        key signed exactly these bytes); ``None`` when no signature is asked for."""
+        if not (self.require_signature or location.trusted_keys):
+            return None
+        started = time.perf_counter()
+        try:
+            keys = load_keys(location.trusted_keys)
+        except ValueError as error:
+            raise SignatureRefused(f"the trusted keys cannot be read: {error}") from None
+        if not keys:
+            raise SignatureRefused("signed models are required, but no key is trusted")
+        bundle = store.fetch_signature(digest)
+        # The library reads the sealed memory file the bytes are in, through its descriptor.
+        found = modelsig.verify(Path(f"/proc/self/fd/{data.fd}"), bundle, keys)
+        self.metrics.signature_checked(found.outcome, time.perf_counter() - started)
+        if not found.verified:
+            raise SignatureRefused(f"{found.outcome}: {found.message}")
+        return found

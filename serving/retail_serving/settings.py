@@ -38,6 +38,14 @@ class ServingSettings(BaseSettings):
         None, description='JSON {"uri", "versionId", "sha256"}, re-read on every poll'
     )
     model_name: str = Field("price-sensitivity", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    require_model_signature: bool = Field(
+        False,
+        description="refuse a model not signed by a trusted key (the keys: the model-source "
+        "document's trustedKeys, or MODEL_TRUSTED_KEYS)",
+    )
+    model_trusted_keys: str | None = Field(
+        None, description="PEM public keys models may be signed with, for MODEL_URI"
+    )
     require_sha256_metadata: bool = Field(
         True, description="refuse S3 objects uploaded without sha256 metadata"
     )
@@ -97,6 +105,7 @@ class ServingSettings(BaseSettings):
     def _one_location(self) -> ServingSettings:
         if (self.model_uri is None) == (self.model_source_file is None):
             raise ValueError("set exactly one of MODEL_URI and MODEL_SOURCE_FILE")
-        if self.model_source_file is not None and (self.model_version_id or self.model_sha256):
-            raise ValueError("with MODEL_SOURCE_FILE, pins belong in that file")
+        pins = self.model_version_id or self.model_sha256 or self.model_trusted_keys
+        if self.model_source_file is not None and pins:
+            raise ValueError("with MODEL_SOURCE_FILE, pins and trusted keys belong in that file")
         return self

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from retail_contract.source import SHA256_METADATA_KEY, ModelSource, S3Uri
+from retail_contract.source import SHA256_METADATA_KEY, ModelSource, S3Uri, signature_key
 from retail_serving.errors import ModelTooLarge, SourceUnavailable
 from retail_serving.modelbytes import ModelBytes
 from retail_serving.versions import ObjectVersion
@@ -38,8 +38,14 @@ class ObjectStore(Protocol):
 
     def fetch(self, version: ObjectVersion, limit: int) -> ModelBytes: ...
 
+    def fetch_signature(self, sha256: str) -> bytes | None:
+        """The signature stored beside the model for the bytes with this digest; ``None``
+        when there is none."""
+        ...
+
 
 CHUNK_BYTES = 1 << 20  # a download is read, and held, this much at a time
+SIGNATURE_LIMIT = 64 * 1024  # a model-signing bundle is about 1.5 kB; nothing near this
 
 
 def too_large(uri: str, size: int, limit: int) -> ModelTooLarge:
@@ -150,6 +156,27 @@ class S3Store:
         except (BotoCoreError, ClientError) as error:
             raise _unavailable("GET", self.uri, error) from error
 
+    def fetch_signature(self, sha256: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = signature_key(self.location.key, sha256)
+        where = f"s3://{self.location.bucket}/{key}"
+        try:
+            arguments: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key, **self._owner}
+            response = self._client.get_object(**arguments)
+            body = response["Body"]
+            try:
+                data = body.read(SIGNATURE_LIMIT + 1)
+            finally:
+                body.close()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise _unavailable("GET", where, error) from error
+        except BotoCoreError as error:
+            raise _unavailable("GET", where, error) from error
+        return data if len(data) <= SIGNATURE_LIMIT else b""  # too large: no bundle, refused
+
 
 class FileStore:
     """A model file on local disk; its version is its size and modification time."""
@@ -180,6 +207,17 @@ class FileStore:
                 )
         except OSError as error:
             raise SourceUnavailable(f"cannot read {self.path}: {error.strerror}") from error
+
+    def fetch_signature(self, sha256: str) -> bytes | None:
+        path = Path(signature_key(str(self.path), sha256))
+        try:
+            with path.open("rb") as file:
+                data = file.read(SIGNATURE_LIMIT + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise SourceUnavailable(f"cannot read {path}: {error.strerror}") from error
+        return data if len(data) <= SIGNATURE_LIMIT else b""
 
 
 def open_store(source: ModelSource) -> ObjectStore:
@@ -220,6 +258,24 @@ class Upload:
     etag: str | None
     version_id: str | None
     sha256: str
+
+
+def upload_signature(bundle: bytes, location: S3Uri, sha256: str) -> str:
+    """PUT a model's signature beside it (``retail_contract.source.signature_key``); its URI."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key = signature_key(location.key, sha256)
+    try:
+        s3_client().put_object(
+            Bucket=location.bucket,
+            Key=key,
+            Body=bundle,
+            ContentType="application/vnd.dev.sigstore.bundle.v0.3+json",
+            Metadata={SHA256_METADATA_KEY: hashlib.sha256(bundle).hexdigest()},
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise _unavailable("PUT", f"s3://{location.bucket}/{key}", error) from error
+    return f"s3://{location.bucket}/{key}"
 
 
 def upload(data: bytes, location: S3Uri, *, content_type: str) -> Upload:

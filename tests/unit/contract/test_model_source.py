@@ -59,7 +59,8 @@ def test_every_variable_the_operator_sets_is_a_predictor_setting() -> None:
     contract_names = {item["name"] for item in container["env"]} - {"TMPDIR"}
     # Set only when they differ from the predictor's defaults: METRICS_PORT (the contract's
     # metrics.METRICS_PORT) and MAX_MODEL_BYTES (a RetailModelPolicy's limit).
-    optional = {env.METRICS_PORT, env.MAX_MODEL_BYTES}
+    # REQUIRE_MODEL_SIGNATURE too, only once a model's signature is required.
+    optional = {env.METRICS_PORT, env.MAX_MODEL_BYTES, env.REQUIRE_MODEL_SIGNATURE}
     assert contract_names - optional == set(env.PREDICTOR_ENV) - optional
     assert {name.lower() for name in env.PREDICTOR_ENV} <= set(ServingSettings.model_fields)
 

@@ -24,6 +24,7 @@ BLOCKING_SCAN_REASONS = (
     "ScanUnavailable",
 )
 BLOCKING_MODEL_REASONS = ("ModelNotFound", "ChecksumMismatch", "AccessDenied")
+REFUSED_SIGNATURE_REASONS = ("Unsigned", "SignatureInvalid", "UntrustedKey", "TrustedKeysInvalid")
 
 
 def condition(kind: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
@@ -94,6 +95,16 @@ def _unusable_model(reason: str) -> Case:
     )
 
 
+def _refused_signature(reason: str) -> Case:
+    refused = condition("ModelSignatureVerified", "False", reason, "The model is refused")
+    return Case(
+        f"refused-signature-{reason}",
+        retail_model(SCANNED, MODEL_FOUND, refused, condition("Ready", "False", reason)),
+        "Degraded",
+        f"Model refused: {reason}: The model is refused",
+    )
+
+
 def _canary(phase: str, summary: str, *extra: dict[str, Any]) -> dict[str, Any]:
     rollout = {"phase": phase, "figures": {"summary": summary}}
     return retail_model(*SERVING, *extra, rollout=rollout)
@@ -153,6 +164,7 @@ CASES = (
         "Image blocked: VulnerabilitiesFound: CVE-2026-0001",
     ),
     *(_unusable_model(reason) for reason in BLOCKING_MODEL_REASONS),
+    *(_refused_signature(reason) for reason in REFUSED_SIGNATURE_REASONS),
     Case(
         "unusable-model-on-ready-alone",
         retail_model(condition("Ready", "False", "ChecksumMismatch", "sha256 differs")),

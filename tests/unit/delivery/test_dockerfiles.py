@@ -55,7 +55,7 @@ def test_each_image_installs_only_its_own_extra_and_code(
     build = stages(dockerfile)[0]
     assert re.findall(r"--extra (\S+)", build) == [extra]
     copied = re.findall(r"^COPY (\S+)/ ", build, flags=re.M)
-    assert copied == ["contract/retail_contract", package]
+    assert copied == ["contract/retail_contract", package, "provenance/retail_provenance"]
     assert other not in build and "retail_tools" not in build
 
 
@@ -97,6 +97,7 @@ def test_build_context_excludes_everything_but_the_sources() -> None:
         "!uv.lock",
         "!README.md",
         "!contract/retail_contract/",
+        "!provenance/retail_provenance/",
         "!operator/retail_operator/",
         "!serving/retail_serving/",
     }

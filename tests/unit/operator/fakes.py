@@ -22,6 +22,8 @@ from retail_operator.facts import Finding, ModelObject, ScanReport, ScanState
 from retail_operator.objects import Registry, Tracked
 from retail_operator.reconcile import Reconciler
 from retail_operator.spec import ImageRef, ModelSpec
+from retail_provenance import verdict
+from retail_provenance.verdict import Verdict
 
 REPO = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/mlops/retail-api"
 DIGESTS = {tag: "sha256:" + str(n) * 64 for n, tag in enumerate(("v1", "v2", "v3"), start=1)}
@@ -143,11 +145,20 @@ class Models:
     """S3: the latest version of every object is ``latest``."""
 
     latest: ModelObject = field(default_factory=lambda: ModelObject("etag", "v1", "sha-v1"))
+    signed: dict[str, Verdict] = field(default_factory=dict)  # by version id
+    checked: list[tuple[str, ...]] = field(default_factory=list)  # the keys each check trusted
 
     async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject:
         if source.version_id:
             return ModelObject("etag", source.version_id, f"sha-{source.version_id}")
         return self.latest
+
+    async def signature(
+        self, source: ModelSpec, found: ModelObject, trusted: tuple[str, ...], **_: Any
+    ) -> Verdict:
+        """Each object version's signature verdict (``signed``); Unsigned when none."""
+        self.checked.append(trusted)
+        return self.signed.get(found.version_id, verdict.unsigned("the model has no signature"))
 
 
 @dataclass

@@ -40,7 +40,7 @@ def test_settings_take_exactly_one_location(tmp_path: Path) -> None:
     source_file = tmp_path / "s.json"
     with pytest.raises(ValidationError, match="exactly one"):
         ServingSettings(model_uri="m.ubj", model_source_file=source_file)
-    with pytest.raises(ValidationError, match="pins belong"):
+    with pytest.raises(ValidationError, match="pins and trusted keys belong"):
         ServingSettings(model_source_file=source_file, model_version_id="v1")
     with pytest.raises(ValidationError, match="bucket and a key"):
         ServingSettings(model_uri="s3://bucket-only")

@@ -19,6 +19,7 @@ from retail_serving.modelbytes import ModelBytes
 from retail_serving.registry import ModelRegistry
 from retail_serving.versions import ObjectVersion
 from retail_training.training import TrainedModel
+from tests.support.signing import KeyPair
 
 
 class MemoryStore:
@@ -33,6 +34,7 @@ class MemoryStore:
         self.down = False  # HEAD fails
         self.downloads_dropped = False  # HEAD answers, the GET fails
         self.downloads = 0
+        self.signatures: dict[str, bytes] = {}  # by the signed bytes' sha256
 
     def put(self, data: bytes, *, sha256: str | None = None) -> None:
         version_id = f"v{len(self.versions) + 1}"
@@ -55,6 +57,9 @@ class MemoryStore:
         data = self.versions[version.version_id]
         assert len(data) <= limit  # the registry refuses larger objects on their HEAD
         return ModelBytes.of(data)
+
+    def fetch_signature(self, sha256: str) -> bytes | None:
+        return self.signatures.get(sha256)
 
 
 def counter(metrics: ServingMetrics, name: str, **labels: str) -> float:
@@ -308,3 +313,97 @@ def test_a_reloads_bytes_are_released_once_it_ends_however_it_ends(
         registry.poll()
         assert _model_files_open() == before
     assert registry.current is not None and registry.current.model.version == "one"
+
+
+@pytest.fixture(scope="module")
+def team() -> KeyPair:
+    return KeyPair.new()
+
+
+def signed_source(source: MemoryStore, team: KeyPair) -> ModelSource:
+    return ModelSource(source.uri, trusted_keys=(team.public,))
+
+
+def put_signed(source: MemoryStore, data: bytes, signer: KeyPair) -> None:
+    source.signatures[artifact.sha256_hex(data)] = signer.sign(data)
+    source.put(data)
+
+
+def test_a_model_signed_by_a_trusted_key_is_served_and_the_check_counted(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel, team: KeyPair
+) -> None:
+    registry = registry_for(source, metrics, signed_source(source, team), require_signature=True)
+    put_signed(source, version_bytes(trained, "signed"), team)
+    assert registry.poll()
+    assert registry.current is not None and registry.current.signed_by == team.fingerprint
+    assert counter(metrics, "retail_model_signature_checks_total", outcome="SignatureVerified") == 1
+    assert counter(metrics, "retail_model_signature_check_seconds_count") == 1
+
+
+@pytest.mark.parametrize(
+    ("upload", "outcome"),
+    [
+        ("tampered", "SignatureInvalid"),
+        ("untrusted", "UntrustedKey"),
+        ("unsigned", "Unsigned"),
+    ],
+)
+def test_a_model_without_a_trusted_signature_is_refused_and_the_old_one_keeps_serving(
+    source: MemoryStore,
+    metrics: ServingMetrics,
+    trained: TrainedModel,
+    team: KeyPair,
+    upload: str,
+    outcome: str,
+) -> None:
+    registry = registry_for(source, metrics, signed_source(source, team), require_signature=True)
+    put_signed(source, version_bytes(trained, "good"), team)
+    assert registry.poll()
+    bad = version_bytes(trained, "bad")
+    if upload == "tampered":  # signed, then changed after signing
+        source.signatures[artifact.sha256_hex(bad)] = team.sign(version_bytes(trained, "good"))
+    elif upload == "untrusted":
+        source.signatures[artifact.sha256_hex(bad)] = KeyPair.new().sign(bad)
+    source.put(bad)
+    for _ in range(2):
+        assert not registry.poll()  # refused once, not retried until the object changes
+    assert registry.current is not None and registry.current.model.version == "good"
+    assert counter(metrics, "retail_model_reload_failures_total", reason="signature") == 1
+    assert counter(metrics, "retail_model_signature_checks_total", outcome=outcome) == 1
+    assert registry.last_error is not None
+    assert registry.last_error.startswith(f"signature: {outcome}: ")
+
+
+def test_a_pod_that_requires_signatures_refuses_a_document_without_keys(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel, team: KeyPair
+) -> None:
+    registry = registry_for(source, metrics, require_signature=True)
+    put_signed(source, version_bytes(trained, "signed"), team)
+    assert not registry.poll() and not registry.ready
+    assert registry.last_error == ("signature: signed models are required, but no key is trusted")
+
+
+def test_without_keys_or_the_requirement_no_signature_is_asked_for(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel
+) -> None:
+    registry = registry_for(source, metrics)
+    source.put(version_bytes(trained, "unsigned"))
+    assert registry.poll()
+    assert counter(metrics, "retail_model_signature_checks_total", outcome="Unsigned") == 0
+
+
+def test_a_change_of_trusted_keys_checks_the_served_object_again(
+    source: MemoryStore, metrics: ServingMetrics, trained: TrainedModel, team: KeyPair
+) -> None:
+    """A rotation's last step (the old key no longer trusted) re-checks what is loaded: the
+    refusal is counted and named, and the loaded model keeps serving."""
+    where = [signed_source(source, team)]
+    registry = ModelRegistry(
+        lambda: where[0], metrics, connect=lambda _: source, require_signature=True
+    )
+    put_signed(source, version_bytes(trained, "old-key"), team)
+    assert registry.poll()
+    where[0] = ModelSource(source.uri, trusted_keys=(KeyPair.new().public,))
+    assert not registry.poll()
+    assert counter(metrics, "retail_model_signature_checks_total", outcome="UntrustedKey") == 1
+    assert registry.current is not None and registry.current.model.version == "old-key"

@@ -89,24 +89,45 @@ def build_command(
 def push_command(
     name: ImageName,
     tag: Annotated[str, typer.Option(help="The built image's tag.")],
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            envvar="RETAILMODEL_IMAGE_SIGNING_KEY",
+            help="Private key (PEM, ECDSA P-256; retailctl model keygen makes one) to sign the "
+            "pushed digest with, cosign-compatibly (tag sha256-<hex>.sig beside the image). Its "
+            "password, if any: $RETAILMODEL_SIGNING_KEY_PASSWORD.",
+        ),
+    ] = None,
 ) -> None:
     """Push a built image to the local registry and register it in ECR; print its digest.
 
     ECR is the one AWS_ENDPOINT_URL names (the stand-in locally); the repository must exist
     (`retailctl ecr bootstrap`) and the registry must run (`retailctl image registry up`).
+    With --signing-key the digest is signed as `cosign sign --key` would sign it.
     """
+    import os
+
     import boto3
 
     from retail_tools.images.build import target_named
     from retail_tools.images.push import push_image
 
-    manifest = push_image(
-        images_config(),
-        target_named(name),
-        tag,
-        boto3.client("ecr"),
-        _progress,
-    )
+    config, target, ecr = images_config(), target_named(name), boto3.client("ecr")
+    manifest = push_image(config, target, tag, ecr, _progress)
+    if signing_key is not None:
+        from retail_tools.images.signing import sign_image
+
+        password = os.environ.get("RETAILMODEL_SIGNING_KEY_PASSWORD")
+        signed = sign_image(
+            config,
+            target.ecr_repository,
+            manifest.digest,
+            signing_key,
+            ecr,
+            password=password.encode() if password else None,
+        )
+        _progress(f"signed: {target.ecr_repository}:{signed}")
     typer.echo(manifest.digest)
 
 

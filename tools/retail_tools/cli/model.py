@@ -1,5 +1,5 @@
 """``retailctl train``, ``retailctl serve``, ``retailctl model push`` and ``retailctl model
-drift``: the model commands.
+drift`` and ``retailctl model keygen``: the model commands.
 
 Mounted on the root ``retailctl`` app (``retail_tools.cli``). ``serve`` runs the predictor
 exactly as its image does (``retail_serving.server``). Heavy imports (xgboost, boto3, uvicorn,
@@ -10,6 +10,7 @@ Failures raise ``click.ClickException`` (or a domain error) for the root to prin
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -84,12 +85,53 @@ def serve(
     server.run(settings, host=host, port=port, log_level=log_level)
 
 
+PASSWORD_ENV = "RETAILMODEL_SIGNING_KEY_PASSWORD"  # a private key's password, never an option
+
+
+def _password() -> str | None:
+    return os.environ.get(PASSWORD_ENV) or None
+
+
+@model_app.command("keygen")
+def keygen(
+    private_key: Annotated[Path, typer.Argument(help="Private key to write (PEM, mode 0600).")],
+    public_key: Annotated[Path, typer.Argument(help="Public key to write (PEM), to trust.")],
+) -> None:
+    """Make an ECDSA P-256 key pair to sign models with (encrypted with
+    $RETAILMODEL_SIGNING_KEY_PASSWORD when set). The public key goes into a RetailModelPolicy's
+    models.trustedKeys; the private key stays with the pipeline that pushes models."""
+    from retail_provenance import keys
+
+    for path in (private_key, public_key):
+        if path.exists():
+            raise typer.BadParameter(f"{path} exists; not overwriting a key")
+    password = _password()
+    private_pem, public_pem = keys.generate(password.encode() if password else None)
+    descriptor = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(private_pem)
+    public_key.write_bytes(public_pem)
+    fingerprint = keys.load_key(public_pem).fingerprint
+    typer.echo(f"wrote {private_key} (private, 0600) and {public_key} (sha256:{fingerprint})")
+
+
 @model_app.command("push")
 def push(
     path: Annotated[Path, typer.Argument(help="Model file written by retailctl train.")],
     uri: Annotated[str, typer.Argument(help="Destination, s3://bucket/key.")],
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            envvar="RETAILMODEL_SIGNING_KEY",
+            help="Private key (PEM, retailctl model keygen) to sign the model with; the "
+            "signature is stored beside it as KEY.sha256-<digest>.sig. Its password, if any: "
+            f"${PASSWORD_ENV}.",
+        ),
+    ] = None,
 ) -> None:
-    """Upload a model file to S3 with its sha256 as object metadata."""
+    """Upload a model file to S3 with its sha256 as object metadata, signed (OpenSSF model
+    signing) when a signing key is given."""
     from retail_contract.source import S3Uri
     from retail_serving import artifact, storage
 
@@ -104,6 +146,17 @@ def push(
     model = artifact.load(data)  # refuse to publish what no server would load
     typer.echo(f"uploading model {model.version} ({len(data):,} bytes) to {location.uri}…")
     content_type = "application/json" if data.lstrip()[:2] == b'{"' else "application/ubjson"
+    if signing_key is not None:
+        from retail_provenance import modelsig
+
+        try:
+            bundle = modelsig.sign(path, signing_key, password=_password())
+        except (OSError, ValueError, TypeError) as error:
+            raise click.ClickException(f"cannot sign with {signing_key}: {error}") from None
+        # The signature first: named by the digest it signs, it is in place before any
+        # predictor can see the model it belongs to.
+        where = storage.upload_signature(bundle, location, model.sha256)
+        typer.echo(f"signature: {where}")
     uploaded = storage.upload(data, location, content_type=content_type)
     typer.echo(f"sha256:    {uploaded.sha256}")
     typer.echo(f"etag:      {uploaded.etag}")

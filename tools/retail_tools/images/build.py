@@ -25,7 +25,13 @@ from retail_tools.images.podman import ImageError, LineCallback, podman, podman_
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 UV_BUILD_SETTINGS = "system-certs = true\n"
 # What every image is built from besides its own package (see .dockerignore).
-COMMON_SOURCES = ("pyproject.toml", "uv.lock", "README.md", "contract/retail_contract")
+COMMON_SOURCES = (
+    "pyproject.toml",
+    "uv.lock",
+    "README.md",
+    "contract/retail_contract",
+    "provenance/retail_provenance",
+)
 _STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP (\d+)/(\d+): (.*)")
 
 

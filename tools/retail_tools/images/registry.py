@@ -42,19 +42,26 @@ def crane_binary(config: ImagesConfig) -> Path:
 
 def ensure_crane(config: ImagesConfig, on_step: LineCallback) -> Path:
     """crane's path, built with ``go install`` first if this version is not there yet."""
-    binary = crane_binary(config)
+    return ensure_go_tool(config, CRANE_MODULE, CRANE_VERSION, on_step)
+
+
+def ensure_go_tool(config: ImagesConfig, module: str, version: str, on_step: LineCallback) -> Path:
+    """A Go command's path in ``<tools>/<name>-<version>/<name>`` (name: the module's last
+    part), built with ``go install`` first if this version is not there yet."""
+    name = module.rsplit("/", 1)[-1]
+    binary = config.tools_dir / f"{name}-{version}" / name
     if binary.is_file():
         return binary
-    on_step(f"building crane {CRANE_VERSION} from the Go module proxy")
+    on_step(f"building {name} {version} from the Go module proxy")
     started = time.monotonic()
     run_logged(
-        ["go", "install", f"{CRANE_MODULE}@{CRANE_VERSION}"],
-        f"go install crane@{CRANE_VERSION}",
-        config.log_dir / "crane-build.log",
+        ["go", "install", f"{module}@{version}"],
+        f"go install {name}@{version}",
+        config.log_dir / f"{name}-build.log",
         lambda _line: None,
         env={**os.environ, "GOBIN": str(binary.parent)},
     )
-    on_step(f"crane built in {time.monotonic() - started:.0f}s")
+    on_step(f"{name} built in {time.monotonic() - started:.0f}s")
     return binary
 
 
