@@ -727,6 +727,10 @@ def drift_counting(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"| {call['rows']:,} | {call['without_us']:,.1f} | {call['with_us']:,.1f} | "
             f"{call['added_us']:,.1f} | {call['added_per_row_us']:,.2f} | "
             f"{call['added_us'] / call['without_us']:+.1%} |"
+        )
+    return lines, []
+
+
 def provenance(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     """What signed models cost (issue 28, ``bench.provenance``); no targets of its own."""
     verify, operator, reload = result["verify"], result["operator"], result["reload"]

@@ -4,9 +4,9 @@
 on the node's bridge, both images built and pushed, the operator deployed in-cluster from its
 image with AWS credentials by IRSA, the ``retail`` namespace with the stand-in's endpoint) for
 every test file here (test_real_pods.py, test_canary_real_pods.py, test_irsa.py,
-test_operator_upgrade.py, test_operations_real_pods.py, ...); ``Stack`` is what the tests act through. Its scope is the
-package: the in-cluster operator is deleted before the integration tests start operators of
-their own, which would otherwise stand by behind its Lease or race it.
+test_operator_upgrade.py, test_operations_real_pods.py, ...); ``Stack`` is what the tests act
+through. Its scope is the package: the in-cluster operator is deleted before the integration
+tests start operators of their own, which would otherwise stand by behind its Lease or race it.
 """
 
 from __future__ import annotations
