@@ -31,8 +31,23 @@ def private_registry(folder: Path) -> Iterator[ImagesConfig]:
 
 
 def push_small_image(config: ImagesConfig, aws: AwsStandIn, repository: str, tag: str) -> str:
+    """A small image in the registry under ``tag`` (``put_small_image``) and in ECR under the
+    same tag and digest; its digest."""
+    digest, manifest = put_small_image(config, repository, tag)
+    aws.ensure_repository(repository)
+    aws.client("ecr").put_image(
+        repositoryName=repository,
+        imageManifest=manifest.decode(),
+        imageManifestMediaType=cosign.OCI_MANIFEST,
+        imageTag=tag,
+        imageDigest=digest,
+    )
+    return digest
+
+
+def put_small_image(config: ImagesConfig, repository: str, tag: str) -> tuple[str, bytes]:
     """A small image (one unique layer; no container could run it, none needs to) in the
-    registry under ``tag`` and in ECR under the same tag and digest; its digest."""
+    registry under ``tag``: its digest and manifest."""
     served = oci.Registry(f"http://{config.registry_address}")
     layer = uuid.uuid4().bytes * 8
     image_config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}}).encode()
@@ -55,12 +70,4 @@ def push_small_image(config: ImagesConfig, aws: AwsStandIn, repository: str, tag
     manifest = json.dumps(document, separators=(",", ":")).encode()
     digest = served.put_manifest(repository, tag, manifest, cosign.OCI_MANIFEST)
     assert digest == "sha256:" + hashlib.sha256(manifest).hexdigest()
-    aws.ensure_repository(repository)
-    aws.client("ecr").put_image(
-        repositoryName=repository,
-        imageManifest=manifest.decode(),
-        imageManifestMediaType=cosign.OCI_MANIFEST,
-        imageTag=tag,
-        imageDigest=digest,
-    )
-    return digest
+    return digest, manifest
