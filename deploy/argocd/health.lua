@@ -49,6 +49,11 @@ local blockingModelReasons = { ModelNotFound = true, ChecksumMismatch = true, Ac
 local refusedSignatureReasons = {
   Unsigned = true, SignatureInvalid = true, UntrustedKey = true, TrustedKeysInvalid = true,
 }
+-- The registry refusing the operator's ECR credentials is the image's problem, not the model's.
+local refusedImageSignatureReasons = {
+  Unsigned = true, SignatureInvalid = true, UntrustedKey = true, TrustedKeysInvalid = true,
+  AccessDenied = true,
+}
 local failedRolloutReasons = { ProgressDeadlineExceeded = true, RolloutFailed = true }
 
 if obj.status == nil or obj.status.conditions == nil then
@@ -85,7 +90,7 @@ local refusedReasons = { NameConflict = true, SpecInvalid = true, PolicyViolatio
 local blockingChecks = {
   { kind = nil, reasons = refusedReasons, prefix = "Spec not carried out: " },
   { kind = "ImageScanPassed", reasons = blockingScanReasons, prefix = "Image blocked: " },
-  { kind = "ImageSignatureVerified", reasons = refusedSignatureReasons, prefix = "Image refused: ", ownOnly = true },
+  { kind = "ImageSignatureVerified", reasons = refusedImageSignatureReasons, prefix = "Image refused: ", ownOnly = true },
   { kind = "ModelAvailable", reasons = blockingModelReasons, prefix = "Model unavailable: " },
   { kind = "ModelSignatureVerified", reasons = refusedSignatureReasons, prefix = "Model refused: " },
 }

@@ -176,7 +176,7 @@ CASES = (
     ),
     *(_unusable_model(reason) for reason in BLOCKING_MODEL_REASONS),
     *(_refused_signature(reason) for reason in REFUSED_SIGNATURE_REASONS),
-    *(_refused_image(reason) for reason in REFUSED_SIGNATURE_REASONS),
+    *(_refused_image(reason) for reason in (*REFUSED_SIGNATURE_REASONS, "AccessDenied")),
     Case(
         "image-signature-unreadable-is-progressing",
         retail_model(
