@@ -7,6 +7,10 @@
 * operator: the operator's check before a rollout (``ModelInspector.signature``: the
   signature's GET, the model's download into memory, the check) against moto's S3 server on
   loopback, cold (a new inspector each time) and cached (the verdict cache, per version).
+* image: the operator's image-signature check before a rollout (``ImageSignatures.check``:
+  the ``.sig`` manifest and its payloads read from a crane registry on loopback, then
+  ``cosign.verify``), cold (a new reader each time) and cached (the verdict cache, per digest
+  and key set); written to ``provenance_image.json``, with its own stamp.
 * reload: ``bench.serving``'s hot reloads under 16 connections of ``/predict``, without and
   with ``REQUIRE_MODEL_SIGNATURE`` (each file's signature beside it), for the p99 of requests
   while the model changes and the predictor's own check time (its histogram).
@@ -24,10 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.registry import put_small_image
 from tests.support.signing import KeyPair
 
 from bench.common import machine, step, write_result
@@ -48,6 +53,17 @@ def _timed(action: Callable[[], object], repeat: int) -> dict[str, float]:
         "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 2),
         "repeat": repeat,
     }
+
+
+async def _cached_times(check: Callable[[], Awaitable[None]], repeat: int) -> dict[str, float]:
+    """``check`` once to fill a cache, then timed ``repeat`` times in one event loop."""
+    await check()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await check()
+        times.append((time.perf_counter() - started) * 1000)
+    return {"median_ms": round(statistics.median(times), 3), "repeat": repeat}
 
 
 def verify_times(model: Path, team: KeyPair, repeat: int) -> dict[str, Any]:
@@ -113,21 +129,50 @@ def operator_times(model: Path, team: KeyPair, repeat: int) -> dict[str, Any]:
 
         cold = _timed(lambda: asyncio.run(check(ModelInspector(ttl=0))), repeat)
         warm_inspector = ModelInspector(ttl=3600)
-
-        async def warm_checks() -> dict[str, float]:
-            await check(warm_inspector)
-            times = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                await check(warm_inspector)
-                times.append((time.perf_counter() - started) * 1000)
-            return {"median_ms": round(statistics.median(times), 3), "repeat": repeat}
-
-        warm = asyncio.run(warm_checks())
+        warm = asyncio.run(_cached_times(lambda: check(warm_inspector), repeat))
     finally:
         server.stop()
     step(f"operator check, cold: median {cold['median_ms']} ms; cached: {warm['median_ms']} ms")
     return {"bytes": len(data), "cold": cold, "cached": warm}
+
+
+def image_times(team: KeyPair, repeat: int) -> dict[str, Any]:
+    from retail_operator.aws.signatures import ImageSignatures
+    from retail_operator.spec import ImageRef
+    from retail_provenance import cosign, oci
+    from retail_tools.images import registry
+    from retail_tools.images.config import ImagesConfig
+    from retail_tools.ports import free_port
+    from retail_tools.settings import current
+
+    repository = "mlops/retail-api"
+    with tempfile.TemporaryDirectory() as scratch:
+        config = ImagesConfig(current().cache, Path(scratch), free_port())
+        registry.up(config, lambda _line: None)
+        try:
+            base = f"http://{config.registry_address}"
+            digest, _ = put_small_image(config, repository, "bench")
+            payload = cosign.payload(f"{config.registry_address}/{repository}", digest)
+            signed = cosign.Signature(payload, cosign.sign(payload, team.private_pem))
+            oci.Registry(base).attach(repository, digest, signed)
+            image = ImageRef(
+                repository=f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repository}", tag="bench"
+            )
+            trusted = (team.public,)
+
+            async def check(reader: ImageSignatures) -> None:
+                assert (await reader.check(image, digest, trusted)).verified
+
+            def fresh() -> ImageSignatures:
+                return ImageSignatures(registry_url=base, auth="none")
+
+            cold = _timed(lambda: asyncio.run(check(fresh())), repeat)
+            cached_reader = fresh()
+            cached = asyncio.run(_cached_times(lambda: check(cached_reader), repeat))
+        finally:
+            registry.down(config)
+    step(f"image check, cold: median {cold['median_ms']} ms; cached: {cached['median_ms']} ms")
+    return {"cold": cold, "cached": cached}
 
 
 def modelsig_digest(data: bytes) -> str:
@@ -174,11 +219,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk run")
     parser.add_argument("--repeat", type=int, default=20, help="checks timed per figure")
-    parser.add_argument("--only", default="verify,operator,reload")
+    parser.add_argument("--only", default="verify,operator,image,reload")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     team = KeyPair.new()
-    models = (train(1), train(2))
+    models = (train(1), train(2)) if parts & {"verify", "operator", "reload"} else ()
+    if "image" in parts:  # results of their own (provenance_image.json), with their own stamp
+        figures = image_times(team, args.repeat)
+        write_result("provenance_image", {"settings": vars(args), "machine": machine(), **figures})
+    if not parts & {"verify", "operator", "reload"}:
+        return
     result: dict[str, Any] = {"settings": vars(args), "machine": machine()}
     if "verify" in parts:
         result["verify"] = verify_times(models[0], team, args.repeat)

@@ -737,6 +737,20 @@ def drift_counting(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     return lines, []
 
 
+def _image_check(image: dict[str, Any] | None) -> list[str]:
+    if image is None:
+        return []
+    return [
+        "The operator's image-signature check before a rollout (the `.sig` manifest and its "
+        "payload read from a crane registry on loopback, the ECDSA check): median "
+        f"{image['cold']['median_ms']} ms, p95 {image['cold']['p95_ms']} ms cold; "
+        f"{image['cached']['median_ms']} ms once its verdict is cached (per digest and key set); "
+        f"{image['settings']['repeat']} checks each, commit {image['commit']}, "
+        f"{image['finished_at'][:19]} UTC, load average {image['machine']['load_average'][0]:.1f}.",
+        "",
+    ]
+
+
 def provenance(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     """What signed models cost (issue 28, ``bench.provenance``); no targets of its own."""
     verify, operator, reload = result["verify"], result["operator"], result["reload"]
@@ -763,6 +777,7 @@ def provenance(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
         f"{operator['cold']['p95_ms']} ms cold; {operator['cached']['median_ms']} ms once its "
         "verdict is cached (per object version and key set).",
         "",
+        *_image_check(read_result("provenance_image")),
         "Hot reloads under load (`/predict`, 16 connections, 20 reloads), without and with "
         "`REQUIRE_MODEL_SIGNATURE`:",
         "",

@@ -9,7 +9,8 @@
 --              it keeps serving, someone must act), the spec cannot be carried out (a child's
 --              name is held by another object, the spec cannot be read, or it breaks the
 --              platform's RetailModelPolicy), the spec's image is
---              blocked by its scan, the model cannot be used, the rollout failed, or a model
+--              blocked by its scan or refused for its signature, the model cannot be used or
+--              is refused for its signature, the rollout failed, or a model
 --              canary was rolled back (by a rule, inconclusive, or refused without traffic).
 --              A blocking reason on Ready alone is enough: Ready is the operator's summary.
 -- Healthy:     Ready=True for the current generation, no canary under analysis; a Drift=True
@@ -48,6 +49,11 @@ local blockingModelReasons = { ModelNotFound = true, ChecksumMismatch = true, Ac
 local refusedSignatureReasons = {
   Unsigned = true, SignatureInvalid = true, UntrustedKey = true, TrustedKeysInvalid = true,
 }
+-- The registry refusing the operator's ECR credentials is the image's problem, not the model's.
+local refusedImageSignatureReasons = {
+  Unsigned = true, SignatureInvalid = true, UntrustedKey = true, TrustedKeysInvalid = true,
+  AccessDenied = true,
+}
 local failedRolloutReasons = { ProgressDeadlineExceeded = true, RolloutFailed = true }
 
 if obj.status == nil or obj.status.conditions == nil then
@@ -77,11 +83,14 @@ end
 
 local ready = condition("Ready")
 -- Each blocking check: its own condition (if any) with a reason that blocks, or Ready's
--- summary carrying that reason. The first that blocks says why.
+-- summary carrying that reason. The first that blocks says why. An image refused for its
+-- signature is known by its own condition only (always written beside Ready's), so that
+-- Ready's Unsigned, SignatureInvalid or UntrustedKey for a model is not taken for the image's.
 local refusedReasons = { NameConflict = true, SpecInvalid = true, PolicyViolation = true }
 local blockingChecks = {
   { kind = nil, reasons = refusedReasons, prefix = "Spec not carried out: " },
   { kind = "ImageScanPassed", reasons = blockingScanReasons, prefix = "Image blocked: " },
+  { kind = "ImageSignatureVerified", reasons = refusedImageSignatureReasons, prefix = "Image refused: ", ownOnly = true },
   { kind = "ModelAvailable", reasons = blockingModelReasons, prefix = "Model unavailable: " },
   { kind = "ModelSignatureVerified", reasons = refusedSignatureReasons, prefix = "Model refused: " },
 }
@@ -90,7 +99,7 @@ for _, check in ipairs(blockingChecks) do
   local why = nil
   if blocks(own, check.reasons) then
     why = own
-  elseif blocks(ready, check.reasons) then
+  elseif not check.ownOnly and blocks(ready, check.reasons) then
     why = ready
   end
   if why ~= nil then

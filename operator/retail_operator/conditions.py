@@ -19,6 +19,9 @@ from retail_operator.facts import DeploymentState
 from retail_operator.status import Condition, ConditionStatus
 
 IMAGE_SCAN_PASSED = "ImageScanPassed"  # the spec's image may roll out
+# A trusted key signed the spec's image digest (only when a RetailModelPolicy or the spec lists
+# image keys).
+IMAGE_SIGNATURE_VERIFIED = "ImageSignatureVerified"
 RUNNING_IMAGE_COMPLIANT = "RunningImageCompliant"  # the image that runs still passes the policy
 MODEL_AVAILABLE = "ModelAvailable"
 # A trusted key signed the model (only when a RetailModelPolicy or the spec lists keys).
@@ -31,6 +34,7 @@ READY = "Ready"
 DRIFT = "Drift"
 ORDER = (
     IMAGE_SCAN_PASSED,
+    IMAGE_SIGNATURE_VERIFIED,
     RUNNING_IMAGE_COMPLIANT,
     MODEL_AVAILABLE,
     MODEL_SIGNATURE_VERIFIED,
@@ -114,23 +118,32 @@ def describe(
     minimum: int,
     running: Check | None = None,
     signature: Check | None = None,
+    image_signature: Check | None = None,
 ) -> dict[str, Check]:
     """The conditions. Ready is the summary: the spec is fully rolled out (every pod on the
     current template), at least ``minimum`` replicas are available, and what runs still passes
     the scan policy. RunningImageCompliant appears once something runs, ModelSignatureVerified
-    when signed models are required."""
+    when signed models are required, ImageSignatureVerified when signed images are."""
     available = _rollout_state(deployment, minimum)
     checks = {IMAGE_SCAN_PASSED: image, MODEL_AVAILABLE: model, AVAILABLE: available}
     if running is not None:
         checks[RUNNING_IMAGE_COMPLIANT] = running
     if signature is not None:
         checks[MODEL_SIGNATURE_VERIFIED] = signature
+    if image_signature is not None:
+        checks[IMAGE_SIGNATURE_VERIFIED] = image_signature
     serving = f"; still serving {deployed_image}" if deployed_image else ""
     runs_the_spec = deployed_image is not None and deployed_image == desired_image
     if running is not None and running.status == "False" and runs_the_spec:
         ready = Check("False", running.reason, running.message)
     elif not image.passed:
         ready = Check("False", image.reason, f"Image not rolled out: {image.message}{serving}")
+    elif image_signature is not None and not image_signature.passed:
+        ready = Check(
+            "False",
+            image_signature.reason,
+            f"Image not rolled out: {image_signature.message}{serving}",
+        )
     elif not model.passed:
         ready = Check("False", model.reason, f"Model not rolled out: {model.message}{serving}")
     elif signature is not None and not signature.passed:

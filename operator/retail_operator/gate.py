@@ -5,9 +5,11 @@ pass, otherwise what runs now (read from the live children the RetailModel owns,
 its image passes the gate today), so a blocked image never replaces a good one and nothing the
 status says is ever applied. ``check_model`` compares the model object with the spec's pins;
 ``running_check`` judges the image that runs against the same policy, so findings published
-after it started are noticed; it never stops it. ``check_signature`` turns a model signature's
-verdict into its condition, and ``signed`` makes it part of the model's check, so a model no
-trusted key signed never rolls out (nor starts a canary), exactly like a missing one.
+after it started are noticed; it never stops it. ``check_signature`` turns a model's or an
+image's signature verdict into its condition, and ``signed`` makes it part of the model's (the
+image's) check, so a model no trusted key signed never rolls out (nor starts a canary), exactly
+like a missing one, and an image no trusted key signed never replaces a running one, exactly
+like a blocked scan.
 """
 
 from __future__ import annotations
@@ -40,19 +42,21 @@ def check_model(source: ModelSpec, found: ModelObject) -> Check:
     return Check("True", "ModelFound", f"{where} (ETag {found.etag}{note})")
 
 
-def check_signature(found: Verdict) -> Check:
-    """ModelSignatureVerified: True, or False with the verdict's outcome as its reason
-    (Unsigned, SignatureInvalid, UntrustedKey)."""
+def check_signature(found: Verdict, subject: str) -> Check:
+    """ModelSignatureVerified or ImageSignatureVerified (``subject``: "model" or "image"):
+    True, or False with the verdict's outcome as its reason (Unsigned, SignatureInvalid,
+    UntrustedKey)."""
     if found.verified:
         return Check("True", found.outcome.value, found.message)
-    return Check("False", found.outcome.value, f"The model is refused: {found.message}")
+    return Check("False", found.outcome.value, f"The {subject} is refused: {found.message}")
 
 
-def signed(model: Check, signature: Check | None) -> Check:
-    """The model's check for the gate: refused when its signature is, once it is found."""
-    if model.passed and signature is not None and not signature.passed:
+def signed(check: Check, signature: Check | None) -> Check:
+    """The model's (or the image's) check for the gate: refused when its signature is, once
+    it is found, or while the signature cannot be read (Unknown)."""
+    if check.passed and signature is not None and not signature.passed:
         return signature
-    return model
+    return check
 
 
 def running_check(decision: ImageDecision, image: str) -> Check:

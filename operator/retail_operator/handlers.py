@@ -22,6 +22,7 @@ import kopf
 from retail_operator import metrics
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
+from retail_operator.aws.signatures import ImageSignatures
 from retail_operator.canary.scraping import PodMetrics, parse_networks
 from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
@@ -86,6 +87,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         kube=kube,
         images=ImageInspector(tag_ttl=config.tag_ttl_seconds, scan_ttl=config.scan_ttl_seconds),
         models=ModelInspector(ttl=config.model_ttl_seconds),
+        signatures=ImageSignatures(
+            registry_url=config.registry_url,
+            auth=config.registry_auth,
+            timeout=config.registry_timeout_seconds,
+            unsigned_ttl=config.tag_ttl_seconds,
+        ),
         pods=pods,
         emit=events,
         pending_seconds=config.pending_seconds,

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from retail_operator.spec import ImageRef, Part, RetailModelSpec, Severity
+from retail_operator.spec import ImageRef, ModelSpec, Part, RetailModelSpec, Severity
 from retail_provenance.keys import TrustedKey, load_keys
 
 DEFAULT = "default"
@@ -70,6 +70,7 @@ class NamespaceSelector(Part):
 class ImageRules(Part):
     allowed_accounts: tuple[str, ...] = ()
     allowed_repositories: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = ()  # PEM: images must be signed (cosign) by one of them
 
 
 class ScanningRules(Part):
@@ -255,17 +256,9 @@ def _check(spec: RetailModelSpec, policy: Policy, now: datetime) -> Iterable[Vio
                 f"envFrom {', '.join(refused)} is not allowed "
                 f"(allowed: {', '.join(pods.allowed_env_from) or 'none'})",
             )
+    yield from _narrowed(name, "images.trustedKeys", rules.images.trusted_keys, spec.image)
     models = rules.models
-    if models.trusted_keys and spec.model.trusted_keys:
-        allowed = _fingerprints(models.trusted_keys)
-        extra = [f for f in _fingerprints(spec.model.trusted_keys) if f not in allowed]
-        if extra:
-            yield Violation(
-                name,
-                "models.trustedKeys",
-                "spec.model.trustedKeys names key(s) the policy does not trust: "
-                + ", ".join(f"sha256:{f[:12]}" for f in sorted(extra)),
-            )
+    yield from _narrowed(name, "models.trustedKeys", models.trusted_keys, spec.model)
     bucket = spec.model.location.bucket
     if models.allowed_buckets and bucket not in models.allowed_buckets:
         yield Violation(
@@ -275,8 +268,26 @@ def _check(spec: RetailModelSpec, policy: Policy, now: datetime) -> Iterable[Vio
         )
 
 
+def _narrowed(
+    name: str, rule: str, trusted: tuple[str, ...], part: ImageRef | ModelSpec
+) -> Iterable[Violation]:
+    """A spec's own trusted keys (``spec.image`` or ``spec.model``) may only narrow a policy's."""
+    if not (trusted and part.trusted_keys):
+        return
+    allowed = _fingerprints(trusted)
+    extra = [f for f in _fingerprints(part.trusted_keys) if f not in allowed]
+    if extra:
+        field = "spec.image" if isinstance(part, ImageRef) else "spec.model"
+        yield Violation(
+            name,
+            rule,
+            f"{field}.trustedKeys names key(s) the policy does not trust: "
+            + ", ".join(f"sha256:{f[:12]}" for f in sorted(extra)),
+        )
+
+
 def _fingerprints(pems: Iterable[str]) -> dict[str, TrustedKey]:
-    """Keys by fingerprint; an unreadable key counts as none (``trusted_model_keys`` says so)."""
+    """Keys by fingerprint; an unreadable key counts as none (``trusted_keys`` says so)."""
     try:
         return {key.fingerprint: key for key in load_keys(pems)}
     except ValueError:
@@ -284,15 +295,29 @@ def _fingerprints(pems: Iterable[str]) -> dict[str, TrustedKey]:
 
 
 def trusted_model_keys(spec: RetailModelSpec, policies: Iterable[Policy]) -> tuple[str, ...]:
-    """The PEM keys a model's signature must be made with (none: no signature is asked for).
+    """The PEM keys a model's signature must be made with (``trusted_keys``)."""
+    listed = [p.spec.models.trusted_keys for p in policies]
+    return trusted_keys(listed, spec.model.trusted_keys)
+
+
+def trusted_image_keys(spec: RetailModelSpec, policies: Iterable[Policy]) -> tuple[str, ...]:
+    """The PEM keys an image's cosign signature must be made with (``trusted_keys``)."""
+    listed = [p.spec.images.trusted_keys for p in policies]
+    return trusted_keys(listed, spec.image.trusted_keys)
+
+
+def trusted_keys(
+    policies_keys: Iterable[tuple[str, ...]], spec_keys: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The PEM keys a signature must be made with (none: no signature is asked for).
 
     Every policy that lists keys must be met, so a key is trusted only when each of them lists
     it; the spec's own list narrows that further, never widens it (a key the policies do not
     list is a violation, ``violations``). ``ValueError`` when a key cannot be read: then
     nothing is trusted, and the check says why."""
-    listed = [p.spec.models.trusted_keys for p in policies if p.spec.models.trusted_keys]
-    if spec.model.trusted_keys:
-        listed.append(spec.model.trusted_keys)
+    listed = [keys for keys in policies_keys if keys]
+    if spec_keys:
+        listed.append(spec_keys)
     if not listed:
         return ()
     sets = [{key.fingerprint: key for key in load_keys(pems)} for pems in listed]

@@ -29,11 +29,13 @@ from retail_contract.source import MODEL_SOURCE_FILENAME, ModelSource
 from retail_operator import gate, metrics, policy, rendering, scanpolicy
 from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
+from retail_operator.aws.signatures import ImageSignatures
 from retail_operator.canary import machine
 from retail_operator.canary.scraping import MetricsReader
 from retail_operator.children import Children, LiveChildren
 from retail_operator.conditions import (
     DRIFT,
+    IMAGE_SIGNATURE_VERIFIED,
     MODEL_ROLLED_OUT,
     MODEL_SIGNATURE_VERIFIED,
     READY,
@@ -143,6 +145,7 @@ class Reconciler:
     models: ModelInspector
     pods: MetricsReader
     emit: EventSink
+    signatures: ImageSignatures = field(default_factory=ImageSignatures)
     pending_seconds: float = 5.0  # look again this soon while a scan runs
     poll_seconds: float = 5.0  # and while a canary is analysed
     clock: Callable[[], float] = time.monotonic  # the analysis window's clock
@@ -185,6 +188,9 @@ class Reconciler:
         tracked.registry.record_violations(tracked.key, {v.policy for v in broken})
         keys, signature = await self._check_signature(spec, policies, found, model, bucket_owner)
         admitted = gate.signed(model, signature)  # the model's check, its signature's included
+        image_signature = await self._check_image_signature(spec, policies, image.digest)
+        # The image's check, its signature's included: refused like a blocked scan.
+        image_gate = gate.signed(image.check, image_signature)
         # What the pods are told: the bucket's owner, and the keys a model must be signed with
         # (left as they are when the keys cannot be read, so no check is ever turned off).
         owned = {"bucket_owner": bucket_owner} | (
@@ -205,7 +211,7 @@ class Reconciler:
             previous = replace(
                 running.target, model=owned_model, max_model_bytes=need.max_model_bytes
             )
-        target = gate.choose_target(desired, image.check, admitted, previous)
+        target = gate.choose_target(desired, image_gate, admitted, previous)
         refusal: OperatorError | None = None
         if broken:  # outside the platform's policy: nothing new rolls out
             refusal = PolicyViolation("; ".join(map(str, broken)))
@@ -248,6 +254,7 @@ class Reconciler:
             image=image.check,
             model=model,
             signature=signature,
+            image_signature=image_signature,
             desired_image=desired.image if desired else None,
             deployed_image=deployed.image if deployed else None,
             deployment=deployment,
@@ -286,7 +293,7 @@ class Reconciler:
             self._announce(tracked, step.announcements)
         drift_retry = await self._watch_drift(tracked, subject, running, checks, status)
         written = await self._write_status(tracked, checks, status, subject.generation)
-        retries = [c.retry_after for c in (image.check, admitted) if c.retry_after is not None]
+        retries = [c.retry_after for c in (image_gate, admitted) if c.retry_after is not None]
         if step is not None and step.retry_after is not None:
             retries.append(step.retry_after)
         if drift_retry is not None:
@@ -608,7 +615,26 @@ class Reconciler:
             )
         except OperatorError as error:
             return keys, Check.failed(error)
-        return keys, gate.check_signature(verdict)
+        return keys, gate.check_signature(verdict, "model")
+
+    async def _check_image_signature(
+        self, spec: RetailModelSpec, policies: list[policy.Policy], digest: str
+    ) -> Check | None:
+        """The ImageSignatureVerified check of the spec's image digest (``None`` when no key is
+        required): Unknown while the digest or the registry cannot be read."""
+        try:
+            keys = policy.trusted_image_keys(spec, policies)
+        except ValueError as error:
+            return Check("False", "TrustedKeysInvalid", f"A trusted key is unreadable: {error}")
+        if not keys:
+            return None
+        if not digest:
+            return Check("Unknown", "NotChecked", "The image's digest is not known yet")
+        try:
+            found = await self.signatures.check(spec.image, digest, keys)
+        except OperatorError as error:
+            return Check.failed(error)
+        return gate.check_signature(found, "image")
 
     async def _check_model(
         self, source: ModelSpec, bucket_owner: str
@@ -662,6 +688,7 @@ class Reconciler:
                 minimum=subject.spec.minimum_replicas,
                 running=checks.get("RunningImageCompliant"),
                 signature=checks.get(MODEL_SIGNATURE_VERIFIED),
+                image_signature=checks.get(IMAGE_SIGNATURE_VERIFIED),
             )
             for type_ in (MODEL_ROLLED_OUT, READY, DRIFT):
                 if type_ in checks and type_ not in refreshed:

@@ -6,6 +6,8 @@ AWS is configured by boto3's standard variables and chain (``AWS_REGION``,
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -34,6 +36,21 @@ class Settings(BaseSettings):
     tag_ttl_seconds: float = Field(15.0, ge=0, description="How long a tag→digest is trusted.")
     scan_ttl_seconds: float = Field(60.0, ge=0, description="How long a finished scan is cached.")
     model_ttl_seconds: float = Field(5.0, ge=0, description="How long an S3 HEAD is cached.")
+    registry_url: str = Field(
+        "",
+        description="Where image signatures are read (cosign's layout), only when trusted image "
+        "keys are set: a registry URL such as http://127.0.0.1:5000 (the local registry standing "
+        "in for ECR's); empty: https:// and the host of the RetailModel's repository URI (ECR).",
+    )
+    registry_auth: Literal["ecr", "none"] = Field(
+        "ecr",
+        description="How the registry is read: ecr, HTTP Basic from ECR GetAuthorizationToken "
+        "(the operator's AWS identity; needs ecr:GetAuthorizationToken and ecr:BatchGetImage, "
+        "ecr:GetDownloadUrlForLayer); none, anonymously (the local registry).",
+    )
+    registry_timeout_seconds: float = Field(
+        10.0, gt=0, description="The longest wait for one registry request."
+    )
     liveness_port: int = Field(8080, ge=0, le=65535, description="0 disables /healthz.")
     metrics_port: int = Field(8081, ge=0, le=65535, description="Prometheus /metrics; 0: off.")
     leader_election: bool = Field(

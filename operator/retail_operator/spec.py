@@ -47,6 +47,9 @@ class Part(BaseModel):
 class ImageRef(Part):
     repository: str
     tag: str
+    # PEM public keys the image's cosign signature must be made with: the spec's own (a tenant
+    # may narrow a RetailModelPolicy's list, never widen it; ``policy.trusted_image_keys``).
+    trusted_keys: tuple[str, ...] = ()
 
     def _parts(self) -> re.Match[str]:
         match = _ECR_URI.match(self.repository)

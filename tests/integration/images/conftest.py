@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from retail_tools.images import registry
 from retail_tools.images.config import ImagesConfig
 from retail_tools.images.podman import podman
 from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.settings import current
-from retail_tools.standin import free_port
+from tests.support.registry import private_registry as running_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
@@ -46,17 +45,11 @@ def images_config() -> ImagesConfig:
 
 
 @pytest.fixture(scope="session")
-def private_registry(
-    images_config: ImagesConfig, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ImagesConfig]:
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImagesConfig]:
     """A registry of this session's own (own folder, free port), stopped at the end; crane
     itself comes from the shared cache."""
-    config = ImagesConfig(images_config.cache_dir, tmp_path_factory.mktemp("registry"), free_port())
-    registry.up(config, lambda _line: None)
-    try:
+    with running_registry(tmp_path_factory.mktemp("registry")) as config:
         yield config
-    finally:
-        registry.down(config)
 
 
 @pytest.fixture(scope="session")

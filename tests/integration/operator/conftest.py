@@ -1,13 +1,16 @@
 """The operator as it runs in production: its own process (``retailctl operator``), watching
-the real local API server and talking to moto over HTTP."""
+the real local API server and talking to moto over HTTP, and reading image signatures from a
+real registry on loopback (crane's, standing in for ECR's registry endpoint)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +21,10 @@ import yaml
 from tests.support.aws import free_port
 from tests.support.cluster import LocalCluster
 from tests.support.faults import FaultProxy
+from tests.support.registry import private_registry, push_small_image
 
+from retail_tools.images.config import ImagesConfig
+from retail_tools.images.signing import sign_image
 from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.standin import AwsStandIn
 
@@ -117,11 +123,19 @@ def crd_installed(local_cluster: LocalCluster) -> None:
 
 
 @pytest.fixture(scope="session")
+def signature_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImagesConfig]:
+    """The registry the operator reads image signatures from (RETAIL_OPERATOR_REGISTRY_URL)."""
+    with private_registry(tmp_path_factory.mktemp("registry")) as config:
+        yield config
+
+
+@pytest.fixture(scope="session")
 def operator(
     local_cluster: LocalCluster,
     crd_installed: None,
     aws_stand_in: AwsStandIn,
     fault_proxy: FaultProxy,
+    signature_registry: ImagesConfig,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     # An operator running in the cluster (the real-pod stack's, or one left by a killed run)
@@ -145,6 +159,9 @@ def operator(
         "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
         "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
         "RETAIL_OPERATOR_LEASE_NAME": "retail-operator-tests",
+        "RETAIL_OPERATOR_REGISTRY_URL": f"http://{signature_registry.registry_address}",
+        "RETAIL_OPERATOR_REGISTRY_AUTH": "none",
+        "RETAIL_OPERATOR_REGISTRY_TIMEOUT_SECONDS": "2",
         # Canary analysis reads pods' /metrics by pod IP: only the real node's bridge. kwok's
         # fake pods have addresses that exist nowhere; reading them would leave the machine.
         "RETAIL_OPERATOR_SCRAPE_NETWORKS": REAL_NODE_POD_CIDR,
@@ -165,6 +182,7 @@ class Scenario:
     aws: AwsStandIn
     namespace: str
     operator: OperatorProcess
+    registry: ImagesConfig
 
     def model(self, key: str = "models/prices/model.ubj", body: bytes = b"model-v1") -> str:
         self.aws.put_model(BUCKET, key, body)
@@ -182,6 +200,20 @@ class Scenario:
         if status:
             self.aws.set_scan(REPOSITORY, digest, status, findings)
         return digest
+
+    def pushed_image(self, tag: str) -> str:
+        """An image in the registry and in ECR under the same digest, its scan clean (no
+        signature yet: ``sign``); its digest."""
+        digest = push_small_image(self.registry, self.aws, REPOSITORY, self.tag(tag))
+        self.aws.set_scan(REPOSITORY, digest, "COMPLETE", None)
+        return digest
+
+    def sign(self, digest: str, private_key: bytes, folder: Path) -> None:
+        """Sign ``digest`` as ``retailctl image push --signing-key`` does (into the registry,
+        registered in ECR)."""
+        key = folder / f"key-{uuid.uuid4().hex[:8]}.pem"
+        key.write_bytes(private_key)
+        sign_image(self.registry, REPOSITORY, digest, key, self.aws.client("ecr"))
 
     def manifest(self, name: str, tag: str, model_uri: str, **spec: Any) -> dict[str, Any]:
         return {
@@ -263,10 +295,39 @@ class Scenario:
 
 @pytest.fixture
 def scenario(
-    local_cluster: LocalCluster, aws_stand_in: AwsStandIn, operator: OperatorProcess
+    local_cluster: LocalCluster,
+    aws_stand_in: AwsStandIn,
+    operator: OperatorProcess,
+    signature_registry: ImagesConfig,
 ) -> Iterator[Scenario]:
     namespace = local_cluster.test_namespace("rm")
     try:
-        yield Scenario(local_cluster, aws_stand_in, namespace, operator)
+        yield Scenario(local_cluster, aws_stand_in, namespace, operator, signature_registry)
     finally:
         local_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+POLICY_LABEL = "retailmodel.io/policy-test"
+
+
+@pytest.fixture
+def team_policy(scenario: Scenario) -> Iterator[Callable[[dict[str, Any]], str]]:
+    """Put a RetailModelPolicy over this test's namespace (only), so the session's other tests
+    run under no policy: its name."""
+    name = f"team-{uuid.uuid4().hex[:6]}"
+    scenario.cluster.kubectl("label", "namespace", scenario.namespace, f"{POLICY_LABEL}={name}")
+
+    def apply(rules: dict[str, Any]) -> str:
+        document = {
+            "apiVersion": "mlops.retail.io/v1alpha1",
+            "kind": "RetailModelPolicy",
+            "metadata": {"name": name},
+            "spec": {"namespaceSelector": {"matchLabels": {POLICY_LABEL: name}}, **rules},
+        }
+        scenario.cluster.apply(json.dumps(document))
+        return name
+
+    try:
+        yield apply
+    finally:
+        scenario.cluster.kubectl("delete", "retailmodelpolicy", name, "--ignore-not-found")

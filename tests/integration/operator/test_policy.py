@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,31 +22,6 @@ from retail_contract.source import signature_key
 from retail_tools.standin import ACCOUNT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
-
-LABEL = "retailmodel.io/policy-test"
-
-
-@pytest.fixture
-def team_policy(scenario: Scenario) -> Iterator[Callable[[dict[str, Any]], str]]:
-    """Put a RetailModelPolicy over this test's namespace (only): its name."""
-    name = f"team-{uuid.uuid4().hex[:6]}"
-    scenario.cluster.kubectl("label", "namespace", scenario.namespace, f"{LABEL}={name}")
-
-    def apply(rules: dict[str, Any]) -> str:
-        document = {
-            "apiVersion": "mlops.retail.io/v1alpha1",
-            "kind": "RetailModelPolicy",
-            "metadata": {"name": name},
-            "spec": {"namespaceSelector": {"matchLabels": {LABEL: name}}, **rules},
-        }
-        scenario.cluster.apply(json.dumps(document))
-        return name
-
-    try:
-        yield apply
-    finally:
-        scenario.cluster.kubectl("delete", "retailmodelpolicy", name, "--ignore-not-found")
-
 
 STRICT = {
     "images": {"allowedAccounts": [ACCOUNT], "allowedRepositories": ["mlops/*"]},

@@ -105,6 +105,17 @@ def _refused_signature(reason: str) -> Case:
     )
 
 
+def _refused_image(reason: str) -> Case:
+    refused = condition("ImageSignatureVerified", "False", reason, "The image is refused")
+    ready = condition("Ready", "False", reason, "Image not rolled out: The image is refused")
+    return Case(
+        f"refused-image-signature-{reason}",
+        retail_model(SCANNED, refused, MODEL_FOUND, ready),
+        "Degraded",
+        f"Image refused: {reason}: The image is refused",
+    )
+
+
 def _canary(phase: str, summary: str, *extra: dict[str, Any]) -> dict[str, Any]:
     rollout = {"phase": phase, "figures": {"summary": summary}}
     return retail_model(*SERVING, *extra, rollout=rollout)
@@ -165,6 +176,30 @@ CASES = (
     ),
     *(_unusable_model(reason) for reason in BLOCKING_MODEL_REASONS),
     *(_refused_signature(reason) for reason in REFUSED_SIGNATURE_REASONS),
+    *(_refused_image(reason) for reason in (*REFUSED_SIGNATURE_REASONS, "AccessDenied")),
+    Case(
+        "image-signature-unreadable-is-progressing",
+        retail_model(
+            SCANNED,
+            condition("ImageSignatureVerified", "Unknown", "RegistryUnavailable", "unreachable"),
+            MODEL_FOUND,
+            condition("Ready", "False", "RegistryUnavailable", "Image not rolled out"),
+        ),
+        "Progressing",
+        "RegistryUnavailable: Image not rolled out",
+    ),
+    Case(
+        "model-refused-beside-a-verified-image",
+        retail_model(
+            SCANNED,
+            condition("ImageSignatureVerified", "True", "SignatureVerified", "signed"),
+            MODEL_FOUND,
+            condition("ModelSignatureVerified", "False", "Unsigned", "The model is refused"),
+            condition("Ready", "False", "Unsigned", "Model not rolled out"),
+        ),
+        "Degraded",
+        "Model refused: Unsigned: The model is refused",
+    ),
     Case(
         "unusable-model-on-ready-alone",
         retail_model(condition("Ready", "False", "ChecksumMismatch", "sha256 differs")),

@@ -162,6 +162,22 @@ class Models:
 
 
 @dataclass
+class Signatures:
+    """The registry's image signatures: each digest's verdict (``signed``); Unsigned when none,
+    ``failure`` raised instead while set (a registry that cannot be read)."""
+
+    signed: dict[str, Verdict] = field(default_factory=dict)  # by digest
+    checked: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # digest, keys
+    failure: Exception | None = None
+
+    async def check(self, image: ImageRef, digest: str, trusted: tuple[str, ...]) -> Verdict:
+        self.checked.append((digest, trusted))
+        if self.failure is not None:
+            raise self.failure
+        return self.signed.get(digest, verdict.unsigned("no signature at sha256-….sig"))
+
+
+@dataclass
 class Pods:
     """Pod metrics: each Deployment's pods answer ``answer(deployment)``."""
 
@@ -182,6 +198,7 @@ class World:
     store: ObjectStore = field(default_factory=ObjectStore)
     images: Images = field(default_factory=Images)
     models: Models = field(default_factory=Models)
+    signatures: Signatures = field(default_factory=Signatures)
     pods: Pods = field(default_factory=Pods)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     registry: Registry = field(default_factory=Registry)
@@ -193,6 +210,7 @@ class World:
             kube=self.store,  # type: ignore[arg-type]
             images=self.images,  # type: ignore[arg-type]
             models=self.models,  # type: ignore[arg-type]
+            signatures=self.signatures,  # type: ignore[arg-type]
             pods=self.pods,
             emit=lambda _body, type_, reason, message: self.events.append((type_, reason, message)),
         )

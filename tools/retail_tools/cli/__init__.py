@@ -88,7 +88,10 @@ def operator_command(
     """Run the RetailModel operator.
 
     Kubernetes credentials come from the in-cluster config or KUBECONFIG; AWS from the standard
-    variables and IRSA, with AWS_ENDPOINT_URL pointing at a local stand-in.
+    variables and IRSA, with AWS_ENDPOINT_URL pointing at a local stand-in. When image keys are
+    trusted, image signatures are read from RETAIL_OPERATOR_REGISTRY_URL (empty: the image's
+    ECR registry, with RETAIL_OPERATOR_REGISTRY_AUTH=ecr credentials; none for the local
+    registry). Every RETAIL_OPERATOR_* setting is listed in docs/operator.md.
     """
     from retail_operator.runner import run_operator
 
