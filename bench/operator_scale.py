@@ -1,6 +1,10 @@
 """Operator at scale: 100, 500 and 1,000 RetailModels on a real local control plane.
 
-``python -m bench.operator_scale [--scales 100,500,1000]``
+``python -m bench.operator_scale [--scales 100,500,1000] [--label before]``
+
+Each scale's result is written on its own (``bench/results/operator_scale-<count>.json``, with
+``--label``: ``operator_scale-<count>-<label>.json``, say the code before a change, shown beside
+the current one), so a later run at one scale keeps the others; ``bench.report`` merges them.
 
 For each scale, on a fresh cluster of its own (own folder and ports, never the shared test
 cluster) with moto's server as AWS (five images, one model object per RetailModel):
@@ -74,6 +78,7 @@ SINGLES = 20
 STORM_RESYNC = 30.0
 STORM_NEW = 40
 STORM_SPACING = 0.5
+KUBE_CALLS = "retail_operator_kubernetes_calls_total"
 # Distinct model objects (0: one per RetailModel). Uploading 10,000 to moto takes most of an
 # hour on this machine; the operator HEADs each RetailModel's object all the same (cached 5 s).
 MODEL_OBJECTS = 0
@@ -328,6 +333,18 @@ class OperatorProcess:
             if line.startswith((name + " ", name + "{"))
         )
 
+    def samples(self, name: str) -> dict[str, float]:
+        """A metric's samples on the operator's /metrics, by their labels."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith((name + " ", name + "{")):
+                labels, _, value = line.rpartition(" ")
+                found[labels.removeprefix(name)] = float(value)
+        return found
+
     def calls(self) -> dict[str, int]:
         time.sleep(11)  # kopf caches probe results for 10 s
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as r:
@@ -431,6 +448,7 @@ async def run_storm(config: ClusterConfig, count: int, operator: OperatorProcess
         deploy_version = (await kube.get(deployments))["metadata"]["resourceVersion"]
         start = time.monotonic()
         looks_before = await asyncio.to_thread(operator.metric, reconciles)
+        verbs_before = await asyncio.to_thread(operator.samples, KUBE_CALLS)
         created, written = Recorder(new, start), Recorder(new, start)
         watchers = [
             asyncio.create_task(follow(kube, rms, rm_version, [(written, _status_written)])),
@@ -448,6 +466,7 @@ async def run_storm(config: ClusterConfig, count: int, operator: OperatorProcess
             await asyncio.wait_for(written.done.wait(), timeout=300)
             seconds = time.monotonic() - start
             looks = await asyncio.to_thread(operator.metric, reconciles) - looks_before
+            verbs = await asyncio.to_thread(operator.samples, KUBE_CALLS)
             backlogs.append(await asyncio.to_thread(operator.metric, backlog))
         finally:
             for watcher in watchers:
@@ -467,6 +486,11 @@ async def run_storm(config: ClusterConfig, count: int, operator: OperatorProcess
         "to_deployment_p95": _p(to_deployment, 0.95),
         "to_status_p50": _p(to_status, 0.5),
         "to_status_p95": _p(to_status, 0.95),
+        # the operator's API calls over the storm's measurement, by verb
+        "kubernetes_calls": {
+            label.split('"')[1]: value - verbs_before.get(label, 0.0)
+            for label, value in verbs.items()
+        },
     }
     step(
         f"  storm: {looks:.0f} reconciles in {seconds:.0f} s ({result['reconciles_per_second']:.0f}"
@@ -530,15 +554,19 @@ def main() -> None:
     parser.add_argument(
         "--model-objects", type=int, default=0, help="distinct model objects (0: one each)"
     )
+    parser.add_argument(
+        "--label", default="", help="save as operator_scale-<count>-<label> (e.g. before)"
+    )
     args = parser.parse_args()
     global MODEL_OBJECTS
     MODEL_OBJECTS = args.model_objects
-    scales: list[dict[str, Any]] = []
-    for count in args.scales.split(","):  # written after each scale: the largest takes long
-        scales.append(one_scale(int(count), args.profile))
+    for count in args.scales.split(","):  # each written when done: the largest takes long
+        name = f"operator_scale-{int(count)}" + (f"-{args.label}" if args.label else "")
+        scale = one_scale(int(count), args.profile)
         save(
-            "operator_scale",
+            name,
             {
+                "label": args.label,
                 "settings": {
                     "concurrency": CONCURRENCY,
                     "operator_concurrency": OPERATOR_CONCURRENCY,
@@ -550,7 +578,7 @@ def main() -> None:
                     "control_plane_client_burst": CLIENT_BURST,
                 },
                 "machine": machine(),
-                "scales": scales,
+                "scales": [scale],
             },
         )
 
