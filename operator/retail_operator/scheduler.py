@@ -14,7 +14,8 @@ object) goes ahead of every periodic look that is due, first come first served; 
 looks (``schedule``) go by due time. With thousands of RetailModels a resync storm keeps
 thousands of looks due at once, and a new RetailModel behind them would wait minutes. A
 change's reconcile is marked ``lanes.URGENT``, so its API and AWS calls go ahead of the looks'
-too.
+too, and a change whose reconcile failed (an API server too slow to answer in time) is retried
+in the change lane: as a periodic look it would wait behind the storm again.
 
 With leader election, the loop runs only while ``leading`` is set. Losing the lease cancels
 every reconcile in flight (``pause``); their writes are fenced anyway (``kube``). Regaining it
@@ -58,9 +59,11 @@ class Scheduler:
         # looked for while its reconcile was running: True for a change, False for a look now
         self._again: dict[Key, bool] = {}
         self._backlog_counted = 0.0
+        self._retries: dict[Key, asyncio.TimerHandle] = {}  # failed changes, hurried when due
         self._wake = asyncio.Event()
 
     def forget(self, key: Key) -> None:
+        self._cancel_retry(key)
         self._due.pop(key, None)
         self._changed.pop(key, None)
         self._reconciler.forget(key)
@@ -77,6 +80,23 @@ class Scheduler:
         """Not leading: cancel every reconcile in flight (the loop starts no more)."""
         for task in self._running.values():
             task.cancel()
+        for key in list(self._retries):
+            self._cancel_retry(key)
+
+    def _cancel_retry(self, key: Key) -> None:
+        handle = self._retries.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _retry_change(self, key: Key, delay: float) -> None:
+        """A change whose reconcile failed: hurried again in ``delay`` seconds."""
+
+        def due() -> None:
+            self._retries.pop(key, None)
+            self.hurry(key)
+
+        self._cancel_retry(key)
+        self._retries[key] = asyncio.get_running_loop().call_later(delay, due)
 
     def schedule(self, key: Key, delay: float) -> None:
         """Look at ``key`` again in ``delay`` seconds (or sooner if already due sooner)."""
@@ -190,10 +210,14 @@ class Scheduler:
             self.hurry(key)
         elif asked is not None:
             self.schedule(key, 0.0)
+        elif delay is not None and changed and result in ("retry", "error", "crash"):
+            self._retry_change(key, delay)
         elif delay is not None:
             self.schedule(key, delay)
 
     async def stop(self) -> None:
+        for key in list(self._retries):
+            self._cancel_retry(key)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from retail_operator.errors import TemporaryError
 from retail_operator.lanes import URGENT, Gate, Workers
 from retail_operator.objects import Registry, Tracked
 from retail_operator.reconcile import Outcome
@@ -112,3 +113,46 @@ def test_only_a_changes_reconcile_is_marked_urgent() -> None:
         return reconciler.urgent
 
     assert asyncio.run(run()) == {"changed": True, "looked-at": False}
+
+
+class FailingOnce:
+    """The change's first reconcile fails (an API server too slow to answer); every look
+    takes a moment."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    async def reconcile(self, tracked: Tracked) -> Outcome:
+        name = tracked.key[1]
+        self.order.append(name)
+        if name == "changed" and self.order.count(name) == 1:
+            raise TemporaryError("the API server did not answer in time", retry_after=0.05)
+        await asyncio.sleep(0.02)
+        return Outcome({})
+
+    def forget(self, key: object) -> None:
+        pass
+
+
+def test_a_change_that_failed_is_retried_ahead_of_the_due_looks() -> None:
+    async def run() -> list[str]:
+        registry, reconciler = Registry(), FailingOnce()
+        scheduler = Scheduler(reconciler, registry, resync_seconds=60, concurrency=1)
+        looks = [f"look-{i}" for i in range(10)]
+        for name in ["changed", *looks]:
+            meta = {"name": name, "namespace": "shop", "uid": name, "generation": 1}
+            registry.observe({"metadata": meta})
+        scheduler.hurry(("shop", "changed"))
+        for name in looks:
+            scheduler.schedule(("shop", name), 0.0)
+        loop = asyncio.create_task(scheduler.run())
+        while len(reconciler.order) < 12:
+            await asyncio.sleep(0.005)
+        loop.cancel()
+        await scheduler.stop()
+        await asyncio.gather(loop, return_exceptions=True)
+        return reconciler.order
+
+    order = asyncio.run(run())
+    again = order.index("changed", 1)
+    assert again <= 6, order  # 0.05 s after its failure, 20 ms a look: not behind all ten
