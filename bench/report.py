@@ -357,10 +357,17 @@ def _peak_rss(ours: dict[str, Any]) -> float:
     return float(max(ours["peak_rss_mb"], ours.get("storm", {}).get("peak_rss_mb", 0.0)))
 
 
+def _each_storm(scale: dict[str, Any]) -> list[dict[str, Any]]:
+    """The storms of one run: one per resync since they were several, else the one."""
+    ours = scale["operator"]
+    return list(ours.get("storms") or ([ours["storm"]] if "storm" in ours else []))
+
+
 def _storm_targets(scale: dict[str, Any], images: int) -> list[Target]:
-    storm = scale["operator"].get("storm")
-    if storm is None:
-        return []
+    return [t for storm in _each_storm(scale) for t in _storm_target(scale, storm, images)]
+
+
+def _storm_target(scale: dict[str, Any], storm: dict[str, Any], images: int) -> list[Target]:
     ecr = storm["calls"]["ecr"]
     return [
         Target(
@@ -383,14 +390,14 @@ def _storm_targets(scale: dict[str, Any], images: int) -> list[Target]:
 
 
 def _storms(scales: list[dict[str, Any]], images: int) -> list[str]:
-    storms = [s for s in scales if "storm" in s["operator"]]
+    storms = [(scale, storm) for scale in scales for storm in _each_storm(scale)]
     if not storms:
         return []
     lines = [
         "",
         "Resync storm: the operator restarted with a short resync (every RetailModel due at "
         "once, and again that long after each look), and new RetailModels applied one every "
-        f"{storms[0]['operator']['storm']['spacing_seconds']:g} s while the looks were due "
+        f"{storms[0][1]['spacing_seconds']:g} s while the looks were due "
         "(`bench.operator_scale`, phase 3). Rows with a label are other code, run for "
         "comparison (`--label`):",
         "",
@@ -399,8 +406,7 @@ def _storms(scales: list[dict[str, Any]], images: int) -> list[str]:
         "s | operator API calls per look | peak RSS MB | ECR calls per digest |",
         "|---:|---|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
-    for scale in storms:
-        storm = scale["operator"]["storm"]
+    for scale, storm in storms:
         code = f"{scale['label']} ({scale['commit']})" if scale.get("label") else scale["commit"]
         verbs = storm.get("kubernetes_calls")
         per_look = f"{sum(verbs.values()) / storm['reconciles']:.2f}" if verbs else "–"
