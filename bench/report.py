@@ -7,6 +7,7 @@ target is missed and what would meet it) is appended as it is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.common import ROOT, read_result  # noqa: E402
+from bench.common import RESULTS_DIR, ROOT, read_result  # noqa: E402
 
 BENCH = ROOT / "bench"
 PEERS = ("mlserver", "mlserver-batching", "kserve")
@@ -244,6 +245,31 @@ def serving_reload(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     ]
 
 
+def operator_scale_results() -> dict[str, Any] | None:
+    """Every scale's result (``operator_scale-<count>.json``, one file each, so a run at one
+    scale keeps the others), merged in one; a labelled run (``operator_scale-<count>-<label>
+    .json``: the code before a change, say) is shown beside them in the storm table, never
+    judged. Without per-scale files, the older ``operator_scale.json`` with every scale."""
+    files = sorted(RESULTS_DIR.glob("operator_scale-*.json"))
+    if not files:
+        return read_result("operator_scale")
+    loaded = [json.loads(path.read_text()) for path in files]
+    scales, labelled = [], []
+    for result in loaded:
+        for scale in result["scales"]:
+            scale = {**scale, "commit": result.get("commit", "?"), "label": result.get("label")}
+            (labelled if scale["label"] else scales).append(scale)
+    current = [r for r in loaded if not r.get("label")] or loaded
+    newest = max(current, key=lambda r: r["finished_at"])
+    scales.sort(key=lambda s: s["count"])
+    return {
+        **newest,
+        "scales": scales,
+        "labelled": sorted(labelled, key=lambda s: (s["count"], s["label"])),
+        "commit": ", ".join(f"{s['commit']} ({s['count']:,})" for s in scales),
+    }
+
+
 def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
     settings = result["settings"]
     lines = [
@@ -306,7 +332,7 @@ def operator_scale(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             ),
         ]
         targets += _storm_targets(scale, settings["images"])
-    lines += _storms(result["scales"], settings["images"])
+    lines += _storms(result.get("labelled", []) + result["scales"], settings["images"])
     largest = max(result["scales"], key=lambda s: s["count"])
     lines += _where_time_went(largest)
     lines += [
@@ -331,10 +357,17 @@ def _peak_rss(ours: dict[str, Any]) -> float:
     return float(max(ours["peak_rss_mb"], ours.get("storm", {}).get("peak_rss_mb", 0.0)))
 
 
+def _each_storm(scale: dict[str, Any]) -> list[dict[str, Any]]:
+    """The storms of one run: one per resync since they were several, else the one."""
+    ours = scale["operator"]
+    return list(ours.get("storms") or ([ours["storm"]] if "storm" in ours else []))
+
+
 def _storm_targets(scale: dict[str, Any], images: int) -> list[Target]:
-    storm = scale["operator"].get("storm")
-    if storm is None:
-        return []
+    return [t for storm in _each_storm(scale) for t in _storm_target(scale, storm, images)]
+
+
+def _storm_target(scale: dict[str, Any], storm: dict[str, Any], images: int) -> list[Target]:
     ecr = storm["calls"]["ecr"]
     return [
         Target(
@@ -357,7 +390,7 @@ def _storm_targets(scale: dict[str, Any], images: int) -> list[Target]:
 
 
 def _storms(scales: list[dict[str, Any]], images: int) -> list[str]:
-    storms = [(s["count"], s["operator"]["storm"]) for s in scales if "storm" in s["operator"]]
+    storms = [(scale, storm) for scale in scales for storm in _each_storm(scale)]
     if not storms:
         return []
     lines = [
@@ -365,19 +398,24 @@ def _storms(scales: list[dict[str, Any]], images: int) -> list[str]:
         "Resync storm: the operator restarted with a short resync (every RetailModel due at "
         "once, and again that long after each look), and new RetailModels applied one every "
         f"{storms[0][1]['spacing_seconds']:g} s while the looks were due "
-        "(`bench.operator_scale`, phase 3):",
+        "(`bench.operator_scale`, phase 3). Rows with a label are other code, run for "
+        "comparison (`--label`):",
         "",
-        "| RetailModels | resync s | looks due (median at each apply) | reconciles/s | new "
-        "RetailModels | apply → Deployment p50 / p95 s | apply → status written p50 / p95 s | "
-        "peak RSS MB | ECR calls per digest |",
-        "|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| RetailModels | code | resync s | looks due (median at each apply) | reconciles/s | "
+        "new RetailModels | apply → Deployment p50 / p95 s | apply → status written p50 / p95 "
+        "s | operator API calls per look | peak RSS MB | ECR calls per digest |",
+        "|---:|---|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
-    for count, storm in storms:
+    for scale, storm in storms:
+        code = f"{scale['label']} ({scale['commit']})" if scale.get("label") else scale["commit"]
+        verbs = storm.get("kubernetes_calls")
+        per_look = f"{sum(verbs.values()) / storm['reconciles']:.2f}" if verbs else "–"
         lines.append(
-            f"| {count:,} | {storm['resync_seconds']:.0f} | {storm['backlog_median']:,.0f} | "
-            f"{storm['reconciles_per_second']:.0f} | {storm['new']} | "
+            f"| {scale['count']:,} | {code} | {storm['resync_seconds']:.0f} | "
+            f"{storm['backlog_median']:,.0f} | {storm['reconciles_per_second']:.0f} | "
+            f"{storm['new']} | "
             f"{storm['to_deployment_p50']:.2f} / {storm['to_deployment_p95']:.2f} | "
-            f"{storm['to_status_p50']:.2f} / {storm['to_status_p95']:.2f} | "
+            f"{storm['to_status_p50']:.2f} / {storm['to_status_p95']:.2f} | {per_look} | "
             f"{storm['peak_rss_mb']:.0f} | {storm['calls']['ecr'] / images:.1f} |"
         )
     return lines
@@ -861,7 +899,7 @@ def main() -> None:
         ("drift_judge", drift_judge),
         ("provenance", provenance),
     ):
-        result = read_result(name)
+        result = operator_scale_results() if name == "operator_scale" else read_result(name)
         if result is None:
             sections += [f"### {name}", "", "Not run yet.", ""]
             continue

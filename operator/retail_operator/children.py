@@ -7,6 +7,13 @@ the same name that someone else made (or that a RetailModel of the same name, de
 left behind) is never applied over, adopted or deleted; ``NameConflict`` names it instead.
 ``Children.remove`` deletes only an object it owns, with the object's uid as a precondition.
 
+Every child is applied ``rendering.stamped`` (a digest of the document as an annotation), and
+an apply that would change nothing is not sent: the live child carries the same stamp and
+every field the operator renders still holds its value. A periodic look at an unchanged
+RetailModel then costs the API server nothing (three applies per look, thousands a minute at
+scale, were most of what a resync storm asked of it: bench/RESULTS.md), while a child someone
+edited, or one applied from another document, is applied again as before.
+
 ``LiveChildren`` answers "what is there?" for one reconcile: from the watch-fed ``Registry``
 when it knows the child, else with one read of the API server's watch cache, remembered for
 the rest of the reconcile (a new RetailModel's three children cost three cheap reads, once).
@@ -18,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from retail_operator import rendering
 from retail_operator.errors import NameConflict
 from retail_operator.kube import KubeApi
 from retail_operator.objects import Tracked, controller_uid
@@ -100,10 +108,15 @@ class Children:
                 )
 
     async def apply(self, live: LiveChildren, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Apply a child of ``live``'s RetailModel; ``NameConflict`` if the name is taken."""
+        """Apply a child of ``live``'s RetailModel, unless the live one is this document
+        unchanged (then it is returned as it is); ``NameConflict`` if the name is taken."""
         await self.claim(live, [manifest])
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        applied = await self.kube.apply(manifest)
+        document = rendering.stamped(manifest)
+        current = await live.get(kind, name)  # the claim has just read it: no API call
+        if current is not None and rendering.unchanged(document, current):
+            return current
+        applied = await self.kube.apply(document)
         live.applied(kind, name, applied)
         return applied
 

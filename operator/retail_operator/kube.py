@@ -30,6 +30,7 @@ from kubernetes.aio.client import ApiClient, Configuration
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.config.config_exception import ConfigException
 
+from retail_operator import metrics
 from retail_operator.errors import (
     AccessDenied,
     NotLeader,
@@ -38,6 +39,7 @@ from retail_operator.errors import (
     SpecInvalid,
     TemporaryError,
 )
+from retail_operator.lanes import Gate
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +136,8 @@ class KubeApi:
         # At most one request per pooled connection at once. A request that waited for a free
         # connection inside aiohttp spent its timeout waiting: at 2,000 RetailModels most
         # reconciles' calls timed out in that queue and were retried, and few ever finished.
-        self._connections = asyncio.Semaphore(configuration.connection_pool_maxsize or 100)
+        # A change's reconcile gets the next free connection before periodic looks (``lanes``).
+        self._connections = Gate(configuration.connection_pool_maxsize or 100)
         self.fence = fence
         self.calls = 0
 
@@ -176,6 +179,7 @@ class KubeApi:
             headers["Content-Type"] = content_type
         timeout = self._timeout(fenced and method != "GET")
         self.calls += 1
+        metrics.KUBE_CALLS.labels(_verb(method, content_type)).inc()
         try:
             serialized = await self._client.param_serialize(
                 method=method,
@@ -369,6 +373,14 @@ class EventPoster:
 
     async def drain(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
+
+
+def _verb(method: str, content_type: str | None) -> str:
+    """The API server's word for a request (an apply is a PATCH of the apply content type)."""
+    return "apply" if content_type == APPLY_PATCH else _VERBS.get(method, method.lower())
 
 
 def _translate(status: int | None, body: str, path: str) -> Exception:

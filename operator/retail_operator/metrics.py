@@ -26,6 +26,11 @@ QUEUE_DEPTH = Gauge("retail_operator_queue_depth", "RetailModels waiting for the
 DUE_BACKLOG = Gauge(
     "retail_operator_due_backlog", "RetailModels whose reconcile is due but waits for a slot"
 )
+KUBE_CALLS = Counter(
+    "retail_operator_kubernetes_calls",
+    "Calls to the Kubernetes API (the Lease's included), by verb: get, apply, patch, ...",
+    ["verb"],
+)
 AWS_CALLS = Counter(
     "retail_operator_aws_calls", "Calls to AWS APIs", ["service", "operation"]
 )  # fmt: skip
@@ -57,14 +62,16 @@ class PerObject:
     def __init__(self, gauge: Gauge) -> None:
         self._gauge = gauge
         self._values: dict[Hashable, float] = {}
+        self._total = 0.0  # kept as values change: a sum over 10,000 on every reconcile was not
 
     def set(self, key: Hashable, value: float) -> None:
+        self._total += value - self._values.get(key, 0.0)
         self._values[key] = value
-        self._gauge.set(sum(self._values.values()))
+        self._gauge.set(self._total)
 
     def forget(self, key: Hashable) -> None:
-        self._values.pop(key, None)
-        self._gauge.set(sum(self._values.values()))
+        self._total -= self._values.pop(key, 0.0)
+        self._gauge.set(self._total)
 
 
 blocked_images = PerObject(IMAGES_BLOCKED)

@@ -27,6 +27,7 @@ lost status.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ TRACK_LABEL = f"{GROUP}/track"
 MANAGED_BY = "retail-operator"
 SOURCE_ANNOTATION = f"{GROUP}/model-source"  # on running pods: a digest of their ConfigMap's
 MEMORY_ANNOTATION = f"{GROUP}/rollout"  # on the stable ConfigMap: what the canary remembers
+APPLIED_ANNOTATION = f"{GROUP}/applied"  # on every child: a digest of the document applied
 PREDICTOR_PORT = 8080
 # Graceful shutdown, so a rolling update fails no request: on deletion the pod leaves the
 # Service's endpoints while the preStop sleep holds SIGTERM back (kube-proxy needs a moment to
@@ -443,3 +445,30 @@ def is_subset(desired: Any, live: Any) -> bool:
             and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
         )
     return bool(desired == live)
+
+
+def stamped(manifest: Manifest) -> Manifest:
+    """``manifest`` carrying ``APPLIED_ANNOTATION``: a digest of the document itself (any
+    stamp it had left out), so that a live child tells which document it was applied from."""
+    metadata = dict(manifest["metadata"])
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != APPLIED_ANNOTATION
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    bare = {**manifest, "metadata": metadata}
+    text = json.dumps(bare, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return {
+        **bare,
+        "metadata": {**metadata, "annotations": {**annotations, APPLIED_ANNOTATION: digest}},
+    }
+
+
+def unchanged(document: Manifest, live: Any) -> bool:
+    """Whether applying ``document`` (``stamped``) over ``live`` would change nothing: the live
+    child was applied from this very document (so no field the operator has stopped rendering
+    lingers) and every field of it still holds its value (nobody edited one since)."""
+    return live is not None and is_subset(document, live)

@@ -12,7 +12,10 @@ end of a scan exception, a canary's next analysis step, a retry after an error
 Two lanes share the slots. A change (``hurry``: a new RetailModel, a new spec, a new model
 object) goes ahead of every periodic look that is due, first come first served; the periodic
 looks (``schedule``) go by due time. With thousands of RetailModels a resync storm keeps
-thousands of looks due at once, and a new RetailModel behind them would wait minutes.
+thousands of looks due at once, and a new RetailModel behind them would wait minutes. A
+change's reconcile is marked ``lanes.URGENT``, so its API and AWS calls go ahead of the looks'
+too, and a change whose reconcile failed (an API server too slow to answer in time) is retried
+in the change lane: as a periodic look it would wait behind the storm again.
 
 With leader election, the loop runs only while ``leading`` is set. Losing the lease cancels
 every reconcile in flight (``pause``); their writes are fenced anyway (``kube``). Regaining it
@@ -26,7 +29,7 @@ import heapq
 import logging
 import time
 
-from retail_operator import errors, metrics
+from retail_operator import errors, lanes, metrics
 from retail_operator.errors import NotLeader, OperatorError, TemporaryError
 from retail_operator.objects import Key, Registry
 from retail_operator.reconcile import Reconciler
@@ -56,9 +59,11 @@ class Scheduler:
         # looked for while its reconcile was running: True for a change, False for a look now
         self._again: dict[Key, bool] = {}
         self._backlog_counted = 0.0
+        self._retries: dict[Key, asyncio.TimerHandle] = {}  # failed changes, hurried when due
         self._wake = asyncio.Event()
 
     def forget(self, key: Key) -> None:
+        self._cancel_retry(key)
         self._due.pop(key, None)
         self._changed.pop(key, None)
         self._reconciler.forget(key)
@@ -75,6 +80,23 @@ class Scheduler:
         """Not leading: cancel every reconcile in flight (the loop starts no more)."""
         for task in self._running.values():
             task.cancel()
+        for key in list(self._retries):
+            self._cancel_retry(key)
+
+    def _cancel_retry(self, key: Key) -> None:
+        handle = self._retries.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _retry_change(self, key: Key, delay: float) -> None:
+        """A change whose reconcile failed: hurried again in ``delay`` seconds."""
+
+        def due() -> None:
+            self._retries.pop(key, None)
+            self.hurry(key)
+
+        self._cancel_retry(key)
+        self._retries[key] = asyncio.get_running_loop().call_later(delay, due)
 
     def schedule(self, key: Key, delay: float) -> None:
         """Look at ``key`` again in ``delay`` seconds (or sooner if already due sooner)."""
@@ -105,17 +127,18 @@ class Scheduler:
     def _count(self) -> None:
         metrics.QUEUE_DEPTH.set(len(self._due) + len(self._changed))
 
-    def _next(self, now: float) -> Key | None:
-        """The next RetailModel to reconcile: the oldest change, else the most overdue look."""
+    def _next(self, now: float) -> tuple[Key, bool] | None:
+        """The next RetailModel to reconcile, and whether it changed: the oldest change, else
+        the most overdue look."""
         if self._changed:
             key = next(iter(self._changed))
             del self._changed[key]
-            return key
+            return key, True
         while self._heap and self._heap[0][0] <= now:
             when, key = heapq.heappop(self._heap)
             if self._due.get(key) == when:  # else superseded by another schedule, or forgotten
                 del self._due[key]
-                return key
+                return key, False
         return None
 
     async def run(self) -> None:
@@ -128,14 +151,15 @@ class Scheduler:
                 self._slots.release()  # leadership lost meanwhile: nothing more starts
                 continue
             now = time.monotonic()
-            key = self._next(now)
-            if key is not None:
+            found = self._next(now)
+            if found is not None:
+                key, changed = found
                 self._count()
                 if now - self._backlog_counted >= 1.0:  # O(RetailModels): once a second at most
                     self._backlog_counted = now
                     due = sum(1 for when in self._due.values() if when <= now)
                     metrics.DUE_BACKLOG.set(due + len(self._changed))
-                self._running[key] = asyncio.create_task(self._reconcile(key))
+                self._running[key] = asyncio.create_task(self._reconcile(key, changed))
                 continue
             self._slots.release()
             metrics.DUE_BACKLOG.set(0)
@@ -145,7 +169,8 @@ class Scheduler:
             except TimeoutError:
                 pass
 
-    async def _reconcile(self, key: Key) -> None:
+    async def _reconcile(self, key: Key, changed: bool = False) -> None:
+        lanes.URGENT.set(changed)  # this task's own context, and the tasks it starts
         delay: float | None = self._resync  # None: cancelled, the next leader's resume looks
         result = "ok"
         started = time.monotonic()
@@ -185,10 +210,14 @@ class Scheduler:
             self.hurry(key)
         elif asked is not None:
             self.schedule(key, 0.0)
+        elif delay is not None and changed and result in ("retry", "error", "crash"):
+            self._retry_change(key, delay)
         elif delay is not None:
             self.schedule(key, delay)
 
     async def stop(self) -> None:
+        for key in list(self._retries):
+            self._cancel_retry(key)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()

@@ -4,7 +4,8 @@ Credentials come from boto3's default chain (IRSA on EKS); ``AWS_ENDPOINT_URL`` 
 client at a local stand-in such as moto's server. botocore's standard retry mode backs off on
 throttling a few times; past that, the error becomes a condition and a later reconcile retries.
 ``CONFIG`` is the one client configuration on the operator's side: the tooling (``retailctl
-ecr``, the AWS stand-in) builds its clients with it too.
+ecr``, the AWS stand-in) builds its clients with it too. The operator's calls run on
+``WORKERS``, threads of their own where a change's reconcile goes first (``lanes``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from retail_operator import metrics
 from retail_operator.errors import AccessDenied, OperatorError, TemporaryError
+from retail_operator.lanes import Workers
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -31,6 +33,10 @@ CONFIG = Config(
     max_pool_connections=32,
 )
 _lock = threading.Lock()
+# Threads for the operator's AWS calls (at most this many at once, under the clients' pool of
+# connections): a periodic look's call waits behind a change's, never the other way round.
+AWS_THREADS = 16
+WORKERS = Workers(AWS_THREADS, "aws")
 
 THROTTLING_CODES = frozenset(
     {

@@ -10,7 +10,6 @@ enhanced scanning's; every boto3 failure becomes an ``errors`` value.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -207,12 +206,12 @@ class ImageInspector:
 
     async def digest(self, image: ImageRef) -> str:
         return await self._digests.get(
-            (image.repository, image.tag), lambda: asyncio.to_thread(self._describe, image)
+            (image.repository, image.tag), lambda: clients.WORKERS.run(self._describe, image)
         )
 
     async def scan(self, image: ImageRef, digest: str) -> ScanReport:
         return await self._scans.get(
-            (image.repository, digest), lambda: asyncio.to_thread(self._findings, image, digest)
+            (image.repository, digest), lambda: clients.WORKERS.run(self._findings, image, digest)
         )
 
     def _count(self) -> None:

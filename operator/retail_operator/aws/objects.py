@@ -73,7 +73,7 @@ class ModelInspector:
             return verdict.unsigned(
                 "the object has no sha256 metadata, by which its signature would be found"
             )
-        bundle = await asyncio.to_thread(self._get_signature, source, found.sha256, owner)
+        bundle = await clients.WORKERS.run(self._get_signature, source, found.sha256, owner)
         if bundle is None:
             where = signature_key(source.s3_uri, found.sha256)
             return verdict.unsigned(f"no signature at {where}")
@@ -81,7 +81,7 @@ class ModelInspector:
         if isinstance(named, verdict.Verdict):  # refused without a download
             return named
         async with self._downloads:
-            return await asyncio.to_thread(
+            return await clients.WORKERS.run(
                 self._download_and_verify, source, found, bundle, keys, owner
             )
 
@@ -159,7 +159,7 @@ class ModelInspector:
         refuses the call otherwise, which reads as AccessDenied)."""
         return await self._heads.get(
             (source.s3_uri, source.version_id, bucket_owner),
-            lambda: asyncio.to_thread(self._head, source, bucket_owner),
+            lambda: clients.WORKERS.run(self._head, source, bucket_owner),
         )
 
     def _head(self, source: ModelSpec, bucket_owner: str) -> ModelObject:

@@ -3,6 +3,7 @@ status, drift, deletion and restarts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ from tests.integration.operator.conftest import REPOSITORY, OperatorProcess, Sce
 from tests.support.aws import free_port
 from tests.support.faults import FaultProxy
 
-from retail_operator.rendering import SOURCE_ANNOTATION, Target, source_annotation
+from retail_operator.rendering import (
+    APPLIED_ANNOTATION,
+    SOURCE_ANNOTATION,
+    Target,
+    source_annotation,
+)
 from retail_operator.spec import ModelSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
@@ -258,6 +264,64 @@ def test_hand_edits_are_reverted(scenario: Scenario) -> None:
     scenario.wait_for(
         "a DriftReverted event",
         lambda: [e for e in scenario.events("prices") if e["reason"] == "DriftReverted"],
+    )
+
+
+def _applies(operator: OperatorProcess) -> float:
+    return operator.metrics().get('retail_operator_kubernetes_calls_total{verb="apply"}', 0.0)
+
+
+def test_a_look_at_an_unchanged_retailmodel_applies_nothing(scenario: Scenario) -> None:
+    """The periodic look (every 2 s here) re-checks the image and the model, and sends no
+    apply when the live children are what it would apply: across a span of looks, the
+    operator's own count of applies stands still (other tests' RetailModels, going away,
+    may still cause some: the span is waited for, not assumed)."""
+    scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+    for kind, name in (
+        ("deployment", "prices"),
+        ("service", "prices"),
+        ("configmap", "prices-model"),
+    ):
+        assert APPLIED_ANNOTATION in scenario.get(kind, name)["metadata"]["annotations"]
+    operator = scenario.operator
+    spans: list[tuple[float, float]] = []
+
+    def quiet_span() -> bool:
+        applies, looks = _applies(operator), operator.reconciles()
+        operator.wait_reconciles(4)
+        time.sleep(4.5)  # two resyncs more: prices was looked at within
+        spans.append((_applies(operator) - applies, operator.reconciles() - looks))
+        return spans[-1][0] == 0
+
+    scenario.wait_for("a span of looks without an apply", quiet_span, timeout=90)
+    assert spans[-1][1] >= 4
+
+
+def test_an_edit_made_while_the_operator_was_down_is_put_back_by_a_look(
+    scenario: Scenario,
+) -> None:
+    """No child event reverts it (the operator was not running when it came, and a restarted
+    operator has applied nothing yet to put back): the periodic look must not take the stamp
+    the edited child still carries for the document applied."""
+    digest = scenario.image("v1-clean")
+    scenario.apply(scenario.manifest("prices", "v1-clean", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+    scenario.operator.stop()
+    try:
+        scenario.cluster.kubectl(
+            "set", "image", "deployment/prices", "predictor=evil.example/miner:latest",
+            "-n", scenario.namespace,
+        )  # fmt: skip
+        edited = scenario.get("deployment", "prices")
+        assert APPLIED_ANNOTATION in edited["metadata"]["annotations"]
+    finally:
+        scenario.operator.start()
+    scenario.wait_for(
+        "the Deployment image to be put back",
+        lambda: str(scenario.deployment_image("prices")).endswith(digest),
+        timeout=30,
     )
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 from retail_operator.rendering import (
+    APPLIED_ANNOTATION,
     Owner,
     Target,
     is_subset,
     render_children,
     render_deployment,
     source_annotation,
+    stamped,
+    unchanged,
 )
 from retail_operator.spec import ModelSpec, RetailModelSpec
 
@@ -111,6 +114,32 @@ def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
     live = json.loads(json.dumps(desired))
     live["spec"]["replicas"] = 5
     assert not is_subset(desired, live)
+
+
+def test_a_stamp_names_the_document_and_only_it() -> None:
+    desired = render_deployment(spec(), OWNER, target())
+    document = stamped(desired)
+    stamp = document["metadata"]["annotations"][APPLIED_ANNOTATION]
+    assert stamped(document) == document  # stamping again (a stamp in it) changes nothing
+    assert "annotations" not in desired["metadata"]  # the rendered document is left as it was
+    other = render_deployment(spec(replicas=3), OWNER, target())
+    assert stamped(other)["metadata"]["annotations"][APPLIED_ANNOTATION] != stamp
+
+
+def test_unchanged_needs_the_same_stamp_and_every_field_as_applied() -> None:
+    document = stamped(render_deployment(spec(), OWNER, target()))
+    live = json.loads(json.dumps(document))
+    live["metadata"]["resourceVersion"] = "42"
+    live["spec"]["progressDeadlineSeconds"] = 600  # a server default
+    assert unchanged(document, live)
+    assert not unchanged(document, None)
+    edited = json.loads(json.dumps(live))
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    assert not unchanged(document, edited)
+    # Applied from another document (one rendering a field since dropped): applied again.
+    older = json.loads(json.dumps(live))
+    older["metadata"]["annotations"][APPLIED_ANNOTATION] = "0" * 16
+    assert not unchanged(document, older)
 
 
 def test_pods_shut_down_gracefully_so_a_rollout_fails_no_request() -> None:
