@@ -6,9 +6,11 @@ before the new leader's first write was sent."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.operator.apiproxy import ApiProxy, Write
@@ -17,7 +19,26 @@ from tests.integration.operator.test_failover import LEASE_SECONDS, holder, repl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
 
-MODELS = 6  # RetailModels re-applied every resync: a steady stream of writes to watch
+MODELS = 6
+
+
+class Churn(threading.Thread):
+    """Changes the RetailModels' replicas (1 and 2 in turn, one RetailModel after another) until
+    stopped, so whichever replica leads has writes to make: a look at an unchanged RetailModel
+    writes nothing."""
+
+    def __init__(self, scenario: Scenario, manifests: list[dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.scenario, self.manifests = scenario, manifests
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        turn = 0
+        while not self.stopped.is_set():
+            manifest = self.manifests[turn % len(self.manifests)]
+            manifest["spec"]["replicas"] = 1 + (turn // len(self.manifests)) % 2
+            self.scenario.apply(manifest)
+            turn += 1
 
 
 def lease_call(method: str, path: str, body: bytes) -> bool:
@@ -63,21 +84,28 @@ def test_a_leader_whose_lease_calls_hang_stops_writing_before_the_standby_starts
     model = scenario.model()
     scenario.image("v1")
     names = [f"model-{n}" for n in range(MODELS)]
-    for name in names:
-        scenario.apply(scenario.manifest(name, "v1", model))
+    manifests = [scenario.manifest(name, "v1", model) for name in names]
+    for manifest in manifests:
+        scenario.apply(manifest)
     for name in names:
         scenario.wait_condition(name, "Ready", "True")
     assert work(new_proxy.writes) == []  # a standby writes nothing
 
-    old_proxy.stall = lease_call  # its renewals hang; its other calls still go through
-    stalled = time.monotonic()
-    scenario.wait_for(
-        "replica-b to take over",
-        lambda: holder(scenario).startswith("replica-b_"),
-        timeout=LEASE_SECONDS * 4,
-    )
-    scenario.wait_for("replica-b's first write", lambda: work(new_proxy.writes), timeout=30)
-    time.sleep(LEASE_SECONDS)  # let a stale leader show itself, if it would
+    churn = Churn(scenario, manifests)
+    churn.start()
+    try:
+        old_proxy.stall = lease_call  # its renewals hang; its other calls still go through
+        stalled = time.monotonic()
+        scenario.wait_for(
+            "replica-b to take over",
+            lambda: holder(scenario).startswith("replica-b_"),
+            timeout=LEASE_SECONDS * 4,
+        )
+        scenario.wait_for("replica-b's first write", lambda: work(new_proxy.writes), timeout=30)
+        time.sleep(LEASE_SECONDS)  # let a stale leader show itself, if it would
+    finally:
+        churn.stopped.set()
+        churn.join()
 
     first_new = min(w.received for w in work(new_proxy.writes))
     old_writes = work(old_proxy.writes)
