@@ -407,7 +407,13 @@ def canary_rollback(result: dict[str, Any]) -> tuple[list[str], list[Target]]:
             lines.append(
                 f"| {label} | {figures['p50']:.1f} | {figures['p95']:.1f} | {figures['max']:.1f} |"
             )
-    lines += ["", f"Load: {result['load']['requests']:,} requests."]
+    load = result["load"]
+    lines += [
+        "",
+        f"Load: {load['requests']:,} requests through the Service, {load['failed']:,} failed: "
+        "each candidate fails every request it is sent, by design, from its pod's start to its "
+        "rollback (the load counts failures by status, not by pod).",
+    ]
     p95 = summary["rolled_back"]["p95"]
     what = (
         f"upload → rollback of a broken canary on real pods (p95 of {len(rounds)} rounds; "

@@ -7,15 +7,18 @@ run under no policy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.integration.operator.conftest import Scenario
+from tests.integration.operator.conftest import BUCKET, Scenario
 from tests.support.faults import FaultProxy
+from tests.support.signing import KeyPair
 
+from retail_contract.source import signature_key
 from retail_tools.standin import ACCOUNT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.aws]
@@ -125,3 +128,57 @@ def test_a_malformed_policy_is_refused(
         "create", "--dry-run=server", "-f", "-", stdin=json.dumps(document), check=False
     )
     assert result.returncode != 0 and named in result.stderr
+
+
+def test_a_model_no_trusted_key_signed_never_replaces_the_running_one(
+    scenario: Scenario, team_policy: Callable[[dict[str, Any]], str]
+) -> None:
+    """models.trustedKeys: the operator reads each version's signature from S3 (moto) and
+    checks it; tampered bytes, a stranger's key and no signature are each refused by name, and
+    the pods keep the signed version, told to require signatures."""
+    team, stranger = KeyPair.new(), KeyPair.new()
+    team_policy({"models": {"trustedKeys": [team.public]}})
+    key = "models/prices/signed.ubj"
+    s3 = scenario.aws.client("s3")
+
+    def put(body: bytes, signature: bytes | None) -> str:
+        if signature is not None:
+            digest = hashlib.sha256(body).hexdigest()
+            scenario.aws.ensure_bucket(BUCKET)
+            s3.put_object(Bucket=BUCKET, Key=signature_key(key, digest), Body=signature)
+        return scenario.aws.put_model(BUCKET, key, body)
+
+    signed = put(b"model-v1", team.sign(b"model-v1"))
+    scenario.image("v1")
+    manifest = scenario.manifest("prices", "v1", f"s3://{BUCKET}/{key}")
+    manifest["spec"]["model"]["versionId"] = signed
+    scenario.apply(manifest)
+    verified = scenario.wait_condition("prices", "ModelSignatureVerified", "True")
+    assert (
+        verified["reason"] == "SignatureVerified" and team.fingerprint[:12] in verified["message"]
+    )
+    scenario.wait_condition("prices", "Ready", "True")
+
+    def told() -> tuple[dict[str, str], dict[str, Any]]:
+        deployment = scenario.get("deployment", "prices")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", "") for e in container["env"]}
+        document = scenario.get("configmap", "prices-model")["data"]["model-source.json"]
+        return env, json.loads(document)
+
+    env, document = told()
+    assert env["REQUIRE_MODEL_SIGNATURE"] == "true"
+    assert document["versionId"] == signed and document["trustedKeys"] == [team.public]
+
+    refusals = {
+        "Unsigned": put(b"model-unsigned", None),
+        "SignatureInvalid": put(b"model-tampered", team.sign(b"model-v1")),
+        "UntrustedKey": put(b"model-stranger", stranger.sign(b"model-stranger")),
+    }
+    for reason, version in refusals.items():
+        manifest["spec"]["model"]["versionId"] = version
+        scenario.apply(manifest)
+        scenario.wait_condition("prices", "ModelSignatureVerified", "False", reason)
+        ready = scenario.wait_condition("prices", "Ready", "False", reason)
+        assert "Model not rolled out" in ready["message"]
+        assert told()[1]["versionId"] == signed  # the signed version keeps serving

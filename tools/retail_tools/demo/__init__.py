@@ -10,7 +10,9 @@ demo starts or applies, it stops or deletes, even when a step fails.
 ``context`` holds what the steps share (the ``Demo`` object: environment, what was started and
 applied, values one step leaves for the next, figures measured, how commands are run and
 shown; and ``Step``); ``groundwork`` and ``rollouts`` hold one small function per step;
-``canary`` its own steps (a bad model rolled back, a good one promoted); ``steps`` holds
+``canary`` its own steps (a bad model rolled back, a good one promoted); ``scaling`` the
+autoscaler under load and a drain held back by the disruption budget; ``drift`` the stable
+model watched, then a shifted store mix turning FeatureDrift; ``steps`` holds
 ``STORY``, the list ``run_demo`` walks, and ``TEARDOWN``.
 """
 

@@ -14,7 +14,16 @@ from typing import Any
 
 from retail_tools import candidates
 from retail_tools.demo import gitops
-from retail_tools.demo.context import NAME, NAMESPACE, Demo, DemoError, Step, console, wait
+from retail_tools.demo.context import (
+    NAME,
+    NAMESPACE,
+    Demo,
+    DemoError,
+    Step,
+    console,
+    wait,
+    wait_condition,
+)
 from retail_tools.demo.groundwork import train_and_push
 from retail_tools.demo.rollouts import model_info, ready_pods
 from retail_tools.load import Load
@@ -88,15 +97,7 @@ def rolled_out(demo: Demo) -> dict[str, Any]:
 
 
 def wait_rolled_out(demo: Demo, status: str, reason: str) -> dict[str, Any]:
-    def reached() -> dict[str, Any]:
-        found = rolled_out(demo)
-        return found if (found.get("status"), found.get("reason")) == (status, reason) else {}
-
-    try:
-        return dict(wait(f"ModelRolledOut={status} {reason}", reached, VERDICT_SECONDS))
-    except DemoError:
-        demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE, check=False)
-        raise
+    return wait_condition(demo, "ModelRolledOut", status, reason, VERDICT_SECONDS)
 
 
 def canary_pods(demo: Demo) -> list[dict[str, Any]]:

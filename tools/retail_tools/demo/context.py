@@ -68,6 +68,23 @@ def wait(what: str, probe: Callable[[], T | None], timeout: float = 240) -> T:
         raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
 
+def wait_condition(
+    demo: Demo, kind: str, status: str, reason: str, timeout: float
+) -> dict[str, Any]:
+    """Wait for the RetailModel's condition ``kind`` to read ``status``/``reason`` for its
+    current generation; the condition. On a time-out ``kubectl describe`` shows why first."""
+
+    def reached() -> dict[str, Any]:
+        found = demo.node.condition(NAMESPACE, NAME, kind)
+        return found if (found.get("status"), found.get("reason")) == (status, reason) else {}
+
+    try:
+        return dict(wait(f"{kind}={status} {reason}", reached, timeout))
+    except DemoError:
+        demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE, check=False)
+        raise
+
+
 @dataclass(frozen=True)
 class Step:
     title: str

@@ -170,8 +170,11 @@ def _delete_application(demo: Demo) -> None:
 
 def _start_clean(demo: Demo) -> None:
     """An earlier run's Application, operator or RetailModel would keep that run's stand-in
-    address and digests: remove them (the Application first, so it recreates nothing)."""
+    address and digests: remove them (the Application first, so it recreates nothing). Its
+    Events go too: a cluster stopped and started again keeps them past their hour (etcd renews
+    leases on a restart), and `kubectl get events` would show them beside this run's."""
     _delete_application(demo)
+    demo.kubectl("delete", "events", "--all", "-n", NAMESPACE, check=False, show=False)
     demo.kubectl(
         "delete", "retailmodel", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait=true",
         "--timeout=120s", show=False,

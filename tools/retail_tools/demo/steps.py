@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from retail_tools.demo import canary, gitops, groundwork, rollouts
+from retail_tools.demo import canary, drift, gitops, groundwork, rollouts, scaling
 from retail_tools.demo.context import Demo, Step, console
 
 STORY: tuple[Step, ...] = (
@@ -102,6 +102,8 @@ STORY: tuple[Step, ...] = (
         rollouts.new_image_rolled_out,
     ),
     *canary.STEPS,
+    scaling.STEP,
+    *drift.STEPS,
     Step(
         "Events and logs",
         "What a person reads afterwards: the namespace's events, the operator's and a "
