@@ -43,6 +43,7 @@ def synced_from_git(demo: Demo, retail_model: dict[str, Any]) -> None:
         # made beside it. Credentials come by IRSA, from what git holds.
         demo.kubectl("create", "namespace", namespace, check=False, show=False)
         demo.node.standin_config(namespace)
+    demo.node.registry_config()  # the local registry's address, for the image-signature gate
     # The cluster's part of IRSA (on EKS, the pod identity webhook) in effect before Argo CD
     # creates the operator's pods.
     demo.node.install_pod_identity()
