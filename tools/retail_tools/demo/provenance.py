@@ -56,6 +56,8 @@ def only_signed_runs(demo: Demo) -> None:
     for kind in ("ImageSignatureVerified", "ModelSignatureVerified"):
         wait_condition(demo, kind, "True", "SignatureVerified", SIGNATURE_SECONDS)
     wait_ready(demo, "True")
+    # The pods are now told to require signed models: a rolling update of the same image.
+    demo.kubectl("rollout", "status", f"deployment/{NAME}", "-n", NAMESPACE, "--timeout=240s")
     demo.kubectl("get", "rmodel", NAME, "-n", NAMESPACE, "-o", "wide")
     unsigned_image_refused(demo)
     unsigned_model_refused_then_signed_served(demo, private)
@@ -96,7 +98,9 @@ def unsigned_image_refused(demo: Demo) -> None:
     tag = release(demo, "unsigned", findings=[])
     commit_refused(demo, tag, "Unsigned", "Image refused", "the refused unsigned image")
     demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS, "-o", IMAGE_IDS)
-    if {pod["metadata"]["name"]: image_id(pod) for pod in ready_pods(demo)} != pods:
+    after = {pod["metadata"]["name"]: image_id(pod) for pod in ready_pods(demo)}
+    # The autoscaler may add a pod meanwhile, on the same image.
+    if not set(pods) <= set(after) or set(after.values()) != set(pods.values()):
         raise DemoError("an unsigned image replaced the running pods")
     console.print("the same pods, on the same signed digest")
     with Load(demo.port, workers=2, max_seconds=300) as load:
@@ -109,9 +113,14 @@ def unsigned_image_refused(demo: Demo) -> None:
 def unsigned_model_refused_then_signed_served(demo: Demo, private: Path) -> None:
     stable = canary.served_versions(demo)
     out = str(demo.workdir / "model-v4.ubj")
-    demo.run("retailctl", "train", "--out", out, "--rows", "20000", "--seed", "4")
+    trained = demo.run("retailctl", "train", "--out", out, "--rows", "20000", "--seed", "4")
+    (version,) = [
+        line.partition(":")[2].strip()
+        for line in trained.splitlines()
+        if line.startswith("model version:")
+    ]
     with Load(
-        demo.port, workers=2, max_seconds=canary.VERDICT_SECONDS + 120,
+        demo.port, workers=4, max_seconds=canary.VERDICT_SECONDS + 120,
         baskets=candidates.traffic(),
     ) as load:  # fmt: skip
         demo.run("retailctl", "model", "push", out, demo.model_uri)
@@ -124,7 +133,12 @@ def unsigned_model_refused_then_signed_served(demo: Demo, private: Path) -> None
         console.print(f"no canary; the pods still serve {', '.join(sorted(stable))}")
         demo.run("retailctl", "model", "push", out, demo.model_uri, "--signing-key", str(private))
         wait_condition(demo, "ModelSignatureVerified", "True", "SignatureVerified", 120)
-        canary.wait_rolled_out(demo, "True", "Promoted")
+        # ModelRolledOut already reads Promoted (the canary steps'): the pods tell.
+        wait(
+            f"every pod to serve {version}",
+            lambda: canary.served_versions(demo) == {version},
+            timeout=canary.VERDICT_SECONDS + 60,
+        )
         wait("the canary to be gone", lambda: not canary.canary_pods(demo), timeout=120)
     demo.measured("the unsigned, then signed, model", load.report)
     console.print(f"answers by model version: {dict(load.report.models)}")
