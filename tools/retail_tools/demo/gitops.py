@@ -175,7 +175,10 @@ def _start_clean(demo: Demo) -> None:
     Events go too: a cluster stopped and started again keeps them past their hour (etcd renews
     leases on a restart), and `kubectl get events` would show them beside this run's."""
     _delete_application(demo)
-    demo.kubectl("delete", "events", "--all", "-n", NAMESPACE, check=False, show=False)
+    # Not waited for: a pod the kubelet keeps reporting on renews its Event as it goes.
+    demo.kubectl(
+        "delete", "events", "--all", "-n", NAMESPACE, "--wait=false", check=False, show=False
+    )
     demo.kubectl(
         "delete", "retailmodel", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait=true",
         "--timeout=120s", show=False,
