@@ -39,6 +39,9 @@ PREDICTOR_SERVICE_ACCOUNT = "retail-predictor"
 # A ConfigMap holding the stand-in's endpoint (AWS_ENDPOINT_URL) and nothing else: named by
 # deploy/overlays/local and by RetailModels placed here. Credentials come by IRSA.
 STANDIN_CONFIG = "aws-standin"
+# The operator's: where its pods read the local registry (RETAIL_OPERATOR_REGISTRY_URL), named by
+# deploy/overlays/local.
+REGISTRY_CONFIG = "local-registry"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 POD_IDENTITY_KINDS = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
 Notify = Callable[[str], None]
@@ -89,6 +92,20 @@ class OnNode:
                 "kind": "ConfigMap",
                 "metadata": {"name": STANDIN_CONFIG, "namespace": namespace},
                 "data": {"AWS_ENDPOINT_URL": self.aws.endpoint},
+            }
+        )
+
+    def registry_config(self) -> None:
+        """The ConfigMap the operator takes the local registry's address from: the bridge
+        gateway's registry port (``network.registry_rules``), as its pods cannot reach the
+        registry's loopback address (on EKS, ECR's registry is the image's host)."""
+        url = network.registry_url(self.config.node, self.config.registry)
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": REGISTRY_CONFIG, "namespace": OPERATOR_NAMESPACE},
+                "data": {"RETAIL_OPERATOR_REGISTRY_URL": url},
             }
         )
 
@@ -201,6 +218,7 @@ class OnNode:
             "--timeout=60s",
         )  # fmt: skip
         self.standin_config(OPERATOR_NAMESPACE)
+        self.registry_config()
         self.apply([d for d in documents if d not in crds + namespaces + deployments])
         self.wait_for_pod_identity(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
         self.apply(deployments)

@@ -187,6 +187,35 @@ def test_local_overlay_has_no_custom_resources() -> None:
     assert all(d["kind"] != "RetailModel" for d in render("local"))
 
 
+def operator_container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = find(documents, "Deployment", "retail-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_the_local_operator_reads_image_signatures_from_the_registry_pods_reach() -> None:
+    container = operator_container(render("local"))
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    sources = [source["configMapRef"]["name"] for source in container["envFrom"]]
+
+    assert env["RETAIL_OPERATOR_REGISTRY_AUTH"] == "none"
+    # RETAIL_OPERATOR_REGISTRY_URL: the bridge gateway's registry port (onnode.registry_config)
+    assert "local-registry" in sources
+
+
+def test_the_eks_operator_reads_image_signatures_from_ecr(eks: list[dict[str, Any]]) -> None:
+    container = operator_container(eks)
+    names = {variable["name"] for variable in container.get("env", [])}
+    names |= {
+        name
+        for source in container.get("envFrom", [])
+        for name in (source.get("configMapRef") or {}).values()
+    }
+
+    assert not names & {"RETAIL_OPERATOR_REGISTRY_AUTH", "RETAIL_OPERATOR_REGISTRY_URL"}
+    assert "local-registry" not in names
+
+
 def roles(documents: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     return {
         (d["metadata"]["namespace"], d["metadata"]["name"]): d["metadata"]["annotations"][

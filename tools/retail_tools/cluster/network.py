@@ -5,7 +5,11 @@ chains of our own, and the sysctls that the kubelet, kube-proxy and CNI change.
 with its fixed gateway address (so the API server can advertise it before any pod exists) and
 the firewall: ``RMNODE-EGRESS`` drops whatever a pod sends out of another interface (pods reach
 this machine and each other, nothing else), ``RMNODE-INPUT`` lets only loopback and the bridge
-reach the API server's port (it binds every interface so that pods can reach it).
+reach the API server's port (it binds every interface so that pods can reach it), and
+``RMNODE-REGISTRY`` (nat) sends what pods send to the gateway's registry port to the local
+registry on loopback (with ``route_localnet`` on the bridge alone), so that a pod such as the
+in-cluster operator reads the registry the node's containerd pulls from, which listens on
+loopback only.
 ``clean_up`` removes everything the node's processes leave once they are stopped (mounts,
 veths, the bridge, ``KUBE-*``/``CNI-*``/``RMNODE-*`` chains in both IP families, kubepods
 cgroups, the kubelet's fixed-path files, CNI's cache) and restores the recorded settings.
@@ -45,6 +49,7 @@ FIXED_PATHS = (Path("/var/lib/kubelet"), Path("/var/log/containers"))
 CNI_CACHE = Path("/var/lib/cni/results")
 EGRESS_CHAIN = "RMNODE-EGRESS"
 INPUT_CHAIN = "RMNODE-INPUT"
+REGISTRY_CHAIN = "RMNODE-REGISTRY"
 # Chains made by kube-proxy and the kubelet (KUBE-), the CNI plugins (CNI-) and us (RMNODE-).
 NODE_CHAINS = re.compile(r"^(KUBE-|CNI-|RMNODE-)")
 OUR_CHAINS_ONLY = re.compile(r"^(KUBE-|RMNODE-)")
@@ -78,6 +83,10 @@ def prepare(config: ClusterConfig) -> None:
         prefix = node.pod_cidr.split("/")[1]
         run("ip", "addr", "add", f"{node.gateway}/{prefix}", "dev", node.bridge)
     run("ip", "link", "set", node.bridge, "up")
+    # Lets the bridge route to 127.0.0.1 (the registry's DNAT below). Set on the bridge alone,
+    # so it goes with the bridge; kube-proxy sets net.ipv4.conf.all's (in SYSCTLS).
+    _sysctl_path(f"net.ipv4.conf.{node.bridge}.route_localnet").write_text("1")
+    _chain("PREROUTING", REGISTRY_CHAIN, registry_rules(node, config.registry), table="nat")
     _chain(
         "FORWARD",
         EGRESS_CHAIN,
@@ -95,6 +104,24 @@ def prepare(config: ClusterConfig) -> None:
             ["-p", "tcp", "--dport", str(config.ports.apiserver), "-j", "DROP"],
         ],
     )
+
+
+def registry_rules(node: NodeLayout, registry: str) -> list[list[str]]:
+    """The nat rule that lets pods reach the loopback registry ``registry`` (host:port) at
+    ``http://<gateway>:<port>``: only what enters from the bridge, for the gateway's address
+    and the registry's port; every other interface still finds nothing there."""
+    host, port = registry.rsplit(":", 1)
+    if host != "127.0.0.1":
+        raise ValueError(f"the local registry listens on loopback, not {registry}")
+    return [
+        ["-i", node.bridge, "-d", node.gateway, "-p", "tcp", "--dport", port,
+         "-j", "DNAT", "--to-destination", registry],
+    ]  # fmt: skip
+
+
+def registry_url(node: NodeLayout, registry: str) -> str:
+    """Where pods reach the local registry (``registry_rules``)."""
+    return f"http://{node.gateway}:{registry.rsplit(':', 1)[1]}"
 
 
 def clean_up(node: NodeLayout, *, podman_running: bool) -> list[str]:
@@ -167,14 +194,15 @@ def kubepods_cgroups() -> list[Path]:
     return sorted([*CGROUP_ROOT.glob("*/kubepods*"), *CGROUP_ROOT.glob("kubepods*")])
 
 
-def _chain(parent: str, name: str, rules: list[list[str]]) -> None:
-    """(Re)write chain ``name`` in the filter table and jump to it first from ``parent``."""
-    run("iptables", "-N", name, check=False)
-    run("iptables", "-F", name)
+def _chain(parent: str, name: str, rules: list[list[str]], table: str = "filter") -> None:
+    """(Re)write chain ``name`` in ``table`` and jump to it first from ``parent``."""
+    iptables = ("iptables", "-t", table)
+    run(*iptables, "-N", name, check=False)
+    run(*iptables, "-F", name)
     for rule in rules:
-        run("iptables", "-A", name, *rule)
-    if run("iptables", "-C", parent, "-j", name, check=False).returncode != 0:
-        run("iptables", "-I", parent, "1", "-j", name)
+        run(*iptables, "-A", name, *rule)
+    if run(*iptables, "-C", parent, "-j", name, check=False).returncode != 0:
+        run(*iptables, "-I", parent, "1", "-j", name)
 
 
 def _delete_chains(command: str, table: str, pattern: re.Pattern[str]) -> list[str]:

@@ -43,6 +43,7 @@ def synced_from_git(demo: Demo, retail_model: dict[str, Any]) -> None:
         # made beside it. Credentials come by IRSA, from what git holds.
         demo.kubectl("create", "namespace", namespace, check=False, show=False)
         demo.node.standin_config(namespace)
+    demo.node.registry_config()  # the local registry's address, for the image-signature gate
     # The cluster's part of IRSA (on EKS, the pod identity webhook) in effect before Argo CD
     # creates the operator's pods.
     demo.node.install_pod_identity()
@@ -174,7 +175,10 @@ def _start_clean(demo: Demo) -> None:
     Events go too: a cluster stopped and started again keeps them past their hour (etcd renews
     leases on a restart), and `kubectl get events` would show them beside this run's."""
     _delete_application(demo)
-    demo.kubectl("delete", "events", "--all", "-n", NAMESPACE, check=False, show=False)
+    # Not waited for: a pod the kubelet keeps reporting on renews its Event as it goes.
+    demo.kubectl(
+        "delete", "events", "--all", "-n", NAMESPACE, "--wait=false", check=False, show=False
+    )
     demo.kubectl(
         "delete", "retailmodel", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait=true",
         "--timeout=120s", show=False,

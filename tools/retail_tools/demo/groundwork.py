@@ -16,7 +16,7 @@ from retail_tools.demo.context import BUCKET, MODEL_KEY, NAMESPACE, Demo, DemoEr
 from retail_tools.images import registry
 from retail_tools.images.build import TARGETS
 from retail_tools.images.podman import podman_env
-from retail_tools.onnode import OPERATOR_NAMESPACE, STANDIN_CONFIG, OnNode
+from retail_tools.onnode import OPERATOR_NAMESPACE, REGISTRY_CONFIG, STANDIN_CONFIG, OnNode
 from retail_tools.standin import REGION
 
 IMAGES = ("serving", "operator")
@@ -121,6 +121,10 @@ def shut_down(demo: Demo) -> None:
                 "delete", "configmap", STANDIN_CONFIG, "-n", namespace, "--ignore-not-found",
                 check=False,
             )  # fmt: skip
+        demo.kubectl(
+            "delete", "configmap", REGISTRY_CONFIG, "-n", OPERATOR_NAMESPACE,
+            "--ignore-not-found", check=False,
+        )  # fmt: skip
     if demo.aws is not None:
         console.print("stopping the AWS stand-in")
         demo.aws.stop()

@@ -94,12 +94,7 @@ def hot_reload(demo: Demo) -> None:
 def blocked_image_refused(demo: Demo) -> None:
     good = demo.digests[f"serving:{demo.tags['serving']}"]
     tag = release(demo, "blocked", [("CVE-2024-3094", "CRITICAL"), ("CVE-2024-6387", "HIGH")])
-    with Load(demo.port, workers=2, max_seconds=300) as load:
-        change_tag(demo, tag)
-        wait_ready(demo, "False", "VulnerabilitiesFound")
-        gitops.wait_application(demo, "Degraded", health="Degraded", message="Image blocked")
-    demo.measured("the refused rollout", load.report)
-    gitops.show_application(demo)
+    commit_refused(demo, tag, "VulnerabilitiesFound", "Image blocked", "the refused rollout")
     demo.kubectl("get", "rmodel", "-n", NAMESPACE)
     demo.kubectl("describe", "rmodel", NAME, "-n", NAMESPACE)
     demo.kubectl("get", "pods", "-n", NAMESPACE, "-l", PREDICTOR_PODS, "-o", IMAGE_IDS)
@@ -185,6 +180,17 @@ def retail_model(demo: Demo, tag: str) -> dict[str, Any]:
     spec["reloadIntervalSeconds"] = 5
     spec.update(placement())
     return document
+
+
+def commit_refused(demo: Demo, tag: str, reason: str, health: str, what: str) -> None:
+    """A commit of ``tag`` the operator refuses, under load: Ready False ``reason``, and Argo
+    CD's Degraded with ``health`` in its message."""
+    with Load(demo.port, workers=2, max_seconds=300) as load:
+        change_tag(demo, tag)
+        wait_ready(demo, "False", reason)
+        gitops.wait_application(demo, "Degraded", health="Degraded", message=health)
+    demo.measured(what, load.report)
+    gitops.show_application(demo)
 
 
 def change_tag(demo: Demo, tag: str, watch: Callable[[], object] = lambda: None) -> None:
