@@ -12,7 +12,8 @@ applied, values one step leaves for the next, figures measured, how commands are
 shown; and ``Step``); ``groundwork`` and ``rollouts`` hold one small function per step;
 ``canary`` its own steps (a bad model rolled back, a good one promoted); ``scaling`` the
 autoscaler under load and a drain held back by the disruption budget; ``drift`` the stable
-model watched, then a shifted store mix turning FeatureDrift; ``steps`` holds
+model watched, then a shifted store mix turning FeatureDrift; ``provenance`` unsigned images
+and models refused, signed ones served; ``steps`` holds
 ``STORY``, the list ``run_demo`` walks, and ``TEARDOWN``.
 """
 

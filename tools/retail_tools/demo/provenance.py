@@ -6,10 +6,8 @@ models; then an unsigned image commit refused (ImageSignatureVerified Unsigned, 
 Degraded, the pods untouched) and reverted in git, and an unsigned model upload refused (no
 canary starts) before a signed one goes through a canary and is promoted.
 
-``STEP`` belongs at the end of the story, before "Events and logs" (the RetailModel is then
-under the Canary strategy); the policy is recorded in ``demo.applied`` for the teardown. It is
-not in ``steps.STORY`` yet: it has run after steps 1-9 and "Canary rollouts on" only, not
-through a whole ``make demo``.
+``STEP`` goes at the end of the story, before "Events and logs" (the RetailModel is then
+under the Canary strategy); the policy is recorded in ``demo.applied`` for the teardown.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from retail_tools.demo import canary, drift, gitops, groundwork, rollouts, scaling
+from retail_tools.demo import canary, drift, gitops, groundwork, provenance, rollouts, scaling
 from retail_tools.demo.context import Demo, Step, console
 
 STORY: tuple[Step, ...] = (
@@ -104,6 +104,7 @@ STORY: tuple[Step, ...] = (
     *canary.STEPS,
     scaling.STEP,
     *drift.STEPS,
+    provenance.STEP,
     Step(
         "Events and logs",
         "What a person reads afterwards: the namespace's events, the operator's and a "
