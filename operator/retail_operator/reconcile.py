@@ -474,8 +474,10 @@ class Reconciler:
             else:
                 await self.children.remove(live, kind, owner.name)
         changed = _generation(applied[0])
-        if before is not None and _generation(before) == changed and tracked.applied:
-            changed = tracked.applied.deployment_generation  # this apply changed nothing
+        if before is not None and tracked.applied and _same_template(before, applied[0]):
+            # This apply changed no pod template: the rollout is where it was, even when the
+            # generation moved (the autoscaler's scale, which the watched copy may not have yet).
+            changed = tracked.applied.deployment_generation
         manifests = {(m["kind"], m["metadata"]["name"]): m for m in rendered}
         if spec.autoscaling is not None:
             # The count a new Deployment starts with is the autoscaler's from then on: a
@@ -802,6 +804,12 @@ def _was_blocked(status: RetailModelStatus) -> bool:
 
 def _generation(body: Mapping[str, Any]) -> int:
     return int(body.get("metadata", {}).get("generation", 0))
+
+
+def _same_template(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether two reads of a Deployment carry the same pod template (a scale is no rollout)."""
+    template = before.get("spec", {}).get("template")
+    return template is not None and template == after.get("spec", {}).get("template")
 
 
 def _replica_status(deployment: DeploymentState) -> ReplicaStatus:

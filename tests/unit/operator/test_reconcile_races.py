@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
 from retail_operator.objects import Tracked
 from tests.unit.operator.fakes import World, pinned
@@ -94,3 +95,42 @@ def test_a_new_template_the_controller_has_not_seen_is_still_rolling_out() -> No
     assert ready == ("False", "RolloutInProgress")
     assert deployment_event(world, tracked, g, g, (2, 3, 1, 2)) == ("False", "RolloutInProgress")
     assert deployment_event(world, tracked, g, g, (2, 2, 2, 2)) == ("True", "Ready")
+
+
+def test_a_reconcile_that_meets_a_scale_its_watch_has_not_delivered_sees_no_rollout() -> None:
+    """The autoscaler scales while a reconcile runs: the apply answers with the generation the
+    scale bumped (not yet observed by the deployment controller), the watched copy still has
+    the one before. The pod template did not change, so it is no rollout and Ready stays True
+    (seen on the real node: Ready False RolloutInProgress for 18 ms during a scale-up)."""
+    world = World()
+    autoscaling = {"minReplicas": 1, "maxReplicas": 3}
+    tracked = world.retailmodel("v1", replicas=1, autoscaling=autoscaling)
+    world.reconcile(tracked)
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
+    key = next(k for k in world.store.objects if k[1] == "Deployment")
+    scaled = copy.deepcopy(world.store.objects[key])
+    g = scaled["metadata"]["generation"]
+    scaled["metadata"]["generation"] = g + 1
+    scaled["spec"]["replicas"] = 3
+    scaled["status"]["observedGeneration"] = g
+    applied_before = len(world.store.applied)
+    apply = world.store.apply
+
+    async def apply_behind_the_watch(manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] != "Deployment":
+            return await apply(manifest)
+        world.store.applied.append(copy.deepcopy(manifest))
+        answer = copy.deepcopy(scaled)
+        answer["metadata"]["annotations"] = {
+            **scaled["metadata"].get("annotations", {}),
+            **manifest["metadata"].get("annotations", {}),
+        }
+        world.store.objects[key] = answer
+        return copy.deepcopy(answer)  # no watch event: the watch is behind
+
+    world.store.apply = apply_behind_the_watch  # type: ignore[method-assign]
+    tracked.body["metadata"]["annotations"] = {"touched": "1"}
+    world.reconcile(tracked)
+    deployments = [m for m in world.store.applied[applied_before:] if m["kind"] == "Deployment"]
+    assert deployments, "the reconcile applied no Deployment: the race is not exercised"
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
