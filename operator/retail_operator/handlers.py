@@ -316,6 +316,22 @@ def _watch_children(kind: str) -> Callable[..., Awaitable[None]]:
     return child_event
 
 
+def _list_children(kind: str) -> Callable[..., Awaitable[None]]:
+    """Files each listed child in the registry, and keeps nothing in kopf's index (None).
+
+    It is an index for what kopf does with indexes: no event handler of any resource runs
+    until every indexed resource's first list is in (controller-runtime's wait for the caches
+    to sync). So a restarted replica's first looks find the children in the registry; before,
+    they came before the child lists and sent a GET per child (4,599 in 26 s at 2,000
+    RetailModels)."""
+
+    async def child_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.registry.child_event(kind, False, body)
+
+    return child_listed
+
+
 for (group, version, plural), kind in CHILD_RESOURCES.items():
     resource = (group, version, plural) if group else (version, plural)
     kopf.on.event(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-event")(_watch_children(kind))
+    kopf.index(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-listed")(_list_children(kind))

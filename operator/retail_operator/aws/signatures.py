@@ -9,8 +9,9 @@ GetAuthorizationToken for the image's account and region, kept until shortly bef
 expires (``EcrTokens``); with ``none``, anonymously. The token is never logged nor put in a
 message. The repository read is the ECR repository the RetailModel names.
 
-Reads run in a worker thread, so the event loop never waits on the network, each request with
-a timeout. A verdict is cached per repository, digest and set of keys (an hour: a signature
+Reads run on the operator's AWS threads (``clients.WORKERS``), so the event loop never waits
+on the network and a change's check goes ahead of the periodic looks' (``lanes``), each request
+with a timeout. A verdict is cached per repository, digest and set of keys (an hour: a signature
 over a digest does not change), an Unsigned one only briefly so a signature pushed later is
 soon found. A registry that cannot be read is a ``TemporaryError``: the check is Unknown and
 tried again soon, and nothing new rolls out meanwhile.
@@ -18,7 +19,6 @@ tried again soon, and nothing new rolls out meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import threading
@@ -138,7 +138,7 @@ class ImageSignatures:
         fingerprints = tuple(sorted(k.fingerprint for k in keys))
         return await self._verdicts.get(
             (image.repository, digest, *fingerprints),
-            lambda: asyncio.to_thread(self._read_and_verify, image, digest, keys),
+            lambda: clients.WORKERS.run(self._read_and_verify, image, digest, keys),
         )
 
     def _read_and_verify(

@@ -7,8 +7,10 @@ streaming the answer (watches included). A test sets ``hold`` to a predicate on 
 body): the first matching request is never forwarded nor answered, ``held`` is set, and the
 test can look at the cluster while the operator waits in exactly that call, then kill it.
 ``stall`` holds *every* matching request that way (a connection that stopped answering for
-some calls only). ``writes`` lists each write forwarded, with when it was received and when
-the API server had answered it (``time.monotonic``, this process's clock).
+some calls only). ``delay`` answers matching requests that many seconds late (a slow list).
+``reads`` lists each GET forwarded, path and query. ``writes`` lists each write forwarded,
+with when it was received and when the API server had answered it (``time.monotonic``, this
+process's clock).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from aiohttp import web
 
 Hold = Callable[[str, str, bytes], bool]
+Delay = Callable[[str, str], float]  # (method, path with query) → seconds
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -71,8 +74,10 @@ class ApiProxy:
         self._directory = directory
         self.hold: Hold | None = None
         self.stall: Hold | None = None
+        self.delay: Delay | None = None
         self.held = threading.Event()
         self.writes: list[Write] = []
+        self.reads: list[str] = []
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
@@ -108,6 +113,11 @@ class ApiProxy:
             await asyncio.Event().wait()  # until the client goes away (it is killed)
         if stall is not None and stall(request.method, request.path, body):
             await asyncio.Event().wait()  # until the client gives up
+        if request.method == "GET":
+            self.reads.append(request.path_qs)
+        delay = self.delay
+        if delay is not None:
+            await asyncio.sleep(delay(request.method, request.path_qs))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         async with self._session.request(
             request.method,

@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
+from retail_operator.aws import clients
+from retail_operator.aws.signatures import ImageSignatures
 from retail_operator.errors import TemporaryError
 from retail_operator.lanes import URGENT, Gate, Workers
 from retail_operator.objects import Registry, Tracked
 from retail_operator.reconcile import Outcome
 from retail_operator.scheduler import Scheduler
+from retail_operator.spec import ImageRef
+from retail_provenance import verdict
+from tests.support.signing import KeyPair
 
 
 async def _take(gate: Gate, name: str, urgent: bool, order: list[str]) -> None:
@@ -156,3 +163,43 @@ def test_a_change_that_failed_is_retried_ahead_of_the_due_looks() -> None:
     order = asyncio.run(run())
     again = order.index("changed", 1)
     assert again <= 6, order  # 0.05 s after its failure, 20 ms a look: not behind all ten
+
+
+def test_a_changes_image_signature_check_overtakes_the_looks_aws_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry reads of an image check wait for one of the AWS threads in their lane, like
+    ECR's and S3's calls: on a thread of their own they would queue behind a storm's checks."""
+    workers, order, busy = Workers(1, "test"), [], threading.Event()
+    monkeypatch.setattr(clients, "WORKERS", workers)
+    checks = ImageSignatures(registry_url="http://127.0.0.1:9", auth="none")
+
+    def read_and_verify(image: ImageRef, digest: str, keys: object) -> verdict.Verdict:
+        order.append(f"check {digest}")
+        return verdict.unsigned("no signature")
+
+    monkeypatch.setattr(checks, "_read_and_verify", read_and_verify)
+    key = KeyPair.new().public
+    image = ImageRef(repository="127.0.0.1:5000/mlops/retail-api", tag="v1")
+
+    async def look(name: str) -> None:
+        URGENT.set(False)
+        await workers.run(order.append, name)
+
+    async def change() -> None:
+        URGENT.set(True)
+        await checks.check(image, "sha256:" + "a" * 64, (key,))
+
+    async def run() -> list[str]:
+        first = asyncio.create_task(workers.run(busy.wait, 5))
+        await _settle()
+        queued = [asyncio.create_task(look(f"look-{i}")) for i in range(2)]
+        await _settle()
+        queued.append(asyncio.create_task(change()))
+        await _settle()
+        assert order == []  # the check waits for the busy thread too
+        busy.set()
+        await asyncio.gather(first, *queued)
+        return order
+
+    assert asyncio.run(run()) == ["check sha256:" + "a" * 64, "look-0", "look-1"]
