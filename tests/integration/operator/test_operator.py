@@ -388,12 +388,13 @@ def test_a_restarted_operator_waits_for_the_child_lists_and_gets_no_child(
     scenario: Scenario, api_proxy: ApiProxy, tmp_path: Path
 ) -> None:
     """A restart's first looks find the children in the watches' lists, even when a list is
-    slow: the proxy answers the Deployments' first list 3 s late, and no reconcile may GET a
-    child one by one meanwhile (at 2,000 RetailModels a restart sent 4,599 such GETs)."""
+    slow: the proxy answers the Deployments' first list 10 s late (longer than the new replica
+    takes to lead), and no reconcile may GET a child one by one meanwhile (at 2,000
+    RetailModels a restart sent 4,599 such GETs; without the wait, this one sent six)."""
     scenario.image("v1-clean")
     names, _ = _three_ready(scenario)
     api_proxy.delay = lambda method, path: (
-        3.0 if method == "GET" and path.startswith("/apis/apps/v1/deployments?") else 0.0
+        10.0 if method == "GET" and path.startswith("/apis/apps/v1/deployments?") else 0.0
     )
     session_operator = scenario.operator
     proxied = _proxied_operator(session_operator, api_proxy, tmp_path)
