@@ -48,7 +48,8 @@ SIGNATURE_SECONDS = 120
 
 def only_signed_runs(demo: Demo) -> None:
     private, public = demo.workdir / "team.pem", demo.workdir / "team.pub"
-    private.unlink(missing_ok=True)
+    for earlier in (private, public):  # a new key each run; keygen overwrites no key
+        earlier.unlink(missing_ok=True)
     demo.run("retailctl", "model", "keygen", str(private), str(public))
     sign_what_runs(demo, private)
     trust(demo, public.read_text())
