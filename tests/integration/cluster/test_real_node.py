@@ -19,6 +19,7 @@ import yaml
 from retail_tools.cluster import cluster, metrics_server
 from retail_tools.cluster.cluster import ClusterError
 from retail_tools.cluster.config import REAL_NODE_LABEL
+from retail_tools.cluster.node import pause_image
 from retail_tools.polling import Timeout, answers, wait_until
 from tests.support.real_node import PROBE_PORT, RealNode, probe_pod
 
@@ -83,6 +84,21 @@ def test_the_real_node_is_ready_labelled_and_tainted_and_kwok_nodes_are_not(
     for fake in _get(real_node, "nodes", "-l", "type=kwok")["items"]:
         assert key not in fake["metadata"]["labels"]
         assert not fake["spec"].get("taints")
+
+
+def test_a_static_pod_runs_the_sandbox_image_so_image_gc_never_removes_it(
+    real_node: RealNode,
+) -> None:
+    """The kubelet's image GC spares only images a container runs (containerd 1.6 pins no
+    sandbox image): without this pod, a full disk once cost the node its pause image and every
+    new pod stuck in ContainerCreating."""
+    name = f"pause-keeper-{real_node.config.node.name}"
+    real_node.cluster.kubectl(
+        "wait", "--for=condition=Ready", f"pod/{name}", "-n", "kube-system", READY_TIMEOUT
+    )
+    pod = _get(real_node, "pod", name, "-n", "kube-system")
+    assert pod["spec"]["nodeName"] == real_node.config.node.name
+    assert pod["spec"]["containers"][0]["image"] == pause_image(real_node.config.registry)
 
 
 def test_a_restricted_pod_runs_on_the_real_node_and_logs_exec_work(

@@ -126,6 +126,11 @@ def write_node_files(config: ClusterConfig, pki: Pki, registry: str) -> None:
     # instead of sending them to the machine's nameserver.
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1\n")
     (etc / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(config, pki), sort_keys=False))
+    static = _static_pods(node)
+    static.mkdir(parents=True, exist_ok=True)
+    (static / "pause-keeper.yaml").write_text(
+        yaml.safe_dump(pause_keeper(registry), sort_keys=False)
+    )
     for identity in (identities.KUBELET, identities.KUBE_PROXY):
         write_component_kubeconfig(config, pki, identity)
 
@@ -213,6 +218,55 @@ def cni_network(node: NodeLayout) -> str:
     return json.dumps(network, indent=2) + "\n"
 
 
+def _static_pods(node: NodeLayout) -> Path:
+    return node.etc / "manifests"
+
+
+def pause_keeper(registry: str) -> dict[str, object]:
+    """A static pod whose one container runs the pause image, so the kubelet counts that
+    image as in use and its image garbage collection never removes it.
+
+    Debian's containerd 1.6 does not mark its sandbox image pinned (1.7 does), and kubelet 1.36
+    has no flag left to name it, so on a disk past ``imageGCHighThresholdPercent`` the kubelet
+    deleted the pause image with the old app images; every new pod then stuck in
+    ContainerCreating, its sandbox image pulled from a registry that does not have it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "pause-keeper",
+            "namespace": "kube-system",
+            "labels": {"app.kubernetes.io/name": "pause-keeper"},
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "tolerations": [{"operator": "Exists"}],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65535,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "pause",
+                    "image": pause_image(registry),
+                    "imagePullPolicy": "Never",
+                    "resources": {
+                        "requests": {"cpu": "1m", "memory": "4Mi"},
+                        "limits": {"memory": "16Mi"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
 def kubelet_config(config: ClusterConfig, pki: Pki) -> dict[str, object]:
     node = config.node
     socket = f"unix://{node.containerd_socket}"
@@ -247,6 +301,7 @@ def kubelet_config(config: ClusterConfig, pki: Pki) -> dict[str, object]:
         "podCIDR": node.pod_cidr,
         "podLogsDir": str(_pod_logs(node)),
         "maxPods": 50,
+        "staticPodPath": str(_static_pods(node)),
         # A shared disk that is already well used: the default 85/80 % image GC would start
         # soon; evict only when the disk is truly full.
         "imageGCHighThresholdPercent": 95,

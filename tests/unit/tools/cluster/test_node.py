@@ -23,6 +23,7 @@ from retail_tools.cluster.node import (
     containerd_config,
     kubelet_config,
     node_components,
+    pause_keeper,
     registry_mirror,
     write_node_files,
 )
@@ -122,6 +123,27 @@ def test_containerd_keeps_to_its_own_folders_and_pins_the_local_pause_image(
     runc = cri["containerd"]["runtimes"]["runc"]["options"]
     assert runc["SystemdCgroup"] is False
     assert runc["Root"] == str(node.run / "runc")
+
+
+def test_a_static_pod_keeps_the_sandbox_image_in_use_so_image_gc_leaves_it(
+    tmp_path: Path,
+) -> None:
+    """containerd 1.6 does not pin its sandbox image: the kubelet's image GC leaves an image
+    only while a container runs it, so a static pod runs the very image containerd names."""
+    config = _config(tmp_path, real_node=True)
+    write_node_files(config, ensure_pki(config.pki_dir), REGISTRY)
+    kubelet = yaml.safe_load((config.node.etc / "kubelet.yaml").read_text())
+    static = Path(kubelet["staticPodPath"])
+    sandbox = tomllib.loads((config.node.etc / "containerd.toml").read_text())["plugins"][
+        "io.containerd.grpc.v1.cri"
+    ]["sandbox_image"]
+    keeper = yaml.safe_load((static / "pause-keeper.yaml").read_text())
+    assert keeper == pause_keeper(REGISTRY)
+    (container,) = keeper["spec"]["containers"]
+    assert container["image"] == sandbox
+    assert container["imagePullPolicy"] == "Never"  # nothing to pull it from
+    assert keeper["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_the_kubelet_authenticates_callers_and_serves_a_ca_signed_certificate(
