@@ -99,15 +99,30 @@ def _count_unreachable(model: Any, **_: Any) -> None:
     metrics.AWS_ERRORS.labels(service, "Unreachable").inc()
 
 
-@cache
+_made: dict[tuple[str, str | None], Any] = {}
+_making = threading.Lock()
+
+
+def _shared(service: str, region: str | None) -> Any:
+    """One client per service and region for every thread. The first calls come at once from
+    the AWS threads; each made a client of its own under ``functools.cache`` (only one was
+    kept), so they are made under a lock, once."""
+    with _making:
+        made = _made.get((service, region))
+        if made is None:
+            made = _made[(service, region)] = client(service, region)
+        return made
+
+
 def ecr(region: str | None = None) -> ECRClient:
-    made: ECRClient = client("ecr", region)
+    made: ECRClient = _shared("ecr", region)
     return made
 
 
-@cache
 def s3(region: str | None = None) -> S3Client:
-    made: S3Client = client("s3", region or _session().region_name or "us-east-1")
+    with _lock:
+        default = region or _session().region_name or "us-east-1"
+    made: S3Client = _shared("s3", default)
     return made
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -203,3 +205,28 @@ def test_a_changes_image_signature_check_overtakes_the_looks_aws_calls(
         return order
 
     assert asyncio.run(run()) == ["check sha256:" + "a" * 64, "look-0", "look-1"]
+
+
+def test_the_aws_threads_first_calls_at_once_make_one_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sixteen threads asking for the ECR client at the same moment share one: each used to
+    make its own (a botocore client costs tens of milliseconds and a connection pool)."""
+    made: list[str] = []
+    start = threading.Barrier(16)
+
+    def slow_client(service: str, region: str | None = None) -> object:
+        made.append(service)
+        time.sleep(0.05)
+        return object()
+
+    monkeypatch.setattr(clients, "client", slow_client)
+    monkeypatch.setattr(clients, "_made", {})
+
+    def first_call() -> object:
+        start.wait(5)
+        return clients.ecr("ap-southeast-1")
+
+    with ThreadPoolExecutor(16) as pool:
+        shared = set(map(id, pool.map(lambda _: first_call(), range(16))))
+    assert (made, len(shared)) == (["ecr"], 1)
