@@ -85,6 +85,8 @@ class LiveChildren:
 
     def applied(self, kind: str, name: str, live: dict[str, Any] | None) -> None:
         self._read[(kind, name)] = live
+        if live is not None:
+            self.tracked.registry.child_applied(self.tracked.key[0], kind, live)
 
 
 @dataclass

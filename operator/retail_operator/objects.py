@@ -161,6 +161,24 @@ class Registry:
     def child(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
         return self._children.get((namespace, kind, name))
 
+    def child_applied(self, namespace: str, kind: str, body: Mapping[str, Any]) -> None:
+        """An apply's answer: the child as it is now, before its watch event comes. Filed so
+        that a reconcile meanwhile neither reads it again nor applies it again (at 2,000
+        RetailModels, 1,450 Services were read and applied a second time that way)."""
+        self._remember((namespace, kind, body["metadata"]["name"]), body)
+
+    def _remember(self, key: ChildKey, body: Mapping[str, Any]) -> None:
+        """Keep ``body`` unless a newer copy of the same object is held already (an apply's
+        answer is often ahead of the watch)."""
+        known = self._children.get(key)
+        if (
+            known is not None
+            and known["metadata"].get("uid") == body["metadata"].get("uid")
+            and _resource_version(known) > _resource_version(body)
+        ):
+            return
+        self._children[key] = _trimmed(body)
+
     def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> Tracked | None:
         """Index a child's watch event; the RetailModel that owns it, if one is known."""
         meta = body["metadata"]
@@ -169,7 +187,7 @@ class Registry:
             if self._children.get(key, {}).get("metadata", {}).get("uid") == meta.get("uid"):
                 del self._children[key]
         else:
-            self._children[key] = _trimmed(body)
+            self._remember(key, body)
         owner = _controller(body)
         if owner is None:
             return None

@@ -42,6 +42,7 @@ class ObjectStore:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     patched_pods: list[str] = field(default_factory=list)
     handed_off: list[int] = field(default_factory=list)
+    reads: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of each GET
     gate: asyncio.Event | None = None  # holds status writes while set up
     # What a watch would deliver: every change, as (kind, deleted, body).
     watch: Callable[[str, bool, dict[str, Any]], object] = lambda *_: None
@@ -58,6 +59,7 @@ class ObjectStore:
     async def get(
         self, api_version: str, kind: str, namespace: str, name: str, *, cached: bool = False
     ) -> Any:
+        self.reads.append((kind, name))
         return copy.deepcopy(self.objects.get((namespace, kind, name)))
 
     async def list(
@@ -84,7 +86,10 @@ class ObjectStore:
             live["metadata"]["managedFields"] = [
                 {"manager": "retail-operator", "operation": "Apply", "fieldsV1": {"f:spec": owned}}
             ]
-            live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+            live["metadata"]["annotations"] = {
+                **(manifest["metadata"].get("annotations") or {}),
+                "deployment.kubernetes.io/revision": "1",
+            }
             live["status"] = {
                 "observedGeneration": live["metadata"]["generation"],
                 "replicas": replicas,
