@@ -2,6 +2,12 @@
 
 ``python -m bench.operator_scale [--scales 100,500,1000] [--label before]``
 
+``--memory-profile`` runs only phase 2's convergence, with the operator under memray
+(``--trace-python-allocators``, so each object is put down to its site rather than to a whole
+arena): the live heap at its high-water mark, by the innermost frame in ``retail_operator`` or
+kopf and by allocating frame, goes to ``bench/results/memory-operator-<count>[-<label>].txt``,
+the capture stays in the cache. memray's own bookkeeping inflates the peak RSS it reports.
+
 Each scale's result is written on its own (``bench/results/operator_scale-<count>.json``, with
 ``--label``: ``operator_scale-<count>-<label>.json``, say the code before a change, shown beside
 the current one), so a later run at one scale keeps the others; ``bench.report`` merges them.
@@ -70,6 +76,7 @@ from retail_tools.standin import ACCOUNT, REGION, AwsStandIn
 
 WORK = BENCH_CACHE / "operator"
 PROFILE = BENCH_CACHE / "profiles" / "operator.txt"
+MEMORY_CAPTURE = BENCH_CACHE / "profiles" / "operator-memray.bin"
 REPOSITORY = "mlops/retail-api"
 BUCKET = "bench-models"
 IMAGES = 5
@@ -283,8 +290,11 @@ def _owner(deployment: dict[str, Any]) -> str | None:
 
 
 class OperatorProcess:
-    def __init__(self, config: ClusterConfig, aws: AwsStandIn, *, resync: float = 600) -> None:
-        """``resync`` 600 s: no periodic work inside the convergence measurement."""
+    def __init__(
+        self, config: ClusterConfig, aws: AwsStandIn, *, resync: float = 600, memray: bool = False
+    ) -> None:
+        """``resync`` 600 s: no periodic work inside the convergence measurement; ``memray``:
+        run under memray's tracker, its capture written to ``MEMORY_CAPTURE``."""
         self.port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -295,9 +305,16 @@ class OperatorProcess:
             "RETAIL_OPERATOR_LIVENESS_PORT": str(self.port),
             "RETAIL_OPERATOR_METRICS_PORT": str(self.metrics_port),
         }
+        command = [str(VENV_BIN / "retailctl"), "operator"]
+        if memray:
+            MEMORY_CAPTURE.parent.mkdir(parents=True, exist_ok=True)
+            # Python's own allocator traced too: each object to its site, not a whole arena.
+            memray_run = [str(VENV_BIN / "memray"), "run", "--trace-python-allocators"]
+            memray_run += ["--force", "-o", str(MEMORY_CAPTURE)]
+            command = memray_run + command
         with (WORK / "operator.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "retailctl"), "operator"],
+                command,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -427,6 +444,88 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
         else float("nan"),
         "single_timeouts": SINGLES - len(single_latencies),
     }
+
+
+def _ours(file: str) -> bool:
+    return "retail_operator" in file or "/kopf/" in file
+
+
+def memory_summary(capture: Path, top: int = 25) -> str:
+    """The live heap at the operator's high-water mark, by allocation site: the innermost
+    frame in the project (``retail_operator``) or in kopf, and the innermost frame of all."""
+    from memray import FileReader  # a dev tool, only for --memory-profile
+
+    reader = FileReader(str(capture))
+    by_project: Counter[str] = Counter()
+    by_site: Counter[str] = Counter()
+    total = 0
+    for record in reader.get_high_watermark_allocation_records(merge_threads=True):
+        stack = record.stack_trace(max_stacks=64)
+        total += record.size
+        if stack:
+            function, file, line = stack[0]
+            by_site[f"{function} {Path(file).name}:{line}"] += record.size
+        own = next((frame for frame in stack if _ours(frame[1])), None)
+        if own is not None:
+            package = "kopf" if "/kopf/" in own[1] else "retail_operator"
+            by_project[f"{own[0]} {package}/{Path(own[1]).name}:{own[2]}"] += record.size
+        else:
+            outer = stack[-1] if stack else ("?", "?", 0)
+            by_project[f"(outside retail_operator) {Path(outer[1]).parent.name}"] += record.size
+    lines = [f"live heap at the high-water mark: {total / 2**20:.1f} MiB", ""]
+    for title, counter in (
+        ("innermost retail_operator frame", by_project),
+        ("allocating frame", by_site),
+    ):
+        lines.append(f"by {title}:")
+        lines += [f"  {size / 2**20:8.1f} MiB  {name}" for name, size in counter.most_common(top)]
+        lines.append("")
+    reader.close()
+    return "\n".join(lines)
+
+
+async def _watch_cache_ready(config: ClusterConfig) -> None:
+    """Until the API server serves RetailModels from its watch cache (a 429 "storage is
+    (re)initializing" at first; the baseline phase otherwise gives it that time)."""
+    async with Kube(config.kubeconfig, WORK / "client") as kube:
+        for _ in range(120):
+            try:
+                await kube.get("/apis/mlops.retail.io/v1alpha1/namespaces/operator/retailmodels")
+                return
+            except RuntimeError:
+                await asyncio.sleep(1)
+
+
+def memory_profile(count: int, label: str) -> None:
+    """The operator phase only, under memray; the summary to ``bench/results``."""
+    step(f"scale {count:,} under memray: fresh cluster and AWS stand-in")
+    config = fresh_cluster()
+    aws = start_aws()
+    operator: OperatorProcess | None = None
+    try:
+        push_images(aws)
+        put_models(aws, sorted({model_key(i) for i in range(count + SINGLES)}))
+        asyncio.run(_watch_cache_ready(config))
+        operator = OperatorProcess(config, aws, memray=True)
+        measured = asyncio.run(run_operator(config, count))
+        peak = operator.peak_rss_mb()
+        step(
+            f"  operator under memray: peak RSS {peak:.0f} MB, "
+            f"Ready {measured['ready_seconds']:.0f} s"
+        )
+    finally:
+        if operator is not None:
+            operator.stop()
+        aws.stop()
+        cluster.down(config)
+    header = (
+        f"memray of the operator at commit {git_commit()}, {count:,} RetailModels "
+        f"(+{SINGLES} singles), {MODEL_OBJECTS or count} model objects; "
+        f"peak RSS under memray {peak:.0f} MB\n"
+    )
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    name = f"memory-operator-{count}" + (f"-{label}" if label else "")
+    (RESULTS_DIR / f"{name}.txt").write_text(header + memory_summary(MEMORY_CAPTURE))
 
 
 def _p(values: list[float], quantile: float) -> float:
@@ -569,9 +668,19 @@ def main() -> None:
     parser.add_argument(
         "--label", default="", help="save as operator_scale-<count>-<label> (e.g. before)"
     )
+    parser.add_argument(
+        "--memory-profile",
+        action="store_true",
+        help="only the operator phase, under memray: the live heap at its peak by allocation "
+        "site to bench/results/memory-operator-<count>[-<label>].txt (the capture in the cache)",
+    )
     args = parser.parse_args()
     global MODEL_OBJECTS
     MODEL_OBJECTS = args.model_objects
+    if args.memory_profile:
+        for count in args.scales.split(","):
+            memory_profile(int(count), args.label)
+        return
     for count in args.scales.split(","):  # each written when done: the largest takes long
         name = f"operator_scale-{int(count)}" + (f"-{args.label}" if args.label else "")
         scale = one_scale(int(count), args.profile)

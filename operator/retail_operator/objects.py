@@ -17,6 +17,7 @@ leader cannot know what happened meanwhile, and finds out from the live objects.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -56,6 +57,28 @@ def _trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
     """A child's body without its managedFields: the bulk of it, and never read here."""
     metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
     return {**body, "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A child's body as compact JSON bytes, decoded on each read: a few kilobytes where the
+    same body as Python dicts and strings took several times as much, held for every child
+    of every RetailModel (bench/RESULTS.md, operator memory). A read gets a body of its own."""
+
+    uid: str | None
+    resource_version: int
+    document: bytes
+
+    @classmethod
+    def pack(cls, body: Mapping[str, Any]) -> _Packed:
+        trimmed = _trimmed(body)
+        uid = trimmed["metadata"].get("uid")
+        document = json.dumps(trimmed, separators=(",", ":")).encode()
+        return cls(uid, _resource_version(trimmed), document)
+
+    def body(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.document)
+        return found
 
 
 @dataclass(frozen=True)
@@ -103,7 +126,7 @@ class Tracked:
 class Registry:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
-        self._children: dict[ChildKey, dict[str, Any]] = {}
+        self._children: dict[ChildKey, _Packed] = {}
         self.policies: dict[str, Policy] = {}
         self.namespaces: dict[str, dict[str, str]] = {}  # namespace → its labels
         # policy name → the RetailModels outside it at their last reconcile
@@ -136,7 +159,7 @@ class Registry:
         key = (meta["namespace"], meta["name"])
         known = self._objects.get(key)
         copy = {
-            "metadata": dict(meta),
+            "metadata": {k: v for k, v in meta.items() if k != "managedFields"},  # never read
             "spec": dict(body.get("spec") or {}),
             "status": dict(body.get("status") or {}),
         }
@@ -159,7 +182,9 @@ class Registry:
             tracked.reset()
 
     def child(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-        return self._children.get((namespace, kind, name))
+        """The child as its watch last showed it (without managedFields): a copy of its own."""
+        packed = self._children.get((namespace, kind, name))
+        return packed.body() if packed is not None else None
 
     def child_applied(self, namespace: str, kind: str, body: Mapping[str, Any]) -> None:
         """An apply's answer: the child as it is now, before its watch event comes. Filed so
@@ -170,21 +195,22 @@ class Registry:
     def _remember(self, key: ChildKey, body: Mapping[str, Any]) -> None:
         """Keep ``body`` unless a newer copy of the same object is held already (an apply's
         answer is often ahead of the watch)."""
-        known = self._children.get(key)
+        known, packed = self._children.get(key), _Packed.pack(body)
         if (
             known is not None
-            and known["metadata"].get("uid") == body["metadata"].get("uid")
-            and _resource_version(known) > _resource_version(body)
+            and known.uid == packed.uid
+            and known.resource_version > packed.resource_version
         ):
             return
-        self._children[key] = _trimmed(body)
+        self._children[key] = packed
 
     def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> Tracked | None:
         """Index a child's watch event; the RetailModel that owns it, if one is known."""
         meta = body["metadata"]
         key = (meta["namespace"], kind, meta["name"])
         if deleted:
-            if self._children.get(key, {}).get("metadata", {}).get("uid") == meta.get("uid"):
+            known = self._children.get(key)
+            if known is not None and known.uid == meta.get("uid"):
                 del self._children[key]
         else:
             self._remember(key, body)

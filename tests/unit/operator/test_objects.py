@@ -1,0 +1,96 @@
+"""The registry's child store: what a reader gets back from the packed bodies it keeps."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from retail_operator.objects import Registry
+
+OWNER_UID = "0b5e7c1e-0000-4000-8000-000000000001"
+
+
+def deployment(uid: str = "d-1", image: str = "repo@sha256:aa") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "prices",
+            "namespace": "shop",
+            "uid": uid,
+            "generation": 3,
+            "annotations": {"mlops.retail.io/applied": "digest"},
+            "labels": {"app.kubernetes.io/managed-by": "retail-operator"},
+            "ownerReferences": [
+                {"kind": "RetailModel", "name": "prices", "uid": OWNER_UID, "controller": True}
+            ],
+            "managedFields": [{"manager": "retail-operator", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": image}]}}},
+        "status": {"observedGeneration": 3, "availableReplicas": 2, "conditions": []},
+    }
+
+
+def test_a_child_reads_back_as_its_body_without_managed_fields() -> None:
+    registry = Registry()
+    body = deployment()
+    registry.child_event("Deployment", False, body)
+
+    found = registry.child("shop", "Deployment", "prices")
+
+    expected = copy.deepcopy(body)
+    del expected["metadata"]["managedFields"]
+    assert found == expected
+    with pytest.raises(KeyError):  # the one field the store drops: a reader of it fails
+        found["metadata"]["managedFields"]  # noqa: B018
+
+
+def test_each_read_is_a_body_of_its_own() -> None:
+    registry = Registry()
+    registry.child_event("Deployment", False, deployment())
+
+    first = registry.child("shop", "Deployment", "prices")
+    assert first is not None
+    first["spec"]["replicas"] = 9
+    first["metadata"]["labels"].clear()
+
+    again = registry.child("shop", "Deployment", "prices")
+    assert again is not None
+    assert again["spec"]["replicas"] == 2
+    assert again["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "retail-operator"}
+
+
+def test_a_deletion_removes_only_the_object_of_that_uid() -> None:
+    registry = Registry()
+    registry.child_event("Deployment", False, deployment(uid="d-2", image="repo@sha256:bb"))
+
+    registry.child_event("Deployment", True, deployment(uid="d-1"))  # an older one, gone late
+    kept = registry.child("shop", "Deployment", "prices")
+    assert kept is not None and kept["metadata"]["uid"] == "d-2"
+
+    registry.child_event("Deployment", True, deployment(uid="d-2"))
+    assert registry.child("shop", "Deployment", "prices") is None
+
+
+def test_a_retail_model_is_held_without_its_managed_fields() -> None:
+    registry = Registry()
+    body = {
+        "metadata": {
+            "name": "prices",
+            "namespace": "shop",
+            "uid": OWNER_UID,
+            "generation": 2,
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1},
+    }
+
+    tracked, _ = registry.observe(body)
+
+    assert "managedFields" not in tracked.body["metadata"]
+    assert tracked.body["metadata"]["generation"] == 2
+    assert tracked.uid == OWNER_UID
