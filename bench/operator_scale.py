@@ -1,6 +1,6 @@
 """Operator at scale: 100, 500 and 1,000 RetailModels on a real local control plane.
 
-``python -m bench.operator_scale [--scales 100,500,1000] [--label before]``
+``python -m bench.operator_scale [--scales 100,500,1000] [--label before] [--storm-resyncs 30,5]``
 
 ``--memory-profile`` runs only phase 2's convergence, with the operator under memray
 (``--trace-python-allocators``, so each object is put down to its site rather than to a whole
@@ -657,6 +657,7 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
 
 
 def main() -> None:
+    global MODEL_OBJECTS, STORM_RESYNCS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="100,500,1000")
     parser.add_argument(
@@ -674,9 +675,15 @@ def main() -> None:
         help="only the operator phase, under memray: the live heap at its peak by allocation "
         "site to bench/results/memory-operator-<count>[-<label>].txt (the capture in the cache)",
     )
+    parser.add_argument(
+        "--storm-resyncs",
+        default=",".join(f"{r:g}" for r in STORM_RESYNCS),
+        help="the resyncs (seconds) of the storms, comma-separated (one storm takes minutes "
+        "at 10,000)",
+    )
     args = parser.parse_args()
-    global MODEL_OBJECTS
     MODEL_OBJECTS = args.model_objects
+    STORM_RESYNCS = tuple(float(r) for r in args.storm_resyncs.split(",") if r)
     if args.memory_profile:
         for count in args.scales.split(","):
             memory_profile(int(count), args.label)
