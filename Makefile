@@ -109,7 +109,7 @@ images: venv host-packages ## build both images with podman (cached), and crane 
 	$(BIN)/retailctl image build operator
 
 test: lint typecheck controlplane argocd images $(COSIGN) ## every check: lint, types and the whole test suite
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
 	$(BIN)/pytest -m soak -s tests/integration/serving
