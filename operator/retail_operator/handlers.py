@@ -27,6 +27,7 @@ from retail_operator.canary.scraping import PodMetrics, parse_networks
 from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
+from retail_operator.listing import list_children
 from retail_operator.modelwatch import ModelWatch
 from retail_operator.objects import Due, Registry
 from retail_operator.policy import Policy
@@ -118,12 +119,26 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         )
         kube.fence = election  # every write lands while this replica leads, or is not sent
     registry = Registry()
+    listed = asyncio.Event()
     scheduler = Scheduler(
         reconciler,
         registry,
         resync_seconds=config.resync_seconds,
         concurrency=config.concurrency,
         leading=election.leading if election else None,
+        ready=listed,
+    )
+    memo.listed = listed
+    memo.listing_task = asyncio.create_task(
+        list_children(
+            kube,
+            registry,
+            CHILD_KINDS,
+            list(memo.get("namespaces") or []),
+            CHILD_SELECTOR,
+            listed,
+        ),
+        name="retail-child-lists",
     )
     memo.election = election
     memo.lease_kube = lease_kube
@@ -190,6 +205,7 @@ async def _report_policies(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.listing_task.cancel()
     memo.policy_task.cancel()
     memo.watch_task.cancel()
     memo.loop_task.cancel()
@@ -284,6 +300,8 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
     tracked = registry.child_event(kind, type == "DELETED", body)
     if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
         return  # not a child of a RetailModel this replica knows (or one on its way out)
+    if not memo.listed.is_set():
+        return  # no look before the lists are in; the first look covers this change
     if memo.election is not None and not memo.election.is_leader:
         return  # a standby keeps the index warm and writes nothing
     live = None if type == "DELETED" else dict(body)
@@ -299,7 +317,8 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
 
 
 # The children's watch streams: (group, version, plural) → the kind the registry files them
-# under. Only objects with the operator's label are watched; ownership is checked by uid.
+# under. kopf watches every object of these kinds and hands the handlers only those with the
+# operator's label (the first lists ask the API server for the label); ownership is by uid.
 CHILD_RESOURCES = {
     ("apps", "v1", "deployments"): "Deployment",
     ("", "v1", "services"): "Service",
@@ -307,6 +326,12 @@ CHILD_RESOURCES = {
     ("policy", "v1", "poddisruptionbudgets"): "PodDisruptionBudget",
     ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
 }
+# The same as (apiVersion, kind), for the first lists (``listing``): asked for by label.
+CHILD_KINDS = [
+    (f"{group}/{version}" if group else version, kind)
+    for (group, version, _), kind in CHILD_RESOURCES.items()
+]
+CHILD_SELECTOR = ",".join(f"{key}={value}" for key, value in CHILD_LABELS.items())
 
 
 def _watch_children(kind: str) -> Callable[..., Awaitable[None]]:
@@ -316,22 +341,6 @@ def _watch_children(kind: str) -> Callable[..., Awaitable[None]]:
     return child_event
 
 
-def _list_children(kind: str) -> Callable[..., Awaitable[None]]:
-    """Files each listed child in the registry, and keeps nothing in kopf's index (None).
-
-    It is an index for what kopf does with indexes: no event handler of any resource runs
-    until every indexed resource's first list is in (controller-runtime's wait for the caches
-    to sync). So a restarted replica's first looks find the children in the registry; before,
-    they came before the child lists and sent a GET per child (4,599 in 26 s at 2,000
-    RetailModels)."""
-
-    async def child_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        memo.registry.child_event(kind, False, body)
-
-    return child_listed
-
-
 for (group, version, plural), kind in CHILD_RESOURCES.items():
     resource = (group, version, plural) if group else (version, plural)
     kopf.on.event(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-event")(_watch_children(kind))
-    kopf.index(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-listed")(_list_children(kind))

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -80,6 +80,14 @@ _PATHS = {
 
 def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
     return _PATHS[(api_version, kind)].format(namespace=namespace, name=name)
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    """The objects of a kind in ``namespace``, or in every namespace (None)."""
+    path = _PATHS[(api_version, kind)]
+    if namespace is None:
+        path = path.replace("/namespaces/{namespace}", "")
+    return path.format(namespace=namespace, name="").rstrip("/")
 
 
 async def load_configuration() -> Configuration:
@@ -217,6 +225,27 @@ class KubeApi:
         return await self._request(
             "GET", object_path(api_version, kind, namespace, name), query=query
         )
+
+    async def list_pages(
+        self, api_version: str, kind: str, namespace: str | None, selector: str, *, limit: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The objects of a kind matching ``selector`` (every namespace for None), a page of at
+        most ``limit`` at a time, each with its apiVersion and kind as a watch event has them.
+        A page token that expired (410) is not resumed: the error says so, and the caller
+        lists again from the start."""
+        path = collection_path(api_version, kind, namespace)
+        token = ""
+        while True:
+            query = [("labelSelector", selector), ("limit", str(limit))]
+            if token:
+                query.append(("continue", token))
+            found = await self._request("GET", path, query=query) or {}
+            yield [
+                {**item, "apiVersion": api_version, "kind": kind} for item in found.get("items", [])
+            ]
+            token = found.get("metadata", {}).get("continue", "")
+            if not token:
+                return
 
     async def list(
         self, api_version: str, kind: str, namespace: str, selector: str

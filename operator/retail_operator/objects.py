@@ -127,6 +127,9 @@ class Registry:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
         self._children: dict[ChildKey, _Packed] = {}
+        # While the children's first lists are read (``listing``): the uids their watches
+        # reported deleted meanwhile, so a page read before the delete files no ghost.
+        self._gone: set[str] | None = None
         self.policies: dict[str, Policy] = {}
         self.namespaces: dict[str, dict[str, str]] = {}  # namespace → its labels
         # policy name → the RetailModels outside it at their last reconcile
@@ -204,11 +207,28 @@ class Registry:
             return
         self._children[key] = packed
 
+    def begin_listing(self) -> None:
+        """The children's lists are about to be read: remember deletions from now on."""
+        self._gone = set()
+
+    def child_listed(self, kind: str, body: Mapping[str, Any]) -> None:
+        """A child from a list page: filed unless its watch said it was deleted since the
+        listing began (the page may be older than the delete) or a newer copy is held."""
+        meta = body["metadata"]
+        if self._gone is not None and meta.get("uid") in self._gone:
+            return
+        self._remember((meta["namespace"], kind, meta["name"]), body)
+
+    def end_listing(self) -> None:
+        self._gone = None
+
     def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> Tracked | None:
         """Index a child's watch event; the RetailModel that owns it, if one is known."""
         meta = body["metadata"]
         key = (meta["namespace"], kind, meta["name"])
         if deleted:
+            if self._gone is not None and meta.get("uid"):
+                self._gone.add(meta["uid"])
             known = self._children.get(key)
             if known is not None and known.uid == meta.get("uid"):
                 del self._children[key]

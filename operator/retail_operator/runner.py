@@ -52,7 +52,7 @@ def run_operator(namespace: str | None, *, verbose: bool = False) -> None:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(namespaced=bool(namespaces)),
+            memo=kopf.Memo(namespaced=bool(namespaces), namespaces=namespaces),
         )
 
     asyncio.run(operate())

@@ -46,8 +46,11 @@ class Scheduler:
         resync_seconds: float,
         concurrency: int,
         leading: asyncio.Event | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
+        """``ready``: no look starts before it is set (the children's first lists, ``listing``)."""
         self._reconciler = reconciler
+        self._ready = ready
         self._registry = registry
         self._leading = leading
         self._resync = resync_seconds
@@ -142,6 +145,8 @@ class Scheduler:
         return None
 
     async def run(self) -> None:
+        if self._ready is not None:
+            await self._ready.wait()
         while True:
             if self._leading is not None:
                 await self._leading.wait()

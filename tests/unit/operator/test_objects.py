@@ -94,3 +94,34 @@ def test_a_retail_model_is_held_without_its_managed_fields() -> None:
     assert "managedFields" not in tracked.body["metadata"]
     assert tracked.body["metadata"]["generation"] == 2
     assert tracked.uid == OWNER_UID
+
+
+def with_version(body: dict[str, Any], version: int) -> dict[str, Any]:
+    body["metadata"]["resourceVersion"] = str(version)
+    return body
+
+
+def test_a_listed_child_the_watch_saw_deleted_meanwhile_is_not_filed() -> None:
+    """A list page read before a delete can reach the registry after the watch's DELETED: it
+    would file a child that no longer exists, and the next look would apply nothing."""
+    registry = Registry()
+    registry.begin_listing()
+    registry.child_event("Deployment", True, deployment(uid="d-1"))
+    registry.child_listed("Deployment", deployment(uid="d-1"))
+    assert registry.child("shop", "Deployment", "prices") is None
+
+    registry.child_listed("Deployment", deployment(uid="d-2"))  # re-created under the name
+    kept = registry.child("shop", "Deployment", "prices")
+    assert kept is not None and kept["metadata"]["uid"] == "d-2"
+    registry.end_listing()
+
+
+def test_a_listed_child_never_replaces_a_newer_copy_from_the_watch() -> None:
+    registry = Registry()
+    registry.begin_listing()
+    registry.child_event("Deployment", False, with_version(deployment(image="repo@sha256:bb"), 9))
+    registry.child_listed("Deployment", with_version(deployment(image="repo@sha256:aa"), 7))
+    registry.end_listing()
+    kept = registry.child("shop", "Deployment", "prices")
+    assert kept is not None
+    assert kept["spec"]["template"]["spec"]["containers"][0]["image"] == "repo@sha256:bb"

@@ -217,3 +217,27 @@ def test_leading_again_before_the_cancel_lands_still_looks_at_every_retailmodel(
         return int(reconciler.started.is_set())
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_no_look_starts_before_the_child_lists_are_in() -> None:
+    """A due RetailModel waits for ``ready`` (the children's first lists): looked at before,
+    it would find no children and read each one by one."""
+    asyncio.run(_waits_for_ready())
+
+
+async def _waits_for_ready() -> None:
+    registry = Registry()
+    tracked, _ = registry.observe(BODY)
+    reconciler = Reconciler(None)
+    ready = asyncio.Event()
+    scheduler = Scheduler(reconciler, registry, resync_seconds=RESYNC, concurrency=4, ready=ready)
+    scheduler.hurry(tracked.key)
+    loop = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert not reconciler.started.is_set()
+        ready.set()
+        await asyncio.wait_for(reconciler.started.wait(), 5)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
