@@ -12,8 +12,9 @@ Each scale's result is written on its own (``bench/results/operator_scale-<count
 ``--label``: ``operator_scale-<count>-<label>.json``, say the code before a change, shown beside
 the current one), so a later run at one scale keeps the others; ``bench.report`` merges them.
 
-For each scale, on a fresh cluster of its own (own folder and ports, never the shared test
-cluster) with moto's server as AWS (five images, one model object per RetailModel):
+For each scale, with moto's server as AWS (five images, one model object per RetailModel), the
+baseline and then the operator each on a fresh cluster of its own (own folder and ports, never
+the shared test cluster), so neither works beside the other's objects:
 
 1. Baseline: the same ConfigMaps, Deployments and Services the operator would render, applied
    directly by a plain async client (server-side apply, 32 at a time) as fast as the API
@@ -619,6 +620,11 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
         meter = CpuMeter(_component_pids(config, aws))
         baseline = asyncio.run(run_baseline(config, count, digests))
         baseline["cpu_seconds"] = meter.stop()
+        # The operator on a cluster as empty as the baseline's: with the baseline's 10,000
+        # Services kept, every further Service create timed out (the API server's ClusterIP
+        # allocation, a lone kubectl create included), and nothing converged.
+        step(f"scale {count:,}: a fresh cluster for the operator")
+        config = fresh_cluster()
         operator = OperatorProcess(config, aws)
         meter = CpuMeter({**_component_pids(config, aws), "operator": operator.process.pid})
         profiler = operator.profile(profile_seconds) if profile_seconds else None
