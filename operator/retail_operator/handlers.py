@@ -206,6 +206,7 @@ async def _report_policies(
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.listing_task.cancel()
+    await asyncio.gather(memo.listing_task, return_exceptions=True)  # before the client closes
     memo.policy_task.cancel()
     memo.watch_task.cancel()
     memo.loop_task.cancel()
@@ -303,7 +304,7 @@ async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -
     if not memo.listed.is_set():
         return  # no look before the lists are in; the first look covers this change
     if memo.election is not None and not memo.election.is_leader:
-        return  # a standby keeps the index warm and writes nothing
+        return  # a standby keeps the registry warm and writes nothing
     live = None if type == "DELETED" else dict(body)
     try:
         await memo.reconciler.child_changed(tracked, kind, body.metadata["name"], live)

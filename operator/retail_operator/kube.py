@@ -239,7 +239,10 @@ class KubeApi:
             query = [("labelSelector", selector), ("limit", str(limit))]
             if token:
                 query.append(("continue", token))
-            found = await self._request("GET", path, query=query) or {}
+            found = await self._request("GET", path, query=query)
+            if found is None:
+                logger.warning("%s: not served here (404): nothing listed", path)
+                found = {}
             yield [
                 {**item, "apiVersion": api_version, "kind": kind} for item in found.get("items", [])
             ]

@@ -13,8 +13,11 @@ So the operator lists for itself: one paginated LIST per child kind and namespac
 API server for the operator's label only, files every page in the registry, and then opens
 ``listed``, one event every waiting look wakes from once. kopf's watches keep the registry
 current as before; a page read before a delete the watch reported meanwhile files no ghost
-(``Registry.child_listed``). A list that fails is tried again, from the start, until it
-succeeds: until then the operator looks at nothing, as it would wait for any cache.
+(``Registry.child_listed``), and a child only a page has shown is applied by the next look
+rather than trusted, until a watch event or an apply shows it exists: an object deleted
+between the page and kopf's own first list is never reported deleted. A list that fails, for
+any reason, is tried again from the start until it succeeds: until then the operator looks at
+nothing. A kind the API server does not serve (404) lists as empty, with a warning.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ async def _list_one(
                     registry.child_listed(kind, body)
                 count += len(page)
             return count
-        except OperatorError as error:
+        except Exception as error:  # any failure: a task that ended would gate forever
             delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
             attempt += 1
             where = f"in {namespace}" if namespace else "in every namespace"
@@ -83,7 +86,7 @@ async def _list_one(
                 "listing %ss %s failed (%s); no look starts before it is in, trying again in %.0fs",
                 kind,
                 where,
-                error,
+                error if isinstance(error, OperatorError) else repr(error),
                 delay,
             )
             await asyncio.sleep(delay)

@@ -130,6 +130,10 @@ class Registry:
         # While the children's first lists are read (``listing``): the uids their watches
         # reported deleted meanwhile, so a page read before the delete files no ghost.
         self._gone: set[str] | None = None
+        # Children filed from a list page that no watch event or apply has shown since: one
+        # deleted between the page and kopf's own first list is never reported deleted, so
+        # until something confirms it, a look applies it rather than trust it (``confirmed``).
+        self._unconfirmed: set[ChildKey] = set()
         self.policies: dict[str, Policy] = {}
         self.namespaces: dict[str, dict[str, str]] = {}  # namespace → its labels
         # policy name → the RetailModels outside it at their last reconcile
@@ -193,7 +197,9 @@ class Registry:
         """An apply's answer: the child as it is now, before its watch event comes. Filed so
         that a reconcile meanwhile neither reads it again nor applies it again (at 2,000
         RetailModels, 1,450 Services were read and applied a second time that way)."""
-        self._remember((namespace, kind, body["metadata"]["name"]), body)
+        key = (namespace, kind, body["metadata"]["name"])
+        self._unconfirmed.discard(key)
+        self._remember(key, body)
 
     def _remember(self, key: ChildKey, body: Mapping[str, Any]) -> None:
         """Keep ``body`` unless a newer copy of the same object is held already (an apply's
@@ -212,12 +218,23 @@ class Registry:
         self._gone = set()
 
     def child_listed(self, kind: str, body: Mapping[str, Any]) -> None:
-        """A child from a list page: filed unless its watch said it was deleted since the
-        listing began (the page may be older than the delete) or a newer copy is held."""
+        """A child from a list page: filed, unconfirmed, unless its watch said it was deleted
+        since the listing began (the page may be older than the delete) or a newer copy of
+        that name is held, whatever its uid (one re-created since the page was read)."""
         meta = body["metadata"]
         if self._gone is not None and meta.get("uid") in self._gone:
             return
-        self._remember((meta["namespace"], kind, meta["name"]), body)
+        key, packed = (meta["namespace"], kind, meta["name"]), _Packed.pack(body)
+        known = self._children.get(key)
+        if known is not None and known.resource_version >= packed.resource_version:
+            return
+        self._children[key] = packed
+        self._unconfirmed.add(key)
+
+    def confirmed(self, namespace: str, kind: str, name: str) -> bool:
+        """Whether the child held under this name was shown by a watch event or an apply,
+        not only by a list page (a page can outlive the object)."""
+        return (namespace, kind, name) not in self._unconfirmed
 
     def end_listing(self) -> None:
         self._gone = None
@@ -226,6 +243,7 @@ class Registry:
         """Index a child's watch event; the RetailModel that owns it, if one is known."""
         meta = body["metadata"]
         key = (meta["namespace"], kind, meta["name"])
+        self._unconfirmed.discard(key)
         if deleted:
             if self._gone is not None and meta.get("uid"):
                 self._gone.add(meta["uid"])

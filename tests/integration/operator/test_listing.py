@@ -9,15 +9,19 @@ to the end.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes.aio import config as kube_config
 from kubernetes.aio.client import Configuration
+from tests.integration.operator.conftest import Scenario
 from tests.support.cluster import LocalCluster
 
 from retail_operator import listing
+from retail_operator.children import Children
 from retail_operator.handlers import CHILD_SELECTOR
 from retail_operator.kube import KubeApi
 from retail_operator.objects import Registry
@@ -85,3 +89,71 @@ def test_the_first_lists_file_every_labelled_child_page_by_page_and_nothing_else
             assert calls == -(-LABELLED // 2)  # every page followed, none more
     finally:
         local_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+async def _ghost_is_applied_again(
+    kubeconfig: Path, scenario: Scenario, owner: dict[str, Any]
+) -> bool:
+    """A child filed from a list page, deleted before any watch showed it: the next apply of
+    the same document must create it again, not trust the page. Whether it exists after."""
+    configuration = Configuration()
+    await kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    kube = KubeApi(configuration)
+    try:
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "listed-only",
+                "namespace": scenario.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "retail-operator"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "mlops.retail.io/v1alpha1",
+                        "kind": "RetailModel",
+                        "name": owner["metadata"]["name"],
+                        "uid": owner["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "data": {"answer": "42"},
+        }
+        first = Registry()
+        tracked, _ = first.observe(owner)
+        await Children(kube).apply(Children(kube).live(tracked), copy.deepcopy(manifest))
+
+        restarted = Registry()  # a new replica: its first list shows the child...
+        tracked, _ = restarted.observe(owner)
+        restarted.begin_listing()
+        async for page in kube.list_pages(
+            "v1", "ConfigMap", scenario.namespace, CHILD_SELECTOR, limit=10
+        ):
+            for body in page:
+                restarted.child_listed("ConfigMap", body)
+        restarted.end_listing()
+        assert restarted.child(scenario.namespace, "ConfigMap", "listed-only") is not None
+        # ... and it is deleted before kopf's own list, so no watch ever reports it.
+        await kube.delete("v1", "ConfigMap", scenario.namespace, "listed-only")
+        await Children(kube).apply(Children(kube).live(tracked), copy.deepcopy(manifest))
+        again = await kube.get("v1", "ConfigMap", scenario.namespace, "listed-only")
+        return again is not None
+    finally:
+        await kube.close()
+
+
+@pytest.mark.aws
+def test_a_child_only_a_list_page_showed_is_applied_again_not_trusted(
+    scenario: Scenario,
+) -> None:
+    session_operator = scenario.operator
+    session_operator.stop()  # nothing else may re-create or report the child meanwhile
+    try:
+        scenario.image("v1-clean")
+        scenario.apply(scenario.manifest("owner", "v1-clean", scenario.model()))
+        owner = scenario.get("retailmodel", "owner")
+        assert asyncio.run(_ghost_is_applied_again(scenario.cluster.kubeconfig, scenario, owner))
+    finally:
+        session_operator.start()

@@ -116,12 +116,40 @@ def test_a_listed_child_the_watch_saw_deleted_meanwhile_is_not_filed() -> None:
     registry.end_listing()
 
 
-def test_a_listed_child_never_replaces_a_newer_copy_from_the_watch() -> None:
+def watched_then_listed(watched: dict[str, Any], listed: dict[str, Any]) -> Registry:
+    """A registry whose watch showed ``watched`` (version 9) before a page showed ``listed``
+    (version 7, read earlier)."""
     registry = Registry()
     registry.begin_listing()
-    registry.child_event("Deployment", False, with_version(deployment(image="repo@sha256:bb"), 9))
-    registry.child_listed("Deployment", with_version(deployment(image="repo@sha256:aa"), 7))
+    registry.child_event("Deployment", False, with_version(watched, 9))
+    registry.child_listed("Deployment", with_version(listed, 7))
     registry.end_listing()
+    return registry
+
+
+def test_a_listed_child_never_replaces_a_newer_copy_from_the_watch() -> None:
+    registry = watched_then_listed(
+        deployment(image="repo@sha256:bb"), deployment(image="repo@sha256:aa")
+    )
     kept = registry.child("shop", "Deployment", "prices")
     assert kept is not None
     assert kept["spec"]["template"]["spec"]["containers"][0]["image"] == "repo@sha256:bb"
+
+
+def test_an_older_page_never_replaces_an_object_re_created_since() -> None:
+    """The page shows uid d-1; the watch has shown d-2, made after d-1 was deleted, and never
+    reported d-1's delete (kopf's own list came after it)."""
+    registry = watched_then_listed(deployment(uid="d-2"), deployment(uid="d-1"))
+    kept = registry.child("shop", "Deployment", "prices")
+    assert kept is not None and kept["metadata"]["uid"] == "d-2"
+    assert registry.confirmed("shop", "Deployment", "prices")
+
+
+def test_a_child_only_a_page_showed_is_unconfirmed_until_its_watch_shows_it() -> None:
+    registry = Registry()
+    registry.begin_listing()
+    registry.child_listed("Deployment", with_version(deployment(), 7))
+    registry.end_listing()
+    assert not registry.confirmed("shop", "Deployment", "prices")
+    registry.child_event("Deployment", False, with_version(deployment(), 7))
+    assert registry.confirmed("shop", "Deployment", "prices")
