@@ -254,7 +254,7 @@ class KubeApi:
         self, api_version: str, kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
         """The objects of one kind in a namespace matching a label selector."""
-        path = object_path(api_version, kind, namespace, "").rstrip("/")
+        path = collection_path(api_version, kind, namespace)
         found = await self._request("GET", path, query=[("labelSelector", selector)])
         return list((found or {}).get("items", []))
 

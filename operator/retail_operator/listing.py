@@ -48,11 +48,11 @@ async def list_children(
     """File every labelled child of ``kinds`` ((apiVersion, kind) pairs) in ``namespaces``
     (none: every namespace) in ``registry``, then set ``listed``."""
     started = time.monotonic()
+    scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
     registry.begin_listing()
     try:
         count = 0
         for api_version, kind in kinds:
-            scopes: list[str | None] = list(namespaces) or [None]
             for namespace in scopes:
                 count += await _list_one(kube, registry, api_version, kind, namespace, selector)
     finally:
