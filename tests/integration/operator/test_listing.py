@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from kubernetes.aio import config as kube_config
 from kubernetes.aio.client import Configuration
+from tests.integration.operator.apiproxy import ApiProxy
 from tests.integration.operator.conftest import Scenario
 from tests.support.cluster import LocalCluster
 
+from retail_operator import kube as kube_module
 from retail_operator import listing
 from retail_operator.children import Children
 from retail_operator.handlers import CHILD_SELECTOR
@@ -157,3 +159,26 @@ def test_a_child_only_a_list_page_showed_is_applied_again_not_trusted(
         assert asyncio.run(_ghost_is_applied_again(scenario.cluster.kubeconfig, scenario, owner))
     finally:
         session_operator.start()
+
+
+def test_a_list_call_that_hangs_is_given_up_and_listed_again(
+    local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first LIST never answers (a hung call through the proxy): it times out, is tried
+    again from the start, and the children are filed; until then ``listed`` stays unset."""
+    namespace = local_cluster.test_namespace("listing")
+    proxy = ApiProxy(local_cluster.kubeconfig, tmp_path)
+    try:
+        local_cluster.apply(_config_maps(namespace))
+        monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", 2.0)
+        monkeypatch.setattr(listing, "RETRY_SECONDS", (0.1,))
+        proxy.hold = lambda method, path, body: method == "GET" and path.endswith("/configmaps")
+        registry, listed, calls = asyncio.run(_list(proxy.kubeconfig(), [namespace]))
+        assert proxy.held.is_set(), "the first list was never held"
+        assert listed
+        assert calls == 2  # the hung one, then the one answered
+        for index in range(LABELLED):
+            assert registry.child(namespace, "ConfigMap", f"ours-{index}") is not None
+    finally:
+        proxy.close()
+        local_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
