@@ -57,6 +57,12 @@ class ModelObject:
     sha256: str  # from the object's ``sha256`` metadata; empty when absent
     size: int = 0  # bytes
 
+    @property
+    def identity(self) -> str:
+        """What tells this object from the next one under the same key: its version, or in an
+        unversioned bucket its ETag."""
+        return self.version_id or f"etag:{self.etag}"
+
 
 @dataclass(frozen=True)
 class DeploymentState:

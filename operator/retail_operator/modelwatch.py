@@ -1,10 +1,14 @@
-"""Noticing a new model object within seconds, for the RetailModels a canary protects.
+"""Noticing a new model object within seconds, for the RetailModels a canary or a signature
+protects.
 
 A RetailModel at rest is looked at every resync (60 s), which is fine for new findings and
-moved tags but makes a bad model upload wait up to a minute for its canary. ``ModelWatch``
-HEADs the model object of every Canary RetailModel every few seconds (one shared, cached HEAD
-per object: S3's cheapest call, no Kubernetes write) and makes the RetailModel due at once
-when the version differs from the one its last reconcile saw. Immediate RetailModels need
+moved tags but makes a bad model upload wait up to a minute for its canary, and leaves
+``ModelSignatureVerified`` saying True for up to a minute after an unsigned model replaced the
+signed one (the pods refuse it at once; the status should say so as soon). ``ModelWatch`` HEADs
+the model object of every Canary RetailModel, and of every RetailModel whose models must be
+signed (keys in its spec or in a policy that applies), every few seconds (one shared, cached
+HEAD per object: S3's cheapest call, no Kubernetes write) and makes the RetailModel due at once
+when the object differs from the one its last reconcile saw. Other Immediate RetailModels need
 none of this: their pods poll the object themselves. Only the leader looks.
 """
 
@@ -28,16 +32,17 @@ class ModelHeads(Protocol):
     async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject: ...
 
 
-def _watched(tracked: Tracked) -> ModelSpec | None:
-    """The unpinned model source of a Canary RetailModel, else None (read without parsing the
-    whole spec: this runs over every RetailModel every few seconds)."""
+def _watched(tracked: Tracked, signed_namespace: Callable[[str], bool]) -> ModelSpec | None:
+    """The unpinned model source of a Canary RetailModel, or of one whose models must be signed
+    (its spec trusts keys, or a policy does for its namespace), else None (read without parsing
+    the whole spec: this runs over every RetailModel every few seconds)."""
     spec = tracked.body.get("spec") or {}
-    if (spec.get("rollout") or {}).get("strategy") != "Canary":
-        return None
     model = spec.get("model") or {}
     if model.get("versionId") or not isinstance(model.get("s3Uri"), str):
         return None
-    return ModelSpec(s3_uri=model["s3Uri"])
+    canary = (spec.get("rollout") or {}).get("strategy") == "Canary"
+    signed = bool(model.get("trustedKeys")) or signed_namespace(tracked.key[0])
+    return ModelSpec(s3_uri=model["s3Uri"]) if canary or signed else None
 
 
 class ModelWatch:
@@ -67,8 +72,28 @@ class ModelWatch:
 
     async def look(self) -> None:
         """One round: HEAD every watched object; make due each RetailModel whose changed."""
-        watched = [(t, source) for t in self._registry if (source := _watched(t)) is not None]
+        signed = self._signed()
+        watched = [
+            (t, source) for t in self._registry if (source := _watched(t, signed)) is not None
+        ]
         await asyncio.gather(*(self._look_at(t, source) for t, source in watched))
+
+    def _signed(self) -> Callable[[str], bool]:
+        """Whether a policy that applies in a namespace trusts model keys: worked out once per
+        namespace per round, not per RetailModel."""
+        policies = list(self._registry.policies.values())
+        if not any(p.spec.models.trusted_keys for p in policies):
+            return lambda namespace: False
+        known: dict[str, bool] = {}
+
+        def signed(namespace: str) -> bool:
+            if namespace not in known:
+                labels = self._registry.namespaces.get(namespace, {})
+                applying = policy.applying(policies, labels)
+                known[namespace] = any(p.spec.models.trusted_keys for p in applying)
+            return known[namespace]
+
+        return signed
 
     async def _look_at(self, tracked: Tracked, source: ModelSpec) -> None:
         if not tracked.model_seen:
@@ -85,11 +110,11 @@ class ModelWatch:
             except OperatorError as error:
                 logger.debug("%s/%s: model not looked at: %s", *tracked.key, error)
                 return
-        if found.version_id != tracked.model_seen:
+        if found.identity != tracked.model_seen:
             logger.info(
-                "%s/%s: a new model object (version %s): reconciling now",
+                "%s/%s: a new model object (%s): reconciling now",
                 *tracked.key,
-                found.version_id or "(unversioned)",
+                found.identity,
             )
-            tracked.model_seen = found.version_id  # said once
+            tracked.model_seen = found.identity  # said once
             self._hurry(tracked.key)

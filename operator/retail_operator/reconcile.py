@@ -182,7 +182,7 @@ class Reconciler:
             _running(live),
         )
         if found is not None:
-            tracked.model_seen = found.version_id or "unversioned"
+            tracked.model_seen = found.identity
         if found is not None and (too_large := policy.model_too_large(found.size, policies)):
             broken.append(too_large)
         tracked.registry.record_violations(tracked.key, {v.policy for v in broken})

@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     model_watch_seconds: float = Field(
         5.0,
         gt=0,
-        description="How often the model object of a Canary RetailModel is looked at (a HEAD), "
-        "so a new upload starts its canary within seconds rather than at the next resync.",
+        description="How often the model object of a Canary RetailModel, or of one whose models "
+        "must be signed, is looked at (a HEAD), so a new upload starts its canary, or has its "
+        "signature judged in the status, within seconds rather than at the next resync.",
     )
     tag_ttl_seconds: float = Field(15.0, ge=0, description="How long a tag→digest is trusted.")
     scan_ttl_seconds: float = Field(60.0, ge=0, description="How long a finished scan is cached.")
