@@ -101,6 +101,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     election: LeaderElection | None = None
     lease_kube: KubeApi | None = None
+    listed = asyncio.Event()  # set once every child kind is in the registry (listing)
     if config.leader_election:
         # The Lease's calls get connections of their own: behind a full pool of reconciles'
         # calls a renewal waited past its deadline, and the leader stood down at 2,000
@@ -116,10 +117,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                 config.renew_deadline_seconds,
                 config.retry_period_seconds,
             ),
+            # A replica that cannot list its children (a list refused or hanging) would look
+            # at nothing as leader while a healthy standby waited: it takes the Lease only once
+            # they are listed, judging meanwhile whether the holder has gone silent.
+            eligible=listed,
         )
         kube.fence = election  # every write lands while this replica leads, or is not sent
     registry = Registry()
-    listed = asyncio.Event()
     scheduler = Scheduler(
         reconciler,
         registry,

@@ -22,6 +22,11 @@ refuses anything else). On losing the lease, ``on_change(False)`` cancels what w
 the replica goes back to being a standby in the same process, so an API server that is down
 for a while costs no restart, and a leader shutting down releases the lease so its successor
 need not wait.
+
+A replica may be kept from taking the Lease until it is ``eligible`` (the operator: until its
+children are listed, so a replica that cannot list them never leads while one that can
+waits). Until then it still reads the Lease every retry period, so its judgement of a silent
+holder starts at once: once eligible it takes over no later than it would have anyway.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ class LeaderElection:
     identity: str
     timing: Timing = Timing()
     on_change: Callable[[bool], Awaitable[None] | None] | None = None
+    eligible: asyncio.Event | None = None  # set: may take the Lease; None: always may
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     losses: int = 0  # times this replica stopped leading because it could not renew
     _observed: tuple[Any, float] | None = None  # (holder and renew time, when first seen)
@@ -160,6 +166,11 @@ class LeaderElection:
         try:
             lease = await self.store.get(API_VERSION, "Lease", self.namespace, self.name)
             now = datetime.now(UTC)
+            if self.eligible is not None and not self.eligible.is_set():
+                spec = (lease or {}).get("spec", {})
+                if spec.get("holderIdentity"):
+                    self._expired(spec)  # judging a silent holder starts now, not once eligible
+                return False
             if lease is None:
                 await self.store.create(self._lease(now, transitions=0, acquired=now), fenced=False)
                 return True

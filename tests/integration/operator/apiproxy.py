@@ -8,6 +8,8 @@ body): the first matching request is never forwarded nor answered, ``held`` is s
 test can look at the cluster while the operator waits in exactly that call, then kill it.
 ``stall`` holds *every* matching request that way (a connection that stopped answering for
 some calls only). ``delay`` answers matching requests that many seconds late (a slow list).
+``refuse`` answers matching requests 403 Forbidden, as the API server does for a verb the
+caller's RBAC lacks, without forwarding them; ``refused`` counts them.
 ``reads`` lists each GET forwarded, path and query. ``writes`` lists each write forwarded,
 with when it was received and when the API server had answered it (``time.monotonic``, this
 process's clock).
@@ -30,6 +32,7 @@ from aiohttp import web
 
 Hold = Callable[[str, str, bytes], bool]
 Delay = Callable[[str, str], float]  # (method, path with query) → seconds
+Refuse = Callable[[str, str], bool]  # (method, path with query) → answer 403
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -75,6 +78,8 @@ class ApiProxy:
         self.hold: Hold | None = None
         self.stall: Hold | None = None
         self.delay: Delay | None = None
+        self.refuse: Refuse | None = None
+        self.refused = 0
         self.held = threading.Event()
         self.writes: list[Write] = []
         self.reads: list[str] = []
@@ -115,6 +120,20 @@ class ApiProxy:
             await asyncio.Event().wait()  # until the client gives up
         if request.method == "GET":
             self.reads.append(request.path_qs)
+        refuse = self.refuse
+        if refuse is not None and refuse(request.method, request.path_qs):
+            self.refused += 1
+            return web.json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f"forbidden by the test's proxy: {request.method} {request.path}",
+                    "reason": "Forbidden",
+                    "code": 403,
+                },
+                status=403,
+            )
         delay = self.delay
         if delay is not None:
             await asyncio.sleep(delay(request.method, request.path_qs))

@@ -1,6 +1,7 @@
 """High availability against the real API server: two operator processes share one Lease;
 exactly one reconciles; when the leader is killed mid-rollout the standby takes over within
-the lease duration and converges everything, with nothing duplicated. And the metrics move."""
+the lease duration and converges everything, with nothing duplicated; a replica that cannot
+list its children never takes the Lease from one that can. And the metrics move."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.integration.operator.apiproxy import ApiProxy
 from tests.integration.operator.conftest import OperatorProcess, Scenario
 from tests.support.aws import free_port
 
@@ -18,18 +20,25 @@ LEASE_SECONDS = 4.0
 RETRY_SECONDS = 0.5
 
 
-def replica(scenario: Scenario, name: str, lease: str, folder: Path) -> OperatorProcess:
+def replica(
+    scenario: Scenario, name: str, lease: str, folder: Path, kubeconfig: Path | None = None
+) -> OperatorProcess:
     port = free_port()
-    env = scenario.operator.env | {
-        "POD_NAME": name,
-        "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
-        "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
-        "RETAIL_OPERATOR_LEASE_NAME": lease,
-        "RETAIL_OPERATOR_LEASE_NAMESPACE": scenario.namespace,
-        "RETAIL_OPERATOR_LEASE_DURATION_SECONDS": str(LEASE_SECONDS),
-        "RETAIL_OPERATOR_RENEW_DEADLINE_SECONDS": str(LEASE_SECONDS * 0.75),
-        "RETAIL_OPERATOR_RETRY_PERIOD_SECONDS": str(RETRY_SECONDS),
-    }
+    through = {"KUBECONFIG": str(kubeconfig)} if kubeconfig is not None else {}
+    env = (
+        scenario.operator.env
+        | through
+        | {
+            "POD_NAME": name,
+            "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
+            "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
+            "RETAIL_OPERATOR_LEASE_NAME": lease,
+            "RETAIL_OPERATOR_LEASE_NAMESPACE": scenario.namespace,
+            "RETAIL_OPERATOR_LEASE_DURATION_SECONDS": str(LEASE_SECONDS),
+            "RETAIL_OPERATOR_RENEW_DEADLINE_SECONDS": str(LEASE_SECONDS * 0.75),
+            "RETAIL_OPERATOR_RETRY_PERIOD_SECONDS": str(RETRY_SECONDS),
+        }
+    )
     return OperatorProcess(env, folder / f"{name}.log", port)
 
 
@@ -118,3 +127,45 @@ def test_the_metrics_move_when_reconciles_happen(scenario: Scenario) -> None:
     describe = 'retail_operator_aws_calls_total{operation="DescribeImages",service="ecr"}'
     assert after.get(describe, 0) > before.get(describe, 0)
     assert after["retail_operator_leader"] == 1
+
+
+def test_a_replica_that_cannot_list_its_children_never_takes_the_lease(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Replica a reaches the API server through a proxy that refuses its first list of the
+    Deployments (403): it retries as a standby, and replica b, started after it, leads and
+    reconciles; once a's list is answered and b has gone, a leads. Taking the Lease at once, a
+    would have led and looked at nothing, and b would have waited behind it."""
+    scenario.operator.stop()
+    lease = f"failover-{scenario.namespace}"
+    proxy = ApiProxy(scenario.cluster.kubeconfig, tmp_path)
+    # Its own labelled list only: kopf's watch of the same kind, unlabelled, goes through.
+    proxy.refuse = lambda method, path: (
+        method == "GET"
+        and path.startswith("/apis/apps/v1/deployments?")
+        and "labelSelector=" in path
+    )
+    blind = replica(scenario, "replica-a", lease, tmp_path, kubeconfig=proxy.kubeconfig())
+    healthy = replica(scenario, "replica-b", lease, tmp_path)
+    try:
+        blind.start()
+        scenario.wait_for("replica a's list refused twice", lambda: proxy.refused >= 2)
+        healthy.start()
+        scenario.wait_for("replica-b to lead", lambda: holder(scenario).startswith("replica-b_"))
+        scenario.image("v1")
+        scenario.apply(scenario.manifest("seen", "v1", scenario.model()))
+        scenario.wait_condition("seen", "Ready", "True")
+        assert blind.metrics()["retail_operator_leader"] == 0
+        assert holder(scenario).startswith("replica-b_")
+        # Its list answered again, a is eligible: with b shut down it leads and reconciles.
+        proxy.refuse = None
+        healthy.stop()  # releases the Lease
+        scenario.wait_for("replica-a to lead", lambda: holder(scenario).startswith("replica-a_"))
+        scenario.apply(scenario.manifest("seen-by-a", "v1", scenario.model()))
+        scenario.wait_condition("seen-by-a", "Ready", "True")
+        assert blind.metrics()["retail_operator_leader"] == 1
+    finally:
+        healthy.stop()
+        blind.stop()
+        proxy.close()
+        scenario.operator.start()

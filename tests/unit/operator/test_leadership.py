@@ -184,6 +184,39 @@ async def test_a_leader_whose_renewal_hangs_stops_at_the_renew_deadline(
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_an_ineligible_replica_never_takes_the_lease_but_judges_the_holder_meanwhile(
+    leases: MemoryLeases,
+) -> None:
+    """A replica not yet eligible (the operator: its children not listed) takes neither a free
+    lease nor a silent holder's; once eligible it takes the silent holder's at once, because
+    its clock on that holder started while it waited, not when it became eligible."""
+    lonely = election(leases, "lonely")
+    lonely.eligible = asyncio.Event()
+    task = asyncio.create_task(lonely.run())
+    await asyncio.sleep(FAST.lease_duration)
+    assert leases.lease is None and not lonely.is_leader  # a free lease, not taken
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    a, b = election(leases, "a"), election(leases, "b")
+    b.eligible = asyncio.Event()
+    task_a = asyncio.create_task(a.run())
+    await until(lambda: a.is_leader)
+    task_b = asyncio.create_task(b.run())
+    leases.down_for.add("a")  # a goes silent
+    silent = time.monotonic()
+    await asyncio.sleep(FAST.lease_duration + 4 * FAST.retry_period)  # long expired
+    assert not b.is_leader and leases.holder == "a"
+    b.eligible.set()
+    eligible = time.monotonic()
+    await until(lambda: b.is_leader)
+    assert time.monotonic() - eligible <= FAST.retry_period + SLACK  # no lease duration more
+    assert time.monotonic() - silent >= FAST.lease_duration
+    for pending in (task_a, task_b):
+        pending.cancel()
+    await asyncio.gather(task_a, task_b, return_exceptions=True)
+
+
 @pytest.mark.parametrize(
     ("lease", "renew", "retry"),
     [(10, 10, 2), (10, 15, 2), (10, 5, 5), (10, 5, 0)],
