@@ -48,6 +48,9 @@ class ScanReport:
     severity_counts: Mapping[str, int] = field(default_factory=dict)  # ECR's, for display
 
 
+UNVERSIONED = frozenset({"", "null"})  # S3's VersionId for an object in an unversioned bucket
+
+
 @dataclass(frozen=True)
 class ModelObject:
     """The HEAD of a model object in S3."""
@@ -60,8 +63,9 @@ class ModelObject:
     @property
     def identity(self) -> str:
         """What tells this object from the next one under the same key: its version, or in an
-        unversioned bucket its ETag."""
-        return self.version_id or f"etag:{self.etag}"
+        unversioned bucket (version "", or "null" once versioning was suspended or for an object
+        older than it) its ETag."""
+        return self.version_id if self.version_id not in UNVERSIONED else f"etag:{self.etag}"
 
 
 @dataclass(frozen=True)

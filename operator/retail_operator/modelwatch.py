@@ -32,6 +32,10 @@ class ModelHeads(Protocol):
     async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject: ...
 
 
+def _is_canary(tracked: Tracked) -> bool:
+    return ((tracked.body.get("spec") or {}).get("rollout") or {}).get("strategy") == "Canary"
+
+
 def _watched(tracked: Tracked, signed_namespace: Callable[[str], bool]) -> ModelSpec | None:
     """The unpinned model source of a Canary RetailModel, or of one whose models must be signed
     (its spec trusts keys, or a policy does for its namespace), else None (read without parsing
@@ -40,9 +44,8 @@ def _watched(tracked: Tracked, signed_namespace: Callable[[str], bool]) -> Model
     model = spec.get("model") or {}
     if model.get("versionId") or not isinstance(model.get("s3Uri"), str):
         return None
-    canary = (spec.get("rollout") or {}).get("strategy") == "Canary"
     signed = bool(model.get("trustedKeys")) or signed_namespace(tracked.key[0])
-    return ModelSpec(s3_uri=model["s3Uri"]) if canary or signed else None
+    return ModelSpec(s3_uri=model["s3Uri"]) if _is_canary(tracked) or signed else None
 
 
 class ModelWatch:
@@ -54,7 +57,7 @@ class ModelWatch:
         *,
         interval: float,
         leading: asyncio.Event | None = None,
-        concurrency: int = 16,
+        concurrency: int = 4,
     ) -> None:
         self._registry = registry
         self._models = models
@@ -71,12 +74,19 @@ class ModelWatch:
             await self.look()
 
     async def look(self) -> None:
-        """One round: HEAD every watched object; make due each RetailModel whose changed."""
+        """One round: HEAD every watched object; make due each RetailModel whose changed.
+
+        A few HEADs at once (``concurrency``, 4): they share the AWS worker threads with the
+        reconciles, so a round over many RetailModels takes longer rather than slowing every
+        reconcile; the next round starts ``interval`` after this one ends. Canaries first: a
+        bad upload under one is the costlier to notice late."""
         signed = self._signed()
         watched = [
             (t, source) for t in self._registry if (source := _watched(t, signed)) is not None
         ]
-        await asyncio.gather(*(self._look_at(t, source) for t, source in watched))
+        watched.sort(key=lambda pair: not _is_canary(pair[0]))
+        owners: dict[str, str] = {}  # namespace → the bucket owner its policies require
+        await asyncio.gather(*(self._look_at(t, source, owners) for t, source in watched))
 
     def _signed(self) -> Callable[[str], bool]:
         """Whether a policy that applies in a namespace trusts model keys: worked out once per
@@ -95,18 +105,18 @@ class ModelWatch:
 
         return signed
 
-    async def _look_at(self, tracked: Tracked, source: ModelSpec) -> None:
+    async def _look_at(self, tracked: Tracked, source: ModelSpec, owners: dict[str, str]) -> None:
         if not tracked.model_seen:
             return  # not reconciled yet by this leader: its reconcile is due anyway
         namespace = tracked.key[0]
-        applying = policy.applying(
-            self._registry.policies.values(), self._registry.namespaces.get(namespace, {})
-        )
+        if namespace not in owners:
+            applying = policy.applying(
+                self._registry.policies.values(), self._registry.namespaces.get(namespace, {})
+            )
+            owners[namespace] = policy.requirements(applying).bucket_owner
         async with self._slots:
             try:
-                found = await self._models.head(
-                    source, bucket_owner=policy.requirements(applying).bucket_owner
-                )
+                found = await self._models.head(source, bucket_owner=owners[namespace])
             except OperatorError as error:
                 logger.debug("%s/%s: model not looked at: %s", *tracked.key, error)
                 return

@@ -37,12 +37,11 @@ from typing import Any
 from retail_operator.canary.analysis import DEADLINE, Decision, Figures, Verdict, judge
 from retail_operator.canary.evidence import GroupWindow
 from retail_operator.conditions import Announcement, Check
-from retail_operator.facts import ModelObject
+from retail_operator.facts import UNVERSIONED, ModelObject
 from retail_operator.rendering import Target
 from retail_operator.spec import Analysis, RetailModelSpec
 from retail_operator.status import Rejection, RolloutStatus, Version
 
-UNVERSIONED = frozenset({"", "null"})  # S3's VersionId for an object in an unversioned bucket
 MAX_REJECTED = 20  # versions remembered as rejected, newest kept
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from retail_operator.facts import ModelObject
 from retail_operator.modelwatch import ModelWatch
 from retail_operator.objects import Key, Registry
@@ -103,14 +105,16 @@ def test_a_model_that_must_be_signed_is_watched_by_its_spec_or_by_a_policy_of_it
     assert due == [("signed-team", "by-policy")]
 
 
-def test_an_unversioned_object_is_told_apart_by_its_etag_and_an_unchanged_one_is_left_alone() -> (
-    None
-):
-    """In a bucket without versioning every HEAD says version "": the object is the same while
-    its ETag is (before, "" never matched what the reconcile recorded, and the RetailModel was
-    made due over and over)."""
+@pytest.mark.parametrize("version", ["", "null"], ids=["never versioned", "versioning suspended"])
+def test_an_unversioned_object_is_told_apart_by_its_etag_and_an_unchanged_one_is_left_alone(
+    version: str,
+) -> None:
+    """In a bucket without versioning every HEAD says version "" (or "null", once versioning was
+    suspended, and for every overwrite): the object is the same while its ETag is (before, ""
+    never matched what the reconcile recorded, and the RetailModel was made due over and over;
+    "null" never changed, and an overwrite went unnoticed until the resync)."""
     world = World()
-    world.models.latest = ModelObject("first", "", "sha-first")
+    world.models.latest = ModelObject("first", version, "sha-first")
     tracked = world.retailmodel(model={"s3Uri": "s3://models/prices/model.ubj",
                                        "trustedKeys": [TEAM.public]})  # fmt: skip
     world.reconcile(tracked)  # records what it saw
@@ -119,6 +123,6 @@ def test_an_unversioned_object_is_told_apart_by_its_etag_and_an_unchanged_one_is
     for _ in range(3):
         asyncio.run(watch.look())
     assert due == []
-    world.models.latest = ModelObject("second", "", "sha-second")
+    world.models.latest = ModelObject("second", version, "sha-second")
     asyncio.run(watch.look())
     assert due == [tracked.key]
