@@ -49,14 +49,16 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 venv: $(VENV)/.synced ## create the locked virtualenv
 
+# Pure Go, built without cgo: side by side with host-packages, gcc may be installed before the
+# C library's headers are.
 $(ACTIONLINT):
-	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	CGO_ENABLED=0 GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 $(KUSTOMIZE):
-	GOBIN=$(dir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	CGO_ENABLED=0 GOBIN=$(dir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 $(COSIGN):
-	GOBIN=$(dir $@) go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+	CGO_ENABLED=0 GOBIN=$(dir $@) go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
 lint: venv audit $(ACTIONLINT) $(KUSTOMIZE) ## ruff, ruff format, import contracts, hadolint, shellcheck, actionlint, kustomize, audit
 	$(BIN)/ruff check .
@@ -109,18 +111,19 @@ images: venv host-packages ## build both images with podman (cached), and crane 
 	$(BIN)/retailctl image build operator
 
 test: ## every check: lint, types and the whole test suite
-	$(MAKE) --no-print-directory --jobs=4 --output-sync=line test-prerequisites
+	$(MAKE) --no-print-directory --jobs=4 test-prerequisites
 	$(BIN)/pytest --durations=25
 
-# What the suite needs, made side by side: on a new machine most of it is waiting for downloads
-# (Debian packages, Go modules, PyPI), which the Go compiles and linters overlap.
+# What the suite needs, made side by side. Output is not synced: make's sync holds a command's
+# output until it ends, and the control plane's build (about 18 minutes on a new machine) would
+# show no progress.
 test-prerequisites: lint typecheck controlplane argocd images $(COSIGN)
 
 soak: venv ## minutes of load, reloads and S3 faults on one predictor (SOAK_SECONDS, default 300)
 	$(BIN)/pytest -m soak -s tests/integration/serving
 
 demo: ## the whole story on real pods (images, Argo CD syncing the operator and the RetailModel from git, reload, refusal, revert, rollout, canary)
-	$(MAKE) --no-print-directory --jobs=4 --output-sync=line demo-prerequisites
+	$(MAKE) --no-print-directory --jobs=4 demo-prerequisites
 	$(BIN)/retailctl demo
 
 demo-prerequisites: venv controlplane argocd images $(KUSTOMIZE)
