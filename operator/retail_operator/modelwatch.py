@@ -15,8 +15,10 @@ none of this: their pods poll the object themselves. Only the leader looks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from retail_operator import policy
@@ -32,11 +34,19 @@ class ModelHeads(Protocol):
     async def head(self, source: ModelSpec, *, bucket_owner: str = "") -> ModelObject: ...
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What the policies that apply in a namespace say about its models, as the watch needs it."""
+
+    signed: bool  # one of them trusts model keys
+    bucket_owner: str
+
+
 def _is_canary(tracked: Tracked) -> bool:
     return ((tracked.body.get("spec") or {}).get("rollout") or {}).get("strategy") == "Canary"
 
 
-def _watched(tracked: Tracked, signed_namespace: Callable[[str], bool]) -> ModelSpec | None:
+def _watched(tracked: Tracked, rules: Callable[[str], _Rules]) -> ModelSpec | None:
     """The unpinned model source of a Canary RetailModel, or of one whose models must be signed
     (its spec trusts keys, or a policy does for its namespace), else None (read without parsing
     the whole spec: this runs over every RetailModel every few seconds)."""
@@ -44,7 +54,7 @@ def _watched(tracked: Tracked, signed_namespace: Callable[[str], bool]) -> Model
     model = spec.get("model") or {}
     if model.get("versionId") or not isinstance(model.get("s3Uri"), str):
         return None
-    signed = bool(model.get("trustedKeys")) or signed_namespace(tracked.key[0])
+    signed = bool(model.get("trustedKeys")) or rules(tracked.key[0]).signed
     return ModelSpec(s3_uri=model["s3Uri"]) if _is_canary(tracked) or signed else None
 
 
@@ -80,43 +90,33 @@ class ModelWatch:
         reconciles, so a round over many RetailModels takes longer rather than slowing every
         reconcile; the next round starts ``interval`` after this one ends. Canaries first: a
         bad upload under one is the costlier to notice late."""
-        signed = self._signed()
+        rules = self._rules()
         watched = [
-            (t, source) for t in self._registry if (source := _watched(t, signed)) is not None
+            (t, source) for t in self._registry if (source := _watched(t, rules)) is not None
         ]
         watched.sort(key=lambda pair: not _is_canary(pair[0]))
-        owners: dict[str, str] = {}  # namespace → the bucket owner its policies require
-        await asyncio.gather(*(self._look_at(t, source, owners) for t, source in watched))
+        await asyncio.gather(
+            *(self._look_at(t, source, rules(t.key[0]).bucket_owner) for t, source in watched)
+        )
 
-    def _signed(self) -> Callable[[str], bool]:
-        """Whether a policy that applies in a namespace trusts model keys: worked out once per
-        namespace per round, not per RetailModel."""
+    def _rules(self) -> Callable[[str], _Rules]:
+        """Each namespace's rules, worked out once per round, not per RetailModel."""
         policies = list(self._registry.policies.values())
-        if not any(p.spec.models.trusted_keys for p in policies):
-            return lambda namespace: False
-        known: dict[str, bool] = {}
 
-        def signed(namespace: str) -> bool:
-            if namespace not in known:
-                labels = self._registry.namespaces.get(namespace, {})
-                applying = policy.applying(policies, labels)
-                known[namespace] = any(p.spec.models.trusted_keys for p in applying)
-            return known[namespace]
+        @functools.cache
+        def rules(namespace: str) -> _Rules:
+            applying = policy.applying(policies, self._registry.namespaces.get(namespace, {}))
+            signed = any(p.spec.models.trusted_keys for p in applying)
+            return _Rules(signed, policy.requirements(applying).bucket_owner)
 
-        return signed
+        return rules
 
-    async def _look_at(self, tracked: Tracked, source: ModelSpec, owners: dict[str, str]) -> None:
+    async def _look_at(self, tracked: Tracked, source: ModelSpec, bucket_owner: str) -> None:
         if not tracked.model_seen:
             return  # not reconciled yet by this leader: its reconcile is due anyway
-        namespace = tracked.key[0]
-        if namespace not in owners:
-            applying = policy.applying(
-                self._registry.policies.values(), self._registry.namespaces.get(namespace, {})
-            )
-            owners[namespace] = policy.requirements(applying).bucket_owner
         async with self._slots:
             try:
-                found = await self._models.head(source, bucket_owner=owners[namespace])
+                found = await self._models.head(source, bucket_owner=bucket_owner)
             except OperatorError as error:
                 logger.debug("%s/%s: model not looked at: %s", *tracked.key, error)
                 return
