@@ -83,13 +83,6 @@ class LiveChildren:
             return None
         return live
 
-    def confirmed(self, kind: str, name: str) -> bool:
-        """Whether the child seen under this name is known to exist: read or applied in this
-        reconcile, or shown by a watch event (not only by the first list's page)."""
-        if (kind, name) in self._read:
-            return True
-        return self.tracked.registry.confirmed(self.tracked.key[0], kind, name)
-
     def applied(self, kind: str, name: str, live: dict[str, Any] | None) -> None:
         self._read[(kind, name)] = live
         if live is not None:
@@ -118,17 +111,12 @@ class Children:
 
     async def apply(self, live: LiveChildren, manifest: dict[str, Any]) -> dict[str, Any]:
         """Apply a child of ``live``'s RetailModel, unless the live one is this document
-        unchanged and known to exist (then it is returned as it is); ``NameConflict`` if the
-        name is taken."""
+        unchanged (then it is returned as it is); ``NameConflict`` if the name is taken."""
         await self.claim(live, [manifest])
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         document = rendering.stamped(manifest)
         current = await live.get(kind, name)  # the claim has just read it: no API call
-        if (
-            current is not None
-            and rendering.unchanged(document, current)
-            and live.confirmed(kind, name)
-        ):
+        if current is not None and rendering.unchanged(document, current):
             return current
         applied = await self.kube.apply(document)
         live.applied(kind, name, applied)

@@ -1,8 +1,9 @@
 """kopf handlers: the operator's thin face on the Kubernetes watch streams.
 
-Watch events for RetailModels and for the children feed the ``Registry`` (every replica keeps
-it warm); a RetailModel's event makes it due in the ``Scheduler``, and a child's event, on the
-leader, takes the reconciler's cheap drift-and-availability path. No handler here stores
+Watch events for RetailModels (kopf's) and for the children (the operator's own lists and
+watches, ``childwatch``) feed the ``Registry`` (every replica keeps it warm); a RetailModel's
+event makes it due in the ``Scheduler``, and a child's change, on the leader, takes the
+reconciler's cheap drift-and-availability path. No handler here stores
 progress in the objects and none needs a finalizer: owned children go by garbage collection.
 With leader election on (the default), every replica watches but only the one holding the
 Lease reconciles or writes (``leadership``); a replica that loses the Lease cancels what it was
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,12 @@ from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.aws.signatures import ImageSignatures
 from retail_operator.canary.scraping import PodMetrics, parse_networks
+from retail_operator.childwatch import React, Reactions, watch_children
 from retail_operator.errors import NotLeader, OperatorError, retry_after
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
-from retail_operator.listing import list_children
 from retail_operator.modelwatch import ModelWatch
-from retail_operator.objects import Due, Registry
+from retail_operator.objects import ChildKey, Due, Registry, Tracked
 from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
 from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, POLICY_PLURAL, VERSION
@@ -101,7 +102,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     election: LeaderElection | None = None
     lease_kube: KubeApi | None = None
-    listed = asyncio.Event()  # set once every child kind is in the registry (listing)
+    listed = asyncio.Event()  # set once every child kind is in the registry (childwatch)
     if config.leader_election:
         # The Lease's calls get connections of their own: behind a full pool of reconciles'
         # calls a renewal waited past its deadline, and the leader stood down at 2,000
@@ -133,16 +134,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ready=listed,
     )
     memo.listed = listed
-    memo.listing_task = asyncio.create_task(
-        list_children(
+    # The children's watches get a client of their own, a connection for each watch: each
+    # holds it for minutes, and it must not be one the calls wait for.
+    namespaces = list(memo.get("namespaces") or [])
+    stream_configuration = await load_configuration()
+    stream_configuration.connection_pool_maxsize = len(CHILD_KINDS) * max(1, len(namespaces))
+    streams = KubeApi(stream_configuration)
+    reactions: Reactions[ChildKey, _Change] = Reactions(
+        lambda change: _child_changed(memo, *change)
+    )
+    memo.streams = streams
+    memo.reactions = reactions
+    memo.children_task = asyncio.create_task(
+        watch_children(
             kube,
+            streams,
             registry,
             CHILD_KINDS,
-            list(memo.get("namespaces") or []),
+            namespaces,
             CHILD_SELECTOR,
             listed,
+            _react(registry, reactions, listed, election),
         ),
-        name="retail-child-lists",
+        name="retail-children",
     )
     memo.election = election
     memo.lease_kube = lease_kube
@@ -209,8 +223,9 @@ async def _report_policies(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.listing_task.cancel()
-    await asyncio.gather(memo.listing_task, return_exceptions=True)  # before the client closes
+    memo.children_task.cancel()
+    await asyncio.gather(memo.children_task, return_exceptions=True)  # before the clients close
+    await memo.reactions.close()
     memo.policy_task.cancel()
     memo.watch_task.cancel()
     memo.loop_task.cancel()
@@ -221,6 +236,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.events.drain()
     await memo.pods.close()
     await memo.kube.close()
+    await memo.streams.close()
     if memo.lease_kube is not None:
         await memo.lease_kube.close()
 
@@ -300,52 +316,54 @@ async def namespace_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any)
             scheduler.schedule(tracked.key, 0.0)
 
 
-async def _child_event(kind: str, type: str, body: kopf.Body, memo: kopf.Memo) -> None:
-    registry: Registry = memo.registry
-    tracked = registry.child_event(kind, type == "DELETED", body)
-    if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
-        return  # not a child of a RetailModel this replica knows (or one on its way out)
-    if not memo.listed.is_set():
-        return  # no look before the lists are in; the first look covers this change
-    if memo.election is not None and not memo.election.is_leader:
-        return  # a standby keeps the registry warm and writes nothing
-    live = None if type == "DELETED" else dict(body)
+_Change = tuple[Tracked, str, str, dict[str, Any] | None]  # (owner, kind, name, live or None)
+
+
+def _react(
+    registry: Registry,
+    reactions: Reactions[ChildKey, _Change],
+    listed: asyncio.Event,
+    election: LeaderElection | None,
+) -> React:
+    """What a child's change asks for, decided at once: the reconciler's look at it on the
+    leader, once listed, for a child of a RetailModel known here and not on its way out."""
+
+    def react(kind: str, deleted: bool, body: dict[str, Any]) -> None:
+        if not listed.is_set():
+            return  # no look before the lists are in; the first look covers this change
+        if election is not None and not election.is_leader:
+            return  # a standby keeps the registry warm and writes nothing
+        tracked = registry.owner(body)
+        if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
+            return  # not a child of a RetailModel this replica knows (or one on its way out)
+        name = body["metadata"]["name"]
+        reactions.submit(
+            (tracked.key[0], kind, name), (tracked, kind, name, None if deleted else body)
+        )
+
+    return react
+
+
+async def _child_changed(
+    memo: kopf.Memo, tracked: Tracked, kind: str, name: str, live: dict[str, Any] | None
+) -> None:
     try:
-        await memo.reconciler.child_changed(tracked, kind, body.metadata["name"], live)
+        await memo.reconciler.child_changed(tracked, kind, name, live)
     except NotLeader:
         return
     except OperatorError as error:
         delay = retry_after(error, memo.resync_seconds)
         logger.warning("%s/%s: %s; looking again in %.0fs", *tracked.key, error, delay)
         memo.scheduler.schedule(tracked.key, delay)
-        return
 
 
-# The children's watch streams: (group, version, plural) → the kind the registry files them
-# under. kopf watches every object of these kinds and hands the handlers only those with the
-# operator's label (the first lists ask the API server for the label); ownership is by uid.
-CHILD_RESOURCES = {
-    ("apps", "v1", "deployments"): "Deployment",
-    ("", "v1", "services"): "Service",
-    ("", "v1", "configmaps"): "ConfigMap",
-    ("policy", "v1", "poddisruptionbudgets"): "PodDisruptionBudget",
-    ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
-}
-# The same as (apiVersion, kind), for the first lists (``listing``): asked for by label.
+# The children's kinds, as (apiVersion, kind): listed and watched by the operator itself
+# (``childwatch``), asking the API server for its label; ownership is by uid.
 CHILD_KINDS = [
-    (f"{group}/{version}" if group else version, kind)
-    for (group, version, _), kind in CHILD_RESOURCES.items()
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
 ]
 CHILD_SELECTOR = ",".join(f"{key}={value}" for key, value in CHILD_LABELS.items())
-
-
-def _watch_children(kind: str) -> Callable[..., Awaitable[None]]:
-    async def child_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _child_event(kind, type, body, memo)
-
-    return child_event
-
-
-for (group, version, plural), kind in CHILD_RESOURCES.items():
-    resource = (group, version, plural) if group else (version, plural)
-    kopf.on.event(*resource, labels=CHILD_LABELS, id=f"{kind.lower()}-event")(_watch_children(kind))

@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -104,6 +105,20 @@ class AlreadyExists(TemporaryError):
     """A create found an object of that name (409): look at it before deciding anything."""
 
     reason = "AlreadyExists"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its objects, and the resourceVersion of the list's snapshot."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
+class Expired(TemporaryError):
+    """A resourceVersion the API server no longer has (410 Gone): list again, then watch."""
+
+    reason = "Expired"
 
 
 class Fence(Protocol):
@@ -204,11 +219,7 @@ class KubeApi:
                 return None
             raise _translate(error.status, error.body or str(error.reason), path) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise TemporaryError(
-                f"Kubernetes API unreachable: {type(error).__name__}",
-                reason="ApiUnavailable",
-                retry_after=3,
-            ) from None
+            raise _unreachable(error) from None
         if response.status == 404 and method in _ABSENT_IS_AN_ANSWER:
             return None
         if not 200 <= response.status < 300:
@@ -228,11 +239,12 @@ class KubeApi:
 
     async def list_pages(
         self, api_version: str, kind: str, namespace: str | None, selector: str, *, limit: int
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[Page]:
         """The objects of a kind matching ``selector`` (every namespace for None), a page of at
         most ``limit`` at a time, each with its apiVersion and kind as a watch event has them.
-        A page token that expired (410) is not resumed: the error says so, and the caller
-        lists again from the start."""
+        Every page is of the same snapshot, whose resourceVersion a watch can start from. A
+        page token that expired (410) is not resumed: the error says so, and the caller lists
+        again from the start."""
         path = collection_path(api_version, kind, namespace)
         token = ""
         while True:
@@ -243,12 +255,78 @@ class KubeApi:
             if found is None:
                 logger.warning("%s: not served here (404): nothing listed", path)
                 found = {}
-            yield [
-                {**item, "apiVersion": api_version, "kind": kind} for item in found.get("items", [])
-            ]
-            token = found.get("metadata", {}).get("continue", "")
+            metadata = found.get("metadata", {})
+            yield Page(
+                [
+                    {**item, "apiVersion": api_version, "kind": kind}
+                    for item in found.get("items", [])
+                ],
+                str(metadata.get("resourceVersion", "")),
+            )
+            token = metadata.get("continue", "")
             if not token:
                 return
+
+    async def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        selector: str,
+        resource_version: str,
+        *,
+        seconds: int,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of a kind matching ``selector`` after ``resource_version``
+        (bookmarks included), until the API server ends the watch after ``seconds``. Each
+        event's object carries its apiVersion and kind. ``Expired`` when the version is too old
+        to watch from (list again); a stream silent for ``seconds`` and a half more (bookmarks
+        come about every minute) is given up as ``TemporaryError``. Watches do not take one of
+        the calls' connections: give them a client of their own."""
+        path = collection_path(api_version, kind, namespace)
+        query = [
+            ("labelSelector", selector),
+            ("watch", "1"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(seconds)),
+        ]
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=REQUEST_TIMEOUT, sock_read=seconds * 1.5
+        )
+        self.calls += 1
+        metrics.KUBE_CALLS.labels("watch").inc()
+        try:
+            serialized = await self._client.param_serialize(
+                method="GET",
+                resource_path=path,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = await self._client.call_api(*serialized, _request_timeout=timeout)
+        except ApiException as error:
+            raise _translate(error.status, error.body or str(error.reason), path) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise _unreachable(error) from None
+        stream: aiohttp.ClientResponse = response.response
+        try:
+            if stream.status == 410:
+                raise Expired(f"{path}: resourceVersion {resource_version} is too old")
+            if not 200 <= stream.status < 300:
+                body = (await stream.read()).decode(errors="replace")
+                raise _translate(stream.status, body, path)
+            pending = b""
+            async for chunk in stream.content.iter_any():  # lines can be longer than readline's
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _watch_event(json.loads(line), api_version, kind, path)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise _unreachable(error) from None
+        finally:
+            stream.release()
 
     async def list(
         self, api_version: str, kind: str, namespace: str, selector: str
@@ -413,6 +491,26 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "
 def _verb(method: str, content_type: str | None) -> str:
     """The API server's word for a request (an apply is a PATCH of the apply content type)."""
     return "apply" if content_type == APPLY_PATCH else _VERBS.get(method, method.lower())
+
+
+def _unreachable(error: Exception) -> TemporaryError:
+    return TemporaryError(
+        f"Kubernetes API unreachable: {type(error).__name__}",
+        reason="ApiUnavailable",
+        retry_after=3,
+    )
+
+
+def _watch_event(event: dict[str, Any], api_version: str, kind: str, path: str) -> dict[str, Any]:
+    """One line of a watch: an ERROR (a Status) raised as the operator's error, 410 as
+    ``Expired``; else the event, its object given the apiVersion and kind it lacks."""
+    found = event.get("object") or {}
+    if event.get("type") == "ERROR":
+        if found.get("code") == 410:
+            raise Expired(f"{path}: {found.get('message', 'too old resource version')}")
+        raise _translate(found.get("code"), json.dumps(found), path)
+    event["object"] = {**found, "apiVersion": api_version, "kind": kind}
+    return event
 
 
 def _translate(status: int | None, body: str, path: str) -> Exception:

@@ -1,10 +1,11 @@
 """Everything this replica holds about each RetailModel and its children, in one place.
 
-``Registry`` is fed by the watch streams (``handlers``): the latest body of every RetailModel
-(a ``Tracked``), and the latest body of every child the operator labels as its own, indexed by
-namespace, kind and name. A child counts as a RetailModel's only if its controller owner
-reference names that RetailModel's uid (``Tracked.owned``): a same-named object someone else
-made is never mistaken for one.
+``Registry`` is fed by the watch streams: the latest body of every RetailModel (a ``Tracked``,
+from kopf's watch in ``handlers``), and the latest body of every child the operator labels as
+its own (from its own lists and watches, ``childwatch``), indexed by namespace, kind and name.
+A child counts as a RetailModel's only if its controller owner reference names that
+RetailModel's uid (``Tracked.owned``): a same-named object someone else made is never
+mistaken for one.
 
 A ``Tracked`` also holds what this replica did: the status it wrote last (``written``), what
 it applied to the children last (``applied``, which the cheap child-event path puts back when
@@ -127,13 +128,6 @@ class Registry:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
         self._children: dict[ChildKey, _Packed] = {}
-        # While the children's first lists are read (``listing``): the uids their watches
-        # reported deleted meanwhile, so a page read before the delete files no ghost.
-        self._gone: set[str] | None = None
-        # Children filed from a list page that no watch event or apply has shown since: one
-        # deleted between the page and kopf's own first list is never reported deleted, so
-        # until something confirms it, a look applies it rather than trust it (``confirmed``).
-        self._unconfirmed: set[ChildKey] = set()
         self.policies: dict[str, Policy] = {}
         self.namespaces: dict[str, dict[str, str]] = {}  # namespace → its labels
         # policy name → the RetailModels outside it at their last reconcile
@@ -197,9 +191,7 @@ class Registry:
         """An apply's answer: the child as it is now, before its watch event comes. Filed so
         that a reconcile meanwhile neither reads it again nor applies it again (at 2,000
         RetailModels, 1,450 Services were read and applied a second time that way)."""
-        key = (namespace, kind, body["metadata"]["name"])
-        self._unconfirmed.discard(key)
-        self._remember(key, body)
+        self._remember((namespace, kind, body["metadata"]["name"]), body)
 
     def _remember(self, key: ChildKey, body: Mapping[str, Any]) -> None:
         """Keep ``body`` unless a newer copy of the same object is held already (an apply's
@@ -213,54 +205,61 @@ class Registry:
             return
         self._children[key] = packed
 
-    def begin_listing(self) -> None:
-        """The children's lists are about to be read: remember deletions from now on."""
-        self._gone = set()
-
-    def child_listed(self, kind: str, body: Mapping[str, Any]) -> None:
-        """A child from a list page: filed, unconfirmed, unless its watch said it was deleted
-        since the listing began (the page may be older than the delete) or a newer copy of
-        that name is held, whatever its uid (one re-created since the page was read)."""
+    def child_listed(self, kind: str, body: Mapping[str, Any]) -> bool:
+        """A child from a list page (``childwatch``): filed unless a newer copy of that name
+        is held, whatever its uid (an apply's answer, or one re-created since the page was
+        read). Whether the registry changed."""
         meta = body["metadata"]
-        if self._gone is not None and meta.get("uid") in self._gone:
-            return
         key, packed = (meta["namespace"], kind, meta["name"]), _Packed.pack(body)
         known = self._children.get(key)
         if known is not None and known.resource_version >= packed.resource_version:
-            return
+            return False
         self._children[key] = packed
-        self._unconfirmed.add(key)
+        return True
 
-    def confirmed(self, namespace: str, kind: str, name: str) -> bool:
-        """Whether the child held under this name was shown by a watch event or an apply,
-        not only by a list page (a page can outlive the object)."""
-        return (namespace, kind, name) not in self._unconfirmed
+    def child_keys(self, kind: str, namespace: str | None) -> set[ChildKey]:
+        """The children of ``kind`` held, in ``namespace`` (None: in every namespace)."""
+        return {
+            key
+            for key in self._children
+            if key[1] == kind and (namespace is None or key[0] == namespace)
+        }
 
-    def end_listing(self) -> None:
-        self._gone = None
+    def child_vanished(self, key: ChildKey, version: str) -> dict[str, Any] | None:
+        """A list of ``version`` did not show this child: forgotten (and its last body
+        returned) unless what is held is newer than the list (an apply's answer since)."""
+        known = self._children.get(key)
+        if known is None or known.resource_version > _version_number(version):
+            return None
+        del self._children[key]
+        return known.body()
 
-    def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> Tracked | None:
-        """Index a child's watch event; the RetailModel that owns it, if one is known."""
+    def child_event(self, kind: str, deleted: bool, body: Mapping[str, Any]) -> None:
+        """File a child's watch event."""
         meta = body["metadata"]
         key = (meta["namespace"], kind, meta["name"])
-        self._unconfirmed.discard(key)
         if deleted:
-            if self._gone is not None and meta.get("uid"):
-                self._gone.add(meta["uid"])
             known = self._children.get(key)
             if known is not None and known.uid == meta.get("uid"):
                 del self._children[key]
         else:
             self._remember(key, body)
-        owner = _controller(body)
-        if owner is None:
+
+    def owner(self, child: Mapping[str, Any]) -> Tracked | None:
+        """The RetailModel known here whose uid the child's controller reference names."""
+        meta, reference = child["metadata"], _controller(child)
+        if reference is None:
             return None
-        tracked = self._objects.get((meta["namespace"], str(owner.get("name", ""))))
-        return tracked if tracked is not None and tracked.uid == owner.get("uid") else None
+        tracked = self._objects.get((meta["namespace"], str(reference.get("name", ""))))
+        return tracked if tracked is not None and tracked.uid == reference.get("uid") else None
 
 
 def _resource_version(body: Mapping[str, Any]) -> int:
+    return _version_number(body.get("metadata", {}).get("resourceVersion", 0))
+
+
+def _version_number(version: Any) -> int:
     try:
-        return int(body.get("metadata", {}).get("resourceVersion", 0))
+        return int(version)
     except (TypeError, ValueError):
         return 0

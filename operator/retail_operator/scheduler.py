@@ -48,7 +48,7 @@ class Scheduler:
         leading: asyncio.Event | None = None,
         ready: asyncio.Event | None = None,
     ) -> None:
-        """``ready``: no look starts before it is set (the children's first lists, ``listing``)."""
+        """``ready``: no look starts before it is set (the children listed: ``childwatch``)."""
         self._reconciler = reconciler
         self._ready = ready
         self._registry = registry

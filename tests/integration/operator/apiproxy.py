@@ -9,7 +9,9 @@ test can look at the cluster while the operator waits in exactly that call, then
 ``stall`` holds *every* matching request that way (a connection that stopped answering for
 some calls only). ``delay`` answers matching requests that many seconds late (a slow list).
 ``refuse`` answers matching requests 403 Forbidden, as the API server does for a verb the
-caller's RBAC lacks, without forwarding them; ``refused`` counts them.
+caller's RBAC lacks, without forwarding them; ``refused`` counts them. ``expire`` answers
+matching requests (watches) as the API server does a watch from a resourceVersion it no longer
+has: 200, then one ERROR event carrying a 410 Expired Status; ``expired`` counts them.
 ``reads`` lists each GET forwarded, path and query. ``writes`` lists each write forwarded,
 with when it was received and when the API server had answered it (``time.monotonic``, this
 process's clock).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import ssl
 import threading
 import time
@@ -80,6 +83,8 @@ class ApiProxy:
         self.delay: Delay | None = None
         self.refuse: Refuse | None = None
         self.refused = 0
+        self.expire: Refuse | None = None
+        self.expired = 0
         self.held = threading.Event()
         self.writes: list[Write] = []
         self.reads: list[str] = []
@@ -134,6 +139,19 @@ class ApiProxy:
                 },
                 status=403,
             )
+        expire = self.expire
+        if expire is not None and expire(request.method, request.path_qs):
+            self.expired += 1
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": "too old resource version: 1 (2) [the test's proxy]",
+                "reason": "Expired",
+                "code": 410,
+            }
+            line = json.dumps({"type": "ERROR", "object": status}) + "\n"
+            return web.Response(text=line, content_type="application/json")
         delay = self.delay
         if delay is not None:
             await asyncio.sleep(delay(request.method, request.path_qs))

@@ -101,29 +101,12 @@ def with_version(body: dict[str, Any], version: int) -> dict[str, Any]:
     return body
 
 
-def test_a_listed_child_the_watch_saw_deleted_meanwhile_is_not_filed() -> None:
-    """A list page read before a delete can reach the registry after the watch's DELETED: it
-    would file a child that no longer exists, and the next look would apply nothing."""
-    registry = Registry()
-    registry.begin_listing()
-    registry.child_event("Deployment", True, deployment(uid="d-1"))
-    registry.child_listed("Deployment", deployment(uid="d-1"))
-    assert registry.child("shop", "Deployment", "prices") is None
-
-    registry.child_listed("Deployment", deployment(uid="d-2"))  # re-created under the name
-    kept = registry.child("shop", "Deployment", "prices")
-    assert kept is not None and kept["metadata"]["uid"] == "d-2"
-    registry.end_listing()
-
-
 def watched_then_listed(watched: dict[str, Any], listed: dict[str, Any]) -> Registry:
-    """A registry whose watch showed ``watched`` (version 9) before a page showed ``listed``
-    (version 7, read earlier)."""
+    """A registry whose watch (or an apply) showed ``watched`` (version 9) before a relist's
+    page showed ``listed`` (version 7, of a snapshot taken earlier)."""
     registry = Registry()
-    registry.begin_listing()
     registry.child_event("Deployment", False, with_version(watched, 9))
-    registry.child_listed("Deployment", with_version(listed, 7))
-    registry.end_listing()
+    assert not registry.child_listed("Deployment", with_version(listed, 7))
     return registry
 
 
@@ -137,19 +120,39 @@ def test_a_listed_child_never_replaces_a_newer_copy_from_the_watch() -> None:
 
 
 def test_an_older_page_never_replaces_an_object_re_created_since() -> None:
-    """The page shows uid d-1; the watch has shown d-2, made after d-1 was deleted, and never
-    reported d-1's delete (kopf's own list came after it)."""
+    """The page shows uid d-1; the watch has shown d-2, made after d-1 was deleted."""
     registry = watched_then_listed(deployment(uid="d-2"), deployment(uid="d-1"))
     kept = registry.child("shop", "Deployment", "prices")
     assert kept is not None and kept["metadata"]["uid"] == "d-2"
-    assert registry.confirmed("shop", "Deployment", "prices")
 
 
-def test_a_child_only_a_page_showed_is_unconfirmed_until_its_watch_shows_it() -> None:
+def test_a_newer_page_replaces_what_is_held_and_says_so() -> None:
     registry = Registry()
-    registry.begin_listing()
-    registry.child_listed("Deployment", with_version(deployment(), 7))
-    registry.end_listing()
-    assert not registry.confirmed("shop", "Deployment", "prices")
+    older, newer = deployment(), deployment()
+    older["spec"]["replicas"], newer["spec"]["replicas"] = 1, 3
+    registry.child_event("Deployment", False, with_version(older, 7))
+    assert registry.child_listed("Deployment", with_version(newer, 9))
+    kept = registry.child("shop", "Deployment", "prices")
+    assert kept is not None and kept["spec"]["replicas"] == 3
+
+
+def test_a_child_a_relist_does_not_show_is_forgotten_unless_newer_than_the_list() -> None:
+    """A relist (its watch's version expired) is the only news of a delete the watch missed;
+    an apply's answer newer than the list's snapshot is kept."""
+    registry = Registry()
     registry.child_event("Deployment", False, with_version(deployment(), 7))
-    assert registry.confirmed("shop", "Deployment", "prices")
+    applied = with_version(deployment(), 12)
+    applied["metadata"]["name"] = "applied-since"
+    registry.child_applied("shop", "Deployment", applied)
+    assert registry.child_keys("Deployment", "shop") == {
+        ("shop", "Deployment", "prices"),
+        ("shop", "Deployment", "applied-since"),
+    }
+    assert registry.child_keys("Deployment", "elsewhere") == set()
+    assert registry.child_keys("Service", None) == set()
+
+    gone = registry.child_vanished(("shop", "Deployment", "prices"), "10")
+    assert gone is not None and gone["metadata"]["name"] == "prices"  # its last body
+    assert registry.child("shop", "Deployment", "prices") is None
+    assert registry.child_vanished(("shop", "Deployment", "applied-since"), "10") is None
+    assert registry.child("shop", "Deployment", "applied-since") is not None

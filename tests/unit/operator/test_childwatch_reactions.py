@@ -1,0 +1,73 @@
+"""``Reactions``: a child's changes are acted on one at a time, the latest one waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from retail_operator.childwatch import Reactions
+
+
+async def _react_while_busy() -> tuple[list[tuple[str, int]], int, int]:
+    """Child a's first change is acted on slowly; a's next three, and b's first, come
+    meanwhile. What was acted on, and the most acted on at once: for a, and in all."""
+    acted: list[tuple[str, int]] = []
+    release = asyncio.Event()
+    busy: Counter[str] = Counter()
+    peak_a = peak = 0
+
+    async def act(value: tuple[str, int]) -> None:
+        nonlocal peak_a, peak
+        busy[value[0]] += 1
+        peak_a, peak = max(peak_a, busy["a"]), max(peak, busy.total())
+        acted.append(value)
+        await release.wait()
+        busy[value[0]] -= 1
+
+    reactions: Reactions[str, tuple[str, int]] = Reactions(act)
+    reactions.submit("a", ("a", 1))
+    await asyncio.sleep(0.01)  # a's first change is being acted on
+    for version in (2, 3, 4):
+        reactions.submit("a", ("a", version))
+        await asyncio.sleep(0.01)
+    reactions.submit("b", ("b", 1))
+    await asyncio.sleep(0.01)
+    release.set()
+    while len(reactions):
+        await asyncio.sleep(0.01)
+    return acted, peak_a, peak
+
+
+def test_a_childs_changes_are_acted_on_one_at_a_time_and_only_the_latest_waits() -> None:
+    acted, peak_a, _ = asyncio.run(_react_while_busy())
+    assert [value for value in acted if value[0] == "a"] == [("a", 1), ("a", 4)]
+    assert peak_a == 1
+
+
+def test_other_childs_changes_run_alongside() -> None:
+    acted, _, peak = asyncio.run(_react_while_busy())
+    assert ("b", 1) in acted
+    assert peak == 2  # a's first and b's at once: b is not held up behind a
+
+
+async def _after_a_failure() -> list[int]:
+    acted: list[int] = []
+
+    async def act(value: int) -> None:
+        acted.append(value)
+        await asyncio.sleep(0.02)
+        if value == 1:
+            raise RuntimeError("the API server said no")
+
+    reactions: Reactions[str, int] = Reactions(act)
+    reactions.submit("a", 1)
+    await asyncio.sleep(0.01)  # 1 is being acted on, and fails after 2 has come
+    reactions.submit("a", 2)
+    while len(reactions):
+        await asyncio.sleep(0.01)
+    await reactions.close()
+    return acted
+
+
+def test_a_failed_reaction_does_not_stop_the_next() -> None:
+    assert asyncio.run(_after_a_failure()) == [1, 2]
