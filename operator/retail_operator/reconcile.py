@@ -108,11 +108,12 @@ class _Subject:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise SpecInvalid(f"spec.{where}: {first['msg']}") from None
+        written = tracked.written
         return cls(
             owner=Owner(meta["name"], meta["namespace"], meta["uid"]),
             generation=int(meta.get("generation", 1)),
             spec=spec,
-            status=tracked.written if tracked.written is not None else parse(body.get("status")),
+            status=written if written is not None else parse(tracked.status),
         )
 
     def status_check(self, type_: str) -> Check | None:
@@ -485,7 +486,7 @@ class Reconciler:
             deployment = documents["Deployment"]
             counted = {k: v for k, v in deployment["spec"].items() if k != "replicas"}
             manifests[("Deployment", owner.name)] = {**deployment, "spec": counted}
-        tracked.applied = Applied(target, manifests, changed)
+        tracked.applied = Applied.of(target, manifests, changed)
         return DeploymentState.from_live(applied[0], changed)
 
     async def _replicas(
@@ -657,7 +658,7 @@ class Reconciler:
             written = tracked.written
             if applied is None or written is None:
                 return None  # the RetailModel's own reconcile decides
-            wanted = applied.manifests.get((kind, name))
+            wanted = applied.manifest(kind, name)
             if wanted is None:
                 return None  # a canary child: the full reconcile's canary step looks after it
             try:
@@ -716,12 +717,9 @@ class Reconciler:
         generation: int,
     ) -> RetailModelStatus:
         """Patch the status if anything changed, post Events for transitions; return it."""
-        before: Mapping[str, Any] = (
-            tracked.written if tracked.written is not None else tracked.body.get("status") or {}
-        )
-        old_conditions = (tracked.written if tracked.written is not None else parse(before)).get(
-            "conditions", []
-        )
+        written = tracked.written  # decoded once: a copy of its own each time
+        before: Mapping[str, Any] = written if written is not None else tracked.status
+        old_conditions = (written if written is not None else parse(before)).get("conditions", [])
         merged = merge(old_conditions, checks, generation=generation, now=now_rfc3339())
         new_status = RetailModelStatus(**status)
         new_status["observedGeneration"] = generation

@@ -225,7 +225,7 @@ def test_a_rolled_back_version_stays_rejected_when_the_status_is_lost() -> None:
     assert world.condition(tracked, "ModelRolledOut")[:2] == ("False", "RolledBack")
     assert "prices-canary" not in world.store.kinds("Deployment")
 
-    tracked.body["status"] = {}  # an Argo CD replace, a restore without status…
+    tracked.status = {}  # an Argo CD replace, a restore without status…
     tracked.reset()  # …and a new leader that remembers nothing
     applied = len(world.store.applied)
     world.reconcile(tracked)
