@@ -134,6 +134,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ready=listed,
     )
     memo.listed = listed
+    memo.ready_task = asyncio.create_task(_ready_once(listed), name="retail-ready")
     # The children's watches get a client of their own, a connection for each watch: each
     # holds it for minutes, and it must not be one the calls wait for.
     namespaces = list(memo.get("namespaces") or [])
@@ -196,6 +197,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.election_task = asyncio.create_task(election.run(), name="retail-leader-election")
 
 
+async def _ready_once(listed: asyncio.Event) -> None:
+    await listed.wait()
+    metrics.READY.set()  # /readyz: 200 from now on
+
+
 async def _report_policies(
     registry: Registry, kube: KubeApi, election: LeaderElection | None, *, enabled: bool
 ) -> None:
@@ -227,6 +233,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await asyncio.gather(memo.children_task, return_exceptions=True)  # before the clients close
     await memo.reactions.close()
     memo.policy_task.cancel()
+    memo.ready_task.cancel()
     memo.watch_task.cancel()
     memo.loop_task.cancel()
     await memo.scheduler.stop()
@@ -316,7 +323,7 @@ async def namespace_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any)
             scheduler.schedule(tracked.key, 0.0)
 
 
-_Change = tuple[Tracked, str, str, dict[str, Any] | None]  # (owner, kind, name, live or None)
+_Change = tuple[Tracked, str, str]  # (owner, kind, name): the child is read when acted on
 
 
 def _react(
@@ -337,16 +344,16 @@ def _react(
         if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
             return  # not a child of a RetailModel this replica knows (or one on its way out)
         name = body["metadata"]["name"]
-        reactions.submit(
-            (tracked.key[0], kind, name), (tracked, kind, name, None if deleted else body)
-        )
+        reactions.submit((tracked.key[0], kind, name), (tracked, kind, name))
 
     return react
 
 
-async def _child_changed(
-    memo: kopf.Memo, tracked: Tracked, kind: str, name: str, live: dict[str, Any] | None
-) -> None:
+async def _child_changed(memo: kopf.Memo, tracked: Tracked, kind: str, name: str) -> None:
+    """The reconciler's look at a child, as the registry holds it now (None: gone): the latest
+    state, and no body held meanwhile by each change waiting (thousands in a rollout)."""
+    registry: Registry = memo.registry
+    live = registry.child(tracked.key[0], kind, name)
     try:
         await memo.reconciler.child_changed(tracked, kind, name, live)
     except NotLeader:

@@ -1,5 +1,8 @@
 """The operator's Prometheus metrics, served on ``/metrics`` (``RETAIL_OPERATOR_METRICS_PORT``,
-default 8081) by every replica, leader or standby.
+default 8081) by every replica, leader or standby, and its readiness on ``/readyz`` there:
+200 once the replica's children are listed (``READY``, set by ``handlers``), 503 before. A
+replica that cannot list them cannot lead (``leadership``); not ready, it also holds a rolling
+update, which then never replaces a working replica with one that cannot work.
 
 What a person running the operator needs to see: how reconciles go (by result, and how long
 they take), whether work is piling up (the queue and the backlog already due), how the AWS
@@ -10,9 +13,13 @@ drift windows judged), and which replica leads.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import threading
+from collections.abc import Hashable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 RECONCILES = Counter(
     "retail_operator_reconciles", "Reconciles of a RetailModel, by result", ["result"]
@@ -79,7 +86,36 @@ expiring_exceptions = PerObject(EXCEPTIONS_EXPIRING)
 drifting = PerObject(DRIFTING)
 
 
+READY = threading.Event()  # the children are listed (``handlers``): /readyz answers 200
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """The WSGI app on the metrics port: ``/readyz``, and the metrics on every other path."""
+    if environ.get("PATH_INFO") != "/readyz":
+        answer: Iterable[bytes] = _METRICS(environ, start_response)
+        return answer
+    ready = READY.is_set()
+    start_response(
+        "200 OK" if ready else "503 Service Unavailable", [("Content-Type", "text/plain")]
+    )
+    return [b"ready\n" if ready else b"not ready: the children are not listed yet\n"]
+
+
+_METRICS = make_wsgi_app()
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass  # a probe every few seconds is not news
+
+
 def serve(port: int) -> None:
-    """Serve ``/metrics`` on all addresses (a pod's port) from a background thread."""
+    """Serve ``/metrics`` and ``/readyz`` on all addresses (a pod's port) from a background
+    thread."""
     if port:
-        start_http_server(port)
+        server = make_server("", port, app, _Server, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="The longest wait for one registry request."
     )
     liveness_port: int = Field(8080, ge=0, le=65535, description="0 disables /healthz.")
-    metrics_port: int = Field(8081, ge=0, le=65535, description="Prometheus /metrics; 0: off.")
+    metrics_port: int = Field(
+        8081, ge=0, le=65535, description="Prometheus /metrics and /readyz; 0: off."
+    )
     leader_election: bool = Field(
         True, description="Reconcile only while holding the Lease (run several replicas)."
     )

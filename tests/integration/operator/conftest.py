@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -95,6 +96,16 @@ class OperatorProcess:
         wait_until(
             lambda: self.reconciles() >= target, timeout=timeout, what=f"{count} more reconciles"
         )
+
+    def ready(self) -> bool:
+        """Whether the operator's ``/readyz`` (on its metrics port) answers 200; 503: no."""
+        port = self.env["RETAIL_OPERATOR_METRICS_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+                return bool(answer.status == 200)
+        except urllib.error.HTTPError as error:
+            assert error.code == 503, f"/readyz answered {error.code}"
+            return False
 
     def metrics(self) -> dict[str, float]:
         """The operator's /metrics as {"name{labels}": value}."""

@@ -156,6 +156,8 @@ def test_a_replica_that_cannot_list_its_children_never_takes_the_lease(
         scenario.apply(scenario.manifest("seen", "v1", scenario.model()))
         scenario.wait_condition("seen", "Ready", "True")
         assert blind.metrics()["retail_operator_leader"] == 0
+        assert not blind.ready()  # a rolling update would wait for it, not replace b with it
+        assert healthy.ready()
         assert holder(scenario).startswith("replica-b_")
         # Its list answered again, a is eligible: with b shut down it leads and reconciles.
         proxy.refuse = None
@@ -164,6 +166,7 @@ def test_a_replica_that_cannot_list_its_children_never_takes_the_lease(
         scenario.apply(scenario.manifest("seen-by-a", "v1", scenario.model()))
         scenario.wait_condition("seen-by-a", "Ready", "True")
         assert blind.metrics()["retail_operator_leader"] == 1
+        assert blind.ready()
     finally:
         healthy.stop()
         blind.stop()
