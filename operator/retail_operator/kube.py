@@ -317,7 +317,7 @@ class KubeApi:
                 body = (await stream.read()).decode(errors="replace")
                 raise _translate(stream.status, body, path)
             pending = b""
-            async for chunk in stream.content.iter_any():  # lines can be longer than readline's
+            async for chunk in stream.content.iter_any():  # a line is as long as its object
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:

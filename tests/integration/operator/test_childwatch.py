@@ -32,6 +32,7 @@ pytestmark = pytest.mark.cluster
 
 LABELLED, OTHERS = 7, 5
 OURS = {"app.kubernetes.io/managed-by": "retail-operator"}
+BLOB = 180_000  # bytes: a large child, one watch line of about 360 KB (its last-applied too)
 
 
 def _config_map(namespace: str, name: str, labels: dict[str, str], index: str) -> dict[str, Any]:
@@ -190,14 +191,16 @@ def _configmaps(method: str, path: str) -> bool:
 
 def _meanwhile(local_cluster: LocalCluster, namespace: str) -> None:
     """What happens while the watch is not listening: one child deleted, one changed, one
-    made, and one of someone else's made (never to be filed)."""
+    made (a large one), and one of someone else's made (never to be filed)."""
     local_cluster.kubectl("delete", "configmap", "ours-0", "-n", namespace)
     local_cluster.kubectl(
         "patch", "configmap", "ours-1", "-n", namespace, "--type=merge", "-p",
         json.dumps({"data": {"index": "changed"}}),
     )  # fmt: skip
+    big = _config_map(namespace, "ours-new", OURS, "new")
+    big["data"]["blob"] = "x" * BLOB
     made = [
-        _config_map(namespace, "ours-new", OURS, "new"),
+        big,
         _config_map(namespace, "theirs-new", {"app.kubernetes.io/managed-by": "x"}, "new"),
     ]
     local_cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": made}))
@@ -227,6 +230,8 @@ def test_a_watch_that_goes_silent_is_opened_again_from_the_last_version(
         assert _index(registry, namespace, "theirs-new") is None
         assert ("ours-0", True, "0") in reported
         assert ("ours-1", False, "changed") in reported
+        made = registry.child(namespace, "ConfigMap", "ours-new")
+        assert made is not None and len(made["data"]["blob"]) == BLOB
 
     watch = asyncio.run(_watching(proxy.kubeconfig(), namespace, meanwhile))
     assert watch.lists == 1  # the watch resumed; nothing was listed again
