@@ -21,6 +21,7 @@ the rest of the reconcile (a new RetailModel's three children cost three cheap r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,9 +100,11 @@ class Children:
     async def claim(self, live: LiveChildren, manifests: list[dict[str, Any]]) -> None:
         """``NameConflict`` if any of these names is taken by an object this RetailModel does
         not own: checked for all before any is applied, so none is half rolled out."""
-        for manifest in manifests:
-            kind, name = manifest["kind"], manifest["metadata"]["name"]
-            existing = await live.get(kind, name)
+        names = [(manifest["kind"], manifest["metadata"]["name"]) for manifest in manifests]
+        # Read together: a new RetailModel's children are read from the API server (a name
+        # the watches have not shown may still be a stranger's), one round trip for all.
+        found = await asyncio.gather(*(live.get(kind, name) for kind, name in names))
+        for (kind, name), existing in zip(names, found, strict=True):
             if existing is not None and controller_uid(existing) != live.tracked.uid:
                 raise NameConflict(
                     f"{kind} {name} already exists and is not this RetailModel's "
