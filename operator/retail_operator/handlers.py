@@ -142,7 +142,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     stream_configuration.connection_pool_maxsize = len(CHILD_KINDS) * max(1, len(namespaces))
     streams = KubeApi(stream_configuration)
     reactions: Reactions[ChildKey, _Change] = Reactions(
-        lambda change: _child_changed(memo, *change)
+        lambda change: _child_changed(memo, *change), limit=config.concurrency
     )
     memo.streams = streams
     memo.reactions = reactions

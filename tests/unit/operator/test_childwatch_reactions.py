@@ -24,7 +24,7 @@ async def _react_while_busy() -> tuple[list[tuple[str, int]], int, int]:
         await release.wait()
         busy[value[0]] -= 1
 
-    reactions: Reactions[str, tuple[str, int]] = Reactions(act)
+    reactions: Reactions[str, tuple[str, int]] = Reactions(act, limit=10)
     reactions.submit("a", ("a", 1))
     await asyncio.sleep(0.01)  # a's first change is being acted on
     for version in (2, 3, 4):
@@ -59,7 +59,7 @@ async def _after_a_failure() -> list[int]:
         if value == 1:
             raise RuntimeError("the API server said no")
 
-    reactions: Reactions[str, int] = Reactions(act)
+    reactions: Reactions[str, int] = Reactions(act, limit=10)
     reactions.submit("a", 1)
     await asyncio.sleep(0.01)  # 1 is being acted on, and fails after 2 has come
     reactions.submit("a", 2)
@@ -71,3 +71,33 @@ async def _after_a_failure() -> list[int]:
 
 def test_a_failed_reaction_does_not_stop_the_next() -> None:
     assert asyncio.run(_after_a_failure()) == [1, 2]
+
+
+async def _many_at_once(limit: int) -> tuple[int, list[tuple[str, int]]]:
+    """Six children change while the API server is slow; child c changes again while it
+    waits for its turn. The most acted on at once, and what was acted on."""
+    acted: list[tuple[str, int]] = []
+    busy = peak = 0
+
+    async def act(value: tuple[str, int]) -> None:
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        acted.append(value)
+        await asyncio.sleep(0.02)
+        busy -= 1
+
+    reactions: Reactions[str, tuple[str, int]] = Reactions(act, limit=limit)
+    for key in "abcdef":
+        reactions.submit(key, (key, 1))
+    await asyncio.sleep(0)
+    reactions.submit("c", ("c", 2))  # c has not had its turn yet: it takes this one
+    while len(reactions):
+        await asyncio.sleep(0.01)
+    return peak, acted
+
+
+def test_at_most_limit_reactions_run_at_once_and_a_waiting_one_takes_the_latest() -> None:
+    peak, acted = asyncio.run(_many_at_once(limit=2))
+    assert peak == 2
+    assert sorted(acted) == [("a", 1), ("b", 1), ("c", 2), ("d", 1), ("e", 1), ("f", 1)]
