@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     pending_seconds: float = Field(
         5.0, gt=0, description="Re-check this soon while a scan is in progress."
     )
-    concurrency: int = Field(32, ge=1, description="Reconciles running at once.")
+    concurrency: int = Field(
+        32, ge=1, description="Reconciles running at once (and child reactions, apart)."
+    )
     model_watch_seconds: float = Field(
         5.0,
         gt=0,
