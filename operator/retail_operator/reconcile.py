@@ -728,7 +728,8 @@ class Reconciler:
         if patch:
             namespace, name = tracked.key
             await self.kube.patch_status(namespace, name, tracked.uid, patch)
-        tracked.written = new_status
+        if patch or written is None:  # else it is what is held already: not packed again
+            tracked.written = new_status
         for event in announcements(old_conditions, merged):
             self.emit(tracked.body, event.type, event.reason, event.message)
         return new_status
