@@ -29,6 +29,12 @@ RECONCILE_SECONDS = Histogram(
     "Time one reconcile took (checks, apply, status write)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+QUEUE_WAIT_SECONDS = Histogram(
+    "retail_operator_queue_wait_seconds",
+    "Time a RetailModel waited for a slot once due, by lane (change, retry, look)",
+    ["lane"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 QUEUE_DEPTH = Gauge("retail_operator_queue_depth", "RetailModels waiting for their next reconcile")
 DUE_BACKLOG = Gauge(
     "retail_operator_due_backlog", "RetailModels whose reconcile is due but waits for a slot"

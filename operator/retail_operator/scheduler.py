@@ -9,13 +9,22 @@ findings for the running image, a moved tag, a new model object, drift), a pendi
 end of a scan exception, a canary's next analysis step, a retry after an error
 (``errors.retry_after``), and never later than the resync.
 
-Two lanes share the slots. A change (``hurry``: a new RetailModel, a new spec, a new model
-object) goes ahead of every periodic look that is due, first come first served; the periodic
-looks (``schedule``) go by due time. With thousands of RetailModels a resync storm keeps
-thousands of looks due at once, and a new RetailModel behind them would wait minutes. A
-change's reconcile is marked ``lanes.URGENT``, so its API and AWS calls go ahead of the looks'
-too, and a change whose reconcile failed (an API server too slow to answer in time) is retried
-in the change lane: as a periodic look it would wait behind the storm again.
+Three lanes share the slots, each first come first served but the looks. A change
+(``hurry``: a new RetailModel, a new spec, a new model object) goes ahead of everything; a
+change whose reconcile failed (an API server too slow to answer in time) is retried next, in a
+lane of its own; the periodic looks (``schedule``) come last, by due time. With thousands of
+RetailModels a resync storm keeps thousands of looks due at once, and a new RetailModel behind
+them would wait minutes; as a periodic look a failed change would wait behind the storm again.
+Retries go behind new changes: at 10,000 RetailModels, while the API server timed Service
+creates out, thousands of retried changes were coming back every few seconds, and a new
+RetailModel queued behind them took seconds to get its Deployment. A new change's reconcile is
+marked ``lanes.URGENT``, so its API and AWS calls go ahead of every other reconcile's too; a
+retry's calls wait their turn with the looks'.
+
+A RetailModel whose reconciles keep failing backs off: each failure in a row doubles the
+error's own delay (3 s for an API server that did not answer), never past the resync, as
+client-go's workqueue does. Retrying a timed-out call every 3 s only adds to the load that
+timed it out.
 
 With leader election, the loop runs only while ``leading`` is set. Losing the lease cancels
 every reconcile in flight (``pause``); their writes are fenced anyway (``kube``). Regaining it
@@ -25,6 +34,7 @@ forgets what this replica did meanwhile and makes every RetailModel due (``resum
 from __future__ import annotations
 
 import asyncio
+import enum
 import heapq
 import logging
 import time
@@ -35,6 +45,14 @@ from retail_operator.objects import Key, Registry
 from retail_operator.reconcile import Reconciler
 
 logger = logging.getLogger(__name__)
+
+
+class Lane(enum.Enum):
+    """Why a reconcile runs, in the order the lanes are served."""
+
+    CHANGE = "change"  # a new RetailModel, a new spec, a new model object
+    RETRY = "retry"  # a change whose reconcile failed, due again
+    LOOK = "look"  # a periodic look
 
 
 class Scheduler:
@@ -58,6 +76,9 @@ class Scheduler:
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
         self._changed: dict[Key, None] = {}  # hurried, in arrival order (an ordered set)
+        self._retried: dict[Key, None] = {}  # failed changes due again, in order
+        self._failures: dict[Key, int] = {}  # failed reconciles in a row
+        self._queued: dict[Key, float] = {}  # when a change or a retry joined its lane
         self._running: dict[Key, asyncio.Task[None]] = {}
         # looked for while its reconcile was running: True for a change, False for a look now
         self._again: dict[Key, bool] = {}
@@ -69,6 +90,9 @@ class Scheduler:
         self._cancel_retry(key)
         self._due.pop(key, None)
         self._changed.pop(key, None)
+        self._retried.pop(key, None)
+        self._failures.pop(key, None)
+        self._queued.pop(key, None)
         self._reconciler.forget(key)
         self._count()
 
@@ -92,11 +116,11 @@ class Scheduler:
             handle.cancel()
 
     def _retry_change(self, key: Key, delay: float) -> None:
-        """A change whose reconcile failed: hurried again in ``delay`` seconds."""
+        """A change whose reconcile failed: in the retry lane in ``delay`` seconds."""
 
         def due() -> None:
             self._retries.pop(key, None)
-            self.hurry(key)
+            self._retry(key)
 
         self._cancel_retry(key)
         self._retries[key] = asyncio.get_running_loop().call_later(delay, due)
@@ -107,7 +131,7 @@ class Scheduler:
             if delay == 0.0:
                 self._again.setdefault(key, False)
             return
-        if key in self._changed:
+        if key in self._changed or key in self._retried:
             return
         when = time.monotonic() + delay
         if key in self._due and self._due[key] <= when:
@@ -119,29 +143,46 @@ class Scheduler:
 
     def hurry(self, key: Key) -> None:
         """``key`` changed: reconcile it ahead of every periodic look (again, if running)."""
+        self._cancel_retry(key)  # this reconcile is the retry too
         if key in self._running:
             self._again[key] = True
             return
         self._due.pop(key, None)  # its heap entry is stale from now on
+        self._retried.pop(key, None)  # a retry changed again: in the change lane now
+        self._queued.setdefault(key, time.monotonic())
         self._changed[key] = None
         self._count()
         self._wake.set()
 
-    def _count(self) -> None:
-        metrics.QUEUE_DEPTH.set(len(self._due) + len(self._changed))
+    def _retry(self, key: Key) -> None:
+        """A failed change is due again: behind the new changes, ahead of the looks."""
+        if key in self._running or key in self._changed:
+            return  # being reconciled, or changed again: that reconcile is the retry
+        self._due.pop(key, None)
+        self._retried[key] = None
+        self._queued[key] = time.monotonic()
+        self._count()
+        self._wake.set()
 
-    def _next(self, now: float) -> tuple[Key, bool] | None:
-        """The next RetailModel to reconcile, and whether it changed: the oldest change, else
-        the most overdue look."""
-        if self._changed:
-            key = next(iter(self._changed))
-            del self._changed[key]
-            return key, True
+    def _count(self) -> None:
+        metrics.QUEUE_DEPTH.set(len(self._due) + len(self._changed) + len(self._retried))
+
+    def _next(self, now: float) -> tuple[Key, Lane] | None:
+        """The next RetailModel to reconcile, and its lane: the oldest change, else the oldest
+        retry, else the most overdue look."""
+        for lane, queue in ((Lane.CHANGE, self._changed), (Lane.RETRY, self._retried)):
+            if queue:
+                key = next(iter(queue))
+                del queue[key]
+                waited = now - self._queued.pop(key, now)
+                metrics.QUEUE_WAIT_SECONDS.labels(lane.value).observe(waited)
+                return key, lane
         while self._heap and self._heap[0][0] <= now:
             when, key = heapq.heappop(self._heap)
             if self._due.get(key) == when:  # else superseded by another schedule, or forgotten
                 del self._due[key]
-                return key, False
+                metrics.QUEUE_WAIT_SECONDS.labels(Lane.LOOK.value).observe(now - when)
+                return key, Lane.LOOK
         return None
 
     async def run(self) -> None:
@@ -158,13 +199,13 @@ class Scheduler:
             now = time.monotonic()
             found = self._next(now)
             if found is not None:
-                key, changed = found
+                key, lane = found
                 self._count()
                 if now - self._backlog_counted >= 1.0:  # O(RetailModels): once a second at most
                     self._backlog_counted = now
                     due = sum(1 for when in self._due.values() if when <= now)
-                    metrics.DUE_BACKLOG.set(due + len(self._changed))
-                self._running[key] = asyncio.create_task(self._reconcile(key, changed))
+                    metrics.DUE_BACKLOG.set(due + len(self._changed) + len(self._retried))
+                self._running[key] = asyncio.create_task(self._reconcile(key, lane))
                 continue
             self._slots.release()
             metrics.DUE_BACKLOG.set(0)
@@ -174,8 +215,8 @@ class Scheduler:
             except TimeoutError:
                 pass
 
-    async def _reconcile(self, key: Key, changed: bool = False) -> None:
-        lanes.URGENT.set(changed)  # this task's own context, and the tasks it starts
+    async def _reconcile(self, key: Key, lane: Lane = Lane.LOOK) -> None:
+        lanes.URGENT.set(lane is Lane.CHANGE)  # this task's own context, and the tasks it starts
         delay: float | None = self._resync  # None: cancelled, the next leader's resume looks
         result = "ok"
         started = time.monotonic()
@@ -190,15 +231,15 @@ class Scheduler:
         except (asyncio.CancelledError, NotLeader):
             result, delay = "cancelled", None  # leadership lost
         except TemporaryError as error:
-            delay = errors.retry_after(error, self._resync)
+            delay = self._back_off(key, error)
             logger.warning("%s/%s: %s; retrying in %.0fs", *key, error, delay)
             result = "retry"
         except OperatorError as error:
-            delay = errors.retry_after(error, self._resync)
+            delay = self._back_off(key, error)
             logger.error("%s/%s: %s", *key, error)
             result = "error"
         except Exception as error:
-            delay = errors.retry_after(error, self._resync)
+            delay = self._back_off(key, error)
             logger.exception("%s/%s: reconcile failed unexpectedly", *key)
             result = "crash"
         finally:
@@ -211,14 +252,24 @@ class Scheduler:
         asked = self._again.pop(key, None)
         if self._registry.get(key) is None:
             return
+        failed = result in ("retry", "error", "crash")
+        if not failed:
+            self._failures.pop(key, None)
         if asked:
             self.hurry(key)
         elif asked is not None:
             self.schedule(key, 0.0)
-        elif delay is not None and changed and result in ("retry", "error", "crash"):
+        elif delay is not None and lane is not Lane.LOOK and failed:
             self._retry_change(key, delay)
         elif delay is not None:
             self.schedule(key, delay)
+
+    def _back_off(self, key: Key, error: Exception) -> float:
+        """How soon to try ``key`` again after ``error``: its own delay, doubled for each
+        failure in a row before this one (a success forgets them), never past the resync."""
+        before = self._failures.get(key, 0)
+        self._failures[key] = before + 1
+        return min(self._resync, errors.retry_after(error, self._resync) * 2.0 ** min(before, 32))
 
     async def stop(self) -> None:
         for key in list(self._retries):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from retail_operator.errors import TemporaryError
+from retail_operator.lanes import URGENT
 from retail_operator.objects import Due, Registry, Tracked
 from retail_operator.reconcile import Outcome
 from retail_operator.scheduler import Scheduler
@@ -241,3 +244,136 @@ async def _waits_for_ready() -> None:
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        await asyncio.sleep(0.001)
+
+
+class FailingFirst:
+    """Every ``failing-*`` RetailModel's first reconcile fails (an API server that timed out);
+    ``blocker`` holds the only slot until released."""
+
+    def __init__(self, retry_after: float = 0.001) -> None:
+        self.retry_after = retry_after
+        self.order: list[tuple[str, bool]] = []  # (name, urgent) in the order they start
+        self.release = asyncio.Event()
+
+    async def reconcile(self, tracked: Tracked) -> Outcome:
+        name = tracked.key[1]
+        self.order.append((name, URGENT.get()))
+        if name == "blocker":
+            await self.release.wait()
+        elif name.startswith("failing") and [n for n, _ in self.order].count(name) == 1:
+            raise TemporaryError(
+                "the API server did not answer in time", retry_after=self.retry_after
+            )
+        return Outcome({}, None)
+
+    def forget(self, key: Any) -> None:
+        pass
+
+
+def test_a_new_retailmodel_goes_ahead_of_the_retried_changes() -> None:
+    """Changes whose reconcile timed out come back in a lane of their own: a RetailModel
+    created meanwhile is reconciled before them (at 10,000 it waited seconds behind them), and
+    their calls are not marked urgent, while they still go ahead of the periodic looks."""
+
+    async def scenario() -> list[tuple[str, bool]]:
+        registry, reconciler = Registry(), FailingFirst()
+        scheduler = scheduler_for(reconciler, registry, concurrency=1)
+        failing = [f"failing-{i}" for i in range(5)]
+        for name in [*failing, "blocker", "new", "look"]:
+            registry.observe(_body(name, reconciled=False))
+        for name in failing:
+            scheduler.hurry(("shop", name))
+        scheduler.hurry(("shop", "blocker"))
+        loop = asyncio.create_task(scheduler.run())
+        await until(lambda: ("blocker", True) in reconciler.order)
+        await until(lambda: len(scheduler._retried) == len(failing))  # every retry due meanwhile
+        scheduler.schedule(("shop", "look"), 0.0)
+        scheduler.hurry(("shop", "new"))
+        reconciler.release.set()
+        await until(lambda: len(reconciler.order) >= 2 * len(failing) + 3)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await scheduler.stop()
+        return reconciler.order
+
+    before = {lane: _waits(lane) for lane in ("change", "retry", "look")}
+    order = asyncio.run(scenario())
+    waits = {lane: _waits(lane) - count for lane, count in before.items()}
+    assert waits == {"change": 7, "retry": 5, "look": 1}  # each start's wait, in its lane
+    after = order[order.index(("blocker", True)) + 1 :]
+    assert after[0] == ("new", True), order
+    assert after[1:-1] == [(f"failing-{i}", False) for i in range(5)], order
+    assert after[-1] == ("look", False), order
+
+
+def _waits(lane: str) -> float:
+    """How many waits for a slot the lane's histogram has counted."""
+    counted = REGISTRY.get_sample_value("retail_operator_queue_wait_seconds_count", {"lane": lane})
+    return counted or 0.0
+
+
+def test_a_retailmodel_that_keeps_failing_backs_off_and_a_success_forgets_it() -> None:
+    """Each failure in a row doubles the error's delay (never past the resync); retrying a
+    timed-out call at the same pace only adds to the load that timed it out."""
+
+    class Failing:
+        def __init__(self) -> None:
+            self.failing = True
+            self.starts: list[float] = []
+
+        async def reconcile(self, tracked: Tracked) -> Outcome:
+            self.starts.append(time.monotonic())
+            if self.failing:
+                raise TemporaryError("the API server did not answer in time", retry_after=0.05)
+            return Outcome({}, None)
+
+        def forget(self, key: Any) -> None:
+            pass
+
+    async def scenario() -> tuple[list[float], dict[Any, int], float]:
+        registry, reconciler = Registry(), Failing()
+        tracked, _ = registry.observe(BODY)
+        scheduler = scheduler_for(reconciler, registry, concurrency=1)
+        scheduler.hurry(tracked.key)
+        loop = asyncio.create_task(scheduler.run())
+        while len(reconciler.starts) < 5:
+            await asyncio.sleep(0.005)
+        reconciler.failing = False
+        while len(reconciler.starts) < 6:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        failures = dict(scheduler._failures)
+        next_look = scheduler._due[tracked.key] - time.monotonic()
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await scheduler.stop()
+        return reconciler.starts, failures, next_look
+
+    starts, failures, next_look = asyncio.run(scenario())
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    for gap, expected in zip(gaps, (0.05, 0.1, 0.2, 0.4, 0.8), strict=True):
+        assert gap >= expected - 0.005, gaps
+    assert failures == {}  # the success forgot them
+    assert next_look > RESYNC - 1  # and the next look is the resync's
+
+
+def test_a_retailmodel_failing_for_ever_is_still_tried_at_every_resync() -> None:
+    delay = asyncio.run(next_look_after_failures(12))
+    assert RESYNC - 1 <= delay <= RESYNC
+
+
+async def next_look_after_failures(count: int) -> float:
+    """Seconds to the next look after ``count`` failed looks in a row (3 s each, doubled)."""
+    registry = Registry()
+    tracked, _ = registry.observe(BODY)
+    scheduler = scheduler_for(Reconciler(None), registry, concurrency=1)
+    scheduler._failures[tracked.key] = count - 1
+    delay = scheduler._back_off(tracked.key, TemporaryError("timed out", retry_after=3.0))
+    return delay
