@@ -382,7 +382,35 @@ class OperatorProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
+def lane_waits(operator: OperatorProcess) -> dict[str, list[float]]:
+    """Per scheduler lane, [waits counted, seconds waited in all] so far (the operator's
+    ``retail_operator_queue_wait_seconds``)."""
+    name = "retail_operator_queue_wait_seconds"
+    found: dict[str, list[float]] = {}
+    for part, index in (("_count", 0), ("_sum", 1)):
+        for labels, value in operator.samples(name + part).items():
+            found.setdefault(labels.split('"')[1], [0.0, 0.0])[index] = value
+    return found
+
+
+def _waits_between(
+    before: dict[str, list[float]], after: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """What each lane waited between two ``lane_waits``: how many waits, their mean."""
+    result = {}
+    for lane, (count, seconds) in after.items():
+        counted, waited = before.get(lane, [0.0, 0.0])
+        if count > counted:
+            result[lane] = {
+                "waits": count - counted,
+                "mean_seconds": (seconds - waited) / (count - counted),
+            }
+    return result
+
+
+async def run_operator(
+    config: ClusterConfig, count: int, operator: OperatorProcess
+) -> dict[str, Any]:
     names = {f"rm-{i:05d}" for i in range(count)}
     singles = [count + i for i in range(SINGLES)]
     everyone = names | {f"rm-{i:05d}" for i in singles}
@@ -419,6 +447,7 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
             await asyncio.wait_for(ready.done.wait(), timeout=_timeout(count))
             step(f"  operator: all Ready after {ready.last:.1f} s")
             server_requests = _difference(await kube.request_counts(), before)
+            waits_before = await asyncio.to_thread(lane_waits, operator)
             single_latencies = []
             for index in singles:
                 name = f"rm-{index:05d}"
@@ -428,6 +457,9 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
                     await asyncio.sleep(0.005)
                 if name in created.times:
                     single_latencies.append(created.times[name] - applied[name])
+            # while the singles went: how long the changes (the singles) and the rest waited
+            waits = _waits_between(waits_before, await asyncio.to_thread(lane_waits, operator))
+            converging_waits = _waits_between({}, waits_before)
         finally:
             for watcher in watchers:
                 watcher.cancel()
@@ -444,6 +476,8 @@ async def run_operator(config: ClusterConfig, count: int) -> dict[str, Any]:
         if single_latencies
         else float("nan"),
         "single_timeouts": SINGLES - len(single_latencies),
+        "queue_waits_converging": converging_waits,
+        "queue_waits_singles": waits,
     }
 
 
@@ -508,7 +542,7 @@ def memory_profile(count: int, label: str) -> None:
         put_models(aws, sorted({model_key(i) for i in range(count + SINGLES)}))
         asyncio.run(_watch_cache_ready(config))
         operator = OperatorProcess(config, aws, memray=True)
-        measured = asyncio.run(run_operator(config, count))
+        measured = asyncio.run(run_operator(config, count, operator))
         peak = operator.peak_rss_mb()
         step(
             f"  operator under memray: peak RSS {peak:.0f} MB, "
@@ -557,6 +591,7 @@ async def run_storm(
         start = time.monotonic()
         looks_before = await asyncio.to_thread(operator.metric, reconciles)
         verbs_before = await asyncio.to_thread(operator.samples, KUBE_CALLS)
+        waits_before = await asyncio.to_thread(lane_waits, operator)
         created, written = Recorder(new, start), Recorder(new, start)
         watchers = [
             asyncio.create_task(follow(kube, rms, rm_version, [(written, _status_written)])),
@@ -575,6 +610,7 @@ async def run_storm(
             seconds = time.monotonic() - start
             looks = await asyncio.to_thread(operator.metric, reconciles) - looks_before
             verbs = await asyncio.to_thread(operator.samples, KUBE_CALLS)
+            waits = _waits_between(waits_before, await asyncio.to_thread(lane_waits, operator))
             backlogs.append(await asyncio.to_thread(operator.metric, backlog))
         finally:
             for watcher in watchers:
@@ -594,6 +630,7 @@ async def run_storm(
         "to_deployment_p95": _p(to_deployment, 0.95),
         "to_status_p50": _p(to_status, 0.5),
         "to_status_p95": _p(to_status, 0.95),
+        "queue_waits": waits,
         # the operator's API calls over the storm's measurement, by verb
         "kubernetes_calls": {
             label.split('"')[1]: value - verbs_before.get(label, 0.0)
@@ -628,7 +665,7 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
         operator = OperatorProcess(config, aws)
         meter = CpuMeter({**_component_pids(config, aws), "operator": operator.process.pid})
         profiler = operator.profile(profile_seconds) if profile_seconds else None
-        measured = asyncio.run(run_operator(config, count))
+        measured = asyncio.run(run_operator(config, count, operator))
         measured["cpu_by_process"] = meter.stop()
         if profiler is not None:
             profiler.wait()
@@ -641,7 +678,8 @@ def one_scale(count: int, profile_seconds: float = 0) -> dict[str, Any]:
         step(
             f"  operator: peak RSS {measured['peak_rss_mb']:.0f} MB, "
             f"CPU {measured['cpu_seconds']:.0f} s, calls {measured['calls']}, "
-            f"single apply→Deployment p95 {measured['single_latency_p95'] * 1000:.0f} ms"
+            f"single apply→Deployment p95 {measured['single_latency_p95'] * 1000:.0f} ms; "
+            f"waits for a slot meanwhile {measured['queue_waits_singles']}"
         )
         measured["storms"] = []
         for number, resync in enumerate(STORM_RESYNCS):
