@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from retail_operator.objects import Registry
+from retail_operator.rendering import Owner, Target, render_children
+from retail_operator.spec import RetailModelSpec
 
 OWNER_UID = "0b5e7c1e-0000-4000-8000-000000000001"
 
@@ -156,3 +159,28 @@ def test_a_child_a_relist_does_not_show_is_forgotten_unless_newer_than_the_list(
     assert registry.child("shop", "Deployment", "prices") is None
     assert registry.child_vanished(("shop", "Deployment", "applied-since"), "10") is None
     assert registry.child("shop", "Deployment", "applied-since") is not None
+
+
+def test_a_rendered_child_is_held_at_a_small_part_of_its_json() -> None:
+    """What is held for every child of every RetailModel is packed against the documents a
+    RetailModel renders: a Deployment as the API server returns it, 3 KB as JSON, is held in
+    a few hundred bytes, and reads back whole."""
+    spec = RetailModelSpec.from_body(
+        {
+            "image": {"repository": "111111111111.dkr.ecr.us-east-1.amazonaws.com/y", "tag": "v7"},
+            "model": {"s3Uri": "s3://other-bucket/models/discounts/model.ubj"},
+            "replicas": 3,
+        }
+    )
+    owner = Owner("discounts", "stores", OWNER_UID)
+    target = Target(spec.image.pinned("sha256:" + "e" * 64), spec.model)
+    live = next(d for d in render_children(spec, owner, target) if d["kind"] == "Deployment")
+    live["metadata"].update(uid="d-9", resourceVersion="918273", generation=2)
+    live["status"] = {"observedGeneration": 2, "replicas": 3, "availableReplicas": 3}
+    registry = Registry()
+    registry.child_event("Deployment", False, live)
+
+    held = registry._children[("stores", "Deployment", live["metadata"]["name"])].document
+    as_json = json.dumps(live, separators=(",", ":")).encode()
+    assert len(held) * 5 < len(as_json), (len(held), len(as_json))
+    assert registry.child("stores", "Deployment", live["metadata"]["name"]) == live
