@@ -101,3 +101,27 @@ def test_at_most_limit_reactions_run_at_once_and_a_waiting_one_takes_the_latest(
     peak, acted = asyncio.run(_many_at_once(limit=2))
     assert peak == 2
     assert sorted(acted) == [("a", 1), ("b", 1), ("c", 2), ("d", 1), ("e", 1), ("f", 1)]
+
+
+async def _tasks_while_many_wait() -> int:
+    """A thousand children change while the API server holds every reaction: the tasks
+    alive meanwhile, beside this one."""
+    release = asyncio.Event()
+
+    async def act(value: int) -> None:
+        await release.wait()
+
+    reactions: Reactions[int, int] = Reactions(act, limit=4)
+    for key in range(1000):
+        reactions.submit(key, key)
+    await asyncio.sleep(0.01)
+    alive = len(asyncio.all_tasks()) - 1
+    release.set()
+    while len(reactions):
+        await asyncio.sleep(0.01)
+    await reactions.close()
+    return alive
+
+
+def test_a_waiting_reaction_costs_no_task() -> None:
+    assert asyncio.run(_tasks_while_many_wait()) == 4
