@@ -253,7 +253,7 @@ class Scheduler:
         if self._registry.get(key) is None:
             return
         failed = result in ("retry", "error", "crash")
-        if not failed:
+        if result == "ok":
             self._failures.pop(key, None)
         if asked:
             self.hurry(key)
