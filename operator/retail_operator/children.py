@@ -14,6 +14,14 @@ RetailModel then costs the API server nothing (three applies per look, thousands
 scale, were most of what a resync storm asked of it: bench/RESULTS.md), while a child someone
 edited, or one applied from another document, is applied again as before.
 
+A Service the API server has not got yet is created at most ``service_creates`` at a time
+(a ``lanes.Gate``: a change's create goes first). The API server creates Services one after
+another (a ClusterIP each): 128 creates sent at once while 10,000 RetailModels rolled out took
+6.6 s each on average, not one under 4 s, where every other write took 60 ms, and a quarter of
+them ran past the client's deadline, leaked their address and were tried again
+(bench/RESULTS.md). Queued here instead, a new RetailModel's Service goes ahead of the rollout's
+and none times out; the API server's rate is the same either way.
+
 ``LiveChildren`` answers "what is there?" for one reconcile: from the watch-fed ``Registry``
 when it knows the child, else with one read of the API server's watch cache, remembered for
 the rest of the reconcile (a new RetailModel's three children cost three cheap reads, once).
@@ -29,6 +37,7 @@ from typing import Any
 from retail_operator import rendering
 from retail_operator.errors import NameConflict
 from retail_operator.kube import KubeApi
+from retail_operator.lanes import Gate
 from retail_operator.objects import Tracked, controller_uid
 
 _API_VERSIONS = {
@@ -93,6 +102,11 @@ class LiveChildren:
 @dataclass
 class Children:
     kube: KubeApi
+    service_creates: int = 8
+    _creating: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._creating = Gate(self.service_creates)
 
     def live(self, tracked: Tracked) -> LiveChildren:
         return LiveChildren(self.kube, tracked)
@@ -121,7 +135,11 @@ class Children:
         current = await live.get(kind, name)  # the claim has just read it: no API call
         if current is not None and rendering.unchanged(document, current):
             return current
-        applied = await self.kube.apply(document)
+        if current is None and kind == "Service":
+            async with self._creating:
+                applied = await self.kube.apply(document)
+        else:
+            applied = await self.kube.apply(document)
         live.applied(kind, name, applied)
         return applied
 

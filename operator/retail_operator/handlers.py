@@ -99,6 +99,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         emit=events,
         pending_seconds=config.pending_seconds,
         poll_seconds=config.pending_seconds,
+        service_creates=config.service_creates,
     )
     election: LeaderElection | None = None
     lease_kube: KubeApi | None = None

@@ -150,10 +150,11 @@ class Reconciler:
     pending_seconds: float = 5.0  # look again this soon while a scan runs
     poll_seconds: float = 5.0  # and while a canary is analysed
     clock: Callable[[], float] = time.monotonic  # the analysis window's clock
+    service_creates: int = 8  # Services created at once (``children``)
     children: Children = field(init=False)
 
     def __post_init__(self) -> None:
-        self.children = Children(self.kube)
+        self.children = Children(self.kube, self.service_creates)
 
     def forget(self, key: tuple[str, str]) -> None:
         metrics.blocked_images.forget(key)

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         32, ge=1, description="Reconciles running at once (and child reactions, apart)."
     )
+    service_creates: int = Field(
+        8,
+        ge=1,
+        description="Services created at once: the API server allocates their ClusterIPs one "
+        "after another, so more only queue there, past their deadline (a change's go first).",
+    )
     model_watch_seconds: float = Field(
         5.0,
         gt=0,
