@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,9 +279,20 @@ async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
         return
     tracked, due = registry.observe(body)
     if due is Due.CHANGED:
+        if not body.get("status"):
+            _seen_new(body.metadata.get("creationTimestamp"))
         scheduler.hurry(tracked.key)
     elif due is Due.UNSEEN:
         scheduler.schedule(tracked.key, 0.0)
+
+
+def _seen_new(created: str | None) -> None:
+    """A RetailModel with no status yet has reached the operator: how long after its creation."""
+    try:
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return
+    metrics.NEW_SEEN_SECONDS.observe(max(0.0, (datetime.now(UTC) - when).total_seconds()))
 
 
 @kopf.on.event(GROUP, VERSION, POLICY_PLURAL)

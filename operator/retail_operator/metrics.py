@@ -35,6 +35,12 @@ QUEUE_WAIT_SECONDS = Histogram(
     ["lane"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+NEW_SEEN_SECONDS = Histogram(
+    "retail_operator_new_retailmodel_seen_seconds",
+    "How long after its creation a new RetailModel's event reached the operator (the watch's "
+    "delay; the creation time has whole seconds)",
+    buckets=(1, 2, 5, 10, 30, 60, 300, 600),
+)
 QUEUE_DEPTH = Gauge("retail_operator_queue_depth", "RetailModels waiting for their next reconcile")
 DUE_BACKLOG = Gauge(
     "retail_operator_due_backlog", "RetailModels whose reconcile is due but waits for a slot"
