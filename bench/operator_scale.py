@@ -385,13 +385,17 @@ class OperatorProcess:
 def lane_waits(operator: OperatorProcess) -> dict[str, list[float]]:
     """Per scheduler lane, [waits counted, seconds waited in all] so far (the operator's
     ``retail_operator_queue_wait_seconds``); and, as lane ``seen``, how late new RetailModels
-    reached the operator (``retail_operator_new_retailmodel_seen_seconds``)."""
+    reached the operator (``retail_operator_new_retailmodel_seen_seconds``), as ``loop_lag``
+    how late the event loop woke a sleep (``retail_operator_event_loop_lag_seconds``)."""
     found: dict[str, list[float]] = {}
     for part, index in (("_count", 0), ("_sum", 1)):
         for labels, value in operator.samples("retail_operator_queue_wait_seconds" + part).items():
             found.setdefault(labels.split('"')[1], [0.0, 0.0])[index] = value
-        seen = "retail_operator_new_retailmodel_seen_seconds" + part
-        found.setdefault("seen", [0.0, 0.0])[index] = operator.metric(seen)
+        for lane, name in (
+            ("seen", "retail_operator_new_retailmodel_seen_seconds"),
+            ("loop_lag", "retail_operator_event_loop_lag_seconds"),
+        ):
+            found.setdefault(lane, [0.0, 0.0])[index] = operator.metric(name + part)
     return found
 
 

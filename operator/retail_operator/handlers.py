@@ -137,6 +137,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     memo.listed = listed
     memo.ready_task = asyncio.create_task(_ready_once(listed), name="retail-ready")
+    memo.lag_task = asyncio.create_task(metrics.measure_loop_lag(), name="retail-loop-lag")
     # The children's watches get a client of their own, a connection for each watch: each
     # holds it for minutes, and it must not be one the calls wait for.
     namespaces = list(memo.get("namespaces") or [])
@@ -236,6 +237,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.reactions.close()
     memo.policy_task.cancel()
     memo.ready_task.cancel()
+    memo.lag_task.cancel()
     memo.watch_task.cancel()
     memo.loop_task.cancel()
     await memo.scheduler.stop()
