@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from retail_tools.images.config import ImagesConfig
-from retail_tools.images.podman import podman
+from retail_tools.images.podman import podman, remove_tags
 from retail_tools.polling import Timeout, answers, wait_until
 from retail_tools.settings import current
 from tests.support.registry import private_registry as running_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RETAILCTL = str(Path(sys.executable).with_name("retailctl"))
-TAG = "integration-test"
+TAG = "integration-test"  # and the session's own suffix: make test runs two sessions at once
 BUILD_TIMEOUT_SECONDS = 1800
 START_TIMEOUT_SECONDS = 90
 RESTRICTED = ("--read-only", "--tmpfs", "/tmp:rw,size=64m", "--cap-drop", "ALL")
@@ -53,19 +53,25 @@ def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image
 
 
 @pytest.fixture(scope="session")
-def images() -> dict[str, str]:
-    """``serving`` and ``operator`` → the local reference ``retailctl image build`` printed."""
+def images(images_config: ImagesConfig) -> Iterator[dict[str, str]]:
+    """``serving`` and ``operator`` → the local reference ``retailctl image build`` printed,
+    tagged for this session alone (two sessions building one tag at once would race for it);
+    the tags removed at the end, the layers left cached."""
+    tag = f"{TAG}-{uuid.uuid4().hex[:8]}"
     references = {}
-    for name in ("serving", "operator"):
-        result = subprocess.run(
-            [RETAILCTL, "image", "build", name, "--tag", TAG, "--context", str(REPO_ROOT)],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-        )
-        assert result.returncode == 0, f"image build {name} failed: {result.stderr[-3000:]}"
-        references[name] = result.stdout.strip().splitlines()[-1]
-    return references
+    try:
+        for name in ("serving", "operator"):
+            result = subprocess.run(
+                [RETAILCTL, "image", "build", name, "--tag", tag, "--context", str(REPO_ROOT)],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_SECONDS,
+            )
+            assert result.returncode == 0, f"image build {name} failed: {result.stderr[-3000:]}"
+            references[name] = result.stdout.strip().splitlines()[-1]
+        yield references
+    finally:
+        remove_tags(images_config, tag)
 
 
 @contextmanager

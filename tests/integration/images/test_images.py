@@ -103,6 +103,7 @@ def test_predictor_serves_a_mounted_model_and_passes_its_healthcheck(
         _assert_healthy(images_config, name)
 
 
+@pytest.mark.cluster  # in make test's cluster half: the cluster is that half's to bring up
 def test_operator_starts_serves_liveness_and_passes_its_healthcheck(
     images: dict[str, str],
     images_config: ImagesConfig,
