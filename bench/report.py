@@ -367,6 +367,13 @@ def _storm_targets(scale: dict[str, Any], images: int) -> list[Target]:
     return [t for storm in _each_storm(scale) for t in _storm_target(scale, storm, images)]
 
 
+def _late(storm: dict[str, Any]) -> str:
+    """A "≥" before a storm's latencies when some new RetailModels were never reconciled within
+    the benchmark's wait (their latency is then the wait, a lower bound)."""
+    missed = storm.get("unreconciled", 0)
+    return f"≥ ({missed} of {storm['new']} never) " if missed else ""
+
+
 def _storm_target(scale: dict[str, Any], storm: dict[str, Any], images: int) -> list[Target]:
     ecr = storm["calls"]["ecr"]
     return [
@@ -375,9 +382,9 @@ def _storm_target(scale: dict[str, Any], storm: dict[str, Any], images: int) -> 
             f"written, p95 of {storm['new']}) during a resync storm (resync "
             f"{storm['resync_seconds']:.0f} s, a median {storm['backlog_median']:,.0f} looks due)",
             "≤ 5 s",
-            f"{storm['to_status_p95']:.2f} s (Deployment created "
+            f"{_late(storm)}{storm['to_status_p95']:.2f} s (Deployment created "
             f"{storm['to_deployment_p95']:.2f} s)",
-            storm["to_status_p95"] <= 5.0,
+            storm["to_status_p95"] <= 5.0 and not storm.get("unreconciled"),
         ),
         Target(
             f"{scale['count']:,} RetailModels: ECR calls per distinct digest over the storm "
@@ -415,7 +422,8 @@ def _storms(scales: list[dict[str, Any]], images: int) -> list[str]:
             f"{storm['backlog_median']:,.0f} | {storm['reconciles_per_second']:.0f} | "
             f"{storm['new']} | "
             f"{storm['to_deployment_p50']:.2f} / {storm['to_deployment_p95']:.2f} | "
-            f"{storm['to_status_p50']:.2f} / {storm['to_status_p95']:.2f} | {per_look} | "
+            f"{_late(storm)}{storm['to_status_p50']:.2f} / {storm['to_status_p95']:.2f} | "
+            f"{per_look} | "
             f"{storm['peak_rss_mb']:.0f} | {storm['calls']['ecr'] / images:.1f} |"
         )
     return lines
