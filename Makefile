@@ -155,5 +155,5 @@ bench: venv controlplane images $(KUSTOMIZE) ## side-by-side benchmarks (about 4
 	$(BIN)/python -m bench.real_path
 	$(BIN)/python -m bench.report
 
-clean: ## remove the venv and caches inside the repo (not the control-plane cache)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean: ## remove the venv, the caches and build/ inside the repo (not the control-plane cache)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
