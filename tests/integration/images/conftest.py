@@ -55,8 +55,10 @@ def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image
 @pytest.fixture(scope="session")
 def images(images_config: ImagesConfig) -> Iterator[dict[str, str]]:
     """``serving`` and ``operator`` → the local reference ``retailctl image build`` printed,
-    tagged for this session alone (two sessions building one tag at once would race for it);
-    the tags removed at the end, the layers left cached."""
+    tagged for this session alone, so each session runs the image it built (make test runs two
+    sessions at once, and a shared tag moves to whichever build ended last: two builds of one
+    tag side by side both succeed, their last steps not cached); the tags removed at the end,
+    the layers left cached."""
     tag = f"{TAG}-{uuid.uuid4().hex[:8]}"
     references = {}
     try:
