@@ -1,9 +1,11 @@
 """kopf handlers: the operator's thin face on the Kubernetes watch streams.
 
-Watch events for RetailModels (kopf's) and for the children (the operator's own lists and
-watches, ``childwatch``) feed the ``Registry`` (every replica keeps it warm); a RetailModel's
-event makes it due in the ``Scheduler``, and a child's change, on the leader, takes the
-reconciler's cheap drift-and-availability path. No handler here stores
+The operator's own lists and watches (``informer``) of the RetailModels
+(``retailmodelwatch``) and of their children (``childwatch``) feed the ``Registry`` (every
+replica keeps it warm); a RetailModel's event makes it due in the ``Scheduler``, and a
+child's change, on the leader, takes the reconciler's cheap drift-and-availability path.
+kopf runs the process and watches what there are few of: the RetailModelPolicies and the
+namespaces. No handler here stores
 progress in the objects and none needs a finalizer: owned children go by garbage collection.
 With leader election on (the default), every replica watches but only the one holding the
 Lease reconciles or writes (``leadership``); a replica that loses the Lease cancels what it was
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,17 @@ from retail_operator.aws.images import ImageInspector
 from retail_operator.aws.objects import ModelInspector
 from retail_operator.aws.signatures import ImageSignatures
 from retail_operator.canary.scraping import PodMetrics, parse_networks
-from retail_operator.childwatch import React, Reactions, watch_children
+from retail_operator.childwatch import ChildWatch, React, Reactions
 from retail_operator.errors import NotLeader, OperatorError, retry_after
+from retail_operator.informer import inform
 from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
 from retail_operator.modelwatch import ModelWatch
-from retail_operator.objects import ChildKey, Due, Registry, Tracked
+from retail_operator.objects import ChildKey, Registry, Tracked
 from retail_operator.policy import Policy
 from retail_operator.reconcile import Reconciler
-from retail_operator.rendering import GROUP, MANAGED_BY, PLURAL, POLICY_PLURAL, VERSION
+from retail_operator.rendering import GROUP, MANAGED_BY, POLICY_PLURAL, VERSION
+from retail_operator.retailmodelwatch import RetailModelWatch
 from retail_operator.scheduler import Scheduler
 from retail_operator.settings import Settings
 
@@ -104,7 +107,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     election: LeaderElection | None = None
     lease_kube: KubeApi | None = None
-    listed = asyncio.Event()  # set once every child kind is in the registry (childwatch)
+    listed = asyncio.Event()  # set once the RetailModels and every child kind are listed
     if config.leader_election:
         # The Lease's calls get connections of their own: behind a full pool of reconciles'
         # calls a renewal waited past its deadline, and the leader stood down at 2,000
@@ -138,30 +141,28 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.listed = listed
     memo.ready_task = asyncio.create_task(_ready_once(listed), name="retail-ready")
     memo.lag_task = asyncio.create_task(metrics.measure_loop_lag(), name="retail-loop-lag")
-    # The children's watches get a client of their own, a connection for each watch: each
-    # holds it for minutes, and it must not be one the calls wait for.
+    # The watches get a client of their own, a connection for each watch: each holds it for
+    # minutes, and it must not be one the calls wait for.
     namespaces = list(memo.get("namespaces") or [])
+    scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
     stream_configuration = await load_configuration()
-    stream_configuration.connection_pool_maxsize = len(CHILD_KINDS) * max(1, len(namespaces))
+    stream_configuration.connection_pool_maxsize = (len(CHILD_KINDS) + 1) * len(scopes)
     streams = KubeApi(stream_configuration)
     reactions: Reactions[ChildKey, _Change] = Reactions(
         lambda change: _child_changed(memo, *change), limit=config.concurrency
     )
+    react = _react(registry, reactions, listed, election)
+    informers = [
+        *(RetailModelWatch(kube, streams, registry, scope, scheduler) for scope in scopes),
+        *(
+            ChildWatch(kube, streams, registry, api_version, kind, scope, CHILD_SELECTOR, react)
+            for api_version, kind in CHILD_KINDS
+            for scope in scopes
+        ),
+    ]
     memo.streams = streams
     memo.reactions = reactions
-    memo.children_task = asyncio.create_task(
-        watch_children(
-            kube,
-            streams,
-            registry,
-            CHILD_KINDS,
-            namespaces,
-            CHILD_SELECTOR,
-            listed,
-            _react(registry, reactions, listed, election),
-        ),
-        name="retail-children",
-    )
+    memo.informers_task = asyncio.create_task(inform(informers, listed), name="retail-informers")
     memo.election = election
     memo.lease_kube = lease_kube
     memo.kube = kube
@@ -232,8 +233,8 @@ async def _report_policies(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.children_task.cancel()
-    await asyncio.gather(memo.children_task, return_exceptions=True)  # before the clients close
+    memo.informers_task.cancel()
+    await asyncio.gather(memo.informers_task, return_exceptions=True)  # before the clients close
     await memo.reactions.close()
     memo.policy_task.cancel()
     memo.ready_task.cancel()
@@ -266,35 +267,6 @@ def api_calls(memo: kopf.Memo, **_: Any) -> dict[str, int]:
         "ecr": reconciler.images.calls,
         "s3": reconciler.models.calls,
     }
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def retailmodel_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    # async, so kopf runs it on the event loop: kopf runs plain functions in a worker thread,
-    # and the Scheduler (its heap, its asyncio.Event) belongs to the loop.
-    registry: Registry = memo.registry
-    scheduler: Scheduler = memo.scheduler
-    key = (body.metadata["namespace"], body.metadata["name"])
-    if type == "DELETED":
-        registry.forget(key)
-        scheduler.forget(key)
-        return
-    tracked, due = registry.observe(body)
-    if due is Due.CHANGED:
-        if not body.get("status"):
-            _seen_new(body.metadata.get("creationTimestamp"))
-        scheduler.hurry(tracked.key)
-    elif due is Due.UNSEEN:
-        scheduler.schedule(tracked.key, 0.0)
-
-
-def _seen_new(created: str | None) -> None:
-    """A RetailModel with no status yet has reached the operator: how long after its creation."""
-    try:
-        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
-        return
-    metrics.NEW_SEEN_SECONDS.observe(max(0.0, (datetime.now(UTC) - when).total_seconds()))
 
 
 @kopf.on.event(GROUP, VERSION, POLICY_PLURAL)

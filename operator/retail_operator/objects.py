@@ -1,7 +1,7 @@
 """Everything this replica holds about each RetailModel and its children, in one place.
 
 ``Registry`` is fed by the watch streams: the latest body of every RetailModel (a ``Tracked``,
-from kopf's watch in ``handlers``), and the latest body of every child the operator labels as
+from its informer, ``retailmodelwatch``), and the latest body of every child the operator labels as
 its own (from its own lists and watches, ``childwatch``), indexed by namespace, kind and name.
 A child counts as a RetailModel's only if its controller owner reference names that
 RetailModel's uid (``Tracked.owned``): a same-named object someone else made is never
@@ -285,6 +285,19 @@ class Registry:
         known.body = copy
         known.status = status
         return known, Due.CHANGED if changed else None
+
+    def keys(self, namespace: str | None) -> set[Key]:
+        """The RetailModels held, in ``namespace`` (None: in every namespace)."""
+        return {key for key in self._objects if namespace is None or key[0] == namespace}
+
+    def vanished(self, key: Key, version: str) -> bool:
+        """A list of ``version`` did not show this RetailModel: forgotten unless what is held
+        is newer than the list (an event since). Whether it was."""
+        known = self._objects.get(key)
+        if known is None or _resource_version(known.body) > _version_number(version):
+            return False
+        self.forget(key)
+        return True
 
     def forget(self, key: Key) -> Tracked | None:
         self.record_violations(key, set())

@@ -3,7 +3,7 @@
 The lists ask for the operator's label and follow every page; the watch starts from the list's
 resourceVersion, is opened again from the last version seen when it goes silent, and when that
 version has expired (410) the kind is listed again and what the watch missed (a delete above
-all) is reported (retail_operator.childwatch).
+all) is reported (retail_operator.informer, retail_operator.childwatch).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes.aio import config as kube_config
@@ -21,10 +21,11 @@ from kubernetes.aio.client import Configuration
 from tests.integration.operator.apiproxy import ApiProxy
 from tests.support.cluster import LocalCluster
 
-from retail_operator import childwatch
+from retail_operator import informer
 from retail_operator import kube as kube_module
 from retail_operator.childwatch import ChildWatch
 from retail_operator.handlers import CHILD_SELECTOR
+from retail_operator.informer import Informer
 from retail_operator.kube import KubeApi
 from retail_operator.objects import Registry
 
@@ -64,30 +65,47 @@ async def _client(kubeconfig: Path) -> KubeApi:
     return KubeApi(configuration)
 
 
-Reported = list[tuple[str, bool, str]]  # (name, deleted, data's index) as ``react`` saw them
-Script = Callable[[ChildWatch, Registry, Reported], Awaitable[None]]
+InformerT = TypeVar("InformerT", bound=Informer)
 
 
-async def _watching(kubeconfig: Path, namespace: str | None, script: Script) -> ChildWatch:
-    """Watch ConfigMaps (in ``namespace``, or everywhere) until ``script`` is done."""
+async def informing(
+    kubeconfig: Path,
+    build: Callable[[KubeApi, KubeApi], InformerT],
+    script: Callable[[InformerT], Awaitable[None]],
+) -> InformerT:
+    """Run the informer ``build`` makes (from a client for its lists and one for its watches)
+    until its first list is in and then ``script`` is done."""
     kube, streams = await _client(kubeconfig), await _client(kubeconfig)
-    registry, reported = Registry(), []
-
-    def react(kind: str, deleted: bool, body: dict[str, Any]) -> None:
-        assert kind == "ConfigMap"
-        reported.append((body["metadata"]["name"], deleted, body.get("data", {}).get("index")))
-
-    watch = ChildWatch(kube, streams, registry, "v1", "ConfigMap", namespace, CHILD_SELECTOR, react)
+    watch = build(kube, streams)
     task = asyncio.create_task(watch.run())
     try:
         await asyncio.wait_for(watch.synced.wait(), 60)
-        await script(watch, registry, reported)
+        await script(watch)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await kube.close()
         await streams.close()
     return watch
+
+
+Reported = list[tuple[str, bool, str]]  # (name, deleted, data's index) as ``react`` saw them
+Script = Callable[[ChildWatch, Registry, Reported], Awaitable[None]]
+
+
+async def _watching(kubeconfig: Path, namespace: str | None, script: Script) -> ChildWatch:
+    """Watch ConfigMaps (in ``namespace``, or everywhere) until ``script`` is done."""
+    registry, reported = Registry(), []
+
+    def react(kind: str, deleted: bool, body: dict[str, Any]) -> None:
+        assert kind == "ConfigMap"
+        reported.append((body["metadata"]["name"], deleted, body.get("data", {}).get("index")))
+
+    def build(kube: KubeApi, streams: KubeApi) -> ChildWatch:
+        selector = CHILD_SELECTOR
+        return ChildWatch(kube, streams, registry, "v1", "ConfigMap", namespace, selector, react)
+
+    return await informing(kubeconfig, build, lambda watch: script(watch, registry, reported))
 
 
 async def _until(what: str, check: Callable[[], bool], seconds: float = 30.0) -> None:
@@ -107,7 +125,7 @@ def proxied(
     proxy = ApiProxy(local_cluster.kubeconfig, tmp_path)
     try:
         local_cluster.apply(_config_maps(namespace))
-        monkeypatch.setattr(childwatch, "RETRY_SECONDS", (0.1,))
+        monkeypatch.setattr(informer, "RETRY_SECONDS", (0.1,))
         yield namespace, proxy
     finally:
         proxy.close()
@@ -126,7 +144,7 @@ def test_the_first_lists_file_every_labelled_child_page_by_page_and_nothing_else
     namespace = local_cluster.test_namespace("childwatch")
     try:
         local_cluster.apply(_config_maps(namespace))
-        monkeypatch.setattr(childwatch, "PAGE", 2)
+        monkeypatch.setattr(informer, "PAGE", 2)
         found: dict[str, Any] = {}
 
         async def look(watch: ChildWatch, registry: Registry, reported: Reported) -> None:
@@ -213,7 +231,7 @@ def test_a_watch_that_goes_silent_is_opened_again_from_the_last_version(
     its read timeout and opened again from the list's version, so the delete, the change and
     the new child made meanwhile all arrive, without listing again."""
     namespace, proxy = proxied
-    monkeypatch.setattr(childwatch, "WATCH_SECONDS", 2)  # silent for 3 s: given up
+    monkeypatch.setattr(informer, "WATCH_SECONDS", 2)  # silent for 3 s: given up
     proxy.hold = _second_call(_configmaps)
 
     async def meanwhile(watch: ChildWatch, registry: Registry, reported: Reported) -> None:
@@ -245,7 +263,7 @@ def test_an_expired_watch_lists_again_and_reports_the_delete_it_missed(
     delete: the child it no longer shows is forgotten and reported deleted, the others filed
     and reported, and the watch then goes on from the new list's version."""
     namespace, proxy = proxied
-    monkeypatch.setattr(childwatch, "WATCH_SECONDS", 2)
+    monkeypatch.setattr(informer, "WATCH_SECONDS", 2)
     proxy.hold = _second_call(_configmaps)
 
     async def meanwhile(watch: ChildWatch, registry: Registry, reported: Reported) -> None:
