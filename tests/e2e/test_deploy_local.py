@@ -29,7 +29,7 @@ CRD = "retailmodels.mlops.retail.io"
 
 # (verb, resource, subresource) the operator needs, cluster-wide.
 NEEDED = [
-    *[(verb, "retailmodels.mlops.retail.io", "") for verb in ("get", "list", "watch", "patch")],
+    *[(verb, "retailmodels.mlops.retail.io", "") for verb in ("list", "watch")],
     *[(verb, "retailmodels.mlops.retail.io", "status") for verb in ("get", "patch", "update")],
     *[(verb, "retailmodelpolicies.mlops.retail.io", "") for verb in ("get", "list", "watch")],
     ("patch", "retailmodelpolicies.mlops.retail.io", "status"),
@@ -69,6 +69,8 @@ FORBIDDEN = [
     ("delete", "pods", ""),
     ("update", "deployments.apps", ""),
     ("delete", "services", ""),
+    ("get", "retailmodels.mlops.retail.io", ""),  # listed and watched: never read one by one
+    ("patch", "retailmodels.mlops.retail.io", ""),  # only its status is written
     ("create", "retailmodels.mlops.retail.io", ""),
     ("delete", "retailmodels.mlops.retail.io", ""),
     ("update", "retailmodels.mlops.retail.io", ""),

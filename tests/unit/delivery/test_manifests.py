@@ -10,7 +10,7 @@ import yaml
 from tests.unit.delivery.manifests import find, render
 
 OPERATOR_RULES = {
-    ("mlops.retail.io", "retailmodels"): {"get", "list", "watch", "patch"},
+    ("mlops.retail.io", "retailmodels"): {"list", "watch"},
     ("mlops.retail.io", "retailmodels/status"): {"get", "patch", "update"},
     ("mlops.retail.io", "retailmodelpolicies"): {"get", "list", "watch"},
     ("mlops.retail.io", "retailmodelpolicies/status"): {"patch"},
