@@ -4,8 +4,9 @@ The operator's own lists and watches (``informer``) of the RetailModels
 (``retailmodelwatch``) and of their children (``childwatch``) feed the ``Registry`` (every
 replica keeps it warm); a RetailModel's event makes it due in the ``Scheduler``, and a
 child's change, on the leader, takes the reconciler's cheap drift-and-availability path.
-kopf runs the process and watches what there are few of: the RetailModelPolicies and the
-namespaces. No handler here stores
+The RetailModelPolicies and the namespaces' labels, which decide what may roll out, are listed
+before anything is looked at (``policywatch``). kopf runs the process: its start and clean-up
+and the liveness probes. No handler here stores
 progress in the objects and none needs a finalizer: owned children go by garbage collection.
 With leader election on (the default), every replica watches but only the one holding the
 Lease reconciles or writes (``leadership``); a replica that loses the Lease cancels what it was
@@ -34,9 +35,9 @@ from retail_operator.kube import EventPoster, KubeApi, load_configuration
 from retail_operator.leadership import LeaderElection, Timing, identity
 from retail_operator.modelwatch import ModelWatch
 from retail_operator.objects import ChildKey, Registry, Tracked
-from retail_operator.policy import Policy
+from retail_operator.policywatch import NamespaceWatch, PolicyWatch
 from retail_operator.reconcile import Reconciler
-from retail_operator.rendering import GROUP, MANAGED_BY, POLICY_PLURAL, VERSION
+from retail_operator.rendering import MANAGED_BY
 from retail_operator.retailmodelwatch import RetailModelWatch
 from retail_operator.scheduler import Scheduler
 from retail_operator.settings import Settings
@@ -107,7 +108,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     election: LeaderElection | None = None
     lease_kube: KubeApi | None = None
-    listed = asyncio.Event()  # set once the RetailModels and every child kind are listed
+    listed = asyncio.Event()  # set once every informer's kind is listed
     if config.leader_election:
         # The Lease's calls get connections of their own: behind a full pool of reconciles'
         # calls a renewal waited past its deadline, and the leader stood down at 2,000
@@ -146,13 +147,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     namespaces = list(memo.get("namespaces") or [])
     scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
     stream_configuration = await load_configuration()
-    stream_configuration.connection_pool_maxsize = (len(CHILD_KINDS) + 1) * len(scopes)
+    stream_configuration.connection_pool_maxsize = 2 + (len(CHILD_KINDS) + 1) * len(scopes)
     streams = KubeApi(stream_configuration)
     reactions: Reactions[ChildKey, _Change] = Reactions(
         lambda change: _child_changed(memo, *change), limit=config.concurrency
     )
     react = _react(registry, reactions, listed, election)
     informers = [
+        PolicyWatch(kube, streams, registry, scheduler),
+        NamespaceWatch(kube, streams, registry, scheduler),
         *(RetailModelWatch(kube, streams, registry, scope, scheduler) for scope in scopes),
         *(
             ChildWatch(kube, streams, registry, api_version, kind, scope, CHILD_SELECTOR, react)
@@ -267,47 +270,6 @@ def api_calls(memo: kopf.Memo, **_: Any) -> dict[str, int]:
         "ecr": reconciler.images.calls,
         "s3": reconciler.models.calls,
     }
-
-
-@kopf.on.event(GROUP, VERSION, POLICY_PLURAL)
-async def policy_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A RetailModelPolicy changed: every RetailModel is judged against it again, now."""
-    registry: Registry = memo.registry
-    name = body.metadata["name"]
-    if type == "DELETED":
-        registry.policies.pop(name, None)
-        registry.violating.pop(name, None)
-    else:
-        try:
-            policy = Policy.from_body(body)
-        except ValueError as error:  # the CRD's schema admits only what parses; say so anyway
-            logger.error("RetailModelPolicy %s is not readable, ignored: %s", name, error)
-            return
-        if registry.policies.get(name) == policy:
-            return
-        registry.policies[name] = policy
-    scheduler: Scheduler = memo.scheduler
-    for tracked in registry:
-        scheduler.schedule(tracked.key, 0.0)
-
-
-@kopf.on.event("v1", "namespaces")
-async def namespace_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A namespace's labels decide which policies apply to its RetailModels."""
-    registry: Registry = memo.registry
-    name = body.metadata["name"]
-    labels = dict(body.metadata.get("labels") or {})
-    if type == "DELETED":
-        registry.namespaces.pop(name, None)
-        return
-    if registry.namespaces.get(name) == labels:
-        return
-    known = name in registry.namespaces
-    registry.namespaces[name] = labels
-    if known and any(p.spec.namespace_selector for p in registry.policies.values()):
-        scheduler: Scheduler = memo.scheduler
-        for tracked in registry.in_namespace(name):
-            scheduler.schedule(tracked.key, 0.0)
 
 
 _Change = tuple[Tracked, str, str]  # (owner, kind, name): the child is read when acted on

@@ -73,6 +73,11 @@ _PATHS = {
         "RetailModel",
     ): "/apis/mlops.retail.io/v1alpha1/namespaces/{namespace}/retailmodels/{name}",
     (
+        "mlops.retail.io/v1alpha1",
+        "RetailModelPolicy",
+    ): "/apis/mlops.retail.io/v1alpha1/retailmodelpolicies/{name}",
+    ("v1", "Namespace"): "/api/v1/namespaces/{name}",
+    (
         "coordination.k8s.io/v1",
         "Lease",
     ): "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
@@ -402,7 +407,7 @@ class KubeApi:
         )
 
     async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:
-        path = f"/apis/mlops.retail.io/v1alpha1/retailmodelpolicies/{name}/status"
+        path = object_path("mlops.retail.io/v1alpha1", "RetailModelPolicy", "", name) + "/status"
         await self._request("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     async def create(self, manifest: dict[str, Any], *, fenced: bool = True) -> dict[str, Any]:

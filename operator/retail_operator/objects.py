@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from retail_operator.canary.machine import Window
 from retail_operator.drift.watch import DriftWatch
@@ -45,6 +45,16 @@ from retail_operator.status import RetailModelStatus
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (namespace, kind, name)
+
+
+class Wants(Protocol):
+    """What a watch event can ask of the scheduler for a RetailModel."""
+
+    def hurry(self, key: Key) -> None: ...
+
+    def schedule(self, key: Key, delay: float) -> None: ...
+
+    def forget(self, key: Key) -> None: ...
 
 
 class Due(Enum):
@@ -285,6 +295,17 @@ class Registry:
         known.body = copy
         known.status = status
         return known, Due.CHANGED if changed else None
+
+    def replaced(self, body: Mapping[str, Any]) -> bool:
+        """``body`` is of another object than the one held under its name, and newer: the
+        held one was deleted and this one made since (a relist's only news of the delete)."""
+        meta = body["metadata"]
+        known = self._objects.get((meta["namespace"], meta["name"]))
+        return (
+            known is not None
+            and known.uid != meta.get("uid")
+            and _resource_version(body) > _resource_version(known.body)
+        )
 
     def keys(self, namespace: str | None) -> set[Key]:
         """The RetailModels held, in ``namespace`` (None: in every namespace)."""

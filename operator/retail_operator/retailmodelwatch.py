@@ -8,29 +8,21 @@ late (bench/notes.md); this one files a page of 500 in a turn.
 What each RetailModel's body asks for is decided here, as it is filed: a spec ahead of its
 status (a new RetailModel has none) is a change, hurried ahead of the periodic looks; one new
 to this replica with its status current (a restart's list) is a look, due now; one deleted,
-or that a relist no longer shows (and nothing newer than the list has shown), is forgotten.
+or that a relist no longer shows (and nothing newer than the list has shown), is forgotten,
+and so is one a relist shows deleted and made again (its back-off and findings are not the
+new object's).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from retail_operator import metrics
 from retail_operator.informer import Informer
 from retail_operator.kube import KubeApi
-from retail_operator.objects import Due, Key, Registry
+from retail_operator.objects import Due, Key, Registry, Wants
 from retail_operator.rendering import GROUP, KIND, VERSION
-
-
-class Wants(Protocol):
-    """What a RetailModel's body can ask of the scheduler."""
-
-    def hurry(self, key: Key) -> None: ...
-
-    def schedule(self, key: Key, delay: float) -> None: ...
-
-    def forget(self, key: Key) -> None: ...
 
 
 class RetailModelWatch(Informer):
@@ -68,6 +60,10 @@ class RetailModelWatch(Informer):
             self.wants.forget(key)
 
     def _file(self, body: dict[str, Any]) -> Key:
+        if self.registry.replaced(body):  # what was known of the old one is not the new one's
+            meta = body["metadata"]
+            self.registry.forget((meta["namespace"], meta["name"]))
+            self.wants.forget((meta["namespace"], meta["name"]))
         tracked, due = self.registry.observe(body)
         if due is Due.CHANGED:
             if not body.get("status"):

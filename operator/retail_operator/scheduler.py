@@ -66,7 +66,7 @@ class Scheduler:
         leading: asyncio.Event | None = None,
         ready: asyncio.Event | None = None,
     ) -> None:
-        """``ready``: no look starts before it is set (the children listed: ``childwatch``)."""
+        """``ready``: no look starts before it is set (every kind listed: ``informer``)."""
         self._reconciler = reconciler
         self._ready = ready
         self._registry = registry

@@ -139,7 +139,7 @@ def test_a_replica_that_cannot_list_its_children_never_takes_the_lease(
     scenario.operator.stop()
     lease = f"failover-{scenario.namespace}"
     proxy = ApiProxy(scenario.cluster.kubeconfig, tmp_path)
-    # Its own labelled list only: kopf's watch of the same kind, unlabelled, goes through.
+    # The labelled list of the children only.
     proxy.refuse = lambda method, path: (
         method == "GET"
         and path.startswith("/apis/apps/v1/deployments?")

@@ -1,6 +1,7 @@
 """The platform's RetailModelPolicy, against the real API server: a tenant's spec looser than
 the policy is not rolled out and says why, what runs keeps running, the policy's own status
-counts the RetailModels outside it, and S3 calls carry the bucket owner it names.
+counts the RetailModels outside it, S3 calls carry the bucket owner it names, and a restarted
+operator looks at nothing before the policies are listed.
 
 Each test's policy selects only its own namespace (by a label), so the session's other tests
 run under no policy."""
@@ -11,10 +12,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.operator.apiproxy import ApiProxy
 from tests.integration.operator.conftest import BUCKET, Scenario
+from tests.integration.operator.test_failover import replica
 from tests.support.faults import FaultProxy
 from tests.support.signing import KeyPair
 
@@ -58,6 +62,46 @@ def test_a_looser_spec_is_refused_naming_the_policy_and_the_rule(
     manifest["spec"]["scanPolicy"] = {"blockSeverity": "MEDIUM"}  # stricter than the policy
     scenario.apply(manifest)
     scenario.wait_condition("prices", "Ready", "True")
+
+
+def test_a_restarted_operator_rolls_out_nothing_before_the_policies_are_listed(
+    scenario: Scenario, team_policy: Callable[[dict[str, Any]], str], tmp_path: Path
+) -> None:
+    """A spec looser than the policy waits while no operator runs; the operator that starts
+    reaches the API server through a proxy that refuses its list of the policies (403) for a
+    while. Its RetailModels and children are listed at once, but nothing is looked at until the
+    policies are in too: then the spec is refused, and it never ran. Looking first, it rolled
+    the spec out with no policy known (kopf's watch of the policies started after the
+    operator's own lists)."""
+    name = team_policy(STRICT)
+    scenario.image("v1")
+    scenario.operator.stop()
+    proxy = ApiProxy(scenario.cluster.kubeconfig, tmp_path)
+    proxy.refuse = lambda method, path: (
+        method == "GET"
+        and path.startswith("/apis/mlops.retail.io/v1alpha1/retailmodelpolicies?")
+        and "watch=1" not in path
+    )
+    restarted = replica(
+        scenario, "restarted", f"policy-{scenario.namespace}", tmp_path, proxy.kubeconfig()
+    )
+    try:
+        manifest = scenario.manifest("prices", "v1", scenario.model())
+        manifest["spec"]["scanPolicy"] = {"blockSeverity": "NONE", "requireScan": False}
+        scenario.apply(manifest)
+        restarted.start()
+        scenario.wait_for("the policies' list refused three times", lambda: proxy.refused >= 3)
+        assert not restarted.ready()
+        assert (scenario.get("retailmodel", "prices") or {}).get("status") is None
+        assert scenario.get("deployment", "prices") is None
+        proxy.refuse = None
+        ready = scenario.wait_condition("prices", "Ready", "False", "PolicyViolation")
+        assert f"RetailModelPolicy {name}: scanning.maxBlockSeverity" in ready["message"]
+        assert scenario.get("deployment", "prices") is None
+    finally:
+        restarted.stop()
+        proxy.close()
+        scenario.operator.start()
 
 
 def test_a_policy_tightened_later_keeps_what_runs_running(

@@ -81,3 +81,19 @@ def test_a_relist_forgets_what_it_no_longer_shows_unless_newer_than_the_list() -
     watch._file_unlisted(set(), "10", first=False)
     assert registry.keys(None) == {("shop", "since")}
     assert ("forget", "gone") in wanted.asked and ("forget", "since") not in wanted.asked
+
+
+def test_a_relist_showing_one_deleted_and_made_again_forgets_the_old_one_first() -> None:
+    """Its back-off, findings and policy violations were the old object's, not the new one's."""
+    watch, registry, wanted = watching()
+    watch._file_listed(retailmodel("prices", "first", 7, observed=1), first=True)
+    registry.record_violations(("shop", "prices"), {"strict"})
+    watch._file_listed(retailmodel("prices", "second", 12), first=False)
+    tracked = registry.get(("shop", "prices"))
+    assert tracked is not None and tracked.uid == "second"
+    assert registry.violating["strict"] == set()
+    assert wanted.asked == [("schedule", "prices"), ("forget", "prices"), ("hurry", "prices")]
+    watch._file_listed(retailmodel("prices", "first", 7, observed=1), first=False)  # older
+    assert wanted.asked[-1] == ("hurry", "prices")  # nothing more asked; the new one kept
+    tracked = registry.get(("shop", "prices"))
+    assert tracked is not None and tracked.uid == "second"
