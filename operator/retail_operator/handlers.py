@@ -1,23 +1,21 @@
-"""kopf handlers: the operator's thin face on the Kubernetes watch streams.
+"""kopf's start-up, clean-up and probes: the operator's thin face, wiring its parts together.
 
 The operator's own lists and watches (``informer``) of the RetailModels
-(``retailmodelwatch``) and of their children (``childwatch``) feed the ``Registry`` (every
-replica keeps it warm); a RetailModel's event makes it due in the ``Scheduler``, and a
-child's change, on the leader, takes the reconciler's cheap drift-and-availability path.
-The RetailModelPolicies and the namespaces' labels, which decide what may roll out, are listed
-before anything is looked at (``policywatch``). kopf runs the process: its start and clean-up
-and the liveness probes. No handler here stores
-progress in the objects and none needs a finalizer: owned children go by garbage collection.
-With leader election on (the default), every replica watches but only the one holding the
-Lease reconciles or writes (``leadership``); a replica that loses the Lease cancels what it was
-doing and stands by again.
+(``retailmodelwatch``), of their children (``childwatch``), and of the RetailModelPolicies and
+the namespaces' labels, which decide what may roll out (``policywatch``), feed the
+``Registry`` (every replica keeps it warm); nothing is looked at before all of them are
+listed. A RetailModel's event makes it due in the ``Scheduler``, and a child's change, on the
+leader, takes the reconciler's cheap drift-and-availability path. kopf runs the process and
+watches nothing. Nothing stores progress in the objects and none needs a finalizer: owned
+children go by garbage collection. With leader election on (the default), every replica
+watches but only the one holding the Lease reconciles or writes (``leadership``); a replica
+that loses the Lease cancels what it was doing and stands by again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,36 +55,16 @@ def _lease_namespace(config: Settings) -> str:
         return "default"
 
 
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """No diff-base. Every handler here is an event handler, which never sees a diff, yet kopf
-    deep-copies each body on every watch event to build one: about a tenth of the operator's
-    CPU while a thousand RetailModels rolled out (docs/performance.md)."""
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
-    ) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        pass
-
-
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     kopf_settings, config = settings, Settings()
     kopf_settings.peering.standalone = True
     kopf_settings.posting.enabled = False  # our own Events say what happened, not kopf's logs
-    kopf_settings.persistence.diffbase_storage = _NoDiffBase()
-    kopf_settings.watching.server_timeout = 300
-    kopf_settings.watching.client_timeout = 330
-    kopf_settings.watching.connect_timeout = 10
     kopf_settings.networking.request_timeout = 60
+    # kopf serves no resource (the informers watch everything): no watch of the cluster's
+    # CustomResourceDefinitions to discover resources, and no RBAC for one.
+    kopf_settings.scanning.disabled = True
     namespaced = bool(memo.get("namespaced"))
-    if namespaced:  # no cluster-wide reads of CustomResourceDefinitions to discover resources
-        kopf_settings.scanning.disabled = True
     kube = KubeApi(await load_configuration())
     events = EventPoster(kube)
     pods = PodMetrics(kube, networks=parse_networks(config.scrape_networks))
