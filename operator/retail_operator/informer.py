@@ -17,7 +17,9 @@ when that version has expired (410) the kind is listed again, and what is held t
 list no longer shows is for the subclass to settle (``_file_unlisted``: gone, unless something
 newer than the list has shown it). A list that fails, for any reason, is tried again from the
 start. ``synced`` opens once the first list is in. A kind the API server does not serve (404)
-lists as empty, with a warning, and is listed again after ``WATCH_SECONDS``.
+lists as empty, with a warning, and is listed again every ``NOT_SERVED_SECONDS``: a
+RetailModel CRD installed (or deleted and made again) after the operator started is served
+within seconds, as kopf's discovery of new CRDs did.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 PAGE = 500  # objects per page: the API server's own default for its clients' relists
 WATCH_SECONDS = 300  # the API server ends each watch after this; it is opened again at once
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+NOT_SERVED_SECONDS = 10.0  # a kind the API server does not serve (yet) is listed again after this
 
 
 class Informer(ABC):
@@ -64,6 +67,7 @@ class Informer(ABC):
         self.synced = asyncio.Event()
         self.lists = 0  # lists completed, the first included
         self.count = 0  # objects the last list showed
+        self.served = True  # whether the API server served the kind at the last list
 
     @abstractmethod
     def _file_listed(self, body: dict[str, Any], first: bool) -> Any:
@@ -85,8 +89,17 @@ class Informer(ABC):
         while True:
             version = await self._list()
             self.synced.set()
+            if self.served != bool(version):
+                self.served = bool(version)
+                if not self.served:  # said once, not at every list while it lasts
+                    logger.warning(
+                        "%ss %s: not served by the API server (404); listing again every %.0fs",
+                        self.kind, self.where, NOT_SERVED_SECONDS,
+                    )  # fmt: skip
+                else:
+                    logger.info("%ss %s: served again", self.kind, self.where)
             if not version:  # not served here: nothing to watch
-                await asyncio.sleep(WATCH_SECONDS)
+                await asyncio.sleep(NOT_SERVED_SECONDS)
                 continue
             await self._watch(version)  # returns when the version has expired
 

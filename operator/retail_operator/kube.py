@@ -258,7 +258,7 @@ class KubeApi:
                 query.append(("continue", token))
             found = await self._request("GET", path, query=query)
             if found is None:
-                logger.warning("%s: not served here (404): nothing listed", path)
+                logger.debug("%s: not served here (404): nothing listed", path)
                 found = {}
             metadata = found.get("metadata", {})
             yield Page(

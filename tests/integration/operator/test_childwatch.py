@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -288,3 +289,83 @@ def test_an_expired_watch_lists_again_and_reports_the_delete_it_missed(
         )
 
     asyncio.run(_watching(proxy.kubeconfig(), namespace, meanwhile))
+
+
+def test_a_kind_served_only_later_is_listed_within_seconds(
+    local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind whose CRD is not there yet (a RetailModel CRD installed after the operator, or
+    deleted and made again) lists as empty; once the CRD is made, the kind is listed again
+    within NOT_SERVED_SECONDS (10 s), and its objects filed and watched. It was 5 minutes."""
+    group = f"t{uuid.uuid4().hex[:8]}.retail.io"
+    monkeypatch.setitem(
+        kube_module._PATHS,
+        (f"{group}/v1", "Widget"),
+        f"/apis/{group}/v1/namespaces/{{namespace}}/widgets/{{name}}",
+    )
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "first", "labels": OURS},
+    }
+    namespace = local_cluster.test_namespace("childwatch")
+
+    async def meanwhile(watch: ChildWatch, registry: Registry, reported: Reported) -> None:
+        assert watch.lists == 1 and watch.count == 0 and not watch.served
+        await asyncio.to_thread(local_cluster.apply, json.dumps(crd))
+        await asyncio.to_thread(
+            local_cluster.kubectl,
+            "wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s",
+        )  # fmt: skip
+        await asyncio.to_thread(local_cluster.apply, json.dumps(widget), namespace)
+        await _until(
+            "the widget filed",
+            lambda: registry.child(namespace, "Widget", "first") is not None,
+            seconds=25,  # NOT_SERVED_SECONDS (10 s) and the lists; it was 300 s
+        )
+        assert watch.served and watch.lists >= 2
+        assert ("first", False, None) in reported
+
+    registry, reported = Registry(), []
+
+    def build(kube: KubeApi, streams: KubeApi) -> ChildWatch:
+        def react(kind: str, deleted: bool, body: dict[str, Any]) -> None:
+            reported.append((body["metadata"]["name"], deleted, None))
+
+        api_version = f"{group}/v1"
+        return ChildWatch(
+            kube, streams, registry, api_version, "Widget", namespace, CHILD_SELECTOR, react
+        )
+
+    try:
+        asyncio.run(
+            informing(
+                local_cluster.kubeconfig, build, lambda watch: meanwhile(watch, registry, reported)
+            )
+        )
+    finally:
+        local_cluster.kubectl("delete", "crd", f"widgets.{group}", "--ignore-not-found")
+        local_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
