@@ -288,6 +288,8 @@ class Registry:
         status = body.get("status") or {}
         changed = status.get("observedGeneration") != meta.get("generation", 0)
         if known is None or known.uid != copy["metadata"].get("uid"):
+            if known is not None:  # deleted and made again since: its violations were the old's
+                self.record_violations(key, set())
             tracked = Tracked(key, copy, self)  # new, or deleted and re-created since
             tracked.status = status
             self._objects[key] = tracked
@@ -295,17 +297,6 @@ class Registry:
         known.body = copy
         known.status = status
         return known, Due.CHANGED if changed else None
-
-    def replaced(self, body: Mapping[str, Any]) -> bool:
-        """``body`` is of another object than the one held under its name, and newer: the
-        held one was deleted and this one made since (a relist's only news of the delete)."""
-        meta = body["metadata"]
-        known = self._objects.get((meta["namespace"], meta["name"]))
-        return (
-            known is not None
-            and known.uid != meta.get("uid")
-            and _resource_version(body) > _resource_version(known.body)
-        )
 
     def keys(self, namespace: str | None) -> set[Key]:
         """The RetailModels held, in ``namespace`` (None: in every namespace)."""

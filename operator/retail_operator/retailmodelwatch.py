@@ -60,11 +60,11 @@ class RetailModelWatch(Informer):
             self.wants.forget(key)
 
     def _file(self, body: dict[str, Any]) -> Key:
-        if self.registry.replaced(body):  # what was known of the old one is not the new one's
-            meta = body["metadata"]
-            self.registry.forget((meta["namespace"], meta["name"]))
-            self.wants.forget((meta["namespace"], meta["name"]))
+        meta = body["metadata"]
+        held = self.registry.get((meta["namespace"], meta["name"]))
         tracked, due = self.registry.observe(body)
+        if held is not None and tracked is not held:  # deleted and made again since (a relist)
+            self.wants.forget(tracked.key)  # its back-off and findings were the old one's
         if due is Due.CHANGED:
             if not body.get("status"):
                 seen_new(body["metadata"].get("creationTimestamp"))
