@@ -163,6 +163,11 @@ class Reconciler:
 
     async def reconcile(self, tracked: Tracked) -> Outcome:
         async with tracked.lock:
+            if _leaving(tracked):
+                # On its way out (a finalizer holds it, or the garbage collector's foreground
+                # deletion removes its children first): nothing is applied or written, or the
+                # children being collected would be made again, and again.
+                return Outcome(tracked.written or RetailModelStatus())
             live = self.children.live(tracked)
             try:
                 subject = _Subject.parse(tracked)
@@ -657,8 +662,8 @@ class Reconciler:
         async with tracked.lock:
             applied = tracked.applied
             written = tracked.written
-            if applied is None or written is None:
-                return None  # the RetailModel's own reconcile decides
+            if applied is None or written is None or _leaving(tracked):
+                return None  # the RetailModel's own reconcile decides (or it is going)
             wanted = applied.manifest(kind, name)
             if wanted is None:
                 return None  # a canary child: the full reconcile's canary step looks after it
@@ -738,6 +743,10 @@ class Reconciler:
 
 # Ready's reasons for a spec that cannot be carried out: only a full reconcile may lift them.
 _REFUSALS = frozenset({SpecInvalid.reason, NameConflict.reason, PolicyViolation.reason})
+
+
+def _leaving(tracked: Tracked) -> bool:
+    return bool(tracked.body["metadata"].get("deletionTimestamp"))
 
 
 async def _nothing() -> list[Any]:

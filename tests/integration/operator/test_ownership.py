@@ -5,6 +5,7 @@ a scan exception does not silence the re-checks of the running image."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -156,3 +157,46 @@ def test_a_live_exception_does_not_silence_the_running_image_re_checks(
     assert "CVE-2026-0101" in condition["message"]
     noticed = datetime.fromisoformat(condition["lastTransitionTime"])
     assert noticed - changed <= timedelta(seconds=2 * resync + ttl + 1)
+
+
+def test_a_retail_model_on_its_way_out_is_not_rolled_out_again(scenario: Scenario) -> None:
+    """Foreground deletion: the garbage collector deletes the children first, and the
+    RetailModel stays (deletionTimestamp set) until they are gone. Its deletion and the
+    resyncs (every 2 s here) must not make again what is being collected, nor write a status."""
+    scenario.image("v1")
+    scenario.apply(scenario.manifest("prices", "v1", scenario.model()))
+    scenario.wait_condition("prices", "Ready", "True")
+    kubectl, namespace = scenario.cluster.kubectl, scenario.namespace
+    hold = json.dumps({"metadata": {"finalizers": ["tests.retail.io/hold"]}})
+    # The ConfigMap held by a finalizer of ours keeps the RetailModel waiting, with the
+    # Deployment and Service collected meanwhile.
+    kubectl("patch", "configmap", "prices-model", "-n", namespace, "--type=merge", "-p", hold)
+    try:
+        kubectl(
+            "delete", "retailmodel", "prices", "-n", namespace,
+            "--cascade=foreground", "--wait=false",
+        )  # fmt: skip
+        scenario.wait_for(
+            "the Deployment and Service to be collected",
+            lambda: (
+                scenario.get("deployment", "prices") is None
+                and scenario.get("service", "prices") is None
+            ),
+        )
+        resync = float(scenario.operator.env["RETAIL_OPERATOR_RESYNC_SECONDS"])
+        deadline = time.monotonic() + 4 * resync
+        while time.monotonic() < deadline:  # four resyncs: none makes them again
+            assert scenario.get("deployment", "prices") is None
+            assert scenario.get("service", "prices") is None
+            time.sleep(0.3)
+        leaving = scenario.get("retailmodel", "prices")
+        assert leaving["metadata"].get("deletionTimestamp")
+        assert leaving["status"]["observedGeneration"] < leaving["metadata"]["generation"]
+    finally:
+        release = json.dumps({"metadata": {"finalizers": None}})
+        kubectl(
+            "patch", "configmap", "prices-model", "-n", namespace, "--type=merge", "-p", release
+        )
+    scenario.wait_for(
+        "the RetailModel to go", lambda: scenario.get("retailmodel", "prices") is None
+    )
