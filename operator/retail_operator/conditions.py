@@ -152,7 +152,11 @@ def describe(
         )
     elif deployment is None or deployed_image is None or deployed_image != desired_image:
         ready = Check("False", "RolloutPending", f"Rolling out {desired_image}")
-    elif deployment.image != desired_image or not deployment.template_rolled_out:
+    elif (
+        deployment.image != desired_image
+        or not deployment.template_rolled_out
+        or (deployment.rolling_out and not available.passed)  # its pods are starting
+    ):
         ready = Check(
             "False",
             "RolloutInProgress",

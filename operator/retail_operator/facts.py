@@ -83,6 +83,9 @@ class DeploymentState:
     available: bool  # the Deployment's own Available condition
     available_message: str = ""
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
+    # Progressing=True short of NewReplicaSetAvailable: the deployment controller is still
+    # rolling the current template out (its pods starting), not short of pods it once had.
+    rolling_out: bool = False
     # The generation of the operator's last change to the Deployment (0: unknown, so the
     # current one): later generations are others' changes of the count (the autoscaler's).
     template_generation: int = 0
@@ -122,5 +125,7 @@ class DeploymentState:
             available=available.get("status") == "True",
             available_message=str(available.get("message", "")),
             progress_failed=progressing.get("reason") == "ProgressDeadlineExceeded",
+            rolling_out=progressing.get("status") == "True"
+            and progressing.get("reason") != "NewReplicaSetAvailable",
             template_generation=template_generation,
         )

@@ -72,6 +72,16 @@ def test_clean_image_rolls_out_pinned_to_its_digest(scenario: Scenario) -> None:
     assert service["spec"]["selector"] == {"mlops.retail.io/retailmodel": "prices"}
     printed = scenario.cluster.kubectl("get", "rmodel", "prices", "-n", scenario.namespace).stdout
     assert "True" in printed and "Ready" in printed and "v1-clean" in printed
+    # A healthy rollout is progress, then Ready: no Warning while its pods start.
+    events = scenario.wait_for(
+        "the Ready event",
+        lambda: (
+            (found := scenario.events("prices"))
+            and "Ready" in {e["reason"] for e in found}
+            and found
+        ),
+    )
+    assert [(e["type"], e["reason"]) for e in events if e["type"] != "Normal"] == []
 
 
 def test_blocking_findings_are_refused_with_counts(scenario: Scenario) -> None:

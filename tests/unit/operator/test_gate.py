@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from retail_operator.conditions import Check, describe
@@ -78,6 +79,36 @@ def test_ready_when_rolled_out_and_available() -> None:
 def test_rollout_in_progress_while_old_pods_remain() -> None:
     verdicts = described(deployment=deployment(NEW.image, ready=1, total=3))
     assert ready_of(verdicts) == ("False", "RolloutInProgress")
+
+
+def test_pods_still_starting_in_a_rollout_are_progress_and_pods_lost_after_it_are_not() -> None:
+    """The template rolled out, no pod available yet: while the Deployment's own Progressing
+    says so, that is a rollout in progress (a Normal Event), not MinimumReplicasUnavailable (a
+    Warning on every healthy rollout); once it said NewReplicaSetAvailable, losing pods is."""
+    starting = replace(deployment(NEW.image, ready=0), updated_replicas=2, rolling_out=True)
+    verdicts = described(deployment=starting)
+    assert ready_of(verdicts) == ("False", "RolloutInProgress")
+    assert verdicts["Ready"].message == "2/2 replicas updated, 0 available"
+    assert verdicts["Available"].reason == "MinimumReplicasUnavailable"  # Available tells it
+    lost = replace(deployment(NEW.image), ready_replicas=1, available_replicas=1)
+    assert ready_of(described(deployment=lost)) == ("False", "MinimumReplicasUnavailable")
+    assert ready_of(
+        described(
+            deployment=replace(lost, ready_replicas=2, available_replicas=2, rolling_out=True)
+        )
+    ) == ("True", "Ready")
+
+
+def test_the_deployment_controllers_progress_is_read_from_its_condition() -> None:
+    def live(reason: str, status: str = "True") -> DeploymentState:
+        condition = {"type": "Progressing", "status": status, "reason": reason}
+        return DeploymentState.from_live({"status": {"conditions": [condition]}})
+
+    assert live("ReplicaSetUpdated").rolling_out
+    assert live("NewReplicaSetCreated").rolling_out
+    assert not live("NewReplicaSetAvailable").rolling_out
+    assert not live("ProgressDeadlineExceeded", "False").rolling_out
+    assert not DeploymentState.from_live({}).rolling_out
 
 
 def test_blocked_image_reports_reason_and_what_still_runs() -> None:
