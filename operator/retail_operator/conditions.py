@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from retail_operator.errors import OperatorError, TemporaryError
@@ -43,9 +43,16 @@ ORDER = (
     READY,
     DRIFT,
 )
+# How long pods not yet available in a rollout (the template rolled out, the deployment
+# controller still progressing) are progress, a Normal Event, before Ready says
+# MinimumReplicasUnavailable, a Warning: a first rollout has nothing serving before them, and
+# pods that crash or never get ready are a problem after a start's worth of time, not after
+# the Deployment's progress deadline (600 s, and restarted by each pod that gets ready).
+STARTING_GRACE = timedelta(minutes=2)
+DELETING = "Deleting"  # Ready's reason while a RetailModel is on its way out
 # Not-yet-True states that are progress, not problems: announced as Normal, not Warning.
 PROGRESS_REASONS = frozenset(
-    {"RolloutPending", "RolloutInProgress", "ScanInProgress", "ScanPending"}
+    {"RolloutPending", "RolloutInProgress", "ScanInProgress", "ScanPending", DELETING}
 )
 
 
@@ -119,6 +126,7 @@ def describe(
     running: Check | None = None,
     signature: Check | None = None,
     image_signature: Check | None = None,
+    now: datetime,
 ) -> dict[str, Check]:
     """The conditions. Ready is the summary: the spec is fully rolled out (every pod on the
     current template), at least ``minimum`` replicas are available, and what runs still passes
@@ -155,7 +163,7 @@ def describe(
     elif (
         deployment.image != desired_image
         or not deployment.template_rolled_out
-        or (deployment.rolling_out and not available.passed)  # its pods are starting
+        or (not available.passed and deployment.starting(now, STARTING_GRACE))
     ):
         ready = Check(
             "False",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -83,9 +84,11 @@ class DeploymentState:
     available: bool  # the Deployment's own Available condition
     available_message: str = ""
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
-    # Progressing=True short of NewReplicaSetAvailable: the deployment controller is still
-    # rolling the current template out (its pods starting), not short of pods it once had.
-    rolling_out: bool = False
+    # Since when the deployment controller has been rolling a template out: Progressing=True
+    # short of NewReplicaSetAvailable, the condition's lastTransitionTime (kept while it stays
+    # True). None when it is not, or does not say since when. The condition carries no
+    # generation: only read once ``template_rolled_out`` says the controller saw the template.
+    rolling_out_since: datetime | None = None
     # The generation of the operator's last change to the Deployment (0: unknown, so the
     # current one): later generations are others' changes of the count (the autoscaler's).
     template_generation: int = 0
@@ -102,6 +105,10 @@ class DeploymentState:
             and self.updated_replicas == self.total_replicas
             and (self.updated_replicas == self.replicas or changed < self.generation)
         )
+
+    def starting(self, now: datetime, grace: timedelta) -> bool:
+        """Its pods still starting, in a rollout the controller began less than ``grace`` ago."""
+        return self.rolling_out_since is not None and now - self.rolling_out_since < grace
 
     @classmethod
     def from_live(cls, deployment: dict[str, Any], template_generation: int = 0) -> DeploymentState:
@@ -125,7 +132,16 @@ class DeploymentState:
             available=available.get("status") == "True",
             available_message=str(available.get("message", "")),
             progress_failed=progressing.get("reason") == "ProgressDeadlineExceeded",
-            rolling_out=progressing.get("status") == "True"
-            and progressing.get("reason") != "NewReplicaSetAvailable",
+            rolling_out_since=_since(progressing)
+            if progressing.get("status") == "True"
+            and progressing.get("reason") != "NewReplicaSetAvailable"
+            else None,
             template_generation=template_generation,
         )
+
+
+def _since(condition: Mapping[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(condition["lastTransitionTime"]))
+    except (KeyError, ValueError):
+        return None

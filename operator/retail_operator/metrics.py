@@ -101,6 +101,9 @@ class PerObject:
         self._total -= self._values.pop(key, 0.0)
         self._gauge.set(self._total)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._values
+
 
 blocked_images = PerObject(IMAGES_BLOCKED)
 expiring_exceptions = PerObject(EXCEPTIONS_EXPIRING)

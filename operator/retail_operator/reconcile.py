@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -34,6 +34,7 @@ from retail_operator.canary import machine
 from retail_operator.canary.scraping import MetricsReader
 from retail_operator.children import Children, LiveChildren
 from retail_operator.conditions import (
+    DELETING,
     DRIFT,
     IMAGE_SIGNATURE_VERIFIED,
     MODEL_ROLLED_OUT,
@@ -164,10 +165,7 @@ class Reconciler:
     async def reconcile(self, tracked: Tracked) -> Outcome:
         async with tracked.lock:
             if _leaving(tracked):
-                # On its way out (a finalizer holds it, or the garbage collector's foreground
-                # deletion removes its children first): nothing is applied or written, or the
-                # children being collected would be made again, and again.
-                return Outcome(tracked.written or RetailModelStatus())
+                return await self._leave(tracked)
             live = self.children.live(tracked)
             try:
                 subject = _Subject.parse(tracked)
@@ -229,6 +227,8 @@ class Reconciler:
             key, scanpolicy.ending_soon(spec.scan_policy, datetime.now(UTC), EXPIRY_WARNING)
         )
 
+        if _leaving(tracked):  # deleted while its checks were made: apply nothing now
+            return await self._leave(tracked)
         step: machine.Plan | None = None
         follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
         if follows_canary and not broken and target is not None and found and admitted.passed:
@@ -267,6 +267,7 @@ class Reconciler:
             deployment=deployment,
             minimum=spec.minimum_replicas,
             running=running_check,
+            now=datetime.now(UTC),
         )
         if step is not None:
             checks[MODEL_ROLLED_OUT] = step.check
@@ -353,6 +354,24 @@ class Reconciler:
             return
         drifted = check.reason in (FEATURE_DRIFT, PREDICTION_DRIFT)
         self.emit(tracked.body, "Warning" if drifted else "Normal", check.reason, check.message)
+
+    async def _leave(self, tracked: Tracked) -> Outcome:
+        """A RetailModel on its way out (``deletionTimestamp``: a foreground deletion, whose
+        garbage collector removes the children before their owner, or a finalizer holding it):
+        nothing is applied or re-applied, or the children being collected would be made again.
+        Ready says so for the generation the deletion gave it, the rest of the status kept as
+        written; its gauges and policy violations go now, not when it is gone. Nothing of it
+        is re-checked meanwhile (its image, drift): it is being removed."""
+        self.forget(tracked.key)
+        tracked.registry.record_violations(tracked.key, set())
+        held = tracked.written
+        status = held if held is not None else cast(RetailModelStatus, dict(tracked.status))
+        checks = {c["type"]: Check.from_condition(c) for c in status.get("conditions", [])}
+        finalizers = tracked.body["metadata"].get("finalizers") or []
+        waiting = f"; waiting for {', '.join(finalizers)}" if finalizers else ""
+        checks[READY] = Check("False", DELETING, f"Being deleted: nothing is applied{waiting}")
+        generation = int(tracked.body["metadata"].get("generation", 1))
+        return Outcome(await self._write_status(tracked, checks, status, generation))
 
     async def _refuse(self, tracked: Tracked, live: LiveChildren, error: SpecInvalid) -> Outcome:
         """A spec that cannot be read: say so, naming the field; what runs keeps running."""
@@ -698,6 +717,7 @@ class Reconciler:
                 running=checks.get("RunningImageCompliant"),
                 signature=checks.get(MODEL_SIGNATURE_VERIFIED),
                 image_signature=checks.get(IMAGE_SIGNATURE_VERIFIED),
+                now=datetime.now(UTC),
             )
             for type_ in (MODEL_ROLLED_OUT, READY, DRIFT):
                 if type_ in checks and type_ not in refreshed:

@@ -81,7 +81,8 @@ def test_clean_image_rolls_out_pinned_to_its_digest(scenario: Scenario) -> None:
             and found
         ),
     )
-    assert [(e["type"], e["reason"]) for e in events if e["type"] != "Normal"] == []
+    own = [e for e in events if e["involvedObject"]["kind"] == "RetailModel"]
+    assert [(e["type"], e["reason"]) for e in own if e["type"] != "Normal"] == []
 
 
 def test_blocking_findings_are_refused_with_counts(scenario: Scenario) -> None:

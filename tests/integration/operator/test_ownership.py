@@ -162,7 +162,7 @@ def test_a_live_exception_does_not_silence_the_running_image_re_checks(
 def test_a_retail_model_on_its_way_out_is_not_rolled_out_again(scenario: Scenario) -> None:
     """Foreground deletion: the garbage collector deletes the children first, and the
     RetailModel stays (deletionTimestamp set) until they are gone. Its deletion and the
-    resyncs (every 2 s here) must not make again what is being collected, nor write a status."""
+    resyncs (every 2 s here) must not make again what is being collected; Ready says why."""
     scenario.image("v1")
     scenario.apply(scenario.manifest("prices", "v1", scenario.model()))
     scenario.wait_condition("prices", "Ready", "True")
@@ -191,7 +191,10 @@ def test_a_retail_model_on_its_way_out_is_not_rolled_out_again(scenario: Scenari
             time.sleep(0.3)
         leaving = scenario.get("retailmodel", "prices")
         assert leaving["metadata"].get("deletionTimestamp")
-        assert leaving["status"]["observedGeneration"] < leaving["metadata"]["generation"]
+        assert leaving["status"]["observedGeneration"] == leaving["metadata"]["generation"]
+        ready = next(c for c in leaving["status"]["conditions"] if c["type"] == "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "Deleting")
+        assert ready["message"].endswith("waiting for foregroundDeletion")
     finally:
         release = json.dumps({"metadata": {"finalizers": None}})
         kubectl(

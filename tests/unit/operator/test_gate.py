@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from retail_operator.conditions import Check, describe
+from retail_operator.conditions import STARTING_GRACE, Check, describe
 from retail_operator.facts import DeploymentState, ModelObject
 from retail_operator.gate import check_model, choose_target, running_check
 from retail_operator.rendering import Target
@@ -17,6 +18,7 @@ NEW = Target("repo@sha256:new", ModelSpec(s3_uri="s3://b/m.ubj"))
 PASS = Check("True", "ScanClean", "clean")
 BLOCKED = Check("False", "VulnerabilitiesFound", "1 finding(s) at or above HIGH (HIGH: 1)")
 MODEL_OK = Check("True", "ModelFound", "s3://b/m.ubj")
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
 
 def deployment(image: str, *, ready: int = 2, replicas: int = 2, total: int = 2) -> DeploymentState:
@@ -61,6 +63,7 @@ def described(deployed: Target | None = NEW, **overrides: Any) -> dict[str, Chec
         "deployed_image": deployed.image if deployed else None,
         "deployment": deployment(deployed.image) if deployed else None,
         "minimum": 2,
+        "now": NOW,
     }
     return describe(**(arguments | overrides))
 
@@ -81,34 +84,38 @@ def test_rollout_in_progress_while_old_pods_remain() -> None:
     assert ready_of(verdicts) == ("False", "RolloutInProgress")
 
 
-def test_pods_still_starting_in_a_rollout_are_progress_and_pods_lost_after_it_are_not() -> None:
+def test_pods_starting_in_a_rollout_are_progress_for_a_while_and_lost_pods_are_not() -> None:
     """The template rolled out, no pod available yet: while the Deployment's own Progressing
-    says so, that is a rollout in progress (a Normal Event), not MinimumReplicasUnavailable (a
-    Warning on every healthy rollout); once it said NewReplicaSetAvailable, losing pods is."""
-    starting = replace(deployment(NEW.image, ready=0), updated_replicas=2, rolling_out=True)
+    says a rollout began less than STARTING_GRACE ago, a rollout in progress (a Normal Event),
+    not MinimumReplicasUnavailable (a Warning on every first rollout). Past the grace (pods
+    that crash or never get ready), and once it said NewReplicaSetAvailable, a Warning."""
+    began = NOW - STARTING_GRACE + timedelta(seconds=1)
+    starting = replace(deployment(NEW.image, ready=0), updated_replicas=2, rolling_out_since=began)
     verdicts = described(deployment=starting)
     assert ready_of(verdicts) == ("False", "RolloutInProgress")
     assert verdicts["Ready"].message == "2/2 replicas updated, 0 available"
     assert verdicts["Available"].reason == "MinimumReplicasUnavailable"  # Available tells it
+    stuck = replace(starting, rolling_out_since=NOW - STARTING_GRACE)
+    assert ready_of(described(deployment=stuck)) == ("False", "MinimumReplicasUnavailable")
     lost = replace(deployment(NEW.image), ready_replicas=1, available_replicas=1)
     assert ready_of(described(deployment=lost)) == ("False", "MinimumReplicasUnavailable")
-    assert ready_of(
-        described(
-            deployment=replace(lost, ready_replicas=2, available_replicas=2, rolling_out=True)
-        )
-    ) == ("True", "Ready")
+    started = replace(starting, ready_replicas=2, available_replicas=2)
+    assert ready_of(described(deployment=started)) == ("True", "Ready")
 
 
 def test_the_deployment_controllers_progress_is_read_from_its_condition() -> None:
-    def live(reason: str, status: str = "True") -> DeploymentState:
+    def live(reason: str, status: str = "True", since: str = "2026-12-07T10:00:00Z") -> Any:
         condition = {"type": "Progressing", "status": status, "reason": reason}
-        return DeploymentState.from_live({"status": {"conditions": [condition]}})
+        if since:
+            condition["lastTransitionTime"] = since
+        return DeploymentState.from_live({"status": {"conditions": [condition]}}).rolling_out_since
 
-    assert live("ReplicaSetUpdated").rolling_out
-    assert live("NewReplicaSetCreated").rolling_out
-    assert not live("NewReplicaSetAvailable").rolling_out
-    assert not live("ProgressDeadlineExceeded", "False").rolling_out
-    assert not DeploymentState.from_live({}).rolling_out
+    assert live("ReplicaSetUpdated") == datetime(2026, 12, 7, 10, tzinfo=UTC)
+    assert live("NewReplicaSetCreated") is not None
+    assert live("NewReplicaSetAvailable") is None
+    assert live("ProgressDeadlineExceeded", "False") is None
+    assert live("ReplicaSetUpdated", since="") is None  # since when unknown: no grace
+    assert DeploymentState.from_live({}).rolling_out_since is None
 
 
 def test_blocked_image_reports_reason_and_what_still_runs() -> None:

@@ -340,3 +340,37 @@ def test_the_policy_tells_the_pods_the_bucket_owner_and_the_largest_model() -> N
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["MAX_MODEL_BYTES"] == "50000000"
+
+
+def test_a_retail_model_on_its_way_out_applies_nothing_says_so_and_drops_its_gauges() -> None:
+    """deletionTimestamp set: Ready says it is being deleted (for the deletion's generation,
+    so it is not looked at as a change again and again), nothing is applied, what the status
+    said is kept, and its gauges and policy violations go at once."""
+    from retail_operator import metrics
+    from retail_operator.policy import Policy
+
+    world = World()
+    world.registry.policies["default"] = Policy.from_body(
+        {"metadata": {"name": "default"}, "spec": {"scanning": {"maxBlockSeverity": "HIGH"}}}
+    )
+    tracked = world.retailmodel("v1", scanPolicy={"blockSeverity": "NONE"})
+    world.reconcile(tracked)
+    assert world.registry.violating == {"default": {tracked.key}}
+    assert tracked.key in metrics.blocked_images and tracked.key in metrics.expiring_exceptions
+    image = tracked.written and tracked.written["image"]
+    applied = len(world.store.applied)
+    tracked.body["metadata"] |= {
+        "deletionTimestamp": "2026-12-07T12:00:00Z",
+        "finalizers": ["foregroundDeletion"],
+        "generation": 2,
+    }
+    world.reconcile(tracked)
+    assert len(world.store.applied) == applied
+    status, reason, message = world.condition(tracked, "Ready")
+    assert (status, reason) == ("False", "Deleting")
+    assert message == "Being deleted: nothing is applied; waiting for foregroundDeletion"
+    assert tracked.written and tracked.written["observedGeneration"] == 2
+    assert tracked.written["image"] == image  # the rest kept as it was
+    assert world.registry.violating == {"default": set()}
+    assert tracked.key not in metrics.blocked_images
+    assert tracked.key not in metrics.expiring_exceptions
