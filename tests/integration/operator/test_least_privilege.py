@@ -6,8 +6,11 @@ alone it still does its whole job."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +170,37 @@ def test_with_its_own_token_alone_it_does_its_whole_job(
 NAMESPACED_ACCOUNT = "retail-operator-namespaced"
 
 
+@contextlib.contextmanager
+def another_namespace(scenario: Scenario, prefix: str) -> Iterator[Scenario]:
+    """This test's world in a namespace of its own (the same registry, bucket and tags)."""
+    namespace = scenario.cluster.test_namespace(prefix)
+    try:
+        yield replace(scenario, namespace=namespace)
+    finally:
+        scenario.cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
 @pytest.fixture
-def namespaced_install(scenario: Scenario, tmp_path: Path) -> Iterator[Path]:
-    """deploy/overlays/namespaced's RBAC, serving this test's namespace only, for a
-    ServiceAccount of its own (the cluster-wide install's account is bound cluster-wide by the
-    other tests here): its token's kubeconfig."""
+def neighbour(scenario: Scenario) -> Iterator[Scenario]:
+    """A second namespace the namespaced install serves."""
+    with another_namespace(scenario, "rm-neighbour") as served:
+        yield served
+
+
+@pytest.fixture
+def stranger(scenario: Scenario) -> Iterator[Scenario]:
+    """A namespace it does not serve."""
+    with another_namespace(scenario, "other") as unserved:
+        yield unserved
+
+
+@pytest.fixture
+def namespaced_install(scenario: Scenario, neighbour: Scenario, tmp_path: Path) -> Iterator[Path]:
+    """deploy/overlays/namespaced's RBAC, serving this test's two namespaces only (its tenant
+    Role and RoleBinding in each), for a ServiceAccount of its own (the cluster-wide install's
+    account is bound cluster-wide by the other tests here): its token's kubeconfig."""
     cluster = scenario.cluster
+    served = (scenario.namespace, neighbour.namespace)
     rendered = cluster.kubectl("kustomize", str(ROOT / "deploy" / "overlays" / "namespaced"))
     documents = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     cluster_roles = {d["metadata"]["name"] for d in documents if d["kind"] == "ClusterRole"}
@@ -183,14 +211,17 @@ def namespaced_install(scenario: Scenario, tmp_path: Path) -> Iterator[Path]:
         tenant = document["kind"] in {"Role", "RoleBinding"} and meta["namespace"] == "retail"
         if not tenant and document["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
             continue  # the Lease's Role and binding stay the cluster-wide install's
-        if meta.get("namespace") == "retail":
-            meta["namespace"] = scenario.namespace
-        if document["kind"].startswith("Cluster"):
-            meta["name"] = f"{meta['name']}-{scenario.namespace}"
-            if "roleRef" in document:
-                document["roleRef"]["name"] = f"{document['roleRef']['name']}-{scenario.namespace}"
         for subject in document.get("subjects", []):
             subject["name"] = NAMESPACED_ACCOUNT
+        if tenant:  # one copy in each namespace served
+            for namespace in served:
+                copied = copy.deepcopy(document)
+                copied["metadata"]["namespace"] = namespace
+                kept.append(copied)
+            continue
+        meta["name"] = f"{meta['name']}-{scenario.namespace}"
+        if "roleRef" in document:
+            document["roleRef"]["name"] = f"{document['roleRef']['name']}-{scenario.namespace}"
         kept.append(document)
     cluster.kubectl("create", "serviceaccount", NAMESPACED_ACCOUNT, "-n", NAMESPACE, check=False)
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(kept))
@@ -207,27 +238,29 @@ def namespaced_install(scenario: Scenario, tmp_path: Path) -> Iterator[Path]:
                 )
 
 
-def test_the_namespaced_install_does_its_job_in_its_namespace_and_nowhere_else(
-    scenario: Scenario, namespaced_install: Path, tmp_path: Path
+def test_the_namespaced_install_does_its_job_in_its_namespaces_and_nowhere_else(
+    scenario: Scenario,
+    neighbour: Scenario,
+    stranger: Scenario,
+    namespaced_install: Path,
+    tmp_path: Path,
 ) -> None:
-    other = scenario.cluster.test_namespace("other")
-    try:
-        for verb, args in (
-            ("create", ("configmap", "x", "-n", other, "--from-literal=a=b")),
-            ("get", ("pods", "-n", other)),
-            ("get", ("deployments", "-n", "kube-system")),
-        ):
-            result = as_operator(scenario.cluster, namespaced_install, verb, *args)
-            assert result.returncode != 0 and "forbidden" in result.stderr, result.stderr
-    finally:
-        scenario.cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+    """Two namespaces served (an informer of RetailModels in each): both roll out; a third,
+    not served, is neither readable nor writable, and its RetailModel is left alone."""
+    for verb, args in (
+        ("create", ("configmap", "x", "-n", stranger.namespace, "--from-literal=a=b")),
+        ("get", ("pods", "-n", stranger.namespace)),
+        ("get", ("deployments", "-n", "kube-system")),
+    ):
+        result = as_operator(scenario.cluster, namespaced_install, verb, *args)
+        assert result.returncode != 0 and "forbidden" in result.stderr, result.stderr
 
     session = scenario.operator
     session.stop()
     port = free_port()
     env = session.env | {
         "KUBECONFIG": str(namespaced_install),
-        "RETAIL_OPERATOR_NAMESPACES": scenario.namespace,
+        "RETAIL_OPERATOR_NAMESPACES": f"{scenario.namespace},{neighbour.namespace}",
         "RETAIL_OPERATOR_LEADER_ELECTION": "false",  # the Lease's Role names another account
         "RETAIL_OPERATOR_LIVENESS_PORT": str(port),
         "RETAIL_OPERATOR_METRICS_PORT": str(free_port()),
@@ -235,10 +268,16 @@ def test_the_namespaced_install_does_its_job_in_its_namespace_and_nowhere_else(
     namespaced = OperatorProcess(env, tmp_path / "namespaced.log", port)
     namespaced.start()
     try:
-        scenario.operator = namespaced
+        scenario.operator = neighbour.operator = namespaced
         scenario.image("v1")
-        scenario.apply(scenario.manifest("prices", "v1", scenario.model()))
+        for each in (scenario, neighbour, stranger):
+            manifest = scenario.manifest("prices", "v1", scenario.model())
+            manifest["metadata"]["namespace"] = each.namespace
+            each.apply(manifest)
         scenario.wait_condition("prices", "Ready", "True")
+        neighbour.wait_condition("prices", "Ready", "True")
+        assert "status" not in stranger.get("retailmodel", "prices")  # not served: not looked at
+        assert stranger.get("deployment", "prices") is None
         assert "Forbidden" not in namespaced.logs(), namespaced.logs()[-3000:]
     finally:
         namespaced.stop()
