@@ -18,7 +18,7 @@ from retail_serving import artifact
 from retail_training.dataset import generate
 
 
-def batch_matrix(model_path: Path, rows: int) -> np.ndarray:  # type: ignore[type-arg]
+def batch_matrix(model_path: Path, rows: int) -> np.ndarray:
     model = artifact.read(model_path)
     return model.encoder.encode_rows(list(generate(rows, seed=99).rows()))
 

@@ -86,7 +86,7 @@ CONCURRENCY = 32  # the baseline client's requests in flight
 # keeping as many requests in flight as the baseline takes several times its concurrency.
 OPERATOR_CONCURRENCY = 128
 SINGLES = 20
-STORM_RESYNCS = (30.0, 5.0)
+STORM_RESYNCS: tuple[float, ...] = (30.0, 5.0)
 STORM_WAIT = 60.0
 # How long the new RetailModels of a storm are waited for; those not reconciled by then are
 # recorded as at least that late (``unreconciled``), so a storm that starves them keeps the run.
@@ -207,7 +207,9 @@ async def _bounded(jobs: list[Any]) -> None:
     await asyncio.gather(*(one(job) for job in jobs))
 
 
-async def run_baseline(config: ClusterConfig, count: int, digests: dict[str, str]) -> dict:
+async def run_baseline(
+    config: ClusterConfig, count: int, digests: dict[str, str]
+) -> dict[str, Any]:
     names = {f"rm-{i:05d}" for i in range(count)}
     async with Kube(config.kubeconfig, WORK / "client") as kube:
         listed = await kube.get("/apis/apps/v1/namespaces/baseline/deployments")

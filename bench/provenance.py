@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def verify_times(model: Path, team: KeyPair, repeat: int) -> dict[str, Any]:
         for label, path in files.items():
             bundle = team.sign(path.read_bytes())
             assert modelsig.verify(path, bundle, trusted).verified
-            timing = _timed(lambda p=path, b=bundle: modelsig.verify(p, b, trusted), repeat)
+            timing = _timed(partial(modelsig.verify, path, bundle, trusted), repeat)
             figures[label] = {"bytes": path.stat().st_size, **timing}
             step(f"verify {label}: median {timing['median_ms']} ms, p95 {timing['p95_ms']} ms")
     started = time.perf_counter()
@@ -223,11 +224,12 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.only.split(","))
     team = KeyPair.new()
-    models = (train(1), train(2)) if parts & {"verify", "operator", "reload"} else ()
+    wanted = parts & {"verify", "operator", "reload"}
+    models = (train(1), train(2)) if wanted else None
     if "image" in parts:  # results of their own (provenance_image.json), with their own stamp
         figures = image_times(team, args.repeat)
         write_result("provenance_image", {"settings": vars(args), "machine": machine(), **figures})
-    if not parts & {"verify", "operator", "reload"}:
+    if models is None:
         return
     result: dict[str, Any] = {"settings": vars(args), "machine": machine()}
     if "verify" in parts:

@@ -39,8 +39,8 @@ from typing import Any
 from bench import wrk
 from bench.common import BENCH_CACHE, VENV_BIN, machine, step, write_result
 from bench.serving import train, write_bodies
-from retail_tools.cluster.cluster import ClusterError
 from retail_tools.cluster.config import ClusterConfig
+from retail_tools.cluster.errors import ClusterError
 from retail_tools.images import registry
 from retail_tools.images.build import build_release, target_named
 from retail_tools.images.config import ImagesConfig

@@ -254,7 +254,8 @@ def operator_scale_results() -> dict[str, Any] | None:
     if not files:
         return read_result("operator_scale")
     loaded = [json.loads(path.read_text()) for path in files]
-    scales, labelled = [], []
+    scales: list[dict[str, Any]] = []
+    labelled: list[dict[str, Any]] = []
     for result in loaded:
         for scale in result["scales"]:
             scale = {**scale, "commit": result.get("commit", "?"), "label": result.get("label")}

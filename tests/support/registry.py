@@ -15,8 +15,9 @@ from pathlib import Path
 from retail_provenance import cosign, oci
 from retail_tools.images import registry
 from retail_tools.images.config import ImagesConfig
+from retail_tools.ports import free_port
 from retail_tools.settings import current
-from retail_tools.standin import AwsStandIn, free_port
+from retail_tools.standin import AwsStandIn
 
 
 @contextmanager
