@@ -268,7 +268,7 @@ def _react(
         if election is not None and not election.is_leader:
             return  # a standby keeps the registry warm and writes nothing
         tracked = registry.owner(body)
-        if tracked is None or tracked.body["metadata"].get("deletionTimestamp"):
+        if tracked is None or tracked.leaving:
             return  # not a child of a RetailModel this replica knows (or one on its way out)
         name = body["metadata"]["name"]
         reactions.submit((tracked.key[0], kind, name), (tracked, kind, name))

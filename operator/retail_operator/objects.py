@@ -204,6 +204,12 @@ class Tracked:
         return str(self.body["metadata"].get("uid", ""))
 
     @property
+    def leaving(self) -> bool:
+        """Deleted, and held by a finalizer (someone's, or the garbage collector's foreground
+        deletion removing its children first) until it is gone."""
+        return bool(self.body["metadata"].get("deletionTimestamp"))
+
+    @property
     def status(self) -> dict[str, Any]:
         """The status as the watch last showed it (a copy of its own), kept apart from
         ``body`` (metadata and spec), packed: read only by a replica that has written none."""

@@ -164,7 +164,7 @@ class Reconciler:
 
     async def reconcile(self, tracked: Tracked) -> Outcome:
         async with tracked.lock:
-            if _leaving(tracked):
+            if tracked.leaving:
                 return await self._leave(tracked)
             live = self.children.live(tracked)
             try:
@@ -227,7 +227,7 @@ class Reconciler:
             key, scanpolicy.ending_soon(spec.scan_policy, datetime.now(UTC), EXPIRY_WARNING)
         )
 
-        if _leaving(tracked):  # deleted while its checks were made: apply nothing now
+        if tracked.leaving:  # deleted while its checks were made: apply nothing now
             return await self._leave(tracked)
         step: machine.Plan | None = None
         follows_canary = spec.rollout.canary_enabled and not spec.model.version_id
@@ -681,7 +681,7 @@ class Reconciler:
         async with tracked.lock:
             applied = tracked.applied
             written = tracked.written
-            if applied is None or written is None or _leaving(tracked):
+            if applied is None or written is None or tracked.leaving:
                 return None  # the RetailModel's own reconcile decides (or it is going)
             wanted = applied.manifest(kind, name)
             if wanted is None:
@@ -763,10 +763,6 @@ class Reconciler:
 
 # Ready's reasons for a spec that cannot be carried out: only a full reconcile may lift them.
 _REFUSALS = frozenset({SpecInvalid.reason, NameConflict.reason, PolicyViolation.reason})
-
-
-def _leaving(tracked: Tracked) -> bool:
-    return bool(tracked.body["metadata"].get("deletionTimestamp"))
 
 
 async def _nothing() -> list[Any]:
