@@ -34,9 +34,8 @@ class Status:
     log: Path
 
 
-def start(name: str, argv: tuple[str, ...], run_dir: Path, log_path: Path, nice: int = 0) -> int:
-    """Start ``argv`` detached from this process and remember its pid under ``name``; at CPU
-    priority ``nice`` when not 0 (see ``prioritise``)."""
+def start(name: str, argv: tuple[str, ...], run_dir: Path, log_path: Path) -> int:
+    """Start ``argv`` detached from this process and remember its pid under ``name``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -51,19 +50,7 @@ def start(name: str, argv: tuple[str, ...], run_dir: Path, log_path: Path, nice:
             cwd=run_dir,
         )
     _pid_file(run_dir, name).write_text(f"{process.pid}\n")
-    if nice:
-        prioritise(process.pid, nice, log_path)
     return process.pid
-
-
-def prioritise(pid: int, nice: int, log_path: Path) -> None:
-    """Give ``pid`` the CPU priority ``nice``. A negative one needs root or CAP_SYS_NICE: without
-    it the process keeps its priority, and its log says so (it runs, only less favoured)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
-    except OSError as error:  # PermissionError without the right; ESRCH if it is gone
-        with log_path.open("a") as log:
-            log.write(f"==> its CPU priority stays as it was, not {nice}: {error}\n")
 
 
 def running_pid(name: str, run_dir: Path, binary: str) -> int | None:

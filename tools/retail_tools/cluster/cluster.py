@@ -89,8 +89,6 @@ def _start(
     for component in wanted:
         if pid := processes.running_pid(component.name, config.run_dir, component.binary):
             if processes.command_line(pid) == component.argv:
-                if component.nice:  # started by an older version, perhaps without it
-                    processes.prioritise(pid, component.nice, log_path(config, component))
                 _wait_healthy(config, component)
                 continue
             notify(f"{component.name}: its command line changed, restarting it")
@@ -101,13 +99,7 @@ def _start(
                 "process; pick other ports with RETAILMODEL_CLUSTER_PORT_BASE"
             )
         started_at = time.monotonic()
-        processes.start(
-            component.name,
-            component.argv,
-            config.run_dir,
-            log_path(config, component),
-            component.nice,
-        )
+        processes.start(component.name, component.argv, config.run_dir, log_path(config, component))
         started.append(component.name)
         _wait_healthy(config, component)
         notify(f"{component.name} is up ({time.monotonic() - started_at:.1f}s)")

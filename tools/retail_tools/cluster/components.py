@@ -25,12 +25,6 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # which, not the API server, would then bound how fast the operator's objects converge.
 CLIENT_QPS = 100
 CLIENT_BURST = 200
-# kwok plays the kubelets, which have nodes of their own: here it shares two cores with a
-# saturated API server. Starved of them, it reads its pod watch too slowly, the API server
-# closes it as unresponsive, and kwok lists every pod again (a watch-list): at 10,000 pods that
-# was a watch closed and all pods listed again every 6-7 s, kwok at 55 % of a core (3 % once
-# ahead), and pod-ready played again on pods listed before their status landed (bench/notes.md).
-KWOK_NICE = -10
 
 
 class Probe(Enum):
@@ -49,7 +43,6 @@ class Component:
     port: int | None  # the loopback port it must find free, if it listens on one
     health_url: str
     probe: Probe
-    nice: int = 0  # its CPU priority (negative: ahead of the rest; needs root or CAP_SYS_NICE)
 
     @property
     def binary(self) -> str:
@@ -204,7 +197,6 @@ def components(config: ClusterConfig) -> tuple[Component, ...]:
         port=ports.kwok,
         health_url=f"http://{loopback}:{ports.kwok}/healthz",
         probe=Probe.HTTP,
-        nice=KWOK_NICE,
     )
     return etcd, apiserver, controller_manager, scheduler, kwok
 

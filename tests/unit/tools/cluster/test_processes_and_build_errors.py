@@ -43,24 +43,6 @@ def test_stop_ends_the_whole_process_group_and_forgets_the_pid(
     assert processes.stop("stubborn", tmp_path / "run", shell) is False
 
 
-def test_a_process_started_with_a_priority_runs_at_it(tmp_path: Path) -> None:
-    # A positive nice needs no privilege, so this holds for any user; kwok's is negative.
-    run, log = tmp_path / "run", tmp_path / "logs" / "p.log"
-    pid = processes.start("patient", ("/bin/sh", "-c", "sleep 300"), run, log, nice=7)
-    try:
-        assert os.getpriority(os.PRIO_PROCESS, pid) == 7
-    finally:
-        processes.stop("patient", run, "/bin/sh")
-
-
-def test_a_priority_that_cannot_be_given_is_logged_not_raised(tmp_path: Path) -> None:
-    run, log = tmp_path / "run", tmp_path / "logs" / "q.log"
-    pid = processes.start("brief", ("/bin/sh", "-c", "exit 0"), run, log)
-    os.waitpid(pid, 0)  # reaped: the pid names no process any more
-    processes.prioritise(pid, -10, log)
-    assert "its CPU priority stays as it was, not -10" in log.read_text()
-
-
 def test_a_failing_go_build_is_one_line_naming_the_step_and_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
