@@ -25,6 +25,15 @@ import yaml
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "retail-bench"
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+# What paces a burst of new Services at the API server: each Service create (server-side
+# apply) allocates a ClusterIP, which creates an IPAddress object through the server itself.
+TIMED = ("APPLY services", "POST ipaddresses", "ClusterIP allocation")
+_ALLOCATION = "kube_apiserver_clusterip_allocator_allocation_duration_seconds"
+_DURATION = "apiserver_request_duration_seconds"
+_SCRAPED = frozenset(
+    {"apiserver_request_total"}
+    | {f"{name}_{part}" for name in (_DURATION, _ALLOCATION) for part in ("sum", "count")}
+)
 
 
 def _ssl_context(kubeconfig: Path, scratch: Path) -> tuple[str, ssl.SSLContext]:
@@ -97,19 +106,39 @@ class Kube:
 
     async def request_counts(self) -> Counter[str]:
         """The API server's own count of requests so far, by verb and resource."""
+        return (await self.server_figures())[0]
+
+    async def server_figures(self) -> tuple[Counter[str], dict[str, tuple[float, int]]]:
+        """The API server's own figures so far, from one scrape of its metrics: requests by
+        verb and resource, and (seconds, how many) for what paces a burst of new Services
+        (``TIMED``)."""
         async with self.session.get(self.server + "/metrics") as response:
             text = await response.text()
         counts: Counter[str] = Counter()
+        seconds: dict[str, float] = {}
+        how_many: dict[str, int] = {}
         for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
+            name, _, rest = line.partition("{")
+            if name not in _SCRAPED:
                 continue
-            labels_text, _, value = line.rpartition(" ")
+            labels_text, _, value = rest.rpartition(" ")
             labels = dict(_LABEL.findall(labels_text))
             resource = labels.get("resource", "")
             if labels.get("subresource"):
                 resource += "/" + labels["subresource"]
-            counts[f"{labels.get('verb', '?')} {resource}"] += int(float(value))
-        return counts
+            key = f"{labels.get('verb', '?')} {resource}"
+            if name == "apiserver_request_total":
+                counts[key] += int(float(value))
+                continue
+            if name.startswith(_ALLOCATION):
+                key = "ClusterIP allocation"
+            if key not in TIMED:
+                continue
+            if name.endswith("_sum"):
+                seconds[key] = seconds.get(key, 0.0) + float(value)
+            else:
+                how_many[key] = how_many.get(key, 0) + int(float(value))
+        return counts, {key: (seconds.get(key, 0.0), how_many.get(key, 0)) for key in TIMED}
 
     async def watch(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
         """Watch events from ``resource_version`` on, reconnecting when the server ends one."""
