@@ -330,6 +330,18 @@ class Registry:
         packed = self._children.get((namespace, kind, name))
         return packed.body() if packed is not None else None
 
+    def newest(self, namespace: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (an apply's answer), or the copy held of that same object when its watch
+        has shown a newer one since (without managedFields)."""
+        packed = self._children.get((namespace, kind, body["metadata"]["name"]))
+        if (
+            packed is None
+            or packed.uid != body["metadata"].get("uid")
+            or packed.resource_version <= _resource_version(body)
+        ):
+            return body
+        return packed.body()
+
     def child_applied(self, namespace: str, kind: str, body: Mapping[str, Any]) -> None:
         """An apply's answer: the child as it is now, before its watch event comes. Filed so
         that a reconcile meanwhile neither reads it again nor applies it again (at 2,000

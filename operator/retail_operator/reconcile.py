@@ -512,7 +512,13 @@ class Reconciler:
             counted = {k: v for k, v in deployment["spec"].items() if k != "replicas"}
             manifests[("Deployment", owner.name)] = {**deployment, "spec": counted}
         tracked.applied = Applied.of(target, manifests, changed)
-        return DeploymentState.from_live(applied[0], changed)
+        # What the status reports is the Deployment as last seen, not necessarily the apply's
+        # answer: a new Service waits its turn for seconds under load (the API server
+        # allocates cluster IPs one at a time), and the pods may be ready by then. Reported
+        # from the answer, the first status said "rolling out" when they were ready, and a
+        # second write with its Event followed at once (bench/notes.md, 10,000 RetailModels).
+        newest = tracked.registry.newest(owner.namespace, "Deployment", applied[0])
+        return DeploymentState.from_live(newest, changed)
 
     async def _replicas(
         self, live: LiveChildren, spec: RetailModelSpec, owner: Owner

@@ -44,6 +44,10 @@ class ObjectStore:
     handed_off: list[int] = field(default_factory=list)
     reads: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of each GET
     gate: asyncio.Event | None = None  # holds status writes while set up
+    service_gate: asyncio.Event | None = None  # holds Service applies while set up
+    # A new Deployment answered as the API server answers a create: no status yet (its
+    # controller has not seen it). Else every Deployment is answered ready.
+    fresh_status: bool = False
     # What a watch would deliver: every change, as (kind, deleted, body).
     watch: Callable[[str, bool, dict[str, Any]], object] = lambda *_: None
 
@@ -68,8 +72,11 @@ class ObjectStore:
         return []
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] == "Service" and self.service_gate is not None:
+            await self.service_gate.wait()
         self.applied.append(copy.deepcopy(manifest))
         key = (manifest["metadata"]["namespace"], manifest["kind"], manifest["metadata"]["name"])
+        created = key not in self.objects
         live = copy.deepcopy(manifest)
         live["metadata"]["uid"] = (
             self.objects.get(key, {}).get("metadata", {}).get("uid", f"uid-{next(_uids)}")
@@ -98,6 +105,8 @@ class ObjectStore:
                 "availableReplicas": replicas,
                 "conditions": [{"type": "Available", "status": "True"}],
             }
+            if created and self.fresh_status:
+                live["status"] = {}
         self.objects[key] = live
         self.watch(live["kind"], False, copy.deepcopy(live))
         return copy.deepcopy(live)

@@ -150,3 +150,55 @@ def test_a_reconcile_before_the_watch_delivers_its_children_neither_reads_nor_ap
     assert applied == 4  # ConfigMap, Deployment, Service, PodDisruptionBudget (2 replicas)
     world.reconcile(tracked)
     assert (len(world.store.applied), world.store.reads[reads:]) == (applied, [])
+
+
+def rollout_behind_a_slow_service(world: World, tracked: Tracked, uid: str = "") -> None:
+    """Reconcile a new RetailModel whose Service waits its turn at the API server; meanwhile
+    the Deployment's watch shows it ready (``uid``: a copy of another object of that name)."""
+
+    async def scenario() -> None:
+        world.store.service_gate = asyncio.Event()
+        rollout = asyncio.create_task(world.reconciler.reconcile(tracked))
+        while "prices" not in world.store.kinds("Deployment"):
+            await asyncio.sleep(0)  # the Deployment is applied; the Service waits its turn
+        answered = world.store.kinds("Deployment")["prices"]
+        assert answered["status"] == {}, "the apply's answer has no pods yet"
+        ready = copy.deepcopy(answered)  # its watch event once the pods are ready
+        ready["metadata"]["resourceVersion"] = "12"
+        ready["metadata"]["uid"] = uid or ready["metadata"]["uid"]
+        ready["status"] = {
+            "observedGeneration": ready["metadata"]["generation"],
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+            "conditions": [{"type": "Available", "status": "True"}],
+        }  # fmt: skip
+        world.registry.child_event("Deployment", False, ready)
+        world.store.service_gate.set()
+        await rollout
+
+    world.store.fresh_status = True
+    asyncio.run(scenario())
+
+
+def test_a_status_written_after_a_slow_service_reports_the_deployment_as_last_seen() -> None:
+    """A new Service waits its turn at the API server (it allocates cluster IPs one at a time,
+    seconds each under load), and the new Deployment's pods may be ready before it is made.
+    The status written then reports what the Deployment's watch has shown since the apply:
+    Ready at once, in one write with one Event, not the apply's answer (no pods yet), which
+    a second write and Event corrected a moment later at 10,000 RetailModels."""
+    world = World()
+    tracked = world.retailmodel("v1", replicas=1)
+    rollout_behind_a_slow_service(world, tracked)
+    assert len(world.store.statuses) == 1
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
+    assert (tracked.written or {})["replicas"] == {"desired": 1, "available": 1}
+    assert [reason for _, reason, _ in world.events] == ["Ready"]
+
+
+def test_a_copy_of_another_object_of_the_same_name_is_not_reported() -> None:
+    """Only a newer copy of the very object applied counts (same uid): a copy held of one
+    deleted and re-created under that name says nothing about the one just applied."""
+    world = World()
+    tracked = world.retailmodel("v1", replicas=1)
+    rollout_behind_a_slow_service(world, tracked, uid="someone-else")
+    assert world.condition(tracked, "Ready")[0] == "False"
+    assert (tracked.written or {})["replicas"] == {"desired": 1, "available": 0}
