@@ -696,6 +696,8 @@ class Reconciler:
                 subject = _Subject.parse(tracked)
             except SpecInvalid:
                 return None
+            if live is not None:  # a reconcile may have seen a newer copy while this waited
+                live = tracked.registry.newest(tracked.key[0], kind, dict(live))
             if live is None or not rendering.is_subset(wanted, live):
                 live = await self.children.apply(self.children.live(tracked), dict(wanted))
                 if kind == "Deployment":

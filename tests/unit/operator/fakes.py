@@ -28,6 +28,9 @@ from retail_provenance.verdict import Verdict
 REPO = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/mlops/retail-api"
 DIGESTS = {tag: "sha256:" + str(n) * 64 for n, tag in enumerate(("v1", "v2", "v3"), start=1)}
 _uids = itertools.count(1)
+_versions = itertools.count(
+    1
+)  # the store's resourceVersions, as the API server's: each write's higher
 
 
 def pinned(tag: str) -> str:
@@ -55,6 +58,7 @@ class ObjectStore:
         """Create or replace an object as someone else would (no server-side apply)."""
         body = copy.deepcopy(manifest)
         body["metadata"].setdefault("uid", f"uid-{next(_uids)}")
+        body["metadata"]["resourceVersion"] = str(next(_versions))
         key = (body["metadata"]["namespace"], body["kind"], body["metadata"]["name"])
         self.objects[key] = body
         self.watch(body["kind"], False, copy.deepcopy(body))
@@ -85,6 +89,7 @@ class ObjectStore:
         generation = earlier.get("metadata", {}).get("generation", 0)
         changed = {**earlier.get("spec", {}), **manifest.get("spec", {})} != earlier.get("spec")
         live["metadata"]["generation"] = generation + 1 if changed else generation
+        live["metadata"]["resourceVersion"] = str(next(_versions))
         if manifest["kind"] == "Deployment":
             before = self.objects.get(key, {}).get("spec", {}).get("replicas", 1)
             replicas = manifest["spec"].get("replicas", before)

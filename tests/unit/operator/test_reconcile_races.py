@@ -152,19 +152,30 @@ def test_a_reconcile_before_the_watch_delivers_its_children_neither_reads_nor_ap
     assert (len(world.store.applied), world.store.reads[reads:]) == (applied, [])
 
 
-def rollout_behind_a_slow_service(world: World, tracked: Tracked, uid: str = "") -> None:
+def rollout_behind_a_slow_service(
+    world: World, tracked: Tracked, uid: str = "", later: int = 1, reaction: bool = False
+) -> None:
     """Reconcile a new RetailModel whose Service waits its turn at the API server; meanwhile
-    the Deployment's watch shows it ready (``uid``: a copy of another object of that name)."""
+    the Deployment's watch shows it ready: a copy ``later`` versions after the apply's answer
+    (``uid``: a copy of another object of that name). ``reaction``: a reaction to the
+    Deployment's first event, holding the answer, is waiting on the RetailModel's lock."""
 
     async def scenario() -> None:
         world.store.service_gate = asyncio.Event()
         rollout = asyncio.create_task(world.reconciler.reconcile(tracked))
         while "prices" not in world.store.kinds("Deployment"):
             await asyncio.sleep(0)  # the Deployment is applied; the Service waits its turn
-        answered = world.store.kinds("Deployment")["prices"]
+        answered = copy.deepcopy(world.store.kinds("Deployment")["prices"])
         assert answered["status"] == {}, "the apply's answer has no pods yet"
+        waiting = asyncio.create_task(
+            world.reconciler.child_changed(tracked, "Deployment", "prices", answered)
+            if reaction
+            else asyncio.sleep(0)
+        )
         ready = copy.deepcopy(answered)  # its watch event once the pods are ready
-        ready["metadata"]["resourceVersion"] = "12"
+        ready["metadata"]["resourceVersion"] = str(
+            int(answered["metadata"]["resourceVersion"]) + later
+        )
         ready["metadata"]["uid"] = uid or ready["metadata"]["uid"]
         ready["status"] = {
             "observedGeneration": ready["metadata"]["generation"],
@@ -173,7 +184,7 @@ def rollout_behind_a_slow_service(world: World, tracked: Tracked, uid: str = "")
         }  # fmt: skip
         world.registry.child_event("Deployment", False, ready)
         world.store.service_gate.set()
-        await rollout
+        await asyncio.gather(rollout, waiting)
 
     world.store.fresh_status = True
     asyncio.run(scenario())
@@ -202,3 +213,26 @@ def test_a_copy_of_another_object_of_the_same_name_is_not_reported() -> None:
     rollout_behind_a_slow_service(world, tracked, uid="someone-else")
     assert world.condition(tracked, "Ready")[0] == "False"
     assert (tracked.written or {})["replicas"] == {"desired": 1, "available": 0}
+
+
+def test_a_copy_older_than_the_apply_is_not_reported() -> None:
+    """Nor does a copy of an earlier version than the apply's answer (resourceVersion): the
+    registry keeps the newer copy it holds, and ``Registry.newest`` prefers the answer unless
+    the copy held is newer (fails with both of those checks broken)."""
+    world = World()
+    tracked = world.retailmodel("v1", replicas=1)
+    rollout_behind_a_slow_service(world, tracked, later=-1)
+    assert world.condition(tracked, "Ready")[0] == "False"
+
+
+def test_a_reaction_that_waited_for_the_lock_does_not_step_the_status_back() -> None:
+    """A reaction to the Deployment's first event (the apply's answer: no pods) that waited on
+    the RetailModel's lock while the Service was made judges the Deployment as last seen, as
+    the reconcile did: the status stays Ready, in one write with one Event (the copy it held
+    wrote "rolling out" and a second Ready after it: found by a review of 2403a26)."""
+    world = World()
+    tracked = world.retailmodel("v1", replicas=1)
+    rollout_behind_a_slow_service(world, tracked, reaction=True)
+    assert world.condition(tracked, "Ready")[:2] == ("True", "Ready")
+    assert len(world.store.statuses) == 1
+    assert [reason for _, reason, _ in world.events] == ["Ready"]
