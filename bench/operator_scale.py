@@ -1,6 +1,7 @@
 """Operator at scale: 100, 500 and 1,000 RetailModels on a real local control plane.
 
-``python -m bench.operator_scale [--scales 100,500,1000] [--label before] [--storm-resyncs 30,5]``
+``python -m bench.operator_scale [--scales 100,500,1000] [--label before] [--storm-resyncs 30,5]
+[--operator-concurrency 128]``
 
 ``--memory-profile`` runs only phase 2's convergence, with the operator under memray
 (``--trace-python-allocators``, so each object is put down to its site rather than to a whole
@@ -19,6 +20,9 @@ the shared test cluster), so neither works beside the other's objects:
 1. Baseline: the same ConfigMaps, Deployments and Services the operator would render, applied
    directly by a plain async client (server-side apply, 32 at a time) as fast as the API
    server accepts them; timed until all are created and until every Deployment is Available.
+   In both phases the API server's own histograms give its time for the Service path
+   (``service_path``: each Service apply, the IPAddress create it makes, and the ClusterIP
+   allocation around it, which one API server makes one at a time).
 2. Operator: ``retailctl operator`` is started, N RetailModels are applied (32 at a time), and
    independent watches time when each one's Deployment appears, when its status is written
    (``observedGeneration``) and when it is Ready. Then 20 more are applied one at a time, for
