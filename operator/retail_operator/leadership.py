@@ -139,8 +139,12 @@ class LeaderElection:
             left = self._renewed_at + self.timing.renew_deadline - sent
             renewed = False
             if left > 0:
+                # asyncio.timeout, not wait_for: wait_for (Python 3.11) returned a renewal that
+                # completed as the task was cancelled and dropped the cancellation, so a
+                # shutdown at that moment was lost and the replica went on leading.
                 try:
-                    renewed = await asyncio.wait_for(self._try_acquire(), timeout=left)
+                    async with asyncio.timeout(left):
+                        renewed = await self._try_acquire()
                 except TimeoutError:
                     logger.warning("renewing the lease took longer than the renew deadline")
             if renewed:

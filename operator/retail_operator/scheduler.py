@@ -210,8 +210,11 @@ class Scheduler:
             self._slots.release()
             metrics.DUE_BACKLOG.set(0)
             timeout = self._heap[0][0] - now if self._heap else None
+            # asyncio.timeout, not wait_for: wait_for (Python 3.11) returned a wake that came
+            # as the task was cancelled and dropped the cancellation (a shutdown lost).
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

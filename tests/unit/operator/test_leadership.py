@@ -26,6 +26,9 @@ class MemoryLeases:
         self.version = 0
         self.down_for: set[str] = set()  # identities whose calls fail (a partitioned replica)
         self.hung_for: set[str] = set()  # identities whose calls never return
+        # A task cancelled from inside the next replace, just before it succeeds (a shutdown
+        # that arrives as a renewal lands).
+        self.cancel_on_replace: asyncio.Task[None] | None = None
 
     async def _check(self, manifest: dict[str, Any] | None, caller: str) -> None:
         if caller in self.down_for:
@@ -47,6 +50,9 @@ class MemoryLeases:
         assert self.lease is not None
         if manifest["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise TemporaryError("409 conflict", reason="ApiUnavailable", retry_after=0)
+        if self.cancel_on_replace is not None:
+            self.cancel_on_replace.cancel()
+            self.cancel_on_replace = None
         return self._store(manifest)
 
     def _store(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +140,24 @@ async def test_a_silent_leader_stands_by_and_the_standby_takes_over(
     for task in (task_a, task_b):
         task.cancel()
     await asyncio.gather(task_a, task_b, return_exceptions=True)
+
+
+async def test_a_shutdown_that_arrives_as_a_renewal_lands_is_not_lost(
+    leases: MemoryLeases,
+) -> None:
+    """A cancellation (shutdown) delivered while a renewal completes must stop the election
+    and release the lease: ``asyncio.wait_for`` around the renewal returned the renewal's
+    result and dropped the cancellation when both happened at once, and the replica went on
+    leading (a CI run hung for 600 s in the test above, cancelling a leader this way)."""
+    a = election(leases, "a")
+    task = asyncio.create_task(a.run())
+    await until(lambda: a.is_leader)
+    leases.cancel_on_replace = task  # the next renewal's replace
+    done, _ = await asyncio.wait({task}, timeout=FAST.lease_duration * 2)
+    assert task in done and task.cancelled(), "the shutdown was lost: still running"
+    assert leases.holder == ""  # and the lease was given up
+    if not task.done():
+        task.cancel()
 
 
 async def test_a_released_lease_is_taken_at_once(leases: MemoryLeases) -> None:

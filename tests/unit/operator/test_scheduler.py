@@ -377,3 +377,26 @@ async def next_look_after_failures(count: int) -> float:
     scheduler._failures[tracked.key] = count - 1
     delay = scheduler._back_off(tracked.key, TemporaryError("timed out", retry_after=3.0))
     return delay
+
+
+def test_a_shutdown_that_arrives_with_a_wake_is_not_lost() -> None:
+    """Cancelling the scheduler (shutdown) at the moment something wakes it must stop it:
+    ``asyncio.wait_for`` around the wait returned the wake and dropped the cancellation when
+    both came at once, and the scheduler went on (the same race hung the lease's renewal)."""
+
+    async def scenario() -> bool:
+        registry = Registry()
+        tracked, _ = registry.observe(BODY)
+        scheduler = scheduler_for(Reconciler(None), registry, concurrency=1)
+        scheduler.schedule(tracked.key, 1000.0)  # something due, far off: a timed wait
+        loop = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.05)  # waiting for that, or for a wake
+        scheduler._wake.set()
+        loop.cancel()
+        done, _ = await asyncio.wait({loop}, timeout=1.0)
+        stopped = loop in done and loop.cancelled()
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        return stopped
+
+    assert asyncio.run(scenario()), "the shutdown was lost: the scheduler went on"
