@@ -151,13 +151,15 @@ async def test_a_shutdown_that_arrives_as_a_renewal_lands_is_not_lost(
     leading (a CI run hung for 600 s in the test above, cancelling a leader this way)."""
     a = election(leases, "a")
     task = asyncio.create_task(a.run())
-    await until(lambda: a.is_leader)
-    leases.cancel_on_replace = task  # the next renewal's replace
-    done, _ = await asyncio.wait({task}, timeout=FAST.lease_duration * 2)
-    assert task in done and task.cancelled(), "the shutdown was lost: still running"
-    assert leases.holder == ""  # and the lease was given up
-    if not task.done():
-        task.cancel()
+    try:
+        await until(lambda: a.is_leader)
+        leases.cancel_on_replace = task  # the next renewal's replace
+        done, _ = await asyncio.wait({task}, timeout=FAST.lease_duration * 2)
+        assert task in done and task.cancelled(), "the shutdown was lost: still running"
+        assert leases.holder == ""  # and the lease was given up
+    finally:
+        task.cancel()  # a lost shutdown leaves it running: stopped here either way
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_released_lease_is_taken_at_once(leases: MemoryLeases) -> None:
