@@ -104,10 +104,6 @@ class Kube:
             result: dict[str, Any] = json.loads(body)
             return result
 
-    async def request_counts(self) -> Counter[str]:
-        """The API server's own count of requests so far, by verb and resource."""
-        return (await self.server_figures())[0]
-
     async def server_figures(self) -> tuple[Counter[str], dict[str, tuple[float, int]]]:
         """The API server's own figures so far, from one scrape of its metrics: requests by
         verb and resource, and (seconds, how many) for what paces a burst of new Services
